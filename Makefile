@@ -1,0 +1,37 @@
+# Two commands on a fresh machine with only Python and pip:
+#   make run   - create .venv, install, create the SQLite database with demo data, serve the UI
+#   make test  - create .venv, install, run the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test test-pg bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,postgres]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/qms init --demo
+	$(BIN)/qms serve --host 127.0.0.1 --port 5000
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# the database tests again on PostgreSQL (QMS_TEST_DATABASE_URL must point at a scratch DB)
+test-pg: $(STAMP)
+	@test -n "$$QMS_TEST_DATABASE_URL" || { echo "set QMS_TEST_DATABASE_URL=postgresql+psycopg://..."; exit 2; }
+	$(BIN)/python -m pytest tests/integration tests/web $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/engine.py --n 1000
+	$(BIN)/python bench/engine.py --n 10000
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache

@@ -1,0 +1,211 @@
+"""The audit trail: append-only, hash-chained per record (and per system chain).
+
+Every event is written inside the caller's transaction, so a failed audit write rolls the
+business change back (R-P11-10e-1). The database refuses UPDATE/DELETE on the table
+(triggers in migrations/); the chain makes insertions, removals and edits done behind the
+application's back detectable by :func:`verify` (R-P11-10e-4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import event, insert, select
+from sqlalchemy.orm import Session
+
+from . import canonical
+from .models import AuditChain, AuditEvent, Record, User
+
+GENESIS = "0" * 64
+SYSTEM_CHAIN = "system"
+
+
+def record_chain(record_id: int) -> str:
+    return f"record:{record_id}"
+
+
+def event_payload(ev: AuditEvent) -> dict[str, Any]:
+    """The hashed content of an event: everything but its own hash and row id."""
+    return {
+        "chain": ev.chain,
+        "seq": ev.seq,
+        "at": ev.at,
+        "actor_id": ev.actor_id,
+        "actor_name": ev.actor_name,
+        "action": ev.action,
+        "record_id": ev.record_id,
+        "record_version": ev.record_version,
+        "definition_hash": ev.definition_hash,
+        "transition": ev.transition,
+        "from_state": ev.from_state,
+        "to_state": ev.to_state,
+        "changes": ev.changes,
+        "reason": ev.reason,
+        "prev_hash": ev.prev_hash,
+    }
+
+
+def compute_hash(ev: AuditEvent) -> str:
+    return canonical.sha256(event_payload(ev))
+
+
+def record_event(
+    session: Session,
+    record: Record,
+    *,
+    at: datetime,
+    actor: User,
+    action: str,
+    changes: dict[str, Any] | None = None,
+    transition: str | None = None,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """Append an event to ``record``'s chain. The caller holds the record row lock.
+
+    The row is queued on the session and inserted (in order, in one statement) at the
+    session's next flush or commit, in the same transaction as the change it records.
+    """
+    record.audit_seq += 1
+    row = {
+        "chain": record_chain(record.id),
+        "seq": record.audit_seq,
+        "at": at,
+        "actor_id": actor.id,
+        "actor_name": actor.full_name,
+        "action": action,
+        "record_id": record.id,
+        "record_version": record.version,
+        "definition_hash": record.definition_hash,
+        "transition": transition,
+        "from_state": from_state,
+        "to_state": to_state,
+        "changes": changes or {},
+        "reason": reason,
+        "prev_hash": record.audit_head or GENESIS,
+    }
+    row["hash"] = canonical.sha256(row)
+    record.audit_head = row["hash"]
+    session.info.setdefault(_PENDING, []).append(row)
+    return row
+
+
+_PENDING = "qms_audit_pending"
+
+
+def flush_pending(session: Session) -> None:
+    """Insert the queued audit rows now (called by the session events below)."""
+    rows = session.info.pop(_PENDING, None)
+    if rows:
+        session.connection().execute(insert(AuditEvent.__table__), rows)
+
+
+@event.listens_for(Session, "before_flush")
+def _before_flush(session: Session, _ctx: Any, _instances: Any) -> None:
+    flush_pending(session)
+
+
+@event.listens_for(Session, "before_commit")
+def _before_commit(session: Session) -> None:
+    flush_pending(session)
+
+
+@event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+def system_event(
+    session: Session,
+    *,
+    at: datetime,
+    actor: User | None,
+    action: str,
+    changes: dict[str, Any] | None = None,
+    reason: str | None = None,
+    chain: str = SYSTEM_CHAIN,
+) -> AuditEvent:
+    """Append an event to a non-record chain (logins, grants, definitions...)."""
+    head = session.execute(
+        select(AuditChain).where(AuditChain.name == chain).with_for_update()
+    ).scalar_one_or_none()
+    if head is None:
+        head = AuditChain(name=chain, seq=0, head="")
+        session.add(head)
+    head.seq += 1
+    ev = AuditEvent(
+        chain=chain,
+        seq=head.seq,
+        at=at,
+        actor_id=actor.id if actor else None,
+        actor_name=actor.full_name if actor else "system",
+        action=action,
+        record_id=None,
+        record_version=None,
+        definition_hash=None,
+        changes=changes or {},
+        reason=reason,
+        prev_hash=head.head or GENESIS,
+    )
+    ev.hash = compute_hash(ev)
+    head.head = ev.hash
+    session.add(ev)
+    return ev
+
+
+# --------------------------------------------------------------------------- verification
+
+
+@dataclass
+class ChainProblem:
+    chain: str
+    seq: int | None
+    event_id: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.chain} event #{self.seq}" if self.seq is not None else self.chain
+        ident = f" (row id {self.event_id})" if self.event_id is not None else ""
+        return f"{where}{ident}: {self.message}"
+
+
+@dataclass
+class VerifyReport:
+    chains: int = 0
+    events: int = 0
+    signatures: int = 0
+    problems: list[ChainProblem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_chain(chain: str, events: list[AuditEvent], head_seq: int, head_hash: str
+                 ) -> Iterator[ChainProblem]:
+    """Check one chain's events (ordered by seq) against its stored head."""
+    prev = GENESIS
+    expected_seq = 1
+    for ev in events:
+        if ev.seq != expected_seq:
+            yield ChainProblem(chain, expected_seq, None,
+                               f"event is missing (found #{ev.seq} where #{expected_seq} belongs)")
+            return
+        if ev.prev_hash != prev:
+            yield ChainProblem(chain, ev.seq, ev.id,
+                               "does not link to the previous event (inserted or reordered)")
+            return
+        if compute_hash(ev) != ev.hash:
+            yield ChainProblem(chain, ev.seq, ev.id,
+                               "content does not match its hash (the row was altered)")
+            return
+        prev = ev.hash
+        expected_seq += 1
+    if expected_seq - 1 != head_seq or prev != (head_hash or GENESIS):
+        yield ChainProblem(chain, expected_seq, None,
+                           f"chain ends at #{expected_seq - 1} but its head says #{head_seq} "
+                           "(events were removed, or the head was altered)")

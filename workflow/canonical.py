@@ -1,0 +1,33 @@
+"""Canonical JSON and hashing shared by the audit chain and signatures."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date, datetime
+from typing import Any
+
+from .clock import as_utc
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return as_utc(value).isoformat(timespec="microseconds")
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not canonical JSON")
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=_default)
+
+
+def sha256(value: Any) -> str:
+    return hashlib.sha256(dumps(value).encode()).hexdigest()
+
+
+def record_content(number: str, workflow_key: str, definition_hash: str, data: dict) -> dict:
+    """What a signature is bound to: the record's identity, its rules and its data."""
+    return {"number": number, "workflow": workflow_key, "definition": definition_hash,
+            "data": data}

@@ -1,0 +1,192 @@
+"""Check and normalise input values against a definition's field specs.
+
+Values are stored as JSON: dates and datetimes as ISO 8601 strings (datetimes in UTC),
+decimals as strings (no binary floating point in GxP records), users as usernames and
+references as record numbers. Existence of users and records is checked by the engine.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from .definition import FieldSpec
+
+DEFAULT_MAX_STRING = 200
+DEFAULT_MAX_TEXT = 20000
+_TRUE = {"true", "yes", "y", "1", "on"}
+_FALSE = {"false", "no", "n", "0", "off"}
+
+
+class FieldValueError(ValueError):
+    pass
+
+
+def is_empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def coerce(spec: FieldSpec, value: Any) -> Any:
+    """Return the stored form of ``value`` or raise FieldValueError with a readable reason."""
+    if value is None or (isinstance(value, str) and value.strip() == "" and spec.type != "list"):
+        return None
+    t = spec.type
+    if t in ("string", "text"):
+        if not isinstance(value, str):
+            raise FieldValueError("must be text")
+        value = value.strip() if t == "string" else value
+        limit = spec.max_length or (DEFAULT_MAX_STRING if t == "string" else DEFAULT_MAX_TEXT)
+        if len(value) > limit:
+            raise FieldValueError(f"is longer than {limit} characters")
+        if t == "string" and ("\n" in value or "\r" in value):
+            raise FieldValueError("must be a single line")
+        return value
+    if t == "integer":
+        if isinstance(value, bool):
+            raise FieldValueError("must be a whole number")
+        if isinstance(value, str):
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise FieldValueError(f"{value!r} is not a whole number") from None
+        if not isinstance(value, int):
+            raise FieldValueError("must be a whole number")
+        _range(spec, value)
+        return value
+    if t == "decimal":
+        if isinstance(value, bool) or not isinstance(value, int | str | Decimal | float):
+            raise FieldValueError("must be a number")
+        try:
+            d = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise FieldValueError(f"{value!r} is not a number") from None
+        if not d.is_finite():
+            raise FieldValueError("must be a finite number")
+        _range(spec, d)
+        return str(d)
+    if t == "boolean":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise FieldValueError("must be yes or no")
+    if t == "date":
+        if isinstance(value, datetime):
+            raise FieldValueError("must be a date without a time")
+        if isinstance(value, date):
+            return value.isoformat()
+        if isinstance(value, str):
+            try:
+                return date.fromisoformat(value.strip()).isoformat()
+            except ValueError:
+                raise FieldValueError(f"{value!r} is not a date (YYYY-MM-DD)") from None
+        raise FieldValueError("must be a date (YYYY-MM-DD)")
+    if t == "datetime":
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value.strip())
+            except ValueError:
+                raise FieldValueError(f"{value!r} is not a date and time (ISO 8601)") from None
+        if not isinstance(value, datetime):
+            raise FieldValueError("must be a date and time (ISO 8601)")
+        if value.tzinfo is None:
+            raise FieldValueError("needs a time zone (e.g. 2026-05-01T14:30:00+02:00)")
+        return value.astimezone(UTC).isoformat()
+    if t == "choice":
+        if value not in spec.choices:
+            raise FieldValueError(f"{value!r} is not one of: {', '.join(spec.choices)}")
+        return value
+    if t == "user":
+        if not isinstance(value, str):
+            raise FieldValueError("must be a username")
+        return value.strip().lower()
+    if t == "reference":
+        if not isinstance(value, str):
+            raise FieldValueError("must be a record number")
+        return value.strip().upper()
+    if t == "list":
+        if not isinstance(value, list | tuple):
+            raise FieldValueError("must be a list")
+        out = []
+        for i, item in enumerate(value):
+            try:
+                if spec.item is not None:
+                    v = coerce(spec.item, item)
+                    if v is None:
+                        raise FieldValueError("is empty")
+                    out.append(v)
+                else:
+                    out.append(_coerce_object(spec, item))
+            except FieldValueError as exc:
+                raise FieldValueError(f"item {i + 1} {exc}") from None
+        return out
+    raise FieldValueError(f"has unknown type {t!r}")  # pragma: no cover - schema prevents it
+
+
+def _coerce_object(spec: FieldSpec, item: Any) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise FieldValueError("must be an object with " + ", ".join(f.name for f in spec.fields))
+    known = {f.name: f for f in spec.fields}
+    unknown = set(item) - set(known)
+    if unknown:
+        raise FieldValueError(f"has unknown key(s) {', '.join(sorted(unknown))}")
+    out: dict[str, Any] = {}
+    for name, sub in known.items():
+        try:
+            v = coerce(sub, item.get(name))
+        except FieldValueError as exc:
+            raise FieldValueError(f"{name} {exc}") from None
+        if v is not None:
+            out[name] = v
+    return out
+
+
+def _range(spec: FieldSpec, value: Any) -> None:
+    if spec.min is not None and value < Decimal(str(spec.min)):
+        raise FieldValueError(f"must be at least {spec.min}")
+    if spec.max is not None and value > Decimal(str(spec.max)):
+        raise FieldValueError(f"must be at most {spec.max}")
+
+
+def users_in(spec: FieldSpec, value: Any) -> list[str]:
+    """Usernames referenced by a stored value (for existence checks)."""
+    return _collect(spec, value, "user")
+
+
+def references_in(spec: FieldSpec, value: Any) -> list[tuple[str, str]]:
+    """(workflow, number) pairs referenced by a stored value."""
+    out: list[tuple[str, str]] = []
+    _collect_refs(spec, value, out)
+    return out
+
+
+def _collect(spec: FieldSpec, value: Any, kind: str) -> list[str]:
+    if value is None:
+        return []
+    if spec.type == kind:
+        return [value]
+    if spec.type == "list":
+        out = []
+        for item in value:
+            if spec.item is not None:
+                out += _collect(spec.item, item, kind)
+            else:
+                for sub in spec.fields:
+                    out += _collect(sub, item.get(sub.name), kind)
+        return out
+    return []
+
+
+def _collect_refs(spec: FieldSpec, value: Any, out: list[tuple[str, str]]) -> None:
+    if value is None:
+        return
+    if spec.type == "reference":
+        out.append((spec.workflow or "", value))
+    elif spec.type == "list":
+        for item in value:
+            if spec.item is not None:
+                _collect_refs(spec.item, item, out)
+            else:
+                for sub in spec.fields:
+                    _collect_refs(sub, item.get(sub.name), out)

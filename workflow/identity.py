@@ -1,0 +1,163 @@
+"""Users and role grants (the minimal model the engine needs; Part 11 credentials, lockout
+and TOTP are added by the identity issue without reshaping this).
+
+Functions here only flush; the caller's unit of work (``Engine.unit()``) commits.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from . import audit, clock
+from .errors import InactiveUser, UnknownUser, WorkflowError
+from .models import RoleGrant, User
+
+USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
+SYSTEM_USERNAME = "system"
+
+
+class UsernameTaken(WorkflowError):
+    code = "username_taken"
+
+    def __init__(self, username: str):
+        self.username = username
+        super().__init__(
+            f"The username {username!r} is already taken (usernames are never reused, "
+            "even after deactivation)."
+        )
+
+
+def find_user(session: Session, username: str) -> User | None:
+    return session.execute(
+        select(User).where(func.lower(User.username) == username.lower())
+    ).scalar_one_or_none()
+
+
+def get_user(session: Session, username: str, *, active: bool = True) -> User:
+    user = find_user(session, username)
+    if user is None:
+        raise UnknownUser(username)
+    if active and not user.active:
+        raise InactiveUser(user.username)
+    return user
+
+
+def system_user(session: Session) -> User:
+    user = find_user(session, SYSTEM_USERNAME)
+    if user is None:
+        user = User(username=SYSTEM_USERNAME, full_name="System (scheduler and engine)",
+                    email="", timezone="UTC", active=True, is_system=True,
+                    created_at=clock.now())
+        session.add(user)
+        session.flush()
+    return user
+
+
+def create_user(
+    session: Session,
+    username: str,
+    full_name: str,
+    *,
+    email: str = "",
+    timezone: str = "UTC",
+    actor: User | None = None,
+    reason: str = "",
+) -> User:
+    username = username.strip().lower()
+    if not USERNAME.match(username):
+        raise WorkflowError(
+            f"{username!r} is not a valid username: 2-64 characters, starting with a letter, "
+            "using a-z, 0-9, '.', '_' or '-'."
+        )
+    if not full_name.strip():
+        raise WorkflowError("A printed full name is required (it appears on signatures).")
+    if find_user(session, username) is not None:
+        raise UsernameTaken(username)
+    now = clock.now()
+    user = User(username=username, full_name=full_name.strip(), email=email.strip(),
+                timezone=timezone, active=True, is_system=False, created_at=now)
+    session.add(user)
+    session.flush()
+    audit.system_event(session, at=now, actor=actor or system_user(session),
+                       action="user_created",
+                       changes={"username": [None, username], "full_name": [None, user.full_name],
+                                "email": [None, user.email]},
+                       reason=reason or None)
+    return user
+
+
+def deactivate_user(session: Session, user: User, *, actor: User, reason: str) -> None:
+    if not reason.strip():
+        raise WorkflowError("A reason is required to deactivate a user.")
+    if not user.active:
+        raise WorkflowError(f"{user.username} is already deactivated.")
+    user.active = False
+    audit.system_event(session, at=clock.now(), actor=actor, action="user_deactivated",
+                       changes={"username": user.username, "active": [True, False]},
+                       reason=reason)
+
+
+def grant_role(
+    session: Session,
+    user: User,
+    role: str,
+    *,
+    actor: User,
+    reason: str,
+    expires_at: datetime | None = None,
+) -> RoleGrant:
+    if not user.active:
+        raise InactiveUser(user.username)
+    if not re.match(r"^[a-z][a-z0-9_]{0,39}$", role):
+        raise WorkflowError(f"{role!r} is not a valid role name.")
+    if role in roles_of(session, user):
+        raise WorkflowError(f"{user.username} already holds the role {role!r}.")
+    now = clock.now()
+    g = RoleGrant(user_id=user.id, role=role, granted_by_id=actor.id, granted_at=now,
+                  reason=reason, expires_at=expires_at)
+    session.add(g)
+    session.flush()
+    audit.system_event(session, at=now, actor=actor, action="role_granted",
+                       changes={"username": user.username, "role": [None, role],
+                                "expires_at": expires_at},
+                       reason=reason or None)
+    return g
+
+
+def revoke_role(session: Session, user: User, role: str, *, actor: User, reason: str) -> int:
+    """Revoke every active grant of ``role`` to ``user``; returns how many were revoked."""
+    if not reason.strip():
+        raise WorkflowError("A reason is required to revoke a role.")
+    now = clock.now()
+    grants = session.execute(
+        select(RoleGrant).where(RoleGrant.user_id == user.id, RoleGrant.role == role,
+                                RoleGrant.revoked_at.is_(None))
+    ).scalars().all()
+    for g in grants:
+        g.revoked_at = now
+        g.revoked_by_id = actor.id
+        g.revoke_reason = reason
+    if grants:
+        audit.system_event(session, at=now, actor=actor, action="role_revoked",
+                           changes={"username": user.username, "role": [role, None]},
+                           reason=reason)
+    return len(grants)
+
+
+def roles_of(session: Session, user: User, at: datetime | None = None) -> set[str]:
+    """Roles the user holds now: granted, not revoked, not expired, user active."""
+    if not user.active:
+        return set()
+    at = at or clock.now()
+    rows = session.execute(
+        select(RoleGrant.role).where(
+            RoleGrant.user_id == user.id,
+            RoleGrant.revoked_at.is_(None),
+            or_(RoleGrant.expires_at.is_(None), RoleGrant.expires_at > at),
+        )
+    ).scalars()
+    return set(rows)

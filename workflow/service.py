@@ -1,0 +1,39 @@
+"""Wiring for processes (CLI, web, scheduler): one database engine, one Engine per process."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sqlalchemy import Engine as DBEngine
+
+from . import db
+from .definition import DEFAULT_DEFINITIONS_DIR, load_directory
+from .engine import Engine
+from .identity import system_user
+from .signatures import CredentialVerifier, load_signing_key
+
+log = logging.getLogger(__name__)
+
+
+def open_engine(url: str | None = None, verifier: CredentialVerifier | None = None
+                ) -> tuple[Engine, DBEngine]:
+    dbe = db.make_engine(url)
+    return Engine(db.make_sessionmaker(dbe), load_signing_key(), verifier=verifier), dbe
+
+
+def load_definitions(engine: Engine, directory: str | Path | None = None,
+                     reason: str = "loaded by qms init") -> list[str]:
+    """Publish every definition in ``directory`` whose exact content is not yet published.
+
+    Idempotent: unchanged files publish nothing. Returns a line per definition.
+    """
+    defs = load_directory(directory or DEFAULT_DEFINITIONS_DIR)
+    lines = []
+    with engine.unit() as session:
+        actor = system_user(session)
+        for d in defs.values():
+            row, created = engine.registry.publish(session, d, actor, reason=reason)
+            state = "published" if created else "unchanged"
+            lines.append(f"{d.key}: version {row.version} {state} (sha256 {d.content_hash[:12]})")
+    return lines

@@ -1,0 +1,135 @@
+"""Electronic signatures: the interface the engine signs through, and record linking.
+
+The engine never checks passwords itself. It hands the caller's :class:`SignatureInput`
+to a :class:`CredentialVerifier`, which returns the signer and how they were
+authenticated. :class:`VouchedSignature` is for callers that already checked the
+credentials (the caller vouches for it); the identity module provides the verifier that
+checks password and TOTP (Part 11 §11.200).
+
+Linking (§11.70): each signature stores the hash of the record content it signed and an
+HMAC over its own fields plus that hash, keyed by a server secret kept outside the database,
+so a signature row copied to another record or edited no longer verifies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import canonical
+from .errors import InactiveUser, SignatureRejected
+from .models import Signature, User
+
+log = logging.getLogger(__name__)
+
+
+class SignatureInput(Protocol):
+    """What a caller passes as ``signature=`` to ``Engine.fire``."""
+
+    username: str
+
+
+@dataclass(frozen=True)
+class VouchedSignature:
+    """The caller has verified the signer's credentials itself and vouches for them."""
+
+    username: str
+    method: str = "vouched"
+
+
+@dataclass(frozen=True)
+class VerifiedSigner:
+    user: User
+    method: str
+
+
+class CredentialVerifier(Protocol):
+    def verify(self, session: Session, signature: Any, actor: User) -> VerifiedSigner:
+        """Return the authenticated signer or raise SignatureRejected (never return None)."""
+        ...
+
+
+class VouchingVerifier:
+    """Accepts only :class:`VouchedSignature`; checks the account exists and is active."""
+
+    def verify(self, session: Session, signature: Any, actor: User) -> VerifiedSigner:
+        if not isinstance(signature, VouchedSignature):
+            raise SignatureRejected(
+                f"This engine accepts only vouched signatures, not {type(signature).__name__}."
+            )
+        user = session.execute(
+            select(User).where(User.username == signature.username.lower())
+        ).scalar_one_or_none()
+        if user is None:
+            raise SignatureRejected(f"Unknown signer {signature.username!r}.")
+        if not user.active:
+            raise InactiveUser(user.username)
+        return VerifiedSigner(user=user, method=signature.method)
+
+
+# --------------------------------------------------------------------------- key and MAC
+
+
+def load_signing_key() -> bytes:
+    """The server key for signature MACs, from QMS_SIGNATURE_KEY (hex) or a key file.
+
+    The file (QMS_SIGNATURE_KEY_FILE, default instance/signature.key) is created with a
+    random key on first use; it must be backed up with, but stored apart from, the database.
+    """
+    env = os.environ.get("QMS_SIGNATURE_KEY")
+    if env:
+        try:
+            key = bytes.fromhex(env)
+        except ValueError:
+            raise SystemExit("QMS_SIGNATURE_KEY must be hex (e.g. `openssl rand -hex 32`)") from None
+        if len(key) < 32:
+            raise SystemExit("QMS_SIGNATURE_KEY must be at least 32 bytes (64 hex digits)")
+        return key
+    from .db import REPO_ROOT
+
+    path = Path(os.environ.get("QMS_SIGNATURE_KEY_FILE",
+                               Path(os.environ.get("QMS_INSTANCE_DIR", REPO_ROOT / "instance"))
+                               / "signature.key"))
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+        log.warning("created a new signature key at %s: back it up apart from the database", path)
+    return bytes.fromhex(path.read_text().strip())
+
+
+def mac_payload(sig: Signature, record_number: str) -> dict[str, Any]:
+    return {
+        "record_id": sig.record_id,
+        "record_number": record_number,
+        "record_version": sig.record_version,
+        "state_visit": sig.state_visit,
+        "transition": sig.transition,
+        "meaning": sig.meaning,
+        "signer_id": sig.signer_id,
+        "signer_username": sig.signer_username,
+        "signer_name": sig.signer_name,
+        "signer_role": sig.signer_role,
+        "method": sig.method,
+        "signed_at": sig.signed_at,
+        "content_hash": sig.content_hash,
+    }
+
+
+def compute_mac(key: bytes, sig: Signature, record_number: str) -> str:
+    msg = canonical.dumps(mac_payload(sig, record_number)).encode()
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()
+
+
+def mac_ok(key: bytes, sig: Signature, record_number: str) -> bool:
+    return hmac.compare_digest(compute_mac(key, sig, record_number), sig.mac)
