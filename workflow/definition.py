@@ -29,7 +29,7 @@ DEFAULT_DEFINITIONS_DIR = SCHEMA_PATH.parent
 #: Pseudo-roles usable in ``roles:`` lists without being declared.
 PSEUDO_ROLES = frozenset({"initiator", "assignee"})
 #: Names every guard and copy expression may use besides the workflow's fields.
-BUILTIN_NAMES = frozenset({"now", "today", "item", "user", "initiator", "actor"})
+BUILTIN_NAMES = frozenset({"now", "today", "item", "user", "initiator", "actor", "number"})
 
 _DURATION = re.compile(r"^([1-9][0-9]*)([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -67,6 +67,7 @@ class FieldSpec:
 class Action:
     kind: str  # create_record | set_due | start_timer | notify | revoke_grants
     params: Mapping[str, Any]
+    line: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class StateSpec:
     initial: bool = False
     final: bool = False
     outcome: str | None = None  # for final states: "done" or "void"
-    owner: str | None = None  # role (or pseudo-role) owning the task in this state
+    owners: tuple[str, ...] = ()  # roles (or initiator) owning a task each in this state
     assignee_field: str | None = None
     due_in: timedelta | None = None
     due_field: str | None = None
@@ -307,7 +308,7 @@ def load_text(
     problems = checker.check()
     if problems:
         raise DefinitionError(_dedupe(problems))
-    return _build(doc, text, origin)
+    return _build(doc, text, origin, lines)
 
 
 def load_directory(directory: str | Path | None = None) -> dict[str, WorkflowDefinition]:
@@ -333,9 +334,32 @@ def load_files(files: Iterable[str | Path]) -> dict[str, WorkflowDefinition]:
         if d.key in out:
             problems.append(Problem(str(f), 1, f"workflow key {d.key!r} is defined twice"))
         out[d.key] = d
+    problems.extend(cross_check(out))
     if problems:
         raise DefinitionError(problems)
     return out
+
+
+def cross_check(defs: Mapping[str, WorkflowDefinition]) -> list[Problem]:
+    """Checks that need both ends of a ``create_record``: the copied fields must be ones the
+    target's start may set, and the target's required start fields must all be copied."""
+    problems = []
+    for d in defs.values():
+        for state in d.states.values():
+            for a in state.on_enter:
+                if a.kind != "create_record" or a.params["workflow"] not in defs:
+                    continue
+                target = defs[a.params["workflow"]]
+                copied = set(a.params.get("copy", {}))
+                for f in sorted(copied - set(target.start_edits)):
+                    problems.append(Problem(d.origin, a.line,
+                                            f"copies {f!r}, which starting a {target.key} "
+                                            "cannot set (not in its start: edits)"))
+                for f in sorted(set(target.start_requires) - copied):
+                    problems.append(Problem(d.origin, a.line,
+                                            f"does not copy {f!r}, which starting a "
+                                            f"{target.key} requires"))
+    return problems
 
 
 def _peek_keys(files: Iterable[Path]) -> list[str]:
@@ -466,8 +490,9 @@ class _SemanticChecker:
                 self.err((*p, "outcome"), f"outcome only applies to final states ({name!r})")
             if s.get("final") and (s.get("owner") or s.get("due_in")):
                 self.err(p, f"final state {name!r} cannot own a task or have a due date")
-            if "owner" in s:
-                self._role((*p, "owner"), s["owner"])
+            owners = [s["owner"]] if isinstance(s.get("owner"), str) else s.get("owner", [])
+            for j, o in enumerate(owners):
+                self._role((*p, "owner") if isinstance(s["owner"], str) else (*p, "owner", j), o)
             if "assignee_field" in s:
                 self._field((*p, "assignee_field"), s["assignee_field"])
                 if self.fields.get(s["assignee_field"], {}).get("type") not in (None, "user"):
@@ -635,7 +660,7 @@ def _field_from(name: str, spec: dict) -> FieldSpec:
     )
 
 
-def _build(doc: dict, text: str, origin: str) -> WorkflowDefinition:
+def _build(doc: dict, text: str, origin: str, lines: dict[tuple, int]) -> WorkflowDefinition:
     states = {}
     for name, s in doc["states"].items():
         states[name] = StateSpec(
@@ -644,12 +669,13 @@ def _build(doc: dict, text: str, origin: str) -> WorkflowDefinition:
             initial=bool(s.get("initial")),
             final=bool(s.get("final")),
             outcome=s.get("outcome"),
-            owner=s.get("owner"),
+            owners=tuple([s["owner"]] if isinstance(s.get("owner"), str) else s.get("owner", ())),
             assignee_field=s.get("assignee_field"),
             due_in=parse_duration(s["due_in"]) if "due_in" in s else None,
             due_field=s.get("due_field"),
             on_enter=tuple(
-                Action(kind=k, params=dict(v)) for a in s.get("on_enter", []) for k, v in a.items()
+                Action(kind=k, params=dict(v), line=_line(lines, ("states", name, "on_enter", i)))
+                for i, a in enumerate(s.get("on_enter", [])) for k, v in a.items()
             ),
         )
     transitions = {}

@@ -10,6 +10,7 @@ The web UI, the API, the CLI and the scheduler all call these same methods.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from . import audit, canonical, clock, expressions, identity
 from .db import WRITE, is_sqlite
-from .definition import Action, FieldSpec, TransitionSpec, WorkflowDefinition, parse_duration
+from .definition import Action, TransitionSpec, WorkflowDefinition, parse_duration
 from .errors import (
     DueDateLocked,
     GuardFailed,
@@ -112,8 +113,12 @@ class Engine:
         signing_key: bytes,
         verifier: CredentialVerifier | None = None,
         registry: Registry | None = None,
+        system_name: str | None = None,
     ) -> None:
         self.sessions = sessions
+        #: how this QMS is named in access reviews (QMS_SYSTEM_NAME); its own grants are
+        #: revoked by revoke_grants actions of reviews of this system
+        self.system_name = system_name or os.environ.get("QMS_SYSTEM_NAME", "QMS")
         self.signing_key = signing_key
         self.verifier: CredentialVerifier = verifier or VouchingVerifier()
         self.registry = registry or Registry()
@@ -578,7 +583,7 @@ class Engine:
         if not allowed and "assignee" in t.roles and self._is_assignee(session, rec, user):
             allowed = {"assignee"}
         if not allowed and not user.is_system:
-            names = ", ".join(d.roles.get(r, r) for r in t.roles)
+            names = ", ".join(_role_label(d, r) for r in t.roles)
             raise NotAuthorized(
                 f"{t.label} on {rec.number} needs one of these roles: {names}.",
                 required_roles=t.roles)
@@ -699,7 +704,7 @@ class Engine:
     def _names(self, ctx: _Ctx, d: WorkflowDefinition, rec: Record, data: Mapping[str, Any],
                user: User | None, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         names: dict[str, Any] = {f: data.get(f) for f in d.fields}
-        names.update(now=ctx.now.isoformat(), today=ctx.now.date().isoformat(),
+        names.update(now=ctx.now.isoformat(), today=ctx.now.date().isoformat(), number=rec.number,
                      actor=user.username if user else None, item=None, user=None)
         names["initiator"] = None
         if rec.created_by_id is not None:
@@ -789,19 +794,24 @@ class Engine:
             rec.outcome = state.outcome
         for action in state.on_enter:
             self._act(ctx, compiled, rec, user, action)
-        if state.owner or state.assignee_field:
-            due = self._task_due(ctx, rec, state)
-            assignee_id = None
-            if state.assignee_field and rec.data.get(state.assignee_field):
-                assignee_id = ctx.session.execute(
-                    select(User.id).where(User.username == rec.data[state.assignee_field])
-                ).scalar_one_or_none()
-            elif state.owner == "initiator":
-                assignee_id = rec.created_by_id
-            role = state.owner if state.owner not in ("initiator", "assignee") else None
-            ctx.session.execute(insert(Task.__table__).values(
-                record_id=rec.id, state=rec.state, state_visit=rec.state_visit, role=role,
-                assignee_id=assignee_id, status=TaskStatus.OPEN, opened_at=ctx.now, due_at=due))
+        if not (state.owners or state.assignee_field):
+            return
+        due = self._task_due(ctx, rec, state)
+        assignee_id = None
+        if state.assignee_field and rec.data.get(state.assignee_field):
+            assignee_id = ctx.session.execute(
+                select(User.__table__.c.id).where(User.username == rec.data[state.assignee_field])
+            ).scalar_one_or_none()
+        rows = []
+        for owner in state.owners or (None,):
+            if owner == "initiator":
+                rows.append((None, rec.created_by_id))
+            else:
+                rows.append((owner, assignee_id))
+        ctx.session.execute(insert(Task.__table__), [
+            {"record_id": rec.id, "state": rec.state, "state_visit": rec.state_visit,
+             "role": role, "assignee_id": who, "status": TaskStatus.OPEN,
+             "opened_at": ctx.now, "due_at": due} for role, who in rows])
 
     def _task_due(self, ctx: _Ctx, rec: Record, state: Any) -> datetime | None:
         if state.due_in:
@@ -824,15 +834,18 @@ class Engine:
             if ctx.depth > 5:
                 raise WorkflowError("create_record actions nest too deep (more than 5 levels)")
             child = self.registry.latest(session, p["workflow"])
+            # the system initiates linked records, so that whoever's step caused them is not
+            # barred from them by "not the initiator" rules; the audit reason names them
+            creator = identity.system_user(session)
+            why = f"created by {rec.number} on entering {rec.state} (step by {user.full_name})"
             ctx.depth += 1
             try:
                 for item in items:
                     values = {k: self._eval(expr, {**names, "item": item}, action)
                               for k, expr in p.get("copy", {}).items()}
                     try:
-                        self._create(ctx, child, user, values, parent=rec,
-                                     link=p.get("link", "spawned_by"),
-                                     reason=f"created by {rec.number}")
+                        self._create(ctx, child, creator, values, parent=rec,
+                                     link=p.get("link", "spawned_by"), reason=why)
                     except ValidationFailed as exc:
                         raise WorkflowError(
                             f"{rec.number} could not create its linked {child.definition.title}: "
@@ -880,6 +893,12 @@ class Engine:
                                       body=f"{rec.number} ({rec.title}) is now {rec.state}.",
                                       status="pending", attempts=0))
         elif action.kind == "revoke_grants":
+            # only grants of this system are revoked here; an access review of another
+            # system lists revocations that its administrator executes there and confirms
+            system_field = p.get("system_field")
+            if system_field and str(rec.data.get(system_field, "")).strip().lower() \
+                    != self.system_name.lower():
+                return
             items = rec.data.get(p["items"]) or []
             for item in items:
                 if item.get("decision") != "revoke":
@@ -897,6 +916,11 @@ class Engine:
             return expressions.evaluate(text, names)
         except expressions.ExpressionError as exc:
             raise WorkflowError(f"{action.kind} action could not evaluate {text!r}: {exc}") from None
+
+
+def _role_label(d: WorkflowDefinition, role: str) -> str:
+    return {"initiator": "the record's initiator",
+            "assignee": "the person the task is assigned to"}.get(role, d.roles.get(role, role))
 
 
 def _end_of(value: str) -> datetime:
