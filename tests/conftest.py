@@ -87,6 +87,13 @@ def shipped_definitions() -> dict[str, Any]:
     return load_directory()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fast_password_hashing() -> None:
+    from workflow import auth
+
+    auth.use_fast_hashing_for_tests()
+
+
 @pytest.fixture(autouse=True)
 def frozen_clock() -> Iterator[None]:
     clock.set(T0)

@@ -8,6 +8,7 @@ application's back detectable by :func:`verify` (R-P11-10e-4).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,6 +53,14 @@ def compute_hash(ev: AuditEvent) -> str:
     return canonical.sha256(event_payload(ev))
 
 
+def _plain(changes: dict[str, Any] | None) -> dict[str, Any]:
+    """JSON-native values only (datetimes as ISO 8601 UTC), so the stored JSON and the
+    hashed content are the same thing."""
+    if not changes:
+        return {}
+    return json.loads(canonical.dumps(changes))
+
+
 def record_event(
     session: Session,
     record: Record,
@@ -84,7 +93,7 @@ def record_event(
         "transition": transition,
         "from_state": from_state,
         "to_state": to_state,
-        "changes": changes or {},
+        "changes": _plain(changes),
         "reason": reason,
         "prev_hash": record.audit_head or GENESIS,
     }
@@ -147,7 +156,7 @@ def system_event(
         record_id=None,
         record_version=None,
         definition_hash=None,
-        changes=changes or {},
+        changes=_plain(changes),
         reason=reason,
         prev_hash=head.head or GENESIS,
     )

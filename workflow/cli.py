@@ -93,8 +93,12 @@ def init(demo: bool) -> None:
     for line in load_definitions(engine):
         click.echo(f"  {line}")
     if demo:
+        from .auth import Part11Verifier
         from .demo import seed
 
+        # demo records are seeded with vouched signatures (method "demo-seed"); people sign
+        # with their own password (and authenticator) in the UI and API
+        engine.verifier = Part11Verifier(engine.signing_key, allow_vouched=True)
         for line in seed(engine):
             click.echo(line)
 
@@ -182,53 +186,165 @@ def verify_audit() -> None:
     sys.exit(1)
 
 
-# ------------------------------------------------------------------ users (minimal)
+# ------------------------------------------------------------------ users
+
+
+def _cli_reason(reason: str) -> str:
+    """Attribute command-line administration to the operating-system account that ran it."""
+    import getpass
+
+    if not reason.strip():
+        raise click.UsageError("--reason must say why")
+    return f"{reason.strip()} [qms CLI, OS user {getpass.getuser()}]"
 
 
 @main.group("users")
 def users_group() -> None:
-    """Users and role grants (each change is audited)."""
+    """Users, roles, passwords and authenticators (every change is audited)."""
 
 
 @users_group.command("create")
 @click.argument("username")
-@click.option("--name", "full_name", required=True, help="Printed full name.")
+@click.option("--name", "full_name", required=True, help="Printed full name (shown on signatures).")
 @click.option("--email", default="")
 @click.option("--timezone", default="UTC", show_default=True)
 @click.option("--role", "roles", multiple=True, help="Grant this role too (repeatable).")
-@click.option("--reason", required=True)
+@click.option("--reason", required=True, help="Why (recorded in the audit trail).")
+@click.option("--password-stdin", is_flag=True,
+              help="Read an initial password from standard input instead of generating one.")
 @_friendly
 def users_create(username: str, full_name: str, email: str, timezone: str,
-                 roles: tuple[str, ...], reason: str) -> None:
-    from . import identity
+                 roles: tuple[str, ...], reason: str, password_stdin: bool) -> None:
+    """Create a user with a temporary password that must be changed at first login."""
+    import secrets
+
+    from . import auth, identity
 
     engine, _ = _engine()
+    why = _cli_reason(reason)
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else \
+        f"Tmp-{secrets.token_urlsafe(12)}"
     with engine.unit() as s:
         actor = identity.system_user(s)
         u = identity.create_user(s, username, full_name, email=email, timezone=timezone,
-                                 actor=actor, reason=reason)
+                                 actor=actor, reason=why)
+        auth.set_password(s, u, password, actor=actor, policy=auth.Policy.from_env(),
+                          reason=why, temporary=True)
         for r in roles:
-            identity.grant_role(s, u, r, actor=actor, reason=reason)
+            identity.grant_role(s, u, r, actor=actor, reason=why)
     click.echo(f"created {username}" + (f" with roles {', '.join(roles)}" if roles else ""))
+    if not password_stdin:
+        click.echo(f"temporary password (shown once, must be changed at first login): {password}")
 
 
 @users_group.command("grant")
 @click.argument("username")
 @click.argument("role")
 @click.option("--reason", required=True)
+@click.option("--expires", default=None, help="Expiry date YYYY-MM-DD (UTC end of day).")
 @_friendly
-def users_grant(username: str, role: str, reason: str) -> None:
+def users_grant(username: str, role: str, reason: str, expires: str | None) -> None:
+    """Grant ROLE to USERNAME."""
+    from datetime import UTC, datetime, time, timedelta
+
+    from . import identity
+
+    expires_at = None
+    if expires:
+        try:
+            day = datetime.strptime(expires, "%Y-%m-%d").date()
+        except ValueError:
+            raise click.UsageError("--expires takes a date YYYY-MM-DD") from None
+        expires_at = datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+    engine, _ = _engine()
+    with engine.unit() as s:
+        identity.grant_role(s, identity.get_user(s, username), role,
+                            actor=identity.system_user(s), reason=_cli_reason(reason),
+                            expires_at=expires_at)
+    click.echo(f"granted {role} to {username}")
+
+
+@users_group.command("revoke")
+@click.argument("username")
+@click.argument("role")
+@click.option("--reason", required=True)
+@_friendly
+def users_revoke(username: str, role: str, reason: str) -> None:
+    """Revoke ROLE from USERNAME (effective at once)."""
     from . import identity
 
     engine, _ = _engine()
     with engine.unit() as s:
-        identity.grant_role(s, identity.get_user(s, username), role,
-                            actor=identity.system_user(s), reason=reason)
-    click.echo(f"granted {role} to {username}")
+        n = identity.revoke_role(s, identity.get_user(s, username, active=False), role,
+                                 actor=identity.system_user(s), reason=_cli_reason(reason))
+    if not n:
+        raise WorkflowError(f"{username} does not hold the role {role!r}.")
+    click.echo(f"revoked {role} from {username}")
+
+
+@users_group.command("deactivate")
+@click.argument("username")
+@click.option("--reason", required=True)
+@_friendly
+def users_deactivate(username: str, reason: str) -> None:
+    """Deactivate USERNAME: no login, no signing; the username is never reused."""
+    from . import identity
+
+    engine, _ = _engine()
+    with engine.unit() as s:
+        identity.deactivate_user(s, identity.get_user(s, username, active=False),
+                                 actor=identity.system_user(s), reason=_cli_reason(reason))
+    click.echo(f"deactivated {username}")
+
+
+@users_group.command("unlock")
+@click.argument("username")
+@click.option("--reason", required=True)
+@_friendly
+def users_unlock(username: str, reason: str) -> None:
+    """Unlock an account locked after failed attempts."""
+    from . import auth, identity
+
+    engine, _ = _engine()
+    auth.unlock(engine, username, actor=identity.SYSTEM_USERNAME, reason=_cli_reason(reason))
+    click.echo(f"unlocked {username}")
+
+
+@users_group.command("reset-totp")
+@click.argument("username")
+@click.option("--reason", required=True)
+@_friendly
+def users_reset_totp(username: str, reason: str) -> None:
+    """Revoke USERNAME's authenticator and recovery codes (lost or compromised device)."""
+    from . import auth, identity
+
+    engine, _ = _engine()
+    auth.reset_totp(engine, username, actor=identity.SYSTEM_USERNAME, reason=_cli_reason(reason))
+    click.echo(f"authenticator reset for {username}; they enrol again at next login")
+
+
+@users_group.command("set-password")
+@click.argument("username")
+@click.option("--reason", required=True)
+@_friendly
+def users_set_password(username: str, reason: str) -> None:
+    """Give USERNAME a new temporary password (they must change it at next login)."""
+    import secrets
+
+    from . import auth, identity
+
+    engine, _ = _engine()
+    password = f"Tmp-{secrets.token_urlsafe(12)}"
+    with engine.unit() as s:
+        auth.set_password(s, identity.get_user(s, username), password,
+                          actor=identity.system_user(s), policy=auth.Policy.from_env(),
+                          reason=_cli_reason(reason), temporary=True)
+    click.echo(f"temporary password for {username} (shown once): {password}")
 
 
 @users_group.command("list")
 def users_list() -> None:
+    """List users with their roles and account state."""
     from . import identity
     from .models import User
 
@@ -237,8 +353,9 @@ def users_list() -> None:
         for u in s.execute(select(User).where(User.is_system.is_(False))
                            .order_by(User.username)).scalars():
             roles = ", ".join(sorted(identity.roles_of(s, u))) or "-"
-            state = "active" if u.active else "DEACTIVATED"
-            click.echo(f"{u.username:16} {u.full_name:28} {state:11} {roles}")
+            state = "DEACTIVATED" if not u.active else "LOCKED" if u.locked_at else "active"
+            totp = "totp" if u.totp_enabled_at else "-"
+            click.echo(f"{u.username:16} {u.full_name:28} {state:11} {totp:5} {roles}")
 
 
 # ------------------------------------------------------------------ records

@@ -71,6 +71,22 @@ class Action:
 
 
 @dataclass(frozen=True)
+class TrainingRequirement:
+    """Current training needed (Part 11 §11.10(i)): a completed training_assignment for the
+    document (and version, when given) whose trainee is the actor."""
+
+    document: str
+    version: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.document} version {self.version}" if self.version else self.document
+
+
+def _training(items: list[dict] | None) -> tuple[TrainingRequirement, ...]:
+    return tuple(TrainingRequirement(i["document"], i.get("version")) for i in items or ())
+
+
+@dataclass(frozen=True)
 class StateSpec:
     name: str
     label: str
@@ -82,6 +98,7 @@ class StateSpec:
     due_in: timedelta | None = None
     due_field: str | None = None
     on_enter: tuple[Action, ...] = ()
+    training: tuple[TrainingRequirement, ...] = ()  # for anyone acting in this state
 
 
 @dataclass(frozen=True)
@@ -117,6 +134,7 @@ class TransitionSpec:
     reason_required: bool = False
     signature: SignatureSpec | None = None
     separation: Separation = field(default_factory=Separation)
+    training: tuple[TrainingRequirement, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -677,6 +695,7 @@ def _build(doc: dict, text: str, origin: str, lines: dict[tuple, int]) -> Workfl
                 Action(kind=k, params=dict(v), line=_line(lines, ("states", name, "on_enter", i)))
                 for i, a in enumerate(s.get("on_enter", [])) for k, v in a.items()
             ),
+            training=_training(s.get("training")),
         )
     transitions = {}
     for t in doc["transitions"]:
@@ -705,6 +724,7 @@ def _build(doc: dict, text: str, origin: str, lines: dict[tuple, int]) -> Workfl
                 not_initiator=bool(sep.get("not_initiator")),
                 not_actor_of=tuple(sep.get("not_actor_of", ())),
             ),
+            training=_training(t.get("training")),
         )
     milestones = {
         n: Milestone(n, m.get("label", n.replace("_", " ").capitalize()), m["start"], m["stop"])

@@ -11,10 +11,13 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from . import clock, identity
+from . import auth, clock, identity
 from .engine import Engine
 from .models import Record
 from .signatures import VouchedSignature
+
+#: the demo users' password (printed by `make run`); never use demo data in production
+DEMO_PASSWORD = "Quality-Demo-2026!"
 
 #: username, printed name, roles
 DEMO_USERS: list[tuple[str, str, list[str]]] = [
@@ -46,12 +49,15 @@ def seed(engine: Engine) -> list[str]:
         for username, name, roles in DEMO_USERS:
             u = identity.create_user(s, username, name, email=f"{username}@demo.example",
                                      actor=system, reason="demo data")
+            auth.set_password(s, u, DEMO_PASSWORD, actor=system, policy=auth.Policy.from_env(),
+                              reason="demo data")
             for r in roles:
                 identity.grant_role(s, u, r, actor=system, reason="demo data")
     made: list[str] = []
     for step in _STORIES:
         made.extend(step(engine))
-    return [f"demo users: {', '.join(u for u, _, _ in DEMO_USERS)}",
+    return [f"demo users: {', '.join(u for u, _, _ in DEMO_USERS)} "
+            f"(password {DEMO_PASSWORD!r}; QA and admin enrol an authenticator at first login)",
             f"demo records: {len(made)} ({', '.join(made)})"]
 
 

@@ -24,6 +24,8 @@ from . import audit, canonical, clock, expressions, identity
 from .db import WRITE, is_sqlite
 from .definition import Action, TransitionSpec, WorkflowDefinition, parse_duration
 from .errors import (
+    AccountLocked,
+    CredentialsRejected,
     DueDateLocked,
     GuardFailed,
     NotAuthorized,
@@ -33,6 +35,7 @@ from .errors import (
     SignatureRejected,
     SignatureRequired,
     StaleRecord,
+    TrainingRequired,
     TransitionNotAvailable,
     ValidationFailed,
     WorkflowError,
@@ -198,15 +201,20 @@ class Engine:
             SegregationOfDuties, ValidationFailed, ReasonRequired, GuardFailed,
             SignatureRequired, SignatureRejected, InactiveUser.
         """
-        with self.unit() as session:
-            ctx = _Ctx(session, clock.now())
-            user = _as_actor(session, actor)
-            rec = self._lock(session, record)
-            if expected_version is not None and rec.version != expected_version:
-                raise StaleRecord(rec.number, expected_version, rec.version)
-            moved, needed, sig_id = self._fire(ctx, rec, transition, user, dict(data or {}),
-                                               signature, reason)
-            return self._result(rec, ctx, moved=moved, needed=needed, signature_id=sig_id)
+        try:
+            with self.unit() as session:
+                ctx = _Ctx(session, clock.now())
+                user = _as_actor(session, actor)
+                rec = self._lock(session, record)
+                self._check_visible(ctx, rec, user, record)
+                if expected_version is not None and rec.version != expected_version:
+                    raise StaleRecord(rec.number, expected_version, rec.version)
+                moved, needed, sig_id = self._fire(ctx, rec, transition, user, dict(data or {}),
+                                                   signature, reason)
+                return self._result(rec, ctx, moved=moved, needed=needed, signature_id=sig_id)
+        except CredentialsRejected as exc:
+            self._signature_failed(exc)
+            raise
 
     def available_transitions(self, record: int | str, actor: str | User) -> list[TransitionSpec]:
         """Transitions ``actor`` may fire on ``record`` now (by state, role and separation of
@@ -216,6 +224,8 @@ class Engine:
             rec = self._get(session, record)
             d = self.registry.by_hash(session, rec.definition_hash).definition
             roles = identity.roles_of(session, user)
+            if not self._visible(session, d, rec, user, roles):
+                raise RecordNotFound(record)
             out = []
             for t in d.transitions_from(rec.state):
                 try:
@@ -225,10 +235,34 @@ class Engine:
                 out.append(t)
             return out
 
-    def get(self, record: int | str) -> Record:
-        """The record row (detached) by id or number."""
+    def get(self, record: int | str, viewer: str | User | None = None) -> Record:
+        """The record row (detached) by id or number. With ``viewer``, a record that person
+        may not see is reported as not found (R-P11-10d-2: no probing by id)."""
         with self.reader() as session:
-            return self._get(session, record)
+            rec = self._get(session, record)
+            if viewer is not None:
+                user = _as_actor(session, viewer)
+                d = self.registry.by_hash(session, rec.definition_hash).definition
+                if not self._visible(session, d, rec, user, identity.roles_of(session, user)):
+                    raise RecordNotFound(record)
+            return rec
+
+    def _visible(self, session: Session, d: WorkflowDefinition, rec: Record, user: User,
+                 roles: set[str]) -> bool:
+        """A user sees a record when they hold a role of its workflow, initiated it, or have
+        (had) a task on it assigned to them."""
+        if user.is_system or roles & (set(d.roles) | set(d.start_roles)):
+            return True
+        if rec.created_by_id == user.id:
+            return True
+        return session.execute(
+            select(Task.id).where(Task.record_id == rec.id, Task.assignee_id == user.id).limit(1)
+        ).first() is not None
+
+    def _check_visible(self, ctx: _Ctx, rec: Record, user: User, ref: int | str) -> None:
+        d = self.registry.by_hash(ctx.session, rec.definition_hash).definition
+        if not self._visible(ctx.session, d, rec, user, ctx.roles(user)):
+            raise RecordNotFound(ref)
 
     def definition_of(self, record: Record) -> WorkflowDefinition:
         with self.reader() as session:
@@ -304,6 +338,26 @@ class Engine:
         Both the original and the current due date stay on the record; open tasks whose
         due date followed the record's move with it.
         """
+        try:
+            return self._decide_extension(extension_id, actor, approve, signature, reason)
+        except CredentialsRejected as exc:
+            self._signature_failed(exc)
+            raise
+
+    def _signature_failed(self, exc: CredentialsRejected) -> None:
+        """Record a failed signing in its own transaction (the refused change rolled back)
+        so that it counts toward lockout and is a security event (Part 11 §11.300(d))."""
+        record = getattr(self.verifier, "record_failure", None)
+        if record is None:
+            return
+        with self.unit() as session:
+            locked = record(session, exc)
+            username = session.get(User, exc.user_id).username if exc.user_id else ""
+        if locked:
+            raise AccountLocked(username) from exc
+
+    def _decide_extension(self, extension_id: int, actor: str | User, approve: bool,
+                          signature: Any, reason: str | None) -> Result:
         with self.unit() as session:
             ctx = _Ctx(session, clock.now())
             user = _as_actor(session, actor)
@@ -542,9 +596,8 @@ class Engine:
             refs = references_in(spec, value)
             if refs:
                 numbers = [n for _, n in refs]
-                found_refs = dict(session.execute(
-                    select(Record.number, Record.workflow_key).where(Record.number.in_(numbers))
-                ).tuples())
+                found_refs = {num: wf for num, wf in session.execute(
+                    select(Record.number, Record.workflow_key).where(Record.number.in_(numbers)))}
                 bad = [n for wf, n in refs if found_refs.get(n) != wf]
                 if bad:
                     errors[name] = f"no {spec.workflow} record {', '.join(sorted(set(bad)))}"
@@ -588,6 +641,27 @@ class Engine:
                 f"{t.label} on {rec.number} needs one of these roles: {names}.",
                 required_roles=t.roles)
         self._separation(session, rec, t, user)
+
+    def _training_gate(self, session: Session, d: WorkflowDefinition, rec: Record,
+                       t: TransitionSpec, user: User) -> None:
+        """Part 11 §11.10(i): refuse, naming the training, when the actor has no completed
+        training_assignment for a document (version) the step or the state requires."""
+        required = t.training + d.states[rec.state].training
+        if not required:
+            return
+        data = Record.data
+        missing = []
+        for req in required:
+            q = select(Record.id).where(
+                Record.workflow_key == "training_assignment", Record.outcome == "done",
+                data["trainee"].as_string() == user.username,
+                data["document"].as_string() == req.document)
+            if req.version:
+                q = q.where(data["document_version"].as_string() == req.version)
+            if session.execute(q.limit(1)).first() is None:
+                missing.append(str(req))
+        if missing:
+            raise TrainingRequired(user.username, missing)
 
     def _is_assignee(self, session: Session, rec: Record, user: User) -> bool:
         return session.execute(
@@ -636,6 +710,7 @@ class Engine:
         if not system_actor:
             roles = ctx.roles(user)
             self._authorise(session, d, rec, t, user, roles)
+            self._training_gate(session, d, rec, t, user)
         else:
             roles = set()
         old_data = rec.data

@@ -177,3 +177,36 @@ class DueDateLocked(WorkflowError):
 
     def __init__(self, message: str):
         super().__init__(message)
+
+
+class AccountLocked(WorkflowError):
+    code = "account_locked"
+
+    def __init__(self, username: str):
+        self.username = username
+        super().__init__(
+            f"The account {username!r} is locked after repeated failed attempts. "
+            "Ask an administrator to unlock it.")
+
+
+class CredentialsRejected(SignatureRejected):
+    """A signing attempt with wrong credentials: counted toward lockout."""
+
+    code = "signature_credentials_rejected"
+
+    def __init__(self, message: str, *, user_id: int | None, detail: str):
+        self.user_id = user_id
+        self.detail = detail
+        super().__init__(message)
+
+
+class TrainingRequired(NotAuthorized):
+    """Part 11 §11.10(i): the actor lacks current training the step requires."""
+
+    code = "training_required"
+
+    def __init__(self, username: str, missing: list[str]):
+        self.missing = missing
+        super().__init__(
+            f"{username} has no current training on {', '.join(missing)}; complete the "
+            "training before doing this step.")

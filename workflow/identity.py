@@ -9,12 +9,12 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import audit, clock
 from .errors import InactiveUser, UnknownUser, WorkflowError
-from .models import RoleGrant, User
+from .models import RoleGrant, User, UserSession
 
 USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
 SYSTEM_USERNAME = "system"
@@ -95,8 +95,14 @@ def deactivate_user(session: Session, user: User, *, actor: User, reason: str) -
         raise WorkflowError("A reason is required to deactivate a user.")
     if not user.active:
         raise WorkflowError(f"{user.username} is already deactivated.")
+    now = clock.now()
     user.active = False
-    audit.system_event(session, at=clock.now(), actor=actor, action="user_deactivated",
+    user.deactivated_at = now
+    # end every open session at once: a deactivated user can neither act nor sign
+    session.execute(update(UserSession.__table__)
+                    .where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
+                    .values(ended_at=now, end_reason="account deactivated"))
+    audit.system_event(session, at=now, actor=actor, action="user_deactivated",
                        changes={"username": user.username, "active": [True, False]},
                        reason=reason)
 

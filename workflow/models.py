@@ -96,6 +96,16 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     is_system: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
+    # credentials (workflow/auth.py); secrets are never shown, only hashes/ciphertext stored
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    password_changed_at: Mapped[datetime | None]
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_at: Mapped[datetime | None]
+    totp_secret: Mapped[str | None] = mapped_column(String(300))  # encrypted with the server key
+    totp_enabled_at: Mapped[datetime | None]
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    deactivated_at: Mapped[datetime | None]
 
     # usernames are unique regardless of case and never reused (R-P11-300a-1)
     __table_args__ = (Index("uq_users_username_lower", func.lower(username), unique=True),)
@@ -320,3 +330,44 @@ class AuditEvent(Base):
         Index("ix_audit_events_record_id", "record_id"),
         Index("ix_audit_events_at", "at"),
     )
+
+
+class PasswordHistory(Base):
+    """Earlier password hashes, so that the last N cannot be reused."""
+
+    __tablename__ = "password_history"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    set_at: Mapped[datetime]
+
+
+class RecoveryCode(Base):
+    """One-time TOTP recovery codes, stored hashed."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class UserSession(Base):
+    """A server-side login session: the "continuous period of controlled system access" of
+    Part 11 §11.200(a)(1). Only a hash of the session token is stored."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(40))
+    first_signed_at: Mapped[datetime | None]
+    mfa_at: Mapped[datetime | None]
+    client: Mapped[str] = mapped_column(String(200), default="")

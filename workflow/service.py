@@ -18,8 +18,13 @@ log = logging.getLogger(__name__)
 
 def open_engine(url: str | None = None, verifier: CredentialVerifier | None = None
                 ) -> tuple[Engine, DBEngine]:
+    """The engine for a process, signing through the Part 11 verifier unless told otherwise."""
+    from .auth import Part11Verifier
+
     dbe = db.make_engine(url)
-    return Engine(db.make_sessionmaker(dbe), load_signing_key(), verifier=verifier), dbe
+    key = load_signing_key()
+    return Engine(db.make_sessionmaker(dbe), key,
+                  verifier=verifier or Part11Verifier(key)), dbe
 
 
 def load_definitions(engine: Engine, directory: str | Path | None = None,
