@@ -317,6 +317,9 @@ def begin_totp_enrolment(engine: Engine, username: str, policy: Policy | None = 
     policy = policy or Policy.from_env()
     with engine.unit() as session:
         user = identity.get_user(session, username)
+        if totp_enrolled(user):
+            raise WorkflowError("An authenticator is already enrolled for this account; an "
+                                "administrator must reset it before a new one is enrolled.")
         secret = pyotp.random_base32()
         user.totp_secret = _encrypt(engine.signing_key, secret)
         user.totp_enabled_at = None
@@ -324,6 +327,19 @@ def begin_totp_enrolment(engine: Engine, username: str, policy: Policy | None = 
         uri = pyotp.TOTP(secret).provisioning_uri(name=user.username,
                                                   issuer_name=policy.totp_issuer)
         return Enrolment(secret=secret, uri=uri)
+
+
+def pending_enrolment(engine: Engine, username: str, policy: Policy | None = None
+                      ) -> Enrolment | None:
+    """The enrolment begun but not confirmed yet (to show the same QR code again)."""
+    policy = policy or Policy.from_env()
+    with engine.reader() as session:
+        user = identity.get_user(session, username)
+        if user.totp_secret is None or user.totp_enabled_at is not None:
+            return None
+        secret = _decrypt(engine.signing_key, user.totp_secret)
+        return Enrolment(secret, pyotp.TOTP(secret).provisioning_uri(
+            name=user.username, issuer_name=policy.totp_issuer))
 
 
 def confirm_totp_enrolment(engine: Engine, username: str, code: str) -> list[str]:

@@ -1,0 +1,280 @@
+"""Login (password, then TOTP), TOTP enrolment, password change, logout, idle timeout.
+
+The Flask session cookie holds only the server-side session token; the session row in the
+database is the truth (idle timeout, lifetime, logout all end it there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import LoginManager, current_user, login_required, login_user, logout_user
+from flask_wtf import FlaskForm
+from markupsafe import Markup
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired, Length
+
+from workflow import auth
+from workflow.errors import WorkflowError
+
+from .helpers import engine, policy
+
+bp = Blueprint("auth", __name__)
+login_manager = LoginManager()
+login_manager.login_view = "auth.login"
+login_manager.login_message = "Please log in to continue."
+login_manager.login_message_category = "info"
+login_manager.session_protection = None  # the server-side session row is the protection
+
+#: endpoints reachable while a password change or authenticator enrolment is pending
+_PENDING_OK = {"auth.logout", "auth.change_password", "auth.enrol", "static"}
+
+
+@dataclass
+class CurrentUser:
+    """What Flask-Login knows about the logged-in person, refreshed on every request."""
+
+    id: int
+    username: str
+    full_name: str
+    timezone: str
+    roles: set[str] = field(default_factory=set)
+    signed_before: bool = False
+    is_authenticated: bool = True
+    is_active: bool = True
+    is_anonymous: bool = False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+    def has(self, *roles: str) -> bool:
+        return bool(self.roles & set(roles))
+
+
+def init_app(app: Flask) -> None:
+    login_manager.init_app(app)
+
+    @login_manager.request_loader
+    def _load(_req: Any) -> CurrentUser | None:
+        token = session.get("token")
+        if not token:
+            return None
+        try:
+            info = auth.touch_session(engine(), token, policy())
+        except auth.SessionEnded as exc:
+            session.clear()
+            g.session_ended = exc.message
+            return None
+        with engine().reader() as s:
+            from workflow.models import User
+
+            u = s.get(User, info.user_id)
+            return CurrentUser(u.id, u.username, u.full_name, u.timezone, info.roles,
+                               info.signed_before)
+
+    @login_manager.unauthorized_handler
+    def _unauthorized() -> Any:
+        message = g.get("session_ended") or "Please log in to continue."
+        flash(message, "info")
+        return redirect(url_for("auth.login", next=request.full_path if request.method == "GET"
+                                else None))
+
+    @app.before_request
+    def _pending_steps() -> Any:
+        if not current_user.is_authenticated or request.endpoint in _PENDING_OK:
+            return None
+        if session.get("must_change_password"):
+            return redirect(url_for("auth.change_password"))
+        if session.get("must_enrol"):
+            return redirect(url_for("auth.enrol"))
+        return None
+
+
+class LoginForm(FlaskForm):
+    username = StringField("Username", validators=[DataRequired(), Length(max=64)],
+                           render_kw={"autocomplete": "username", "autofocus": True})
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)],
+                             render_kw={"autocomplete": "current-password"})
+
+
+class CodeForm(FlaskForm):
+    code = StringField("Authentication code", validators=[DataRequired(), Length(max=20)],
+                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric",
+                                  "autofocus": True})
+
+
+class ChangePasswordForm(FlaskForm):
+    current = PasswordField("Current password", validators=[DataRequired()],
+                            render_kw={"autocomplete": "current-password"})
+    new = PasswordField("New password", validators=[DataRequired()],
+                        render_kw={"autocomplete": "new-password"})
+    confirm = PasswordField("Repeat the new password", validators=[DataRequired()],
+                            render_kw={"autocomplete": "new-password"})
+
+
+def _safe_next(target: str | None) -> str:
+    if target:
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc and target.startswith("/"):
+            return target
+    return url_for("inbox.index")
+
+
+def _begin_session(user_id: int, mfa: bool, checked: auth.PasswordChecked) -> Any:
+    token = auth.start_session(engine(), user_id, mfa=mfa,
+                               client=(request.user_agent.string or "")[:200])
+    nxt = session.get("next")
+    session.clear()  # a new session id at login (no fixation)
+    session["token"] = token
+    session.permanent = True
+    if checked.must_change_password:
+        session["must_change_password"] = True
+    if checked.needs_enrolment:
+        session["must_enrol"] = True
+    with engine().reader() as s:
+        from workflow.models import User
+
+        u = s.get(User, user_id)
+        login_user(CurrentUser(u.id, u.username, u.full_name, u.timezone))
+    return redirect(_safe_next(nxt))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    if current_user.is_authenticated:
+        return redirect(url_for("inbox.index"))
+    form = LoginForm()
+    if request.method == "GET" and request.args.get("next"):
+        session["next"] = request.args["next"]
+    if form.validate_on_submit():
+        try:
+            checked = auth.check_login_password(engine(), form.username.data,
+                                                form.password.data, policy())
+        except (auth.LoginFailed, auth.AccountLocked) as exc:
+            flash(str(exc), "error")
+            return render_template("auth/login.html", form=form), 401
+        if checked.needs_totp:
+            session["pending"] = {"user_id": checked.user_id,
+                                  "must_change": checked.must_change_password}
+            return redirect(url_for("auth.totp"))
+        return _begin_session(checked.user_id, False, checked)
+    return render_template("auth/login.html", form=form)
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+def totp() -> Any:
+    pending = session.get("pending")
+    if not pending:
+        return redirect(url_for("auth.login"))
+    form = CodeForm()
+    if form.validate_on_submit():
+        try:
+            auth.check_login_totp(engine(), pending["user_id"], form.code.data, policy())
+        except (auth.SecondFactorFailed, auth.AccountLocked, auth.LoginFailed) as exc:
+            flash(str(exc), "error")
+            if isinstance(exc, auth.AccountLocked | auth.LoginFailed):
+                session.pop("pending", None)
+                return redirect(url_for("auth.login"))
+            return render_template("auth/totp.html", form=form), 401
+        checked = auth.PasswordChecked(pending["user_id"], "", True, False,
+                                       pending.get("must_change", False))
+        return _begin_session(pending["user_id"], True, checked)
+    return render_template("auth/totp.html", form=form)
+
+
+@bp.route("/account/authenticator", methods=["GET", "POST"])
+@login_required
+def enrol() -> Any:
+    form = CodeForm()
+    # the pending secret lives encrypted in the database only, never in the cookie
+    enrolment = None if request.method == "GET" else \
+        auth.pending_enrolment(engine(), current_user.username, policy())
+    if enrolment is None:
+        try:
+            enrolment = auth.begin_totp_enrolment(engine(), current_user.username, policy())
+        except WorkflowError as exc:
+            return render_template("auth/enrol.html", form=None, enrolled=True, message=str(exc))
+    if form.validate_on_submit():
+        try:
+            codes = auth.confirm_totp_enrolment(engine(), current_user.username, form.code.data)
+        except auth.SecondFactorFailed as exc:
+            flash(str(exc), "error")
+        else:
+            session.pop("must_enrol", None)
+            return render_template("auth/recovery_codes.html", codes=codes)
+    return render_template("auth/enrol.html", form=form, secret=enrolment.secret,
+                           qr=Markup(enrolment.qr_svg()),  # noqa: S704 - SVG we generated
+                           required=session.get("must_enrol"))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def change_password() -> Any:
+    form = ChangePasswordForm()
+    if form.validate_on_submit():
+        if form.new.data != form.confirm.data:
+            flash("The two new passwords differ.", "error")
+        else:
+            try:
+                auth.change_password(engine(), current_user.username, form.current.data,
+                                     form.new.data, policy())
+            except auth.AccountLocked as exc:
+                flash(str(exc), "error")
+                return _end("locked")
+            except WorkflowError as exc:
+                flash(str(exc), "error")
+            else:
+                session.pop("must_change_password", None)
+                flash("Your password was changed.", "success")
+                return redirect(url_for("inbox.index"))
+    return render_template("auth/change_password.html", form=form,
+                           forced=session.get("must_change_password"), policy=policy())
+
+
+def _end(reason: str) -> Any:
+    token = session.get("token")
+    if token:
+        auth.end_session(engine(), token, reason)
+    logout_user()
+    session.clear()
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/logout", methods=["POST"])
+@login_required
+def logout() -> Any:
+    flash("You are logged out.", "info")
+    return _end("logout")
+
+
+def roles_required(*roles: str) -> Any:
+    """Decorator: 403 unless the user holds one of ``roles`` (checked server-side)."""
+    from functools import wraps
+
+    from flask import abort
+
+    def deco(fn: Any) -> Any:
+        @wraps(fn)
+        @login_required
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            if not current_user.has(*roles):
+                abort(403, description=f"This page needs one of the roles: {', '.join(roles)}.")
+            return fn(*a, **kw)
+
+        return wrapper
+
+    return deco
+

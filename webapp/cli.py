@@ -1,0 +1,34 @@
+"""The ``qms`` console script: the engine's commands (workflow/cli.py) plus ``qms serve``.
+
+Kept here so that the engine package never imports Flask.
+"""
+
+from __future__ import annotations
+
+import click
+
+from workflow.cli import main
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Serve the web UI with Flask's server (for one machine; see README for production)."""
+    from workflow.demo import DEMO_PASSWORD
+
+    from . import create_app
+
+    app = create_app()
+    click.echo(f"QMS web UI on http://{host}:{port}/")
+    with app.config["QMS_ENGINE"].reader() as s:
+        from workflow.identity import find_user
+
+        if find_user(s, "emma") is not None:
+            click.echo(f"demo login: emma (employee), olga (owner), quinn (QA), ada (admin); "
+                       f"password {DEMO_PASSWORD}")
+            click.echo("QA and admin users set up an authenticator app at first login.")
+    app.run(host=host, port=port, debug=False, use_reloader=False)
+
+
+__all__ = ["main"]

@@ -1,0 +1,155 @@
+"""WTForms built from a workflow definition's field specs.
+
+Values are posted as text and handed to the engine, which validates and normalises them
+(one set of rules for the UI, the API and the CLI); its per-field errors are shown next to
+the fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    Field,
+    FieldList,
+    Form,
+    FormField,
+    HiddenField,
+    PasswordField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Length, Optional
+
+from workflow.definition import FieldSpec, WorkflowDefinition
+
+BOOL_CHOICES = [SelectChoice("", "—"), SelectChoice("yes", "Yes"), SelectChoice("no", "No")]
+
+
+def choices(pairs: list[tuple[str, str]], blank: bool = True) -> list[SelectChoice]:
+    return ([SelectChoice("", "—")] if blank else []) + [SelectChoice(v, t) for v, t in pairs]
+
+
+def _make(spec: FieldSpec, users: list[tuple[str, str]]) -> Field:
+    kw: dict[str, Any] = {"label": spec.label, "description": spec.help,
+                          "validators": [Optional()]}
+    t = spec.type
+    if t == "text":
+        return TextAreaField(render_kw={"rows": 4}, **kw)
+    if t == "boolean":
+        return SelectField(choices=BOOL_CHOICES, **kw)
+    if t == "choice":
+        return SelectField(choices=choices([(c, c.replace("_", " ").capitalize())
+                                            for c in spec.choices]), **kw)
+    if t == "user":
+        return SelectField(choices=choices(users), **kw)
+    if t == "date":
+        return StringField(render_kw={"type": "date"}, **kw)
+    if t == "datetime":
+        return StringField(render_kw={"placeholder": "2026-05-01T14:30:00+02:00"}, **kw)
+    if t in ("integer", "decimal"):
+        return StringField(render_kw={"inputmode": "decimal" if t == "decimal" else "numeric"},
+                           **kw)
+    if t == "reference":
+        return StringField(render_kw={"placeholder": f"{(spec.workflow or '').upper()} number",
+                                      "pattern": r"[A-Za-z0-9-]+"}, **kw)
+    if t == "list" and spec.item is not None:
+        kw["description"] = (spec.help + " " if spec.help else "") + "One per line."
+        return TextAreaField(render_kw={"rows": 3}, **kw)
+    if t == "list":
+        class Row(Form):
+            pass
+
+        for sub in spec.fields:
+            setattr(Row, sub.name, _make(sub, users))
+        return FieldList(FormField(Row), label=spec.label, description=spec.help,
+                         min_entries=1)
+    return StringField(render_kw={"maxlength": spec.max_length or 200}, **kw)
+
+
+def build_form(d: WorkflowDefinition, names: tuple[str, ...], users: list[tuple[str, str]], *,
+               reason: bool = False, signature: bool = False, blank_rows: int = 2) -> type:
+    """A FlaskForm class with one field per name, plus reason and signature fields."""
+
+    class DynamicForm(FlaskForm):
+        expected_version = HiddenField()
+
+    for name in names:
+        setattr(DynamicForm, name, _make(d.fields[name], users))
+    if reason:
+        DynamicForm.reason = TextAreaField("Reason", validators=[DataRequired(), Length(max=2000)],
+                                           render_kw={"rows": 2})
+    else:
+        DynamicForm.reason = TextAreaField("Comment (optional)", validators=[Optional()],
+                                           render_kw={"rows": 2})
+    if signature:
+        DynamicForm.sig_username = StringField("Username", validators=[DataRequired()],
+                                               render_kw={"autocomplete": "username"})
+        DynamicForm.sig_password = PasswordField("Password", validators=[DataRequired()],
+                                                 render_kw={"autocomplete": "current-password"})
+        DynamicForm.sig_totp = StringField("Authentication code", validators=[Optional()],
+                                           render_kw={"autocomplete": "one-time-code",
+                                                      "inputmode": "numeric"})
+    DynamicForm.blank_rows = blank_rows
+    return DynamicForm
+
+
+def initial(d: WorkflowDefinition, names: tuple[str, ...], data: dict[str, Any],
+            blank_rows: int = 2) -> dict[str, Any]:
+    """Form data for the current values (lists of objects get blank rows to add to)."""
+    out: dict[str, Any] = {}
+    for name in names:
+        spec = d.fields[name]
+        v = data.get(name)
+        if spec.type == "boolean":
+            out[name] = "" if v is None else ("yes" if v else "no")
+        elif spec.type == "list" and spec.item is not None:
+            out[name] = "\n".join(str(x) for x in v or [])
+        elif spec.type == "list":
+            rows = []
+            for item in v or []:
+                rows.append({sub.name: _to_text(sub, item.get(sub.name)) for sub in spec.fields})
+            rows += [{} for _ in range(blank_rows)]
+            out[name] = rows
+        else:
+            out[name] = "" if v is None else str(v)
+    return out
+
+
+def _to_text(spec: FieldSpec, v: Any) -> str:
+    if spec.type == "boolean":
+        return "" if v is None else ("yes" if v else "no")
+    return "" if v is None else str(v)
+
+
+def posted(d: WorkflowDefinition, names: tuple[str, ...], form: FlaskForm) -> dict[str, Any]:
+    """The engine's input: text values, empty meaning "clear", empty list rows dropped."""
+    out: dict[str, Any] = {}
+    for name in names:
+        spec = d.fields[name]
+        field = form[name]
+        if spec.type == "list" and spec.item is not None:
+            out[name] = [ln.strip() for ln in (field.data or "").splitlines() if ln.strip()]
+        elif spec.type == "list":
+            rows = []
+            for entry in field.entries:
+                row = {k: (v.strip() if isinstance(v, str) else v)
+                       for k, v in entry.data.items() if k != "csrf_token"}
+                if any(v not in (None, "") for v in row.values()):
+                    rows.append({k: _bool(sub, row.get(k)) for k, sub in
+                                 ((s.name, s) for s in spec.fields) if row.get(k) not in (None, "")})
+            out[name] = rows
+        else:
+            v = field.data
+            v = v.strip() if isinstance(v, str) else v
+            out[name] = _bool(spec, v) if v not in (None, "") else None
+    return out
+
+
+def _bool(spec: FieldSpec, v: Any) -> Any:
+    if spec.type == "boolean" and isinstance(v, str):
+        return v == "yes"
+    return v

@@ -1,0 +1,107 @@
+"""The inbox (landing page): my tasks and tasks open to my roles; claim, release, delegate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from flask_wtf import FlaskForm
+from wtforms import SelectField, StringField
+from wtforms.validators import DataRequired, Length
+
+from workflow import identity
+from workflow import inbox as wf_inbox
+from workflow.errors import WorkflowError
+from workflow.models import DefinitionVersion, User
+
+from .forms import choices
+from .helpers import engine
+
+bp = Blueprint("inbox", __name__)
+
+
+class DelegateForm(FlaskForm):
+    to = SelectField("Delegate to", validators=[DataRequired()])
+    reason = StringField("Reason", validators=[DataRequired(), Length(max=500)])
+
+
+def _workflows() -> dict[str, str]:
+    with engine().reader() as s:
+        rows = s.execute(
+            DefinitionVersion.__table__.select().with_only_columns(
+                DefinitionVersion.key, DefinitionVersion.title)
+            .order_by(DefinitionVersion.key, DefinitionVersion.version)).all()
+    return {k: t for k, t in rows}
+
+
+@bp.route("/")
+@login_required
+def index() -> Any:
+    args = request.args
+    scope = args.get("scope", "all")
+    if scope not in ("all", "mine", "claimable"):
+        scope = "all"
+    workflows = _workflows()
+    wf = args.get("workflow") or None
+    if wf and wf not in workflows:
+        wf = None
+    try:
+        with engine().reader() as s:
+            user = identity.get_user(s, current_user.username)
+            page = wf_inbox.inbox(s, user, workflow=wf, state=args.get("state") or None,
+                                  overdue=args.get("overdue") == "1",
+                                  search=(args.get("q") or "").strip()[:100] or None,
+                                  scope=scope, cursor=args.get("after") or None,
+                                  limit=25)
+    except WorkflowError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("inbox.index"))
+    return render_template("inbox/index.html", page=page, workflows=workflows, wf=wf,
+                           scope=scope, args=args)
+
+
+@bp.route("/tasks/<int:task_id>/claim", methods=["POST"])
+@login_required
+def claim(task_id: int) -> Any:
+    # CSRF is checked for every POST by CSRFProtect (webapp/__init__.py)
+    try:
+        number = wf_inbox.claim(engine(), task_id, current_user.username)
+        flash(f"You now hold the task on {number}.", "success")
+    except WorkflowError as exc:
+        flash(str(exc), "error")
+    return redirect(request.form.get("back") or url_for("inbox.index"))
+
+
+@bp.route("/tasks/<int:task_id>/release", methods=["POST"])
+@login_required
+def release(task_id: int) -> Any:
+    # CSRF is checked for every POST by CSRFProtect (webapp/__init__.py)
+    try:
+        number = wf_inbox.release(engine(), task_id, current_user.username)
+        flash(f"The task on {number} is open to its role again.", "success")
+    except WorkflowError as exc:
+        flash(str(exc), "error")
+    return redirect(request.form.get("back") or url_for("inbox.index"))
+
+
+@bp.route("/tasks/<int:task_id>/delegate", methods=["GET", "POST"])
+@login_required
+def delegate(task_id: int) -> Any:
+    form = DelegateForm()
+    with engine().reader() as s:
+        users = s.execute(User.__table__.select().where(
+            User.active.is_(True), User.is_system.is_(False), User.id != current_user.id)
+            .order_by(User.full_name)).all()
+    form.to.choices = choices([(u.username, f"{u.full_name} ({u.username})") for u in users],
+                              blank=False)
+    if form.validate_on_submit():
+        try:
+            number = wf_inbox.delegate(engine(), task_id, current_user.username, form.to.data,
+                                       form.reason.data)
+        except WorkflowError as exc:
+            flash(str(exc), "error")
+        else:
+            flash(f"The task on {number} was delegated.", "success")
+            return redirect(url_for("inbox.index"))
+    return render_template("inbox/delegate.html", form=form, task_id=task_id)

@@ -1,0 +1,199 @@
+"""Records: create from a definition's form, view (fields, timeline, signatures, links, tasks)
+and fire transitions with their form and signature dialog."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import or_, select
+
+from workflow.auth import PasswordSignature
+from workflow.errors import (
+    GuardFailed,
+    NotAuthorized,
+    RecordNotFound,
+    StaleRecord,
+    TransitionNotAvailable,
+    ValidationFailed,
+    WorkflowError,
+)
+from workflow.models import AuditEvent, Record, RecordLink, Signature, Task, TaskStatus, User
+
+from . import forms
+from .helpers import engine
+
+bp = Blueprint("records", __name__, url_prefix="/records")
+
+
+def _users() -> list[tuple[str, str]]:
+    with engine().reader() as s:
+        rows = s.execute(select(User.username, User.full_name).where(
+            User.active.is_(True), User.is_system.is_(False)).order_by(User.full_name)).all()
+    return [(u, f"{n} ({u})") for u, n in rows]
+
+
+def _startable() -> list[Any]:
+    """Workflows the current user may start (newest versions)."""
+    from workflow.models import DefinitionVersion
+
+    with engine().reader() as s:
+        keys = s.execute(select(DefinitionVersion.key).distinct()).scalars().all()
+        out = []
+        for k in sorted(keys):
+            d = engine().registry.latest(s, k).definition
+            if current_user.has(*d.start_roles):
+                out.append(d)
+        return out
+
+
+@bp.route("/new")
+@login_required
+def choose() -> Any:
+    return render_template("records/choose.html", definitions=_startable())
+
+
+@bp.route("/new/<workflow>", methods=["GET", "POST"])
+@login_required
+def new(workflow: str) -> Any:
+    d = next((x for x in _startable() if x.key == workflow), None)
+    if d is None:
+        abort(404)
+    Form = forms.build_form(d, d.start_edits, _users())
+    form = Form(data=forms.initial(d, d.start_edits, {}) if request.method == "GET" else None)
+    if form.validate_on_submit():
+        data = forms.posted(d, d.start_edits, form)
+        data = {k: v for k, v in data.items() if v not in (None, [])}
+        try:
+            r = engine().start(workflow, current_user.username, data)
+        except ValidationFailed as exc:
+            _field_errors(form, exc)
+        except WorkflowError as exc:
+            flash(str(exc), "error")
+        else:
+            flash(f"{r.number} was created.", "success")
+            return redirect(url_for("records.view", number=r.number))
+    return render_template("records/new.html", d=d, form=form,
+                           required=set(d.start_requires)), 200 if not form.errors else 422
+
+
+def _field_errors(form: Any, exc: ValidationFailed) -> None:
+    for name, msg in exc.errors.items():
+        if name in form:
+            form[name].errors = list(form[name].errors) + [msg]
+        else:
+            flash(f"{name}: {msg}", "error")
+    flash("Please correct the highlighted fields.", "error")
+
+
+def _load(number: str) -> tuple[Record, Any]:
+    rec = engine().get(number, viewer=current_user.username)  # 404 when not visible
+    d = engine().definition_of(rec)
+    return rec, d
+
+
+@bp.route("/<number>")
+@login_required
+def view(number: str) -> Any:
+    rec, d = _load(number)
+    with engine().reader() as s:
+        events = s.execute(select(AuditEvent).where(AuditEvent.record_id == rec.id)
+                           .order_by(AuditEvent.seq)).scalars().all()
+        sigs = s.execute(select(Signature).where(Signature.record_id == rec.id)
+                         .order_by(Signature.id)).scalars().all()
+        links = s.execute(
+            select(RecordLink, Record).join(
+                Record, or_(Record.id == RecordLink.target_id, Record.id == RecordLink.source_id))
+            .where(or_(RecordLink.source_id == rec.id, RecordLink.target_id == rec.id),
+                   Record.id != rec.id)).all()
+        tasks = s.execute(select(Task, User.full_name).outerjoin(User, User.id == Task.assignee_id)
+                          .where(Task.record_id == rec.id, Task.status == TaskStatus.OPEN)).all()
+        creator = s.get(User, rec.created_by_id)
+    available = engine().available_transitions(rec.number, current_user.username)
+    return render_template("records/view.html", rec=rec, d=d, events=events, sigs=sigs,
+                           links=links, tasks=tasks, available=available, creator=creator)
+
+
+@bp.route("/<number>/do/<transition>", methods=["GET", "POST"])
+@login_required
+def fire(number: str, transition: str) -> Any:
+    rec, d = _load(number)
+    t = d.transitions.get(transition)
+    if t is None or rec.state not in t.sources:
+        flash(f"{rec.number} is in state {d.states[rec.state].label!r}; "
+              f"{transition.replace('_', ' ')!r} is not possible now.", "error")
+        return redirect(url_for("records.view", number=rec.number))
+    Form = forms.build_form(d, t.edits, _users(), reason=t.reason_required,
+                            signature=t.signature is not None)
+    if request.method == "GET":
+        form = Form(data={**forms.initial(d, t.edits, rec.data),
+                          "expected_version": rec.version,
+                          "sig_username": current_user.username})
+    else:
+        form = Form()
+    stale = None
+    status = 200
+    if form.validate_on_submit():
+        data = forms.posted(d, t.edits, form)
+        sig = None
+        if t.signature is not None:
+            sig = PasswordSignature(form.sig_username.data, form.sig_password.data,
+                                    (form.sig_totp.data or "").strip() or None,
+                                    session_token=session.get("token"))
+        try:
+            expected = int(form.expected_version.data)
+        except (TypeError, ValueError):
+            abort(400)
+        try:
+            r = engine().fire(rec.number, transition, current_user.username, data,
+                              signature=sig, reason=(form.reason.data or "").strip() or None,
+                              expected_version=expected)
+        except StaleRecord as exc:
+            stale = exc
+            status = 409
+        except ValidationFailed as exc:
+            _field_errors(form, exc)
+            status = 422
+        except (GuardFailed, TransitionNotAvailable) as exc:
+            flash(str(exc), "error")
+            status = 422
+        except RecordNotFound:
+            abort(404)
+        except NotAuthorized as exc:
+            flash(str(exc), "error")
+            status = 403
+        except WorkflowError as exc:
+            flash(str(exc), "error")
+            status = 422
+        else:
+            if r.moved:
+                flash(f"{t.label}: done. {r.number} is now {d.states[r.state].label}.", "success")
+            else:
+                flash(f"Your signature is recorded; {r.signatures_needed} more signature(s) "
+                      "are needed before the record moves on.", "success")
+            for created in r.created:
+                if created != r.number:
+                    flash(f"{created} was created and linked.", "info")
+            return redirect(url_for("records.view", number=r.number))
+    elif request.method == "POST":
+        status = 422
+    if hasattr(form, "sig_password"):
+        form.sig_password.data = ""  # never echo a password back
+    return render_template("records/fire.html", rec=rec, d=d, t=t, form=form, stale=stale,
+                           needs_totp=not current_user.signed_before), status
+
+
+@bp.route("/<number>/audit")
+@login_required
+def audit(number: str) -> Any:
+    rec, d = _load(number)
+    with engine().reader() as s:
+        events = s.execute(select(AuditEvent).where(AuditEvent.record_id == rec.id)
+                           .order_by(AuditEvent.seq)).scalars().all()
+    if request.args.get("format") == "csv":
+        from .audit_views import csv_response
+
+        return csv_response(events, f"{rec.number}-audit-trail.csv")
+    return render_template("records/audit.html", rec=rec, d=d, events=events)
+
