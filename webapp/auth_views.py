@@ -39,8 +39,11 @@ login_manager.login_message = "Please log in to continue."
 login_manager.login_message_category = "info"
 login_manager.session_protection = None  # the server-side session row is the protection
 
-#: endpoints reachable while a password change or authenticator enrolment is pending
-_PENDING_OK = {"auth.logout", "auth.change_password", "auth.enrol", "static"}
+#: endpoints reachable while a password change is pending (a temporary password is known to
+#: the administrator who set it, so nothing else - not even enrolling an authenticator)
+_PASSWORD_PENDING_OK = {"auth.logout", "auth.change_password", "static"}
+#: endpoints reachable while an authenticator enrolment is pending
+_ENROL_PENDING_OK = _PASSWORD_PENDING_OK | {"auth.enrol"}
 
 
 @dataclass
@@ -94,11 +97,11 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _pending_steps() -> Any:
-        if not current_user.is_authenticated or request.endpoint in _PENDING_OK:
+        if not current_user.is_authenticated:
             return None
-        if session.get("must_change_password"):
+        if session.get("must_change_password") and request.endpoint not in _PASSWORD_PENDING_OK:
             return redirect(url_for("auth.change_password"))
-        if session.get("must_enrol"):
+        if session.get("must_enrol") and request.endpoint not in _ENROL_PENDING_OK:
             return redirect(url_for("auth.enrol"))
         return None
 
@@ -232,8 +235,7 @@ def change_password() -> Any:
                 auth.change_password(engine(), current_user.username, form.current.data,
                                      form.new.data, policy())
             except auth.AccountLocked as exc:
-                flash(str(exc), "error")
-                return _end("locked")
+                return _end("locked", str(exc), "error")
             except WorkflowError as exc:
                 flash(str(exc), "error")
             else:
@@ -244,20 +246,20 @@ def change_password() -> Any:
                            forced=session.get("must_change_password"), policy=policy())
 
 
-def _end(reason: str) -> Any:
+def _end(reason: str, message: str, category: str = "info") -> Any:
     token = session.get("token")
     if token:
         auth.end_session(engine(), token, reason)
     logout_user()
     session.clear()
+    flash(message, category)  # after clear(): the flash lives in the session
     return redirect(url_for("auth.login"))
 
 
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout() -> Any:
-    flash("You are logged out.", "info")
-    return _end("logout")
+    return _end("logout", "You are logged out.")
 
 
 def roles_required(*roles: str) -> Any:

@@ -194,6 +194,7 @@ def audit(number: str) -> Any:
     if request.args.get("format") == "csv":
         from .audit_views import csv_response
 
-        return csv_response(events, f"{rec.number}-audit-trail.csv")
+        return csv_response(events, f"{rec.number}-audit-trail.csv",
+                            numbers={ev.id: rec.number for ev in events})
     return render_template("records/audit.html", rec=rec, d=d, events=events)
 
