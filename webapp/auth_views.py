@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -30,7 +29,7 @@ from wtforms.validators import DataRequired, Length
 from workflow import auth
 from workflow.errors import WorkflowError
 
-from .helpers import engine, policy
+from .helpers import engine, policy, safe_next
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
@@ -129,11 +128,7 @@ class ChangePasswordForm(FlaskForm):
 
 
 def _safe_next(target: str | None) -> str:
-    if target:
-        parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and target.startswith("/"):
-            return target
-    return url_for("inbox.index")
+    return safe_next(target, url_for("inbox.index"))
 
 
 def _begin_session(user_id: int, mfa: bool, checked: auth.PasswordChecked) -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -38,8 +38,39 @@ def local(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return f"{value.astimezone(zone).strftime(fmt)} {value.astimezone(zone).tzname()}"
 
 
+def differs_from_utc(value: datetime | None) -> bool:
+    return value is not None and value.astimezone(user_zone()).utcoffset() != timedelta(0)
+
+
 def utc(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
+
+
+def safe_next(target: str | None, default: str) -> str:
+    """Only same-site paths: no scheme, host, backslash or control character."""
+    from urllib.parse import urlsplit
+
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return default
+    if "\\" in target or any(ord(c) < 32 for c in target):
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return default
+    return target
+
+
+def people_names(usernames: set[str]) -> dict[str, str]:
+    """username -> printed name, in one query."""
+    if not usernames:
+        return {}
+    from sqlalchemy import select
+
+    from workflow.models import User
+
+    with engine().reader() as s:
+        return {u: n for u, n in s.execute(
+            select(User.username, User.full_name).where(User.username.in_(sorted(usernames))))}
 
 
 def due_badge(due: datetime | None) -> tuple[str, str] | None:
@@ -64,6 +95,7 @@ def register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["utc"] = utc
     app.jinja_env.filters["label"] = label
     app.jinja_env.globals["due_badge"] = due_badge
+    app.jinja_env.globals["differs_from_utc"] = differs_from_utc
     app.jinja_env.globals["now"] = clock.now
 
     @app.context_processor

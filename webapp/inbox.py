@@ -16,7 +16,7 @@ from workflow.errors import WorkflowError
 from workflow.models import DefinitionVersion, User
 
 from .forms import choices
-from .helpers import engine
+from .helpers import engine, safe_next
 
 bp = Blueprint("inbox", __name__)
 
@@ -57,8 +57,14 @@ def index() -> Any:
     except WorkflowError as exc:
         flash(str(exc), "error")
         return redirect(url_for("inbox.index"))
+    defs = {}
+    with engine().reader() as s:
+        for row in page.rows:
+            if row.definition_hash not in defs:
+                defs[row.definition_hash] = engine().registry.by_hash(
+                    s, row.definition_hash).definition
     return render_template("inbox/index.html", page=page, workflows=workflows, wf=wf,
-                           scope=scope, args=args)
+                           scope=scope, args=args, defs=defs)
 
 
 @bp.route("/tasks/<int:task_id>/claim", methods=["POST"])
@@ -70,7 +76,7 @@ def claim(task_id: int) -> Any:
         flash(f"You now hold the task on {number}.", "success")
     except WorkflowError as exc:
         flash(str(exc), "error")
-    return redirect(request.form.get("back") or url_for("inbox.index"))
+    return redirect(safe_next(request.form.get("back"), url_for("inbox.index")))
 
 
 @bp.route("/tasks/<int:task_id>/release", methods=["POST"])
@@ -82,7 +88,7 @@ def release(task_id: int) -> Any:
         flash(f"The task on {number} is open to its role again.", "success")
     except WorkflowError as exc:
         flash(str(exc), "error")
-    return redirect(request.form.get("back") or url_for("inbox.index"))
+    return redirect(safe_next(request.form.get("back"), url_for("inbox.index")))
 
 
 @bp.route("/tasks/<int:task_id>/delegate", methods=["GET", "POST"])

@@ -10,6 +10,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import or_, select
 
 from workflow.auth import PasswordSignature
+from workflow.fields import users_in
 from workflow.errors import (
     GuardFailed,
     NotAuthorized,
@@ -22,7 +23,7 @@ from workflow.errors import (
 from workflow.models import AuditEvent, Record, RecordLink, Signature, Task, TaskStatus, User
 
 from . import forms
-from .helpers import engine
+from .helpers import engine, people_names
 
 bp = Blueprint("records", __name__, url_prefix="/records")
 
@@ -112,7 +113,16 @@ def view(number: str) -> Any:
         creator = s.get(User, rec.created_by_id)
     available = engine().available_transitions(rec.number, current_user.username)
     return render_template("records/view.html", rec=rec, d=d, events=events, sigs=sigs,
-                           links=links, tasks=tasks, available=available, creator=creator)
+                           links=links, tasks=tasks, available=available, creator=creator,
+                           people=_people(d, rec))
+
+
+def _people(d: Any, rec: Record) -> dict[str, str]:
+    """Printed names for the usernames the record's user fields hold."""
+    names: set[str] = set()
+    for spec in d.fields.values():
+        names.update(users_in(spec, rec.data.get(spec.name)))
+    return people_names(names)
 
 
 @bp.route("/<number>/do/<transition>", methods=["GET", "POST"])
@@ -181,7 +191,8 @@ def fire(number: str, transition: str) -> Any:
     if hasattr(form, "sig_password"):
         form.sig_password.data = ""  # never echo a password back
     return render_template("records/fire.html", rec=rec, d=d, t=t, form=form, stale=stale,
-                           needs_totp=not current_user.signed_before), status
+                           needs_totp=not current_user.signed_before,
+                           people=_people(d, rec)), status
 
 
 @bp.route("/<number>/audit")

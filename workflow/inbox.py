@@ -32,6 +32,7 @@ class InboxRow:
     number: str
     title: str
     workflow: str
+    definition_hash: str
     state: str
     role: str | None
     assignee: str | None
@@ -100,7 +101,8 @@ def inbox(
                 from None
         q = q.where(or_(due_key > due, and_(due_key == due, Task.id > tid)))
     rows = session.execute(q.order_by(due_key, Task.id).limit(limit + 1)).all()
-    out = [InboxRow(t.id, r.id, r.number, r.title, r.workflow_key, r.state, t.role, who,
+    out = [InboxRow(t.id, r.id, r.number, r.title, r.workflow_key, r.definition_hash, r.state,
+                    t.role, who,
                     t.due_at, t.opened_at, t.assignee_id == user.id) for t, r, who in rows[:limit]]
     nxt = None
     if len(rows) > limit:

@@ -189,7 +189,7 @@ def test_qa_signs_the_action_plan_in_the_signature_dialog(page: Page, live) -> N
     log_in(page, "quinn", totps["quinn"])
 
     row = page.get_by_role("row").filter(has_text=number)
-    expect(row).to_contain_text("Plan approval")
+    expect(row).to_contain_text("QA plan approval")
     expect(row).to_contain_text("Wrong label on batch 42")
     page.screenshot(path=str(SHOTS / "inbox.png"), full_page=True)
     row.get_by_role("link", name="Open").click()

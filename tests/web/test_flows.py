@@ -299,7 +299,7 @@ def test_claim_release_and_delegate_from_the_inbox(app, client, account, engine)
     task = open_task(engine, number)
     login(client, "quinn")
     html = text(client.get("/"))
-    assert number in html and f"/tasks/{task.id}/claim" in html and "(open)" in html
+    assert number in html and f"/tasks/{task.id}/claim" in html and "not claimed" in html
 
     r = client.post(f"/tasks/{task.id}/claim", data={"csrf_token": csrf(client, "/")})
     assert r.status_code == 302

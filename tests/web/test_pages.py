@@ -32,7 +32,7 @@ def test_login_and_inbox(client, account, engine):
     number = capa_at_plan_approval(engine)
     assert login(client, "quinn").status_code == 302
     html = client.get("/").get_data(as_text=True)
-    assert number in html and "Plan approval" in html
+    assert number in html and "QA plan approval" in html
 
 
 def test_wrong_password_is_refused_with_a_clear_message(client, account):
