@@ -10,7 +10,6 @@ from flask_login import current_user, login_required
 from sqlalchemy import or_, select
 
 from workflow.auth import PasswordSignature
-from workflow.fields import users_in
 from workflow.errors import (
     GuardFailed,
     NotAuthorized,
@@ -20,6 +19,7 @@ from workflow.errors import (
     ValidationFailed,
     WorkflowError,
 )
+from workflow.fields import users_in
 from workflow.models import AuditEvent, Record, RecordLink, Signature, Task, TaskStatus, User
 
 from . import forms
