@@ -104,13 +104,15 @@ def record_event(
 
 
 _PENDING = "qms_audit_pending"
+# built once: every unit of work runs it (see the note on pre-built statements in engine.py)
+_INSERT_EVENTS = insert(AuditEvent.__table__)
 
 
 def flush_pending(session: Session) -> None:
     """Insert the queued audit rows now (called by the session events below)."""
     rows = session.info.pop(_PENDING, None)
     if rows:
-        session.connection().execute(insert(AuditEvent.__table__), rows)
+        session.connection().execute(_INSERT_EVENTS, rows)
 
 
 @event.listens_for(Session, "before_flush")

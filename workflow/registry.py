@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 from transitions import Machine
 
@@ -48,6 +48,13 @@ def compile_machine(d: WorkflowDefinition) -> Machine:
     )
 
 
+# built once: every start runs _LATEST_HASH (see the note on pre-built statements in engine.py)
+_versions = DefinitionVersion.__table__.c
+_LATEST_HASH = (select(_versions.content_hash).where(_versions.key == bindparam("key"))
+                .order_by(_versions.version.desc()).limit(1))
+_BY_HASH = select(DefinitionVersion).where(DefinitionVersion.content_hash == bindparam("content_hash"))
+
+
 class Registry:
     """Process-wide cache of compiled definition versions (immutable, so safe to share)."""
 
@@ -69,21 +76,16 @@ class Registry:
         hit = self._by_hash.get(content_hash)
         if hit is not None:
             return hit
-        row = session.execute(
-            select(DefinitionVersion).where(DefinitionVersion.content_hash == content_hash)
-        ).scalar_one()
+        row = session.execute(_BY_HASH, {"content_hash": content_hash}).scalar_one()
         return self._compile(row)
 
     def latest(self, session: Session, key: str) -> Compiled:
-        row = session.execute(
-            select(DefinitionVersion)
-            .where(DefinitionVersion.key == key)
-            .order_by(DefinitionVersion.version.desc())
-            .limit(1)
-        ).scalar_one_or_none()
-        if row is None:
+        # only the newest version's hash is read: the compiled version is usually cached, and
+        # the row with its source text is loaded only when it is not
+        content_hash = session.execute(_LATEST_HASH, {"key": key}).scalar_one_or_none()
+        if content_hash is None:
             raise UnknownWorkflow(key)
-        return self._compile(row)
+        return self.by_hash(session, content_hash)
 
     def publish(self, session: Session, d: WorkflowDefinition, actor: User,
                 reason: str = "") -> tuple[DefinitionVersion, bool]:
