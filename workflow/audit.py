@@ -8,6 +8,8 @@ application's back detectable by :func:`verify` (R-P11-10e-4).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -49,8 +51,37 @@ def event_payload(ev: AuditEvent) -> dict[str, Any]:
     }
 
 
-def compute_hash(ev: AuditEvent) -> str:
-    return canonical.sha256(event_payload(ev))
+#: where Engine.unit() puts the server key on the session, for keyed hashes
+KEY = "qms_key"
+
+#: the record columns a seal covers: everything that says what the record is and holds
+SEALED = ("id", "number", "workflow_key", "definition_id", "definition_hash", "title", "state",
+          "state_visit", "data", "version", "created_by_id", "created_at", "closed_at",
+          "outcome", "due_original", "due_current", "audit_seq", "audit_head")
+
+
+def keyed_hash(key: bytes, payload: Any) -> str:
+    """HMAC-SHA256 of the canonical JSON: without the server key (kept outside the
+    database) nobody can write an event or a record row that verifies."""
+    return hmac.new(key, canonical.dumps(payload).encode(), hashlib.sha256).hexdigest()
+
+
+def session_key(session: Session) -> bytes:
+    key = session.info.get(KEY)
+    if not key:
+        # fail closed: an audit event must never be written unkeyed
+        raise RuntimeError("audit events are written only inside Engine.unit()")
+    return key
+
+
+def compute_hash(ev: AuditEvent, key: bytes) -> str:
+    return keyed_hash(key, event_payload(ev))
+
+
+def record_seal(key: bytes, rec: Any) -> str:
+    """The record row's seal: a keyed hash over its sealed columns (verify-audit checks it,
+    so a row edited with plain SQL is named)."""
+    return keyed_hash(key, {k: getattr(rec, k) for k in SEALED})
 
 
 def _plain(changes: dict[str, Any] | None) -> dict[str, Any]:
@@ -97,7 +128,7 @@ def record_event(
         "reason": reason,
         "prev_hash": record.audit_head or GENESIS,
     }
-    row["hash"] = canonical.sha256(row)
+    row["hash"] = keyed_hash(session_key(session), row)
     record.audit_head = row["hash"]
     session.info.setdefault(_PENDING, []).append(row)
     return row
@@ -162,7 +193,7 @@ def system_event(
         reason=reason,
         prev_hash=head.head or GENESIS,
     )
-    ev.hash = compute_hash(ev)
+    ev.hash = compute_hash(ev, session_key(session))
     head.head = ev.hash
     session.add(ev)
     return ev
@@ -196,8 +227,8 @@ class VerifyReport:
         return not self.problems
 
 
-def verify_chain(chain: str, events: list[AuditEvent], head_seq: int, head_hash: str
-                 ) -> Iterator[ChainProblem]:
+def verify_chain(chain: str, events: list[AuditEvent], head_seq: int, head_hash: str,
+                 key: bytes                 ) -> Iterator[ChainProblem]:
     """Check one chain's events (ordered by seq) against its stored head."""
     prev = GENESIS
     expected_seq = 1
@@ -210,7 +241,7 @@ def verify_chain(chain: str, events: list[AuditEvent], head_seq: int, head_hash:
             yield ChainProblem(chain, ev.seq, ev.id,
                                "does not link to the previous event (inserted or reordered)")
             return
-        if compute_hash(ev) != ev.hash:
+        if compute_hash(ev, key) != ev.hash:
             yield ChainProblem(chain, ev.seq, ev.id,
                                "content does not match its hash (the row was altered)")
             return

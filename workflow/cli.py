@@ -20,10 +20,31 @@ from .errors import DefinitionError, WorkflowError
 log = logging.getLogger("qms")
 
 
-def _engine():
+class CliError(click.ClickException):
+    """One line on stderr, ``error: ...``, exit status 1 (like domain errors)."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+def _engine(*, check_schema: bool = True):
+    """The engine; unless initialising, refuse clearly when the schema is missing or old."""
     from .service import open_engine
 
-    return open_engine()
+    engine, dbe = open_engine()
+    if check_schema:
+        try:
+            current = db.current_revision(dbe)
+        except Exception as exc:  # unreachable server, bad URL...: one clear line
+            raise CliError(f"cannot reach the database "
+                                f"({dbe.url.render_as_string(hide_password=True)}): "
+                                f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+        head = db.head_revision()
+        if current != head:
+            state = ("the database is not initialised" if current is None else
+                     f"the database schema is at revision {current}, the code needs {head}")
+            raise CliError(f"{state}: run `qms init` (or `qms db upgrade`) first")
+    return engine, dbe
 
 
 def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -87,7 +108,7 @@ def init(demo: bool) -> None:
     """Create or upgrade the database and load the shipped definitions (safe to re-run)."""
     from .service import load_definitions
 
-    engine, dbe = _engine()
+    engine, dbe = _engine(check_schema=False)
     db.upgrade(dbe)
     click.echo(f"database ready at revision {db.current_revision(dbe)} ({_safe_url(dbe)})")
     for line in load_definitions(engine):

@@ -164,6 +164,7 @@ class WorkflowDefinition:
     transitions: Mapping[str, TransitionSpec]
     milestones: Mapping[str, Milestone]
     source: str = field(repr=False, compare=False)
+    start_guards: tuple[Guard, ...] = ()
     content_hash: str = ""
     origin: str = "<string>"
 
@@ -469,6 +470,8 @@ class _SemanticChecker:
         for key in ("edits", "requires"):
             for i, f in enumerate(start.get(key, [])):
                 self._field(("start", key, i), f)
+        for i, g in enumerate(start.get("guards", [])):
+            self._expr(("start", "guards", i, "when"), g["when"])
         for i, f in enumerate(start.get("requires", [])):
             if f not in start.get("edits", []):
                 self.err(("start", "requires", i), f"start requires {f!r} but does not edit it")
@@ -745,6 +748,7 @@ def _build(doc: dict, text: str, origin: str, lines: dict[tuple, int]) -> Workfl
         start_roles=tuple(start["roles"]),
         start_edits=tuple(start.get("edits", ())),
         start_requires=tuple(start.get("requires", ())),
+        start_guards=tuple(Guard(g["when"], g["message"]) for g in start.get("guards", ())),
         states=states,
         transitions=transitions,
         milestones=milestones,

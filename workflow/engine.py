@@ -99,11 +99,17 @@ _EARLIER_SIGNATURES = select(_signatures.signer_id, _signatures.signer_role).whe
     _signatures.record_id == bindparam("rid"), _signatures.transition == bindparam("transition"),
     _signatures.state_visit == bindparam("visit"))
 _INSERT_SIGNATURE = insert(Signature.__table__)
+
 _INSERT_TASKS = insert(Task.__table__)
 _INSERT_TIMER = insert(Timer.__table__)
 _INSERT_OUTBOX = insert(OutboxMessage.__table__)
 _CLOSE_TASKS = update(Task.__table__).where(
     _tasks.record_id == bindparam("rid"), _tasks.status == TaskStatus.OPEN,
+).values(status=TaskStatus.DONE, closed_at=bindparam("now"), closed_by_id=bindparam("uid"),
+         closed_by_transition=bindparam("transition"))
+_CLOSE_ROLE_TASK = update(Task.__table__).where(
+    _tasks.record_id == bindparam("rid"), _tasks.status == TaskStatus.OPEN,
+    _tasks.role == bindparam("b_role"),
 ).values(status=TaskStatus.DONE, closed_at=bindparam("now"), closed_by_id=bindparam("uid"),
          closed_by_transition=bindparam("transition"))
 _CANCEL_TIMERS = update(Timer.__table__).where(
@@ -136,7 +142,7 @@ _RECORD_VERSION = select(_records.version).where(_records.id == bindparam("_id")
 # skip it, and a rollback discards it.
 _TRACKED = "qms_tracked_records"
 _WRITABLE = ("title", "state", "state_visit", "data", "version", "updated_at", "closed_at",
-             "outcome", "due_current", "audit_seq", "audit_head")
+             "outcome", "due_current", "audit_seq", "audit_head", "seal")
 
 
 def _track(session: Session, rec: Record) -> None:
@@ -150,6 +156,7 @@ def _write_back(session: Session) -> None:
         changed = {k: v for k in _WRITABLE if (v := getattr(rec, k)) != stored[k]}
         if not changed:
             continue
+        rec.seal = changed["seal"] = audit.record_seal(audit.session_key(session), rec)
         conn = session.connection()
         done = conn.execute(_UPDATE_RECORD, {**changed, "_id": rec.id,
                                              "_stored_version": stored["version"]})
@@ -250,6 +257,7 @@ class Engine:
             # of before every query (measured: half the cost of a transition)
             with session.begin(), session.no_autoflush:
                 session.connection(execution_options=WRITE)
+                session.info[audit.KEY] = self.signing_key
                 yield session
         finally:
             session.close()
@@ -478,6 +486,9 @@ class Engine:
             rec = self._lock(session, ext.record_id)
             if ext.status != ExtensionStatus.REQUESTED:
                 raise WorkflowError(f"Extension request #{extension_id} was already {ext.status}.")
+            if rec.closed_at is not None and approve:
+                raise DueDateLocked(f"{rec.number} is closed; its due date can no longer move "
+                                    "(reject the request instead).")
             d = self.registry.by_hash(session, rec.definition_hash).definition
             roles = ctx.roles(user)
             if not roles & set(d.extension_roles):
@@ -622,6 +633,19 @@ class Engine:
         missing = [f for f in d.start_requires if is_empty(clean.get(f))]
         if missing:
             raise ValidationFailed({f: "is required" for f in missing})
+        if d.start_guards:
+            names: dict[str, Any] = {f: clean.get(f) for f in d.fields}
+            names.update(now=ctx.now.isoformat(), today=ctx.now.date().isoformat(),
+                         number=None, actor=user.username, initiator=user.username,
+                         item=None, user=None)
+            for g in d.start_guards:
+                try:
+                    ok = expressions.evaluate(g.when, names)
+                except expressions.ExpressionError as exc:
+                    raise GuardFailed("start", f"{g.message} (the check could not be "
+                                               f"evaluated: {exc})") from None
+                if not ok:
+                    raise GuardFailed("start", g.message)
         now = ctx.now
         initial = d.initial_state
         row = dict(
@@ -643,6 +667,7 @@ class Engine:
             due_current=now + d.due_in if d.due_in else None,
             audit_seq=0,
             audit_head="",
+            seal="",  # sealed when written back at the end of the unit
         )
         # inserted with Core and kept out of the session; later changes (audit head, state...)
         # are written back at commit like a locked record's
@@ -659,7 +684,8 @@ class Engine:
         return rec
 
     def _clean(self, session: Session, d: WorkflowDefinition, current: dict[str, Any],
-               data: Mapping[str, Any], *, allowed: tuple[str, ...], what: str) -> dict[str, Any]:
+               data: Mapping[str, Any], *, allowed: tuple[str, ...], what: str,
+               own_number: str | None = None) -> dict[str, Any]:
         """Validate ``data`` against the fields ``allowed`` to change; return the new data."""
         errors: dict[str, str] = {}
         new = dict(current)
@@ -682,13 +708,15 @@ class Engine:
                 new[name] = v
         if errors:
             raise ValidationFailed(errors)
-        self._check_existence(session, d, {k: new[k] for k in data if k in new}, errors)
+        self._check_existence(session, d, {k: new[k] for k in data if k in new}, errors,
+                              own_number=own_number)
         if errors:
             raise ValidationFailed(errors)
         return new
 
     def _check_existence(self, session: Session, d: WorkflowDefinition,
-                         values: Mapping[str, Any], errors: dict[str, str]) -> None:
+                         values: Mapping[str, Any], errors: dict[str, str],
+                         own_number: str | None = None) -> None:
         for name, value in values.items():
             spec = d.fields[name]
             names = users_in(spec, value)
@@ -700,11 +728,15 @@ class Engine:
             refs = references_in(spec, value)
             if refs:
                 numbers = [n for _, n in refs]
+                if own_number in numbers:
+                    errors[name] = f"{own_number} cannot refer to itself"
+                    continue
                 found_refs = {num: wf for num, wf in session.execute(
                     _RECORD_WORKFLOWS, {"numbers": numbers})}
                 bad = [n for wf, n in refs if found_refs.get(n) != wf]
                 if bad:
-                    errors[name] = f"no {spec.workflow} record {', '.join(sorted(set(bad)))}"
+                    wf = spec.workflow or (spec.item.workflow if spec.item else None) or "such"
+                    errors[name] = f"no {wf} record {', '.join(sorted(set(bad)))}"
 
     def _link(self, ctx: _Ctx, source: Record, target: Record, kind: str, user: User) -> None:
         ctx.session.add(RecordLink(source_id=source.id, target_id=target.id, kind=kind,
@@ -794,7 +826,12 @@ class Engine:
         d = compiled.definition
         t = d.transitions.get(name)
         dest = compiled.dest(name, rec.state) if t is not None else None
-        if t is None or dest is None:
+        if t is None:
+            known = ", ".join(sorted(d.transitions))
+            raise TransitionNotAvailable(
+                rec.number, name, rec.state, [],
+                message=f"{d.title} has no step called {name!r} (its steps: {known}).")
+        if dest is None:
             roles = ctx.roles(user)
             avail = []
             for x in d.transitions_from(rec.state):
@@ -812,7 +849,7 @@ class Engine:
             roles = set()
         old_data = rec.data
         new_data = self._clean(session, d, old_data, data, allowed=t.edits,
-                               what=f"doing {t.label!r}")
+                               what=f"doing {t.label!r}", own_number=rec.number)
         missing = [f for f in t.requires if is_empty(new_data.get(f))]
         if missing:
             raise ValidationFailed({f: f"is required to {t.label.lower()}" for f in missing})
@@ -909,15 +946,15 @@ class Engine:
                 f"You have already signed {transition!r} on {rec.number}; another person "
                 "must give the next signature.", rule="distinct_signers")
         role = eligible[0]
+        have = len(earlier) + 1
         if quorum is not None and quorum.one_per_role:
-            filled = {r for _, r in earlier}
-            free = [r for r in eligible if r not in filled]
-            if not free:
-                raise SegregationOfDuties(
-                    f"The {', '.join(sorted(filled))} signature is already given; the remaining "
-                    f"signature needs another role ({', '.join(r for r in roles if r not in filled)}).",
-                    rule="one_per_role")
-            role = free[0]
+            role, have, covered = self._roles_to_fill(transition, rec.number, roles, eligible,
+                                                      [r for _, r in earlier])
+            if have < quorum.quorum:
+                # that role's part is done: its task leaves the inboxes, the others' stay
+                session.execute(_CLOSE_ROLE_TASK, {
+                    "rid": rec.id, "b_role": covered, "now": ctx.now, "uid": signer.user.id,
+                    "transition": transition})
         content_hash = canonical.sha256(canonical.record_content(
             rec.number, rec.workflow_key, rec.definition_hash, dict(data)))
         row = dict(record_id=rec.id, record_version=rec.version, state_visit=rec.state_visit,
@@ -933,10 +970,30 @@ class Engine:
         audit.record_event(session, rec, at=ctx.now, actor=signer.user, action="sign",
                            transition=transition,
                            changes={"signature": {"id": sig_id, "meaning": meaning,
-                                                  "role": role, "method": signer.method,
+                                                  "role": role,
+                                                  "method": signer.method,
                                                   "content_hash": content_hash}})
         # the record row lock serialises signers, so the count read above is still current
-        return sig_id, len(earlier) + 1
+        return sig_id, have
+
+    @staticmethod
+    def _roles_to_fill(transition: str, number: str, roles: tuple[str, ...],
+                       eligible: list[str], earlier: list[str]) -> tuple[str, int, str]:
+        """One signer per role (e.g. QA *and* process owner). Each signature records every
+        required role its signer held (``qa+process_owner``); the step is complete when the
+        signers can be matched to distinct roles, so someone holding both roles never blocks
+        a valid pair. A signer who cannot enlarge the matching is refused. Returns (the role
+        text to record, the matching's size with this signer, the role they cover)."""
+        sets = [r.split("+") for r in earlier]
+        before = _matching(sets)
+        after = _matching([*sets, eligible])
+        if len(after) <= len(before):
+            needed = [r for r in roles if r not in before.values()]
+            raise SegregationOfDuties(
+                f"The signatures already given on {number} cover the roles you hold; "
+                f"{transition!r} still needs a signature as {' or '.join(needed)}, by "
+                "another person.", rule="one_per_role")
+        return "+".join(eligible), len(after), after[len(sets)]
 
     # ------------------------------------------------------------------ states, tasks, actions
 
@@ -1078,6 +1135,26 @@ class Engine:
             return expressions.evaluate(text, names)
         except expressions.ExpressionError as exc:
             raise WorkflowError(f"{action.kind} action could not evaluate {text!r}: {exc}") from None
+
+
+def _matching(sets: list[list[str]]) -> dict[int, str]:
+    """Maximum matching of signers (by index) to distinct roles (augmenting paths; the sets
+    are tiny)."""
+    owner: dict[str, int] = {}
+
+    def place(i: int, seen: set[str]) -> bool:
+        for r in sets[i]:
+            if r in seen:
+                continue
+            seen.add(r)
+            if r not in owner or place(owner[r], seen):
+                owner[r] = i
+                return True
+        return False
+
+    for i in range(len(sets)):
+        place(i, set())
+    return {i: r for r, i in owner.items()}
 
 
 def _role_label(d: WorkflowDefinition, role: str) -> str:

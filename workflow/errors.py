@@ -84,16 +84,16 @@ class TransitionNotAvailable(WorkflowError):
 
     code = "transition_not_available"
 
-    def __init__(self, number: str, transition: str, state: str, available: list[str]):
+    def __init__(self, number: str, transition: str, state: str, available: list[str],
+                 message: str | None = None):
         self.number = number
         self.transition = transition
         self.state = state
         self.available = available
         avail = ", ".join(available) if available else "none"
-        super().__init__(
+        super().__init__(message or (
             f"{number} is in state {state!r}; transition {transition!r} is not possible from "
-            f"there (possible now: {avail})."
-        )
+            f"there (possible now: {avail})."))
 
 
 class NotAuthorized(WorkflowError):

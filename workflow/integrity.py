@@ -13,11 +13,11 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, cast, literal, select
 from sqlalchemy.orm import Session
 
 from . import canonical
-from .audit import ChainProblem, VerifyReport, record_chain, verify_chain
+from .audit import ChainProblem, VerifyReport, record_chain, record_seal, verify_chain
 from .models import AuditChain, AuditEvent, Record, Signature
 from .signatures import mac_ok
 
@@ -49,9 +49,14 @@ def verify(session: Session, key: bytes) -> VerifyReport:
             evs = events.get(rec.id, [])
             report.events += len(evs)
             chain = record_chain(rec.id)
-            problems = list(verify_chain(chain, evs, rec.audit_seq, rec.audit_head))
+            problems = list(verify_chain(chain, evs, rec.audit_seq, rec.audit_head, key))
             if not problems:
                 problems = list(_replay(rec, evs, {s.id: s for s in sigs.get(rec.id, [])}, key))
+            if rec.seal != record_seal(key, rec):
+                problems.append(ChainProblem(
+                    chain, None, None,
+                    f"{rec.number}: the record row does not match its seal: it was changed "
+                    "outside the application"))
             for s in sigs.get(rec.id, []):
                 report.signatures += 1
                 if not mac_ok(key, s, rec.number):
@@ -69,7 +74,20 @@ def verify(session: Session, key: bytes) -> VerifyReport:
         ).scalars())
         report.chains += 1
         report.events += len(evs)
-        report.problems.extend(verify_chain(head.name, evs, head.seq, head.head))
+        report.problems.extend(verify_chain(head.name, evs, head.seq, head.head, key))
+    # an event filed under one record but chained under another (or none) would be shown
+    # in that record's trail without ever being verified
+    misfiled = session.execute(
+        select(AuditEvent.id, AuditEvent.chain, AuditEvent.record_id).where(
+            AuditEvent.record_id.is_not(None),
+            AuditEvent.chain != literal("record:") + cast(AuditEvent.record_id, String))
+        .limit(1)
+    ).first()
+    if misfiled:
+        report.problems.append(ChainProblem(
+            misfiled.chain, None, misfiled.id,
+            f"event belongs to record id {misfiled.record_id} but is filed in another chain "
+            "(inserted outside the application)"))
     stray = session.execute(
         select(AuditEvent.chain).where(
             AuditEvent.record_id.is_(None),

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -99,8 +100,9 @@ class User(Base):
     # credentials (workflow/auth.py); secrets are never shown, only hashes/ciphertext stored
     password_hash: Mapped[str | None] = mapped_column(String(200))
     password_changed_at: Mapped[datetime | None]
-    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
-    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                       server_default=false())
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     locked_at: Mapped[datetime | None]
     totp_secret: Mapped[str | None] = mapped_column(String(300))  # encrypted with the server key
     totp_enabled_at: Mapped[datetime | None]
@@ -176,6 +178,7 @@ class Record(Base):
     due_current: Mapped[datetime | None]
     audit_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     audit_head: Mapped[str] = mapped_column(String(64), default="")
+    seal: Mapped[str] = mapped_column(String(64), default="", server_default="")  # audit.record_seal
 
     # the engine sets the next version itself; every UPDATE still checks the old one
     __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
@@ -237,7 +240,7 @@ class Signature(Base):
     signer_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     signer_name: Mapped[str] = mapped_column(String(200))
     signer_username: Mapped[str] = mapped_column(String(64))
-    signer_role: Mapped[str] = mapped_column(String(40))
+    signer_role: Mapped[str] = mapped_column(String(200))  # "qa" or "qa+process_owner"
     method: Mapped[str] = mapped_column(String(40))
     signed_at: Mapped[datetime]
     content_hash: Mapped[str] = mapped_column(String(64))

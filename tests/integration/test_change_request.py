@@ -165,7 +165,7 @@ def test_two_signature_approval_qa_and_process_owner(engine, people, co):
     with pytest.raises(SegregationOfDuties, match="already signed") as exc:
         engine.fire(r.number, "approve", people["qa"], signature=sign(people["qa"]))
     assert exc.value.rule == "distinct_signers"
-    with pytest.raises(SegregationOfDuties, match="qa signature is already given") as exc:
+    with pytest.raises(SegregationOfDuties, match="cover the roles you hold") as exc:
         engine.fire(r.number, "approve", people["qa2"], signature=sign(people["qa2"]))
     assert exc.value.rule == "one_per_role"
     assert "process_owner" in str(exc.value)
@@ -325,13 +325,6 @@ def test_cannot_withdraw_once_implementation_started(engine, people, co):
     assert engine.get(r.number).state == "implementation"
 
 
-@pytest.mark.xfail(strict=True, raises=SegregationOfDuties, reason=(
-    "BUG (workflow/engine.py Engine._sign, one_per_role): the signer's role slot is bound "
-    "greedily at signing (`free[0]`, i.e. the first listed role the signer holds). A first "
-    "signer holding both qa and process_owner is recorded as qa, so a QA-only second signer is "
-    "then refused ('The qa signature is already given') although the pair covers both roles "
-    "(dual-role signer as process owner). Needs a matching over the signers' held roles "
-    "(or re-binding the earlier slot) instead of first-fit"))
 def test_dual_role_first_signer_does_not_block_a_valid_pair(engine, people, co, make_user):
     """R-P11-10g-2 R-P11-10g-3: one QA and one process owner, two different people, in any
     order, whatever other roles they also hold."""
@@ -345,4 +338,23 @@ def test_dual_role_first_signer_does_not_block_a_valid_pair(engine, people, co, 
     with engine.reader() as s:
         roles = s.execute(select(Signature.signer_username, Signature.signer_role)
                           .order_by(Signature.id)).all()
-        assert sorted(roles) == [("pat", "process_owner"), ("quinn", "qa")]
+        # pat held both roles when signing, and the signature says so
+        assert sorted(roles) == [("pat", "qa+process_owner"), ("quinn", "qa")]
+
+
+def test_each_approver_task_closes_when_that_role_has_signed(engine, people, co):
+    """R-P11-10g-2: QA and the process owner each get a task; QA's closes when QA signs,
+    the process owner's stays in their inbox until they sign."""
+    r = draft(engine, people)
+    to_approval(engine, people, co, r.number)
+
+    def open_roles():
+        with engine.reader() as s:
+            return sorted(s.execute(select(Task.role).where(
+                Task.record_id == r.record_id, Task.status == TaskStatus.OPEN)).scalars())
+
+    assert open_roles() == ["process_owner", "qa"]
+    engine.fire(r.number, "approve", people["qa"], signature=sign(people["qa"]))
+    assert open_roles() == ["process_owner"]
+    engine.fire(r.number, "approve", people["po"], signature=sign(people["po"]))
+    assert open_roles() == ["change_owner"]

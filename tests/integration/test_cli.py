@@ -380,17 +380,12 @@ def test_records_malformed_option_is_a_usage_error(demo, pairs, message):
 
 
 @pytest.mark.committed
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: cli._friendly only catches WorkflowError; on a database that was never initialised "
-    "`qms records start` dies with a sqlalchemy OperationalError/ProgrammingError traceback "
-    "('no such table: users' / 'relation \"users\" does not exist') instead of one line "
-    "telling the operator to run `qms init`"))
 def test_records_start_on_uninitialised_database_is_one_clear_line(qms):
     """R-A11-5-1: a command on an empty database says what to do, in one line."""
     result = qms("records", "start", "capa", "--as", "emma", *CAPA)
     assert result.exit_code == 1
     no_traceback(result)
-    assert result.stderr.startswith("error: ")
+    assert result.stderr.startswith("error: the database is not initialised: run `qms init`")
 
 
 # ------------------------------------------------------------------ db upgrade

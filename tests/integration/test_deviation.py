@@ -270,10 +270,6 @@ def test_similar_deviation_must_be_an_existing_deviation(engine, people, inv):
     assert engine.get(r.number).state == "investigation"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG (workflow/engine.py Engine._check_existence): for a list of references the message "
-    "names the list spec's workflow, which is None: 'no None record CAPA-2026-0001'; it should "
-    "use the item's workflow (the `wf` of references_in)"))
 def test_bad_recurrence_reference_message_names_the_workflow(engine, people, inv):
     """R-A11-5-1: the refusal says which kind of record was expected."""
     r = report(engine, people)
@@ -284,11 +280,6 @@ def test_bad_recurrence_reference_message_names_the_workflow(engine, people, inv
     assert exc.value.errors == {"similar_deviations": f"no deviation record {capa.number}"}
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=(
-    "BUG (workflow/engine.py Engine._link_references / _check_existence): a deviation may "
-    "list itself as an 'earlier similar deviation'; the value is stored and no link is made "
-    "(the self-link is skipped silently), so the record's data claims a recurrence that the "
-    "links do not show; it should be refused as a validation error"))
 def test_deviation_cannot_list_itself_as_an_earlier_similar_deviation(engine, people, inv):
     """R-P11-10f-2 R-A11-5-1: recurrence data and recurrence links agree."""
     r = report(engine, people)
@@ -391,24 +382,27 @@ def test_approver_is_neither_the_reporter_nor_who_submitted_the_investigation(
         assert s.execute(select(func.count()).select_from(Signature)).scalar_one() == 0
 
 
-def test_triage_refuses_impossible_dates(engine, people, inv):
-    """R-P11-10f-2: discovery cannot precede occurrence nor lie in the future."""
-    r = report(engine, people, occurred_on="2026-03-01", discovered_on="2026-02-27")
+def test_impossible_dates_are_refused_at_reporting_and_triage(engine, people, inv):
+    """R-P11-10f-2: discovery cannot precede occurrence nor lie in the future, whether the
+    dates are reported or corrected by QA at triage."""
     with pytest.raises(GuardFailed, match="discovered before it occurred"):
-        triage(engine, people, r.number, inv)
-    r = report(engine, people, occurred_on="2026-03-01", discovered_on="2026-03-03")
+        report(engine, people, occurred_on="2026-03-01", discovered_on="2026-02-27")
     with pytest.raises(GuardFailed, match="cannot be in the future"):
-        triage(engine, people, r.number, inv)
+        report(engine, people, occurred_on="2026-03-01", discovered_on="2026-03-03")
+    r = report(engine, people, occurred_on="2026-02-20", discovered_on="2026-02-27")
+    with pytest.raises(GuardFailed, match="discovered before it occurred"):
+        triage(engine, people, r.number, inv, occurred_on="2026-02-28")
+    with pytest.raises(GuardFailed, match="cannot be in the future"):
+        triage(engine, people, r.number, inv, discovered_on="2026-03-03")
     assert engine.get(r.number).state == "reported"
 
 
-@pytest.mark.xfail(strict=True, raises=ValidationFailed, reason=(
-    "BUG (definitions/deviation.yaml): the start step accepts impossible dates (start has no "
-    "guards), the triage guards then refuse them, but no transition may edit occurred_on / "
-    "discovered_on, so the deviation can never be triaged; it can only be cancelled and "
-    "reported again"))
-def test_qa_can_correct_impossible_dates_at_triage(engine, people, inv):
-    """R-P11-10f-2: a deviation reported with a typo in a date can still be processed."""
-    r = report(engine, people, occurred_on="2026-03-01", discovered_on="2026-02-27")
-    r = triage(engine, people, r.number, inv, discovered_on="2026-03-01")
+def test_impossible_dates_are_refused_at_reporting_and_qa_can_correct_dates(engine, people, inv):
+    """R-P11-10f-2: impossible dates are refused when reported; a wrong (but possible) date
+    can be corrected by QA at triage, with old and new values in the trail."""
+    with pytest.raises(GuardFailed, match="discovered before it occurred"):
+        report(engine, people, occurred_on="2026-03-01", discovered_on="2026-02-27")
+    r = report(engine, people, occurred_on="2026-02-20", discovered_on="2026-02-27")
+    r = triage(engine, people, r.number, inv, occurred_on="2026-02-26")
     assert r.state == "investigation"
+    assert engine.get(r.number).data["occurred_on"] == "2026-02-26"

@@ -290,11 +290,6 @@ def test_trainer_cannot_be_the_trainee(engine, crew, make_user):
     assert engine.fire(r.number, "verify", other, signature=sign(other)).state == "completed"
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=(
-    "BUG (definitions/training_assignment.yaml + definition schema): the start step has no "
-    "guards, so an assignment is created with trainer == trainee; the guard 'trainer != "
-    "trainee' exists only on assign_trainer. The record is then stuck at verification until "
-    "the coordinator reassigns the trainer"))
 def test_assignment_cannot_be_created_with_the_trainee_as_trainer(engine, crew, make_user):
     """R-P11-10g-2: the trainer/trainee separation holds from creation on."""
     tess = make_user("tess", "trainer", "employee")
