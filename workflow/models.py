@@ -108,6 +108,8 @@ class User(Base):
     totp_enabled_at: Mapped[datetime | None]
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
     deactivated_at: Mapped[datetime | None]
+    notify_mode: Mapped[str] = mapped_column(String(20), default="immediate",
+                                             server_default="immediate")  # or "digest"
 
     # usernames are unique regardless of case and never reused (R-P11-300a-1)
     __table_args__ = (Index("uq_users_username_lower", func.lower(username), unique=True),)
@@ -292,6 +294,12 @@ class OutboxMessage(Base):
     body: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # delivery (notifications/): pending -> sent | dead (after N attempts); see dispatcher
+    kind: Mapped[str] = mapped_column(String(40), default="generic", server_default="generic")
+    channel: Mapped[str] = mapped_column(String(20), default="all", server_default="all")
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None]
 
 
 class AuditChain(Base):
@@ -374,3 +382,59 @@ class UserSession(Base):
     first_signed_at: Mapped[datetime | None]
     mfa_at: Mapped[datetime | None]
     client: Mapped[str] = mapped_column(String(200), default="")
+
+
+class JobRun(Base):
+    """One run of a scheduled job for one period. The unique (job, period_key) row is written
+    in the same transaction as what the job creates, so a job runs once per period even with
+    several scheduler processes (the insert is the claim)."""
+
+    __tablename__ = "job_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job: Mapped[str] = mapped_column(String(80))
+    period_key: Mapped[str] = mapped_column(String(80))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(20), default="done")  # done | failed
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    runner: Mapped[str] = mapped_column(String(120), default="")
+
+    __table_args__ = (UniqueConstraint("job", "period_key"),)
+
+
+class Notification(Base):
+    """An in-app message for one user (the bell); delivered from the outbox."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
+    created_at: Mapped[datetime]
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text, default="")
+    link: Mapped[str | None] = mapped_column(String(300))
+    read_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_notifications_user_read", "user_id", "read_at"),)
+
+
+class ApiToken(Base):
+    """A personal API token: only its hash is stored; scopes read, write, sign."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))  # shown in lists to recognise a token
+    scopes: Mapped[str] = mapped_column(String(100))  # space-separated: read write sign
+    created_at: Mapped[datetime]
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    revoked_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    last_used_at: Mapped[datetime | None]
