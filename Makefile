@@ -29,6 +29,7 @@ test-pg: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py --n 1000
 	$(BIN)/python bench/engine.py --n 10000
+	$(BIN)/python bench/web.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

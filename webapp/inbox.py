@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
@@ -12,8 +12,8 @@ from wtforms.validators import DataRequired, Length
 
 from workflow import identity
 from workflow import inbox as wf_inbox
-from workflow.errors import WorkflowError
-from workflow.models import DefinitionVersion, User
+from workflow.errors import RecordNotFound, WorkflowError
+from workflow.models import DefinitionVersion, Task, User
 
 from .forms import choices
 from .helpers import engine, safe_next
@@ -67,10 +67,25 @@ def index() -> Any:
                            scope=scope, args=args, defs=defs)
 
 
+def _visible_task(task_id: int) -> Task:
+    """The task, or 404 when it does not exist or its record is hidden from the user (so
+    task ids cannot be used to probe records, and no message names a hidden record)."""
+    with engine().reader() as s:
+        task = s.get(Task, task_id)
+    if task is None:
+        abort(404)
+    try:
+        engine().get(task.record_id, viewer=current_user.username)
+    except RecordNotFound:
+        abort(404)
+    return task
+
+
 @bp.route("/tasks/<int:task_id>/claim", methods=["POST"])
 @login_required
 def claim(task_id: int) -> Any:
     # CSRF is checked for every POST by CSRFProtect (webapp/__init__.py)
+    _visible_task(task_id)
     try:
         number = wf_inbox.claim(engine(), task_id, current_user.username)
         flash(f"You now hold the task on {number}.", "success")
@@ -83,6 +98,7 @@ def claim(task_id: int) -> Any:
 @login_required
 def release(task_id: int) -> Any:
     # CSRF is checked for every POST by CSRFProtect (webapp/__init__.py)
+    _visible_task(task_id)
     try:
         number = wf_inbox.release(engine(), task_id, current_user.username)
         flash(f"The task on {number} is open to its role again.", "success")
@@ -94,6 +110,9 @@ def release(task_id: int) -> Any:
 @bp.route("/tasks/<int:task_id>/delegate", methods=["GET", "POST"])
 @login_required
 def delegate(task_id: int) -> Any:
+    task = _visible_task(task_id)
+    if task.assignee_id != current_user.id:
+        abort(403, description="Only the person holding a task can delegate it.")
     form = DelegateForm()
     with engine().reader() as s:
         users = s.execute(User.__table__.select().where(

@@ -60,6 +60,13 @@ def choose() -> Any:
 def new(workflow: str) -> Any:
     d = next((x for x in _startable() if x.key == workflow), None)
     if d is None:
+        from workflow.models import DefinitionVersion
+
+        with engine().reader() as s:
+            known = s.execute(select(DefinitionVersion.id).where(
+                DefinitionVersion.key == workflow).limit(1)).first() is not None
+        if known:  # an action the user may not take: 403; an unknown workflow: 404
+            abort(403, description="None of your roles may start this kind of record.")
         abort(404)
     Form = forms.build_form(d, d.start_edits, _users())
     form = Form(data=forms.initial(d, d.start_edits, {}) if request.method == "GET" else None)
@@ -134,6 +141,13 @@ def fire(number: str, transition: str) -> Any:
         flash(f"{rec.number} is in state {d.states[rec.state].label!r}; "
               f"{transition.replace('_', ' ')!r} is not possible now.", "error")
         return redirect(url_for("records.view", number=rec.number))
+    if request.method == "GET" and t.name not in {
+            x.name for x in engine().available_transitions(rec.number, current_user.username)}:
+        # the form of a step the user may not take is not offered (the engine refuses the
+        # POST too): their roles do not allow it, or separation of duties bars them
+        abort(403, description=f"{t.label!r} on {rec.number} is not open to you: it needs "
+              "one of the roles allowed to do it, and some steps must be done by someone "
+              "other than who did an earlier one.")
     Form = forms.build_form(d, t.edits, _users(), reason=t.reason_required,
                             signature=t.signature is not None)
     if request.method == "GET":
