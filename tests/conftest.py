@@ -29,6 +29,8 @@ from workflow.definition import load_directory
 from workflow.engine import Engine
 from workflow.registry import Registry
 
+pytest_plugins = ["tests.traceability"]  # requirement IDs -> tests (docs/requirements.yaml)
+
 LAYERS = ("unit", "integration", "web", "e2e")
 TEST_KEY = bytes.fromhex("11" * 32)
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

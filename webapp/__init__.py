@@ -65,11 +65,23 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.setdefault("QMS_POLICY", auth.Policy.from_env())
 
     csrf.init_app(app)
-    from . import admin, audit_views, auth_views, inbox, records
+    from . import (
+        admin,
+        api,
+        api_tokens_page,
+        audit_views,
+        auth_views,
+        dashboard,
+        inbox,
+        notifications_views,
+        records,
+    )
 
     auth_views.init_app(app)
-    for module in (auth_views, inbox, records, audit_views, admin):
+    for module in (auth_views, inbox, records, audit_views, admin, api_tokens_page,
+                   notifications_views, dashboard):
         app.register_blueprint(module.bp)
+    api.init_app(app, csrf)  # /api/v1: bearer tokens only, exempt from CSRF (no cookies)
 
     from .helpers import register_template_helpers
 
@@ -93,13 +105,26 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 
 def _register_errors(app: Flask) -> None:
-    def page(status: int, title: str, message: str) -> tuple[str, int]:
+    def page(status: int, title: str, message: str) -> Any:
+        from . import api
+
+        if api.is_api_request():  # JSON errors under /api/v1
+            return api.error_page(status, message)
         return render_template("error.html", status=status, title=title, message=message), status
 
     @app.errorhandler(CSRFError)
     def _csrf(e: CSRFError) -> tuple[str, int]:
         return page(400, "Form expired", "The form was missing its security token or it "
                     "expired. Go back, reload the page and submit again. Nothing was changed.")
+
+    @app.errorhandler(400)
+    def _bad_request(e: Any) -> tuple[str, int]:
+        return page(400, "Bad request", "The request was not understood. Nothing was changed.")
+
+    @app.errorhandler(405)
+    def _method(e: Any) -> tuple[str, int]:
+        return page(405, "Not allowed here", "This address does not accept that kind of "
+                    "request. Nothing was changed.")
 
     @app.errorhandler(404)
     def _not_found(e: Any) -> tuple[str, int]:

@@ -379,6 +379,95 @@ def users_list() -> None:
             click.echo(f"{u.username:16} {u.full_name:28} {state:11} {totp:5} {roles}")
 
 
+# ------------------------------------------------------------------ API tokens
+
+
+@main.group("tokens")
+def tokens_group() -> None:
+    """API tokens for service accounts (people create their own on the API tokens page)."""
+
+
+@tokens_group.command("service-account")
+@click.argument("username")
+@click.option("--name", "full_name", required=True, help="Printed name, e.g. 'LIMS (service)'.")
+@click.option("--role", "roles", multiple=True, help="Grant this role (repeatable).")
+@click.option("--reason", required=True, help="Why (recorded in the audit trail).")
+@_friendly
+def tokens_service_account(username: str, full_name: str, roles: tuple[str, ...],
+                           reason: str) -> None:
+    """Create a service account: no password, so it can never log in or sign; it acts only
+    through the API tokens created for it."""
+    from . import api_tokens, identity
+
+    engine, _ = _engine()
+    why = _cli_reason(reason)
+    with engine.unit() as s:
+        api_tokens.create_service_account(s, username, full_name, roles=roles,
+                                          actor=identity.system_user(s), reason=why)
+    click.echo(f"created service account {username}"
+               + (f" with roles {', '.join(roles)}" if roles else ""))
+
+
+@tokens_group.command("create")
+@click.argument("username")
+@click.option("--name", required=True, help="What the token is for, e.g. 'LIMS production'.")
+@click.option("--scope", "scopes", multiple=True, default=("read",), show_default=True,
+              type=click.Choice(["read", "write", "sign"]), help="Repeatable.")
+@click.option("--expires-days", default=90, show_default=True, type=int)
+@click.option("--reason", required=True, help="Why (recorded in the audit trail).")
+@_friendly
+def tokens_create(username: str, name: str, scopes: tuple[str, ...], expires_days: int,
+                  reason: str) -> None:
+    """Create an API token for the service account USERNAME; the token is printed once."""
+    from . import api_tokens, identity
+
+    engine, _ = _engine()
+    why = _cli_reason(reason)
+    with engine.unit() as s:
+        created = api_tokens.create_token(s, identity.get_user(s, username),
+                                          actor=identity.system_user(s), name=name,
+                                          scopes=scopes, expires_in_days=expires_days,
+                                          reason=why)
+    info = created.info
+    click.echo(f"token #{info.id} {info.prefix} for {username}: scopes {' '.join(info.scopes)}, "
+               f"expires {info.expires_at:%Y-%m-%d %H:%M} UTC")
+    click.echo(f"token (shown once, store it in the client's secret store): {created.secret}")
+
+
+@tokens_group.command("list")
+@click.option("--user", "username", default=None, help="Only this user's tokens.")
+@_friendly
+def tokens_list(username: str | None) -> None:
+    """List tokens (never the secrets): number, prefix, user, scopes, expiry, last use."""
+    from . import api_tokens, identity
+
+    engine, _ = _engine()
+    with engine.reader() as s:
+        owner = identity.get_user(s, username, active=False) if username else None
+        rows = api_tokens.list_tokens(s, owner)
+    for t in rows:
+        used = f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "never"
+        expires = f"{t.expires_at:%Y-%m-%d}" if t.expires_at else "-"
+        click.echo(f"#{t.id:<5} {t.prefix:13} {t.username:16} {','.join(t.scopes):16} "
+                   f"expires {expires}  used {used:16} {t.status():8} {t.name}")
+
+
+@tokens_group.command("revoke")
+@click.argument("token")
+@click.option("--reason", required=True, help="Why (recorded in the audit trail).")
+@_friendly
+def tokens_revoke(token: str, reason: str) -> None:
+    """Revoke TOKEN (its number or prefix) at once."""
+    from . import api_tokens, identity
+
+    engine, _ = _engine()
+    with engine.unit() as s:
+        row = api_tokens.find_token(s, token)
+        api_tokens.revoke_token(s, row, actor=identity.system_user(s), reason=_cli_reason(reason))
+        prefix = row.prefix
+    click.echo(f"revoked token {prefix}")
+
+
 # ------------------------------------------------------------------ records
 
 
@@ -486,6 +575,126 @@ def timers_run() -> None:
     click.echo(f"{len(lines)} timer(s) handled")
 
 
+# ------------------------------------------------------------------ scheduler and jobs
+
+
+def _schedules(path: str | None = None) -> Any:
+    from .scheduling import load_schedules
+
+    return load_schedules(path)
+
+
+@main.command("scheduler")
+@click.option("--once", is_flag=True, help="Run what is due now, then exit.")
+@_friendly
+def scheduler(once: bool) -> None:
+    """Run the scheduled jobs (definitions/schedules/schedules.yaml or QMS_SCHEDULES_FILE).
+
+    APScheduler is the clock (one tick a minute, in memory); the database decides what runs:
+    each job runs once per period however many schedulers share the database, and a scheduler
+    that was down runs a missed period once when it starts."""
+    from . import scheduling
+
+    schedules = _schedules()
+    engine, _ = _engine()
+    if once:
+        lines = scheduling.run_due(engine, schedules)
+        for line in lines:
+            click.echo(line)
+        click.echo(f"{len(lines)} schedule(s) did something")
+        return
+    logging.getLogger().setLevel(logging.INFO)
+    click.echo(f"scheduler {scheduling.runner_name()}: {len(schedules)} schedule(s); "
+               "Ctrl-C stops it")
+    scheduling.serve(engine, schedules)
+
+
+@main.group("jobs")
+def jobs_group() -> None:
+    """Scheduled jobs: list, run one now, validate the schedules file."""
+
+
+@jobs_group.command("list")
+@_friendly
+def jobs_list() -> None:
+    """Each schedule with its job, when it runs and its last run."""
+    from . import scheduling
+
+    schedules = _schedules()
+    engine, _ = _engine()
+    runs = scheduling.last_runs(engine)
+    for s in schedules.values():
+        run = runs.get(s.name)
+        last = "never" if run is None else (
+            f"{run.status} {run.period_key} at {run.finished_at or run.started_at:%Y-%m-%d %H:%M}"
+            + (f" ({run.error})" if run.error else ""))
+        click.echo(f"{s.name:26} {s.job:24} "
+                   f"{(s.cron + ' per ' + s.period) if s.cron else 'every minute':32} "
+                   f"last: {last}")
+    click.echo("jobs: " + ", ".join(sorted(scheduling.JOBS)))
+
+
+@jobs_group.command("run")
+@click.argument("name")
+@_friendly
+def jobs_run(name: str) -> None:
+    """Run schedule NAME now (still once per period: a done period is not run again)."""
+    from . import scheduling
+
+    schedules = _schedules()
+    if name not in schedules:
+        raise CliError(f"no schedule {name!r}; schedules: {', '.join(schedules)}")
+    engine, _ = _engine()
+    line = scheduling.run_now(engine, schedules[name])
+    click.echo(line)
+    if ": FAILED:" in line:
+        sys.exit(1)
+
+
+@jobs_group.command("validate")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+def jobs_validate(file: str | None) -> None:
+    """Validate the schedules file; print every problem as file:line: message."""
+    from .scheduling import ScheduleError, load_schedules, schedules_file
+
+    try:
+        schedules = load_schedules(file)
+    except ScheduleError as exc:
+        for p in exc.problems:
+            click.echo(str(p))
+        sys.exit(1)
+    click.echo(f"{file or schedules_file()}: ok: {len(schedules)} schedule(s)")
+
+
+@main.group("notifications")
+def notifications_group() -> None:
+    """Deliver queued notifications; list dead letters."""
+
+
+@notifications_group.command("dispatch")
+def notifications_dispatch() -> None:
+    """Deliver pending messages now: in-app, e-mail (QMS_SMTP_URL), due digests."""
+    from notifications.dispatcher import dispatch
+
+    engine, _ = _engine()
+    report = dispatch(engine)
+    click.echo(" ".join(f"{k}={v}" for k, v in report.summary().items()))
+
+
+@notifications_group.command("dead")
+def notifications_dead() -> None:
+    """List dead-lettered messages (delivery gave up) with their last error."""
+    from notifications.dispatcher import dead_letters
+
+    engine, _ = _engine()
+    with engine.reader() as s:
+        rows = dead_letters(s)
+    for m, who in rows:
+        click.echo(f"#{m.id} {m.created_at:%Y-%m-%d %H:%M} to {who or m.recipient_role or '-'} "
+                   f"({m.channel}, {m.attempts} attempt(s)): {m.subject} -- {m.last_error}")
+    click.echo(f"{len(rows)} dead letter(s)")
+
+
 @main.command("stats")
 def stats() -> None:
     """Counts per table (a quick health check)."""
@@ -495,6 +704,134 @@ def stats() -> None:
     with engine.reader() as s:
         for m in (Record, Task, Signature, AuditEvent):
             click.echo(f"{m.__tablename__:14} {s.execute(select(func.count()).select_from(m)).scalar_one()}")
+
+
+# ------------------------------------------------------------------ validation pack
+
+
+@main.command("validation-report")
+@click.option("--results", "results_path", type=click.Path(dir_okay=False, exists=True),
+              default=None, help="Read this results JSON (written by `pytest --trace-report "
+                                 "PATH`) instead of running the test suite.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Directory for the HTML, PDF and JSON report "
+                   "(default: <QMS_INSTANCE_DIR>/validation-report).")
+@click.option("--requirements", "catalogue_path", type=click.Path(dir_okay=False), default=None,
+              help="Requirements catalogue (default: docs/requirements.yaml).")
+@click.option("--pytest-args", default="", help="Extra pytest arguments when running the "
+                                                "suite (a subset is reported as such).")
+@click.option("--submit-as", "submit_as", default=None, metavar="USERNAME",
+              help="Also start a validation_report record (QA approves it with an "
+                   "e-signature) holding the PDF's SHA-256 and path.")
+@_friendly
+def validation_report(results_path: str | None, out_dir: str | None, catalogue_path: str | None,
+                      pytest_args: str, submit_as: str | None) -> None:
+    """Write the IQ/OQ validation report (HTML, PDF, JSON) from a run of the test suite."""
+    import hashlib
+    import shlex
+    import tempfile
+    from pathlib import Path
+
+    from . import validation as val
+    from .validation_render import render_html, render_pdf
+
+    try:
+        catalogue = val.load_catalogue(catalogue_path)
+    except val.CatalogueError as exc:
+        raise CliError("requirements catalogue " + exc.path + ": "
+                       + "; ".join(exc.problems)) from None
+    if out_dir is None:
+        import os
+
+        out_dir = str(Path(os.environ.get("QMS_INSTANCE_DIR", db.REPO_ROOT / "instance"))
+                      / "validation-report")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if results_path is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "results.json"
+            extra = shlex.split(pytest_args)
+            if catalogue_path:
+                extra += ["--requirements", str(Path(catalogue_path).resolve())]
+            click.echo("running the test suite (this takes a minute)...")
+            code, output = val.run_suite(path, extra)
+            if not path.exists():
+                tail = "\n".join(output.strip().splitlines()[-15:])
+                raise CliError(f"the test run wrote no results (exit status {code}):\n{tail}")
+            (out / "pytest-output.txt").write_text(output, encoding="utf-8")
+            results = val.load_results(path)
+            (out / "results.json").write_bytes(path.read_bytes())
+    else:
+        try:
+            results = val.load_results(results_path)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    report = val.build_report(results, catalogue, val.gather_iq(catalogue=catalogue))
+    html_path, pdf_path = out / "validation-report.html", out / "validation-report.pdf"
+    html_path.write_text(render_html(report), encoding="utf-8")
+    render_pdf(report, pdf_path)
+    (out / "validation-report.json").write_text(
+        json.dumps(report, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    digest = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (html_path, pdf_path)}
+    t = report["requirement_totals"]
+    click.echo(f"conclusion: {report['conclusion']}  ({t['requirements']} requirements, "
+               f"{t['implemented']} implemented, {t['with tests']} with tests; "
+               f"{len(report['tests'])} tests: "
+               + ", ".join(f"{v} {k}" for k, v in report["test_totals"].items()) + ")")
+    for d in report["deviations"]:
+        click.echo(f"  deviation: {d}")
+    for p, h in digest.items():
+        click.echo(f"{p}  sha256 {h}")
+    if submit_as:
+        engine, _ = _engine()
+        product = report["iq"]["product"]
+        r = engine.start("validation_report", submit_as, {
+            "title": f"Validation report {product['version']} at {product['commit'][:12]}",
+            "report_path": str(pdf_path.resolve()),
+            "report_sha256": digest[pdf_path],
+            "html_sha256": digest[html_path],
+            "product_version": product["version"],
+            "git_commit": product["commit"][:64],
+            "conclusion": report["conclusion"],
+            "summary": "; ".join(f"{k}: {v}" for k, v in t.items()),
+        })
+        click.echo(f"{r.number} created in state {r.state}: QA approves it with an "
+                   f"e-signature (meaning Approved)")
+
+
+@main.command("export")
+@click.argument("number")
+@click.option("--format", "fmt", type=click.Choice(["json", "pdf"]), default="json",
+              show_default=True, help="json: electronic copy; pdf: human-readable copy.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write to this file instead of standard output.")
+@click.option("--reason", default="true copy", show_default=True,
+              help="Why the copy is made (audited with the export).")
+@_friendly
+def export(number: str, fmt: str, output: str | None, reason: str) -> None:
+    """A record's true copy: fields with labels, state history, links, signature
+    manifestations, the audit trail, and its seal and chain head (the export is audited)."""
+    from .export import export_record, record_pdf
+    from .identity import system_user
+
+    if fmt == "pdf" and not output:
+        raise click.UsageError("--format pdf needs --output FILE")
+    engine, _ = _engine()
+    with engine.unit() as s:
+        doc = export_record(s, engine.registry, number, system_user(s), fmt,
+                            _cli_reason(reason))
+    if fmt == "pdf":
+        with open(output, "wb") as fh:
+            fh.write(record_pdf(doc))
+        click.echo(f"{doc['record']['number']}: true copy written to {output}", err=True)
+        return
+    text = json.dumps(doc, indent=2, ensure_ascii=False, sort_keys=False)
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+        click.echo(f"{doc['record']['number']}: true copy written to {output}", err=True)
+    else:
+        click.echo(text)
 
 
 if __name__ == "__main__":  # pragma: no cover

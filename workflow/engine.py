@@ -301,6 +301,16 @@ class Engine:
             record = self._create(ctx, compiled, user, dict(data or {}), reason=reason)
             return self._result(record, ctx)
 
+    def start_as_system(self, session: Session, workflow: str, data: Mapping[str, Any], *,
+                        reason: str) -> Record:
+        """Create a record as the system user inside the caller's unit (``Engine.unit``):
+        for jobs whose claim row must commit together with what they create. The reason
+        names the job; the start roles do not apply (the system acts on a schedule)."""
+        ctx = _Ctx(session, clock.now())
+        compiled = self.registry.latest(session, workflow)
+        return self._create(ctx, compiled, identity.system_user(session), dict(data),
+                            reason=reason)
+
     def fire(
         self,
         record: int | str,

@@ -1,0 +1,282 @@
+"""The dispatcher: delivers the outbox rows the engine and the jobs wrote, after commit.
+
+1. **Fan-out.** A pending message (channel ``all``) addressed to a role or a user becomes an
+   in-app :class:`~workflow.models.Notification` for each recipient (a role: its active
+   holders) and, when e-mail is configured and the person has an address, one outbox row per
+   recipient on channel ``email`` (immediately) or ``digest`` (held until their next digest
+   time, ``QMS_DIGEST_HOUR`` in their time zone). All in one transaction; the original row is
+   marked ``sent``. A message nobody can receive (a role nobody holds) is dead-lettered so
+   that an administrator sees it.
+2. **E-mail.** Due ``email`` rows are leased (``next_attempt_at`` moved ahead so a second
+   dispatcher leaves them alone), sent over SMTP outside any transaction, then marked
+   ``sent``; a failure counts an attempt and retries after an exponential backoff
+   (``QMS_SMTP_RETRY_SECONDS`` x 2^(attempts-1), at most 6 h); after ``QMS_SMTP_MAX_ATTEMPTS``
+   the row is ``dead`` with its ``last_error``, listed for administrators.
+3. **Digests.** Due ``digest`` rows of one person go out as one e-mail.
+
+Delivery is at least once: a crash between the SMTP server's acceptance and the commit that
+marks the row sends that e-mail again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from workflow import clock
+from workflow.engine import Engine
+from workflow.models import Notification, OutboxMessage, Record, RoleGrant, User
+
+from .channels import Mailer, SmtpSettings
+from .render import base_url, record_path, render
+
+log = logging.getLogger(__name__)
+
+#: how long a dispatcher holds rows it is sending (a crashed one's rows retry after this)
+LEASE = timedelta(minutes=10)
+MAX_BACKOFF = timedelta(hours=6)
+_ENV = object()
+
+
+@dataclass
+class DispatchReport:
+    messages: int = 0  # outbox messages fanned out
+    in_app: int = 0  # in-app notifications created
+    sent: int = 0  # e-mails accepted by the SMTP server
+    digests: int = 0
+    retrying: int = 0
+    dead: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def dispatch(engine: Engine, *, now: datetime | None = None, smtp: Any = _ENV,
+             batch: int = 200) -> DispatchReport:
+    """Deliver what is due now. ``smtp``: settings (None: e-mail off); from the environment
+    unless given. The engine's units do the writes; nothing here commits on its own."""
+    now = now or clock.now()
+    settings: SmtpSettings | None = SmtpSettings.from_env() if smtp is _ENV else smtp
+    report = DispatchReport()
+    _fan_out(engine, now, settings, report, batch)
+    if settings is not None:
+        _send(engine, now, settings, report, batch, channel="email")
+        _send(engine, now, settings, report, batch, channel="digest")
+    return report
+
+
+# ------------------------------------------------------------------ recipients
+
+
+def recipients(session: Session, msg: OutboxMessage, now: datetime) -> list[User]:
+    """The people a message goes to: its user, and the active holders of its role."""
+    users: dict[int, User] = {}
+    if msg.recipient_user_id is not None:
+        u = session.get(User, msg.recipient_user_id)
+        if u is not None and u.active and not u.is_system:
+            users[u.id] = u
+    if msg.recipient_role:
+        for u in session.execute(
+                select(User).join(RoleGrant, RoleGrant.user_id == User.id).where(
+                    RoleGrant.role == msg.recipient_role, RoleGrant.revoked_at.is_(None),
+                    or_(RoleGrant.expires_at.is_(None), RoleGrant.expires_at > now),
+                    User.active.is_(True), User.is_system.is_(False))
+                .order_by(User.id)).scalars():
+            users.setdefault(u.id, u)
+    return list(users.values())
+
+
+def next_digest_at(user: User, now: datetime) -> datetime:
+    """The next ``QMS_DIGEST_HOUR`` o'clock (default 7) in the person's time zone."""
+    hour = int(os.environ.get("QMS_DIGEST_HOUR", "7"))
+    try:
+        zone = ZoneInfo(user.timezone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    local = now.astimezone(zone)
+    at = datetime.combine(local.date(), time(hour), tzinfo=zone)
+    if at <= local:
+        at = datetime.combine(local.date() + timedelta(days=1), time(hour), tzinfo=zone)
+    return at.astimezone(now.tzinfo)
+
+
+# ------------------------------------------------------------------ fan-out
+
+
+def _fan_out(engine: Engine, now: datetime, settings: SmtpSettings | None,
+             report: DispatchReport, batch: int) -> None:
+    with engine.reader() as s:
+        ids = s.execute(select(OutboxMessage.id).where(
+            OutboxMessage.status == "pending", OutboxMessage.channel == "all")
+            .order_by(OutboxMessage.id).limit(batch)).scalars().all()
+    for msg_id in ids:
+        with engine.unit() as s:
+            # the conditional update is the claim: a second dispatcher updates nothing
+            taken = s.execute(update(OutboxMessage).where(
+                OutboxMessage.id == msg_id, OutboxMessage.status == "pending",
+                OutboxMessage.channel == "all").values(status="sent", sent_at=now))
+            if taken.rowcount != 1:
+                continue
+            msg = s.get(OutboxMessage, msg_id)
+            assert msg is not None
+            people = recipients(s, msg, now)
+            if not people:
+                msg.status = "dead"
+                msg.sent_at = None
+                msg.last_error = (f"nobody to deliver to: no active holder of the role "
+                                  f"{msg.recipient_role!r}" if msg.recipient_role else
+                                  "nobody to deliver to: the recipient is inactive or unknown")
+                report.dead += 1
+                continue
+            number = title = None
+            if msg.record_id is not None:
+                number, title = s.execute(select(Record.number, Record.title)
+                                          .where(Record.id == msg.record_id)).one()
+            path = record_path(number)
+            for u in people:
+                subject, body = render(
+                    msg.kind, subject=msg.subject, body=msg.body, recipient=u.full_name,
+                    record_number=number, record_title=title,
+                    link=f"{base_url()}{path}" if path else None)
+                s.add(Notification(user_id=u.id, outbox_id=msg.id, created_at=now,
+                                   subject=subject, body=msg.body, link=path))
+                report.in_app += 1
+                if settings is None or not u.email:
+                    continue
+                digest = u.notify_mode == "digest"
+                s.add(OutboxMessage(
+                    created_at=now, record_id=msg.record_id, recipient_user_id=u.id,
+                    subject=subject, body=body, kind=msg.kind, status="pending", attempts=0,
+                    channel="digest" if digest else "email",
+                    next_attempt_at=next_digest_at(u, now) if digest else None))
+            report.messages += 1
+
+
+# ------------------------------------------------------------------ e-mail
+
+
+def _backoff(settings: SmtpSettings, attempts: int) -> timedelta:
+    return min(timedelta(seconds=settings.retry_seconds * 2 ** max(0, attempts - 1)),
+               MAX_BACKOFF)
+
+
+def _lease(engine: Engine, now: datetime, channel: str, batch: int) -> list[Any]:
+    """Claim due rows of ``channel`` for this dispatcher; returns rows of (id, user id,
+    e-mail, full name, subject, body, user active, record number)."""
+    due = or_(OutboxMessage.next_attempt_at.is_(None), OutboxMessage.next_attempt_at <= now)
+    with engine.unit() as s:
+        ids = s.execute(select(OutboxMessage.id).where(
+            OutboxMessage.status == "pending", OutboxMessage.channel == channel, due)
+            .order_by(OutboxMessage.id).limit(batch)).scalars().all()
+        mine = []
+        for i in ids:
+            r = s.execute(update(OutboxMessage).where(
+                OutboxMessage.id == i, OutboxMessage.status == "pending", due)
+                .values(next_attempt_at=now + LEASE))
+            if r.rowcount == 1:
+                mine.append(i)
+        if not mine:
+            return []
+        return [tuple(row) for row in s.execute(
+            select(OutboxMessage.id, User.id, User.email, User.full_name, OutboxMessage.subject,
+                   OutboxMessage.body, User.active, Record.number)
+            .join(User, User.id == OutboxMessage.recipient_user_id)
+            .outerjoin(Record, Record.id == OutboxMessage.record_id)
+            .where(OutboxMessage.id.in_(mine)).order_by(OutboxMessage.id)).all()]
+
+
+def _send(engine: Engine, now: datetime, settings: SmtpSettings, report: DispatchReport,
+          batch: int, *, channel: str) -> None:
+    rows = _lease(engine, now, channel, batch)
+    if not rows:
+        return
+    # group: one e-mail per row, or one digest per person
+    groups: dict[Any, list[tuple]] = defaultdict(list)
+    for row in rows:
+        groups[row[0] if channel == "email" else row[1]].append(row)
+    outcome: dict[int, str | None] = {}  # outbox id -> None (sent) or the error
+    try:
+        mailer = Mailer(settings)
+        with mailer:
+            for group in groups.values():
+                _, _, email, name, subject, body, active, _ = group[0]
+                ids = [r[0] for r in group]
+                if not active or not email:
+                    outcome.update({i: "recipient deactivated or without e-mail" for i in ids})
+                    continue
+                if channel == "digest":
+                    subject, body = render("digest", recipient=name, items=[
+                        {"subject": r[4], "link": _link(r[7])} for r in group])
+                try:
+                    mailer.send(email, subject, body, ref=",".join(map(str, ids)))
+                except Exception as exc:  # noqa: BLE001 - recorded on the row, retried
+                    outcome.update({i: _describe(exc) for i in ids})
+                else:
+                    outcome.update({i: None for i in ids})
+                    if channel == "digest":
+                        report.digests += 1
+    except Exception as exc:  # noqa: BLE001 - connection/login failed: every row retries
+        error = _describe(exc)
+        log.warning("SMTP %s: %s", settings.redacted(), error)
+        for row in rows:
+            outcome.setdefault(row[0], error)
+    _record(engine, now, settings, outcome, report)
+
+
+def _record(engine: Engine, now: datetime, settings: SmtpSettings,
+            outcome: dict[int, str | None], report: DispatchReport) -> None:
+    with engine.unit() as s:
+        for msg in s.execute(select(OutboxMessage).where(
+                OutboxMessage.id.in_(sorted(outcome)))).scalars():
+            error = outcome[msg.id]
+            msg.attempts += 1
+            if error is None:
+                msg.status, msg.sent_at, msg.next_attempt_at = "sent", now, None
+                msg.last_error = None
+                report.sent += 1
+            elif msg.attempts >= settings.max_attempts or error.startswith("recipient "):
+                msg.status, msg.next_attempt_at, msg.last_error = "dead", None, error
+                report.dead += 1
+                log.error("outbox %s dead after %s attempt(s): %s", msg.id, msg.attempts, error)
+            else:
+                msg.next_attempt_at = now + _backoff(settings, msg.attempts)
+                msg.last_error = error
+                report.retrying += 1
+
+
+def _link(number: str | None) -> str | None:
+    path = record_path(number)
+    return f"{base_url()}{path}" if path else None
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:1000]
+
+
+# ------------------------------------------------------------------ administrators
+
+
+def dead_letters(session: Session, limit: int = 200) -> list[tuple[OutboxMessage, str | None]]:
+    """Dead-lettered messages, newest first, with the recipient's username."""
+    return [(m, who) for m, who in session.execute(
+        select(OutboxMessage, User.username)
+        .outerjoin(User, User.id == OutboxMessage.recipient_user_id)
+        .where(OutboxMessage.status == "dead")
+        .order_by(OutboxMessage.id.desc()).limit(limit)).all()]
+
+
+def requeue(engine: Engine, outbox_id: int) -> bool:
+    """Give a dead message a fresh set of attempts (after the cause is fixed)."""
+    with engine.unit() as s:
+        r = s.execute(update(OutboxMessage).where(
+            OutboxMessage.id == outbox_id, OutboxMessage.status == "dead")
+            .values(status="pending", attempts=0, next_attempt_at=None))
+        return r.rowcount == 1

@@ -1,0 +1,281 @@
+"""Request handling shared by every API route: bearer authentication, the rate limiter,
+scope checks, parameter and body validation, and domain errors as JSON.
+
+HTTP status codes for domain errors are chosen here (never in workflow/).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from functools import wraps
+from typing import Any
+
+from flask import Response, current_app, jsonify, request
+from jsonschema import Draft7Validator
+
+from workflow import api_tokens, auth, clock
+from workflow import errors as wf
+
+from ..helpers import engine
+from .spec import Param, Route
+
+
+class ApiError(Exception):
+    """An error response: ``status``, a stable ``code``, a message and extra members."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+        self.headers: dict[str, str] = {}
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                   **extra: Any) -> Response:
+    resp = jsonify({"error": {"code": code, "message": message, **extra}})
+    resp.status_code = status
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def from_workflow_error(exc: wf.WorkflowError) -> ApiError:
+    """Map a domain error to its status; the code is the error's own stable ``code``."""
+    code = exc.code
+    if isinstance(exc, wf.RecordNotFound):
+        return ApiError(404, "not_found", exc.message)
+    if isinstance(exc, wf.StaleRecord):
+        return ApiError(409, code, exc.message, current_version=exc.actual,
+                        expected_version=exc.expected)
+    if isinstance(exc, wf.SegregationOfDuties):
+        return ApiError(422, code, exc.message, rule=exc.rule)
+    if isinstance(exc, wf.TrainingRequired):
+        return ApiError(403, code, exc.message, missing=exc.missing)
+    if isinstance(exc, wf.NotAuthorized):
+        return ApiError(403, code, exc.message, required_roles=list(exc.required_roles))
+    if isinstance(exc, wf.AccountLocked | wf.InactiveUser):
+        return ApiError(403, code, exc.message)
+    if isinstance(exc, wf.ValidationFailed):
+        return ApiError(422, code, exc.message, errors=exc.errors)
+    if isinstance(exc, wf.GuardFailed):
+        return ApiError(422, code, exc.message, transition=exc.transition)
+    if isinstance(exc, wf.TransitionNotAvailable):
+        return ApiError(422, code, exc.message, state=exc.state, available=exc.available)
+    if isinstance(exc, wf.SignatureRequired):
+        return ApiError(422, code, exc.message, meaning=exc.meaning)
+    # CredentialsRejected, SignatureRejected, ReasonRequired, UnknownWorkflow, DueDateLocked,
+    # PasswordExpired, rule errors raised by on-enter actions...: a rule refused the change
+    return ApiError(422, code, exc.message)
+
+
+# ------------------------------------------------------------------ rate limiting
+
+
+class RateLimiter:
+    """Fixed one-minute windows per token, in this process's memory (so with N worker
+    processes a token may make up to N times the limit). ``limit`` 0 disables it."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._windows: dict[int, tuple[int, int]] = {}
+
+    def hit(self, key: int, now: datetime) -> int | None:
+        """Count a request; returns None if allowed, else seconds until the next window."""
+        if self.limit <= 0:
+            return None
+        window = math.floor(now.timestamp() / 60)
+        with self._lock:
+            start, count = self._windows.get(key, (window, 0))
+            if start != window:
+                start, count = window, 0
+                if len(self._windows) > 10_000:  # forget finished windows
+                    self._windows = {k: v for k, v in self._windows.items() if v[0] == window}
+            if count >= self.limit:
+                return max(1, (window + 1) * 60 - math.floor(now.timestamp()))
+            self._windows[key] = (start, count + 1)
+            return None
+
+
+def limiter() -> RateLimiter:
+    return current_app.extensions["qms_api_limiter"]
+
+
+# ------------------------------------------------------------------ authentication
+
+
+_TOKEN_CODES = {"missing": "token_missing", "malformed": "token_invalid",
+                "unknown": "token_invalid", "expired": "token_expired",
+                "revoked": "token_revoked", "inactive_user": "account_deactivated"}
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def authenticate(scope: str) -> api_tokens.Caller:
+    """The caller of this request (401/403/429 as ApiError). Cookies play no part."""
+    try:
+        caller = api_tokens.authenticate(engine(), _bearer())
+    except api_tokens.TokenRejected as exc:
+        err = ApiError(401, _TOKEN_CODES.get(exc.reason, "token_invalid"), exc.message)
+        err.headers["WWW-Authenticate"] = 'Bearer realm="qms"'
+        raise err from None
+    except wf.AccountLocked as exc:
+        raise ApiError(403, exc.code, exc.message) from None
+    wait = limiter().hit(caller.token_id, clock.now())
+    if wait is not None:
+        err = ApiError(429, "rate_limited", f"Too many requests with token {caller.prefix}: "
+                       f"at most {limiter().limit} a minute. Retry in {wait} s.")
+        err.headers["Retry-After"] = str(wait)
+        raise err
+    if scope not in caller.scopes:
+        raise ApiError(403, "insufficient_scope", f"The token {caller.prefix} lacks the "
+                       f"'{scope}' scope this request needs.", required_scope=scope)
+    return caller
+
+
+def require_scope(caller: api_tokens.Caller, scope: str, why: str) -> None:
+    if scope not in caller.scopes:
+        raise ApiError(403, "insufficient_scope", f"The token {caller.prefix} lacks the "
+                       f"'{scope}' scope: {why}.", required_scope=scope)
+
+
+# ------------------------------------------------------------------ parameters and bodies
+
+
+def _query_value(p: Param, raw: str) -> Any:
+    s = p.schema
+    t = s.get("type")
+    if t == "integer":
+        try:
+            v: Any = int(raw)
+        except ValueError:
+            raise ApiError(400, "bad_request", f"{p.name} must be a whole number.") from None
+        if "minimum" in s and v < s["minimum"] or "maximum" in s and v > s["maximum"]:
+            raise ApiError(400, "bad_request", f"{p.name} must be between {s.get('minimum')} "
+                           f"and {s.get('maximum')}.")
+        return v
+    if t == "boolean":
+        if raw not in ("true", "false"):
+            raise ApiError(400, "bad_request", f"{p.name} must be true or false.")
+        return raw == "true"
+    if "enum" in s and raw not in s["enum"]:
+        raise ApiError(400, "bad_request", f"{p.name} must be one of: {', '.join(s['enum'])}.")
+    if len(raw) > s.get("maxLength", 200) or "\x00" in raw:
+        raise ApiError(400, "bad_request", f"{p.name} is too long or not text.")
+    return raw
+
+
+def parse_query(route: Route) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for p in route.params:
+        if p.where != "query":
+            continue
+        raw = request.args.get(p.name)
+        if raw is None or raw == "":
+            if p.required:
+                raise ApiError(400, "bad_request", f"The query parameter {p.name} is required.")
+            out[p.name] = p.schema.get("default")
+            continue
+        out[p.name] = _query_value(p, raw)
+    return out
+
+
+_validators: dict[int, Draft7Validator] = {}
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_body(route: Route) -> dict[str, Any]:
+    if route.body is None:
+        return {}
+    raw = request.get_data(cache=False)
+    try:
+        body = json.loads(raw or b"", parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ApiError(400, "invalid_json", "The request body is not valid JSON.") from None
+    v = _validators.get(id(route.body))
+    if v is None:
+        v = _validators[id(route.body)] = Draft7Validator(route.body)
+    problems = sorted(v.iter_errors(body), key=lambda e: list(e.path))
+    if problems:
+        p = problems[0]
+        where = "/".join(str(x) for x in p.path) or "body"
+        raise ApiError(400, "bad_request", f"{where}: {p.message}"[:500])
+    return body
+
+
+def encode_cursor(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def decode_cursor(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "bad_cursor", "The cursor is not valid; start again from the "
+                                          "first page.") from None
+
+
+# ------------------------------------------------------------------ the wrapper
+
+
+def dispatch(route: Route) -> Callable[..., Any]:
+    """The Flask view for ``route``: authenticate, validate, call, answer JSON."""
+    view = route.view
+
+    @wraps(view)
+    def handler(**path: Any) -> Any:
+        try:
+            kwargs: dict[str, Any] = dict(path)
+            if route.scope is not None:
+                kwargs["caller"] = authenticate(route.scope)
+            if any(p.where == "query" for p in route.params):
+                kwargs["query"] = parse_query(route)
+            if route.body is not None:
+                kwargs["body"] = parse_body(route)
+            try:
+                payload, status, headers = _normalise(view(**kwargs), route.ok)
+            except wf.WorkflowError as exc:
+                raise from_workflow_error(exc) from None
+        except ApiError as err:
+            return error_response(err.status, err.code, err.message, err.headers, **err.extra)
+        resp = jsonify(payload)
+        resp.status_code = status
+        for k, v in headers.items():
+            resp.headers[k] = v
+        return resp
+
+    return handler
+
+
+def _normalise(result: Any, default_status: int) -> tuple[Any, int, dict[str, str]]:
+    if isinstance(result, tuple):
+        payload, status, *rest = result
+        return payload, status, (rest[0] if rest else {})
+    return result, default_status, {}
+
+
+def signature_from(body: dict[str, Any] | None) -> auth.PasswordSignature | None:
+    """The signer's credentials from a request body; no session token (API signings always
+    need every component)."""
+    if not body:
+        return None
+    totp = (body.get("totp") or "").strip() or None
+    return auth.PasswordSignature(body["username"], body["password"], totp, session_token=None)

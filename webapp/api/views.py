@@ -1,0 +1,356 @@
+"""The API's views and ``ROUTES``, the one table that both registers them with Flask and
+generates the OpenAPI document.
+
+Views read through the engine (``Engine.get(..., viewer=...)`` decides visibility) and write
+only through ``Engine.start`` / ``Engine.fire``: the API adds no business rules.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from workflow import api_tokens, clock, identity
+from workflow import inbox as wf_inbox
+from workflow.errors import WorkflowError
+from workflow.models import (
+    AuditEvent,
+    DefinitionVersion,
+    Record,
+    RecordLink,
+    Signature,
+    Task,
+    User,
+)
+
+from ..helpers import engine
+from . import spec
+from .core import (
+    ApiError,
+    decode_cursor,
+    encode_cursor,
+    limiter,
+    require_scope,
+    signature_from,
+)
+from .spec import Param, Route
+
+Caller = api_tokens.Caller
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+# ------------------------------------------------------------------ serialisation
+
+
+def _summary(session: Session, rec: Record) -> dict[str, Any]:
+    compiled = engine().registry.by_hash(session, rec.definition_hash)
+    state = compiled.definition.states.get(rec.state)
+    return {
+        "number": rec.number, "workflow": rec.workflow_key,
+        "definition_version": compiled.version, "title": rec.title, "state": rec.state,
+        "state_label": state.label if state else rec.state, "version": rec.version,
+        "created_at": _iso(rec.created_at), "updated_at": _iso(rec.updated_at),
+        "closed_at": _iso(rec.closed_at), "outcome": rec.outcome,
+        "due_current": _iso(rec.due_current),
+    }
+
+
+def _record(session: Session, rec: Record) -> dict[str, Any]:
+    creator = session.get(User, rec.created_by_id)
+    out = _summary(session, rec)
+    links = []
+    other = Record.__table__.alias("other")
+    for link, number in session.execute(
+            select(RecordLink, other.c.number).join(other, other.c.id == RecordLink.target_id)
+            .where(RecordLink.source_id == rec.id).order_by(RecordLink.id)):
+        links.append({"number": number, "kind": link.kind, "direction": "outgoing"})
+    for link, number in session.execute(
+            select(RecordLink, other.c.number).join(other, other.c.id == RecordLink.source_id)
+            .where(RecordLink.target_id == rec.id).order_by(RecordLink.id)):
+        links.append({"number": number, "kind": link.kind, "direction": "incoming"})
+    out.update(definition_hash=rec.definition_hash, data=rec.data,
+               created_by={"username": creator.username, "name": creator.full_name},
+               due_original=_iso(rec.due_original), links=links)
+    return out
+
+
+def _visible(caller: Caller, number: str) -> Record:
+    """The record if the caller may see it (the engine decides); 404 otherwise."""
+    return engine().get(number, viewer=caller.username)
+
+
+# ------------------------------------------------------------------ views
+
+
+def openapi_document() -> Any:
+    return spec.openapi(ROUTES, limiter().limit)
+
+
+def me(caller: Caller) -> Any:
+    return {"username": caller.username, "name": caller.full_name,
+            "roles": sorted(caller.roles),
+            "token": {"prefix": caller.prefix, "scopes": sorted(caller.scopes)}}
+
+
+def list_records(caller: Caller, query: dict[str, Any]) -> Any:
+    """Records the caller may see (the engine's visibility rule as a query: a role of the
+    record's workflow version, the initiator, or a task assigned to them), newest first."""
+    after = decode_cursor(query["cursor"])
+    if after is not None and not after.isdigit():
+        raise ApiError(400, "bad_cursor", "The cursor is not valid; start again from the "
+                                          "first page.")
+    with engine().reader() as s:
+        user = identity.get_user(s, caller.username)
+        roles = identity.roles_of(s, user)
+        hashes = []
+        for h in s.execute(select(DefinitionVersion.content_hash)).scalars():
+            d = engine().registry.by_hash(s, h).definition
+            if roles & (set(d.roles) | set(d.start_roles)):
+                hashes.append(h)
+        q = select(Record).where(or_(
+            Record.definition_hash.in_(hashes or [""]),
+            Record.created_by_id == user.id,
+            exists().where(Task.record_id == Record.id, Task.assignee_id == user.id)))
+        if query["workflow"]:
+            q = q.where(Record.workflow_key == query["workflow"])
+        if query["state"]:
+            q = q.where(Record.state == query["state"])
+        if query["q"]:
+            text = query["q"].strip().lower()
+            q = q.where(or_(func.lower(Record.number).contains(text, autoescape=True),
+                            func.lower(Record.title).contains(text, autoescape=True)))
+        if after is not None:
+            q = q.where(Record.id < int(after))
+        limit = query["limit"]
+        rows = s.execute(q.order_by(Record.id.desc()).limit(limit + 1)).scalars().all()
+        items = [_summary(s, r) for r in rows[:limit]]
+        nxt = encode_cursor(str(rows[limit - 1].id)) if len(rows) > limit else None
+    return {"items": items, "next_cursor": nxt}
+
+
+def get_record(caller: Caller, number: str) -> Any:
+    rec = _visible(caller, number)
+    with engine().reader() as s:
+        return _record(s, rec)
+
+
+def create_record(caller: Caller, body: dict[str, Any]) -> Any:
+    r = engine().start(body["workflow"], caller.username, body["data"],
+                       reason=(body.get("reason") or "").strip() or None)
+    rec = engine().get(r.number, viewer=caller.username)
+    with engine().reader() as s:
+        out = _record(s, rec)
+    return out, 201, {"Location": f"{spec.API_PREFIX}/records/{r.number}"}
+
+
+def _transition(t: Any) -> dict[str, Any]:
+    return {
+        "name": t.name, "label": t.label, "to_state": t.dest, "edits": list(t.edits),
+        "requires": list(t.requires), "reason_required": t.reason_required,
+        "guards": [g.message for g in t.guards],
+        "signature": None if t.signature is None else {
+            "meaning": t.signature.meaning, "roles": list(t.signature.roles),
+            "quorum": t.signature.quorum},
+    }
+
+
+def list_transitions(caller: Caller, number: str) -> Any:
+    rec = _visible(caller, number)
+    available = engine().available_transitions(rec.number, caller.username)
+    return {"record": rec.number, "version": rec.version, "state": rec.state,
+            "items": [_transition(t) for t in available]}
+
+
+def fire_transition(caller: Caller, number: str, transition: str, body: dict[str, Any]) -> Any:
+    signature = body.get("signature")
+    if signature is not None:
+        # a token alone never signs: the 'sign' scope AND the signer's credentials
+        require_scope(caller, "sign", "this request carries a signature")
+    r = engine().fire(number, transition, caller.username, body.get("data") or {},
+                      signature=signature_from(signature),
+                      reason=(body.get("reason") or "").strip() or None,
+                      expected_version=body["expected_version"])
+    rec = engine().get(r.number, viewer=caller.username)
+    with engine().reader() as s:
+        record = _record(s, rec)
+    return {"record": record, "moved": r.moved, "signatures_needed": r.signatures_needed,
+            "signature_id": r.signature_id, "created": [n for n in r.created if n != r.number]}
+
+
+def record_audit(caller: Caller, number: str) -> Any:
+    rec = _visible(caller, number)
+    with engine().reader() as s:
+        rows = s.execute(select(AuditEvent, User.username)
+                         .outerjoin(User, User.id == AuditEvent.actor_id)
+                         .where(AuditEvent.record_id == rec.id).order_by(AuditEvent.seq)).all()
+    return {"record": rec.number, "items": [{
+        "seq": ev.seq, "at": _iso(ev.at), "actor": ev.actor_name, "actor_username": username,
+        "action": ev.action, "transition": ev.transition, "from_state": ev.from_state,
+        "to_state": ev.to_state, "record_version": ev.record_version,
+        "changes": ev.changes or {}, "reason": ev.reason, "hash": ev.hash,
+        "prev_hash": ev.prev_hash} for ev, username in rows]}
+
+
+def record_signatures(caller: Caller, number: str) -> Any:
+    rec = _visible(caller, number)
+    with engine().reader() as s:
+        sigs = s.execute(select(Signature).where(Signature.record_id == rec.id)
+                         .order_by(Signature.id)).scalars().all()
+    return {"record": rec.number, "items": [{
+        "id": sig.id,
+        "manifestation": {
+            "printed_name": sig.signer_name, "signed_at_utc": _iso(sig.signed_at),
+            "meaning": sig.meaning,
+            "text": f"{sig.signer_name}, {sig.signed_at:%Y-%m-%d %H:%M:%S} UTC, {sig.meaning}"},
+        "username": sig.signer_username, "role": sig.signer_role,
+        "transition": sig.transition, "method": sig.method,
+        "record_version": sig.record_version, "content_hash": sig.content_hash}
+        for sig in sigs]}
+
+
+_INBOX_CURSOR = re.compile(r"^([^|]{10,40})\|(\d{1,18})$")
+
+
+def list_tasks(caller: Caller, query: dict[str, Any]) -> Any:
+    cursor = decode_cursor(query["cursor"])
+    if cursor is not None:
+        m = _INBOX_CURSOR.match(cursor)
+        try:
+            ok = m is not None and datetime.fromisoformat(m.group(1)).tzinfo is not None
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ApiError(400, "bad_cursor", "The cursor is not valid; start again from the "
+                                              "first page.")
+    now = clock.now()
+    with engine().reader() as s:
+        user = identity.get_user(s, caller.username)
+        try:
+            page = wf_inbox.inbox(s, user, workflow=query["workflow"], state=query["state"],
+                                  overdue=query["overdue"], search=query["q"],
+                                  scope=query["scope"], cursor=cursor, limit=query["limit"])
+        except WorkflowError as exc:
+            raise ApiError(400, "bad_cursor", exc.message) from None
+    return {
+        "items": [{"task_id": r.task_id, "number": r.number, "title": r.title,
+                   "workflow": r.workflow, "state": r.state, "role": r.role,
+                   "assignee": r.assignee, "mine": r.mine, "opened_at": _iso(r.opened_at),
+                   "due_at": _iso(r.due_at), "overdue": r.due_at is not None and r.due_at < now}
+                  for r in page.rows],
+        "next_cursor": encode_cursor(page.next_cursor) if page.next_cursor else None,
+        "counts": page.counts, "total": page.total,
+    }
+
+
+def _versions(rows: list[DefinitionVersion]) -> list[dict[str, Any]]:
+    return [{"version": r.version, "content_hash": r.content_hash,
+             "published_at": _iso(r.published_at)} for r in rows]
+
+
+def list_definitions(caller: Caller) -> Any:
+    with engine().reader() as s:
+        rows = s.execute(select(DefinitionVersion).order_by(DefinitionVersion.key,
+                                                            DefinitionVersion.version)
+                         ).scalars().all()
+    by_key: dict[str, list[DefinitionVersion]] = {}
+    for r in rows:
+        by_key.setdefault(r.key, []).append(r)
+    return {"items": [{"key": k, "title": v[-1].title, "latest_version": v[-1].version,
+                       "versions": _versions(v)} for k, v in by_key.items()]}
+
+
+def get_definition(caller: Caller, key: str, query: dict[str, Any]) -> Any:
+    with engine().reader() as s:
+        rows = s.execute(select(DefinitionVersion).where(DefinitionVersion.key == key)
+                         .order_by(DefinitionVersion.version)).scalars().all()
+        wanted = query["version"]
+        row = rows[-1] if rows and wanted is None else \
+            next((r for r in rows if r.version == wanted), None)
+        if row is None:
+            raise ApiError(404, "not_found", f"There is no published workflow {key!r}"
+                           + (f" version {wanted}." if wanted is not None and rows else "."))
+        d = engine().registry.by_hash(s, row.content_hash).definition
+        publisher = s.get(User, row.published_by_id) if row.published_by_id else None
+        return {"key": row.key, "title": row.title, "version": row.version,
+                "content_hash": row.content_hash, "published_at": _iso(row.published_at),
+                "published_by": publisher.username if publisher else None,
+                "source": row.source,
+                "start": {"roles": list(d.start_roles), "fields": list(d.start_edits),
+                          "requires": list(d.start_requires)},
+                "versions": _versions(rows)}
+
+
+# ------------------------------------------------------------------ the route table
+
+_NUMBER = Param("number", "path", {"type": "string", "minLength": 1, "maxLength": 40},
+                "record number, e.g. DEV-2026-0001")
+_LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100,
+                                  "default": 25}, "page size")
+_CURSOR = Param("cursor", "query", {"type": "string", "maxLength": 200},
+                "next_cursor of the previous page")
+_WORKFLOW = Param("workflow", "query", {"type": "string", "maxLength": 40},
+                  "definition key, e.g. deviation")
+_STATE = Param("state", "query", {"type": "string", "maxLength": 40}, "state name")
+_Q = Param("q", "query", {"type": "string", "maxLength": 100},
+           "text in the record number or title")
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/openapi.json", openapi_document, "This OpenAPI document", None, "meta"),
+    Route("GET", "/me", me, "The token's user, roles and scopes", "read", "meta",
+          response="Me"),
+    Route("GET", "/records", list_records, "Records visible to you, newest first", "read",
+          "records", response="RecordPage", params=(_WORKFLOW, _STATE, _Q, _LIMIT, _CURSOR),
+          errors=(400,)),
+    Route("POST", "/records", create_record, "Start a record", "write", "records", ok=201,
+          response="Record", body=spec.CREATE_BODY, errors=(422,),
+          description="Creates a record of the newest published version of `workflow` in "
+                      "its initial state, as the token's user (who needs a start role)."),
+    Route("GET", "/records/{number}", get_record, "One record with its data and links",
+          "read", "records", response="Record", params=(_NUMBER,), errors=(404,)),
+    Route("GET", "/records/{number}/transitions", list_transitions,
+          "Steps you may take on the record now", "read", "transitions",
+          response="TransitionList", params=(_NUMBER,), errors=(404,),
+          description="By state, role and segregation of duties; guards and signatures are "
+                      "checked when firing."),
+    Route("POST", "/records/{number}/transitions/{transition}", fire_transition,
+          "Take a step (optionally signed)", "write", "transitions", response="FireResult",
+          params=(_NUMBER, Param("transition", "path", {"type": "string", "minLength": 1,
+                                                        "maxLength": 40}, "step name")),
+          body=spec.FIRE_BODY, errors=(404, 409, 422),
+          description="A `signature` needs the token scope `sign` AND the signer's own "
+                      "username, password and (where required) authenticator code; a wrong "
+                      "password counts toward account lockout like in the web UI."),
+    Route("GET", "/records/{number}/audit", record_audit, "The record's audit trail", "read",
+          "audit", response="AuditTrail", params=(_NUMBER,), errors=(404,)),
+    Route("GET", "/records/{number}/signatures", record_signatures,
+          "The record's electronic signatures with their manifestation", "read", "audit",
+          response="SignatureList", params=(_NUMBER,), errors=(404,)),
+    Route("GET", "/tasks", list_tasks, "Your inbox: your tasks and tasks open to your roles",
+          "read", "tasks", response="TaskPage",
+          params=(Param("scope", "query", {"type": "string", "enum": ["all", "mine",
+                                                                      "claimable"],
+                                           "default": "all"}),
+                  _WORKFLOW, _STATE,
+                  Param("overdue", "query", {"type": "boolean", "default": False},
+                        "only overdue tasks"),
+                  _Q, _LIMIT, _CURSOR),
+          errors=(400,)),
+    Route("GET", "/definitions", list_definitions, "Published workflow definitions",
+          "read", "definitions", response="DefinitionList"),
+    Route("GET", "/definitions/{key}", get_definition,
+          "One definition version with its source and hash", "read", "definitions",
+          response="Definition",
+          params=(Param("key", "path", {"type": "string", "minLength": 1, "maxLength": 40},
+                        "definition key"),
+                  Param("version", "query", {"type": "integer", "minimum": 1,
+                                             "maximum": 1_000_000},
+                        "a published version (default: the newest)")),
+          errors=(400, 404)),
+)

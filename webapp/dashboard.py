@@ -1,0 +1,247 @@
+"""KPI dashboard for quality leaders: tiles (number, numerator/denominator, period, status),
+monthly SVG charts, drill-down to the records behind every number, CSV exports.
+
+All numbers come from workflow.kpi (SQL aggregates over what the viewer may see); this
+module only reads. The stored integrity verification is shown; it is re-run only on request.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from workflow import clock
+from workflow.kpi import SECURITY_ACTIONS, SPECS, Kpi, Period
+
+from . import charts
+from .auth_views import roles_required
+from .helpers import engine
+
+log = logging.getLogger(__name__)
+bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
+
+VIEW_ROLES = ("qa", "admin", "isms", "process_owner")
+SECURITY_ROLES = ("qa", "admin", "isms")
+VERIFY_ROLES = ("qa", "admin")
+
+#: (area key, title, workflow filter value, metric keys)
+SECTIONS: list[tuple[str, str, list[str]]] = [
+    ("capa", "CAPA", ["capa.open", "capa.overdue", "capa.age", "capa.closure_days",
+                      "capa.on_time", "capa.on_time_original", "capa.extended"]),
+    ("deviation", "Deviations", ["dev.created", "dev.triage_days", "dev.closure_days",
+                                 "dev.capa_share"]),
+    ("change_request", "Change control", ["cr.cycle_days", "cr.approval_days",
+                                          "cr.void_share"]),
+    ("training_assignment", "Training", ["trn.compliance", "trn.overdue"]),
+    ("access_review", "Access reviews", ["ar.on_time", "ar.revoked"]),
+    ("security", "Security", list(SECURITY_ACTIONS)),
+]
+CLASSES = ["critical", "major", "minor", "unclassified"]
+
+
+def _period() -> Period:
+    a = request.args
+    try:
+        if a.get("from") or a.get("to"):
+            first = a.get("from") or a.get("to")
+            last = a.get("to") or a.get("from")
+            return Period.months(first, last)
+    except ValueError:
+        abort(400, description="Periods are months written YYYY-MM.")
+    return Period.last_months(12)
+
+
+def _area() -> str:
+    area = request.args.get("workflow", "")
+    return area if area in {s[0] for s in SECTIONS} else ""
+
+
+def _sections() -> list[tuple[str, str, list[str]]]:
+    area = _area()
+    out = []
+    for key, title, keys in SECTIONS:
+        if key == "security" and not current_user.has(*SECURITY_ROLES):
+            continue
+        if area and key != area:
+            continue
+        out.append((key, title, keys))
+    return out
+
+
+def _query(**extra: Any) -> str:
+    args = {k: v for k, v in request.args.items() if k in ("from", "to", "workflow") and v}
+    args.update({k: v for k, v in extra.items() if v})
+    return urlencode(args)
+
+
+def _csv(rows: Iterable[Iterable[Any]], header: list[str], filename: str) -> Response:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
+    return Response(buf.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def _kpi(session: Any) -> Kpi:
+    return Kpi(session, engine().registry, current_user.username, _period())
+
+
+@bp.route("/")
+@roles_required(*VIEW_ROLES)
+def index() -> Any:
+    sections = _sections()
+    keys = [k for _, _, ks in sections for k in ks]
+    with engine().reader() as s:
+        k = _kpi(s)
+        metrics = k.metrics(keys)
+        shown = {key for key, _, _ in sections}
+        dev = k.deviations_by_class() if "deviation" in shown else None
+        flow = k.flow("capa") if "capa" in shown else None
+        sec = k.security_by_month() if "security" in shown else None
+        docs = k.training_by_document() if "training_assignment" in shown else None
+        verification = k.last_verification()
+        period, as_of = k.period, k.as_of
+        thresholds = k.thresholds
+    chart: dict[str, Any] = {}
+    if dev is not None:
+        links = {(m, c): url_for("dashboard.drill", metric="dev.created") + "?" +
+                 _query(month=m, classification=c) for m in dev for c in CLASSES}
+        chart["dev"] = charts.stacked_bars("Deviations reported per month by classification",
+                                           dev, CLASSES, links)
+        chart["dev_legend"] = charts.legend(CLASSES)
+    if flow is not None:
+        chart["capa"] = charts.lines("CAPAs opened and closed per month", flow,
+                                     ["opened", "closed"])
+        chart["capa_legend"] = charts.legend(["opened", "closed"])
+    if sec is not None:
+        series = list(SECURITY_ACTIONS.values())
+        chart["sec"] = charts.stacked_bars("Security events per month", sec, series)
+        chart["sec_legend"] = charts.legend(series)
+    if "trn.compliance" in metrics:
+        m = metrics["trn.compliance"]
+        chart["gauge"] = charts.gauge("Training compliance", m.value,
+                                      thresholds.get("trn.compliance"),
+                                      f"{m.numerator} of {m.denominator} due")
+    return render_template(
+        "dashboard/index.html", sections=sections, metrics=metrics, specs=SPECS, chart=chart,
+        docs=docs, verification=verification, period=period, as_of=as_of,
+        area=_area(), areas=[(k, t) for k, t, _ in SECTIONS
+                             if k != "security" or current_user.has(*SECURITY_ROLES)],
+        args=request.args, query=_query, months=_month_choices(),
+        first_month=period.start.strftime("%Y-%m"),
+        last_month=(period.end - timedelta(days=1)).strftime("%Y-%m"),
+        can_verify=current_user.has(*VERIFY_ROLES))
+
+
+def _month_choices() -> list[str]:
+    return list(reversed(Period.last_months(36).month_keys()))
+
+
+@bp.route("/drill/<metric>")
+@roles_required(*VIEW_ROLES)
+def drill(metric: str) -> Any:
+    spec = SPECS.get(metric)
+    if spec is None:
+        abort(404)
+    if spec.workflow is None and not current_user.has(*SECURITY_ROLES):
+        abort(403, description="Security metrics need one of the roles: qa, admin, isms.")
+    part = "num" if request.args.get("part") == "num" else "all"
+    params = {k: request.args[k] for k in ("month", "classification") if request.args.get(k)}
+    with engine().reader() as s:
+        k = _kpi(s)
+        rows = k.drill(metric, part, **params)
+        m = k.metric(metric) if not params else None
+        period, as_of = k.period, k.as_of
+    events = spec.workflow is None
+    if request.args.get("format") == "csv":
+        name = f"{metric}-{part}.csv"
+        if events:
+            return _csv(([e.at.isoformat(), e.actor, e.action, e.username, e.detail, e.id]
+                         for e in rows), ["time_utc", "actor", "action", "username", "detail",
+                                          "event_id"], name)
+        return _csv(([r.number, r.title, r.workflow, r.state_label, r.created_at.isoformat(),
+                      r.due.isoformat() if hasattr(r.due, "isoformat") else (r.due or ""),
+                      r.closed_at.isoformat() if r.closed_at else "",
+                      "yes" if r.counted else "no",
+                      f"{r.value:.2f}" if r.value is not None else ""]
+                     for r in rows),
+                    ["number", "title", "workflow", "state", "created_utc", "due", "closed_utc",
+                     "counted_in_numerator", "days"], name)
+    return render_template("dashboard/drill.html", spec=spec, metric=m, rows=rows, part=part,
+                           params=params, events=events, period=period, as_of=as_of,
+                           query=_query)
+
+
+@bp.route("/export.csv")
+@roles_required(*VIEW_ROLES)
+def export() -> Any:
+    """Every metric on the page as one table."""
+    keys = [k for _, _, ks in _sections() for k in ks]
+    with engine().reader() as s:
+        k = _kpi(s)
+        metrics = k.metrics(keys)
+        period, as_of = k.period, k.as_of
+    return _csv(([m.key, m.label, "" if m.value is None else m.value, m.show,
+                  "" if m.numerator is None else m.numerator,
+                  "" if m.denominator is None else m.denominator,
+                  "" if m.p90 is None else m.p90, m.status or "",
+                  period.start.isoformat(), period.end.isoformat(), as_of.isoformat(),
+                  current_user.username] for m in metrics.values()),
+                ["metric", "label", "value", "unit", "numerator", "denominator", "p90", "status",
+                 "period_start_utc", "period_end_utc", "as_of_utc", "viewer"], "kpis.csv")
+
+
+@bp.route("/series/<name>.csv")
+@roles_required(*VIEW_ROLES)
+def series(name: str) -> Any:
+    """The monthly tables behind the charts."""
+    with engine().reader() as s:
+        k = _kpi(s)
+        if name == "deviations":
+            data = k.deviations_by_class()
+            return _csv(([m, *(data[m].get(c, 0) for c in CLASSES)] for m in data),
+                        ["month", *CLASSES], "deviations-by-month.csv")
+        if name == "capa-flow":
+            data = k.flow("capa")
+            return _csv(([m, data[m]["opened"], data[m]["closed"]] for m in data),
+                        ["month", "opened", "closed"], "capa-flow-by-month.csv")
+        if name == "training-documents":
+            return _csv(([d, c, n, f"{c / n:.4f}" if n else ""]
+                         for d, c, n in k.training_by_document()),
+                        ["document", "completed", "due", "compliance"], "training-by-document.csv")
+        if name == "security" and current_user.has(*SECURITY_ROLES):
+            data = k.security_by_month()
+            actions = list(SECURITY_ACTIONS.values())
+            return _csv(([m, *(data[m].get(a, 0) for a in actions)] for m in data),
+                        ["month", *actions], "security-by-month.csv")
+    abort(404)
+
+
+@bp.route("/verify", methods=["POST"])
+@roles_required(*VERIFY_ROLES)
+def verify() -> Any:
+    """Run verify-audit now and keep its result (it reads every chain: never on page view)."""
+    from workflow.integrity import verify as run_verify
+    from workflow.kpi import store_verification
+
+    started = clock.now()
+    with engine().reader() as s:  # a read transaction: writers are not held up meanwhile
+        report = run_verify(s, engine().signing_key)
+    with engine().unit() as s:
+        store_verification(s, report, started, f"web:{current_user.username}")
+    if report.ok:
+        flash(f"Verification passed: {report.chains} chains, {report.events} events, "
+              f"{report.signatures} signatures.", "success")
+    else:
+        log.warning("integrity verification failed: %s", report.problems[0])
+        flash(f"Verification FAILED: {report.problems[0]}", "error")
+    return redirect(url_for("dashboard.index") + ("?" + _query() if _query() else ""))

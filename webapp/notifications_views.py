@@ -1,0 +1,112 @@
+"""In-app notifications: the bell's unread count (every page), the list with mark-as-read,
+the delivery preference (immediately or a daily e-mail digest), and for administrators the
+dead-lettered messages (delivery gave up after QMS_SMTP_MAX_ATTEMPTS attempts).
+
+Every POST is CSRF-protected (CSRFProtect, webapp/__init__.py); a user only ever sees and
+marks their own notifications (R-P11-10d-2).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import select, update
+
+from notifications import unread_count
+from notifications.dispatcher import dead_letters, requeue
+from workflow import audit, clock, identity
+from workflow.models import Notification
+
+from .auth_views import roles_required
+from .helpers import engine, safe_next
+
+bp = Blueprint("notifications", __name__)
+MODES = {"immediate": "Immediately", "digest": "Once a day (digest)"}
+
+
+@bp.app_context_processor
+def _bell() -> dict[str, Any]:
+    def unread_notifications() -> int:
+        """Counted once per request, only when a page shows the bell."""
+        if "qms_unread" not in g:
+            with engine().reader() as s:
+                g.qms_unread = unread_count(s, current_user.id)
+        return g.qms_unread
+
+    return {"unread_notifications": unread_notifications}
+
+
+@bp.route("/notifications")
+@login_required
+def index() -> Any:
+    unread_only = request.args.get("unread") == "1"
+    with engine().reader() as s:
+        q = select(Notification).where(Notification.user_id == current_user.id)
+        if unread_only:
+            q = q.where(Notification.read_at.is_(None))
+        items = s.execute(q.order_by(Notification.id.desc()).limit(200)).scalars().all()
+        mode = identity.get_user(s, current_user.username).notify_mode
+    return render_template("notifications/index.html", items=items, unread_only=unread_only,
+                           mode=mode, modes=MODES)
+
+
+@bp.route("/notifications/<int:notification_id>/read", methods=["POST"])
+@login_required
+def mark_read(notification_id: int) -> Any:
+    with engine().unit() as s:
+        done = s.execute(update(Notification).where(
+            Notification.id == notification_id, Notification.user_id == current_user.id,
+            Notification.read_at.is_(None)).values(read_at=clock.now())).rowcount
+        if not done and s.get(Notification, notification_id) is None:
+            abort(404)
+    return redirect(safe_next(request.form.get("back"), url_for("notifications.index")))
+
+
+@bp.route("/notifications/read-all", methods=["POST"])
+@login_required
+def mark_all_read() -> Any:
+    with engine().unit() as s:
+        n = s.execute(update(Notification).where(
+            Notification.user_id == current_user.id, Notification.read_at.is_(None))
+            .values(read_at=clock.now())).rowcount
+    flash(f"{n} notification{'' if n == 1 else 's'} marked as read.", "success")
+    return redirect(url_for("notifications.index"))
+
+
+@bp.route("/notifications/preference", methods=["POST"])
+@login_required
+def preference() -> Any:
+    mode = request.form.get("mode", "")
+    if mode not in MODES:
+        flash("Choose immediately or once a day.", "error")
+        return redirect(url_for("notifications.index"))
+    with engine().unit() as s:
+        user = identity.get_user(s, current_user.username)
+        if user.notify_mode != mode:
+            audit.system_event(s, at=clock.now(), actor=user, action="notify_mode_changed",
+                               changes={"username": user.username,
+                                        "notify_mode": [user.notify_mode, mode]})
+            user.notify_mode = mode
+    flash(f"E-mail notifications: {MODES[mode].lower()}.", "success")
+    return redirect(url_for("notifications.index"))
+
+
+@bp.route("/admin/notifications/dead")
+@roles_required("admin")
+def dead() -> Any:
+    with engine().reader() as s:
+        rows = dead_letters(s)
+    return render_template("notifications/dead.html", rows=rows)
+
+
+@bp.route("/admin/notifications/dead/<int:outbox_id>/retry", methods=["POST"])
+@roles_required("admin")
+def retry(outbox_id: int) -> Any:
+    if requeue(engine(), outbox_id):
+        flash(f"Message #{outbox_id} queued again; the dispatcher retries it within a minute.",
+              "success")
+    else:
+        flash(f"Message #{outbox_id} is not dead-lettered.", "error")
+    return redirect(url_for("notifications.dead"))

@@ -1,0 +1,216 @@
+"""True copies of a record (21 CFR 11.10(b), Annex 11 §8): the electronic form as JSON.
+
+The copy holds every field with its label, the state history, linked records, each
+signature's manifestation (printed name, UTC time, meaning) and the full audit trail, plus
+what is needed to check it: the record's sealed columns and seal, the chain head, each event's
+hash and previous hash. :func:`check_copy` recomputes them with the server key, so a copy can
+be verified against the key without the database. Every export is itself audited
+(R-P11-10b-2).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from . import audit, canonical, clock
+from .audit import SEALED, event_payload, keyed_hash, record_seal
+from .models import AuditEvent, DefinitionVersion, Record, RecordLink, Signature, User
+from .registry import Registry
+
+FORMAT = "qms-true-copy/1"
+
+
+def _iso(value: Any) -> Any:
+    return canonical._default(value) if hasattr(value, "isoformat") else value
+
+
+def record_copy(session: Session, registry: Registry, rec: Record) -> dict[str, Any]:
+    """The JSON true copy of ``rec`` (plain JSON types only)."""
+    d = registry.by_hash(session, rec.definition_hash).definition
+    dv = session.get(DefinitionVersion, rec.definition_id)
+    events = session.execute(select(AuditEvent).where(AuditEvent.record_id == rec.id)
+                             .order_by(AuditEvent.seq)).scalars().all()
+    sigs = session.execute(select(Signature).where(Signature.record_id == rec.id)
+                           .order_by(Signature.id)).scalars().all()
+    links = session.execute(
+        select(RecordLink, Record).join(
+            Record, or_(Record.id == RecordLink.target_id, Record.id == RecordLink.source_id))
+        .where(or_(RecordLink.source_id == rec.id, RecordLink.target_id == rec.id),
+               Record.id != rec.id).order_by(RecordLink.id)).all()
+    creator = session.get(User, rec.created_by_id)
+    fields = []
+    for spec in d.fields.values():
+        if spec.name in rec.data:
+            fields.append({"name": spec.name, "label": spec.label, "type": spec.type,
+                           "value": rec.data[spec.name]})
+    for extra in sorted(set(rec.data) - set(d.fields)):  # values of fields no longer declared
+        fields.append({"name": extra, "label": extra, "type": "unknown", "value": rec.data[extra]})
+
+    def state_label(name: str | None) -> str | None:
+        return d.states[name].label if name in d.states else name
+
+    history = [{"at": _iso(e.at), "from_state": e.from_state, "from_label": state_label(e.from_state),
+                "to_state": e.to_state, "to_label": state_label(e.to_state),
+                "transition": e.transition, "actor": e.actor_name, "reason": e.reason}
+               for e in events if e.to_state is not None]
+    return {
+        "format": FORMAT,
+        "exported_at": _iso(clock.now()),
+        "record": {
+            "number": rec.number, "title": rec.title, "workflow": rec.workflow_key,
+            "workflow_title": d.title, "definition_version": dv.version if dv else None,
+            "state": rec.state, "state_label": state_label(rec.state), "outcome": rec.outcome,
+            "initiator": {"username": creator.username, "name": creator.full_name}
+            if creator else None,
+            "created_at": _iso(rec.created_at), "closed_at": _iso(rec.closed_at),
+            "due_original": _iso(rec.due_original), "due_current": _iso(rec.due_current),
+            "version": rec.version,
+        },
+        "fields": fields,
+        "state_history": history,
+        "links": [{"kind": link.kind,
+                   "direction": "outgoing" if link.source_id == rec.id else "incoming",
+                   "number": other.number, "workflow": other.workflow_key,
+                   "title": other.title, "state": other.state, "at": _iso(link.created_at)}
+                  for link, other in links],
+        "signatures": [{"id": s.id, "printed_name": s.signer_name, "username": s.signer_username,
+                        "role": s.signer_role, "signed_at_utc": _iso(s.signed_at),
+                        "meaning": s.meaning, "transition": s.transition, "method": s.method,
+                        "record_version": s.record_version, "content_hash": s.content_hash,
+                        "mac": s.mac} for s in sigs],
+        "audit_trail": [{**{k: _iso(v) for k, v in event_payload(e).items()}, "hash": e.hash}
+                        for e in events],
+        "integrity": {
+            "chain": audit.record_chain(rec.id),
+            "chain_head_seq": rec.audit_seq, "chain_head_hash": rec.audit_head,
+            "seal": rec.seal,
+            "sealed": {k: _iso(getattr(rec, k)) for k in SEALED},
+            "definition_hash": rec.definition_hash,
+            "note": "event hashes, the chain and the seal are HMAC-SHA256 under the server "
+                    "key; check them with workflow.export.check_copy",
+        },
+    }
+
+
+def check_copy(doc: dict[str, Any], key: bytes) -> list[str]:
+    """Problems found re-checking a copy with the server key (empty: the copy is intact)."""
+    problems = []
+    prev = audit.GENESIS
+    trail = doc.get("audit_trail", [])
+    for i, ev in enumerate(trail, start=1):
+        payload = {k: v for k, v in ev.items() if k != "hash"}
+        if ev.get("seq") != i or ev.get("prev_hash") != prev:
+            problems.append(f"audit event #{i}: out of sequence or not linked")
+        if keyed_hash(key, payload) != ev.get("hash"):
+            problems.append(f"audit event #{ev.get('seq')}: content does not match its hash")
+        prev = ev.get("hash")
+    integ = doc.get("integrity", {})
+    if trail and (integ.get("chain_head_hash") != prev or
+                  integ.get("chain_head_seq") != len(trail)):
+        problems.append("the audit trail does not end at the record's chain head")
+
+    class _Row:
+        def __init__(self, values: dict[str, Any]):
+            self.__dict__.update(values)
+
+    sealed = integ.get("sealed", {})
+    if record_seal(key, _Row(sealed)) != integ.get("seal"):
+        problems.append("the record's sealed columns do not match its seal")
+    data = {f["name"]: f["value"] for f in doc.get("fields", [])}
+    if sealed.get("data") != data:
+        problems.append("the fields differ from the sealed record data")
+    return problems
+
+
+def export_record(session: Session, registry: Registry, number: str, actor: User,
+                  fmt: str, reason: str) -> dict[str, Any]:
+    """Build the copy and audit the export on the system chain (caller's unit commits)."""
+    rec = session.execute(select(Record).where(Record.number == number.strip().upper())
+                          ).scalar_one_or_none()
+    if rec is None:
+        from .errors import RecordNotFound
+
+        raise RecordNotFound(number)
+    doc = record_copy(session, registry, rec)
+    audit.system_event(session, at=clock.now(), actor=actor, action="record_exported",
+                       changes={"number": rec.number, "format": fmt,
+                                "sha256": canonical.sha256(doc)},
+                       reason=reason)
+    return doc
+
+
+def record_pdf(doc: dict[str, Any]) -> bytes:
+    """The human-readable true copy as PDF (reportlab): the same content as the JSON copy,
+    every signature's manifestation and every audit entry."""
+    import io
+    import json
+    from xml.sax.saxutils import escape
+
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import getSampleStyleSheet
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+    styles = getSampleStyleSheet()
+    small = styles["BodyText"].clone("small", fontSize=7.5, leading=9)
+    rec = doc["record"]
+
+    def p(text: Any, style: Any = small) -> Paragraph:
+        return Paragraph(escape("" if text is None else str(text)), style)
+
+    def table(header: list[str], rows: list[list[Any]], widths: list[float]) -> Table:
+        t = Table([[p(h) for h in header]] + [[p(c) for c in r] for r in rows],
+                  colWidths=[w * mm for w in widths], repeatRows=1)
+        t.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
+                               ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8eef5")),
+                               ("VALIGN", (0, 0), (-1, -1), "TOP")]))
+        return t
+
+    def value(v: Any) -> str:
+        return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+
+    story: list[Any] = [
+        Paragraph(escape(f"{rec['number']}: {rec['title']}"), styles["Title"]),
+        p(f"True copy of a {rec['workflow_title']} record (definition version "
+          f"{rec['definition_version']}), state {rec['state_label']}, record version "
+          f"{rec['version']}. Exported {doc['exported_at']} (UTC).", styles["BodyText"]),
+        p(f"Created {rec['created_at']} by {(rec['initiator'] or {}).get('name')}; closed "
+          f"{rec['closed_at'] or '-'} ({rec['outcome'] or 'open'}); due (original / current) "
+          f"{rec['due_original'] or '-'} / {rec['due_current'] or '-'}.", styles["BodyText"]),
+        Spacer(1, 4 * mm), Paragraph("Fields", styles["Heading2"]),
+        table(["Field", "Value"], [[f["label"], value(f["value"])] for f in doc["fields"]],
+              [50, 130]),
+        Paragraph("Electronic signatures", styles["Heading2"]),
+        table(["Printed name", "Date and time (UTC)", "Meaning", "Role", "Step"],
+              [[s["printed_name"], s["signed_at_utc"], s["meaning"], s["role"], s["transition"]]
+               for s in doc["signatures"]] or [["none", "", "", "", ""]], [40, 45, 40, 25, 30]),
+        Paragraph("State history", styles["Heading2"]),
+        table(["Time (UTC)", "From", "To", "Step", "By", "Reason"],
+              [[h["at"], h["from_label"] or "", h["to_label"], h["transition"] or "start",
+                h["actor"], h["reason"] or ""] for h in doc["state_history"]],
+              [36, 28, 28, 28, 30, 30]),
+        Paragraph("Linked records", styles["Heading2"]),
+        table(["Link", "Record", "Title", "State"],
+              [[f"{x['kind']} ({x['direction']})", x["number"], x["title"], x["state"]]
+               for x in doc["links"]] or [["none", "", "", ""]], [40, 35, 75, 30]),
+        Paragraph("Audit trail", styles["Heading2"]),
+        table(["#", "Time (UTC)", "Actor", "Action", "Changes", "Reason", "Hash"],
+              [[e["seq"], e["at"], e["actor_name"],
+                " ".join(x for x in (e["action"], e["transition"] or "") if x),
+                value(e["changes"]) if e["changes"] else "", e["reason"] or "", e["hash"][:16]]
+               for e in doc["audit_trail"]], [7, 30, 24, 24, 50, 25, 22]),
+        Paragraph("Integrity", styles["Heading2"]),
+        p(f"Chain {doc['integrity']['chain']} head #{doc['integrity']['chain_head_seq']} "
+          f"{doc['integrity']['chain_head_hash']}; record seal {doc['integrity']['seal']}; "
+          f"definition sha256 {doc['integrity']['definition_hash']}. "
+          f"{doc['integrity']['note']}."),
+    ]
+    buf = io.BytesIO()
+    SimpleDocTemplate(buf, pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm,
+                      topMargin=15 * mm, bottomMargin=15 * mm,
+                      title=f"{rec['number']} true copy").build(story)
+    return buf.getvalue()
