@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -690,7 +691,9 @@ def store_verification(session: Session, report: Any, started: datetime, runner:
     """Keep a verification result (``integrity.verify``) for the dashboard. The caller's unit
     commits it."""
     now = clock.now()
-    run = JobRun(job=VERIFY_JOB, period_key=now.isoformat(timespec="microseconds"),
+    # each run is its own "period": the time plus a nonce (two runs can share a clock tick)
+    run = JobRun(job=VERIFY_JOB,
+                 period_key=f"{now.isoformat(timespec='microseconds')}#{uuid.uuid4().hex[:8]}",
                  started_at=started, finished_at=now, status="done" if report.ok else "failed",
                  result={"ok": report.ok, "chains": report.chains, "events": report.events,
                          "signatures": report.signatures, "problems": len(report.problems),
