@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/engine.py --n 1000
 	$(BIN)/python bench/engine.py --n 10000
 	$(BIN)/python bench/web.py
+	$(BIN)/python bench/kpi.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -206,9 +206,15 @@ class _Ids:
 
 
 def _clone(t: dict[str, Any], ids: _Ids, prefix: str, *, created_at: Any, title: str,
-           users: dict[str, int], names: dict[str, str], full_names: dict[int, str]
+           users: dict[str, int], names: dict[str, str], full_names: dict[int, str],
+           extra_updates: int = 0
            ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-    """One clone of template ``t``: (record row, task rows, event rows)."""
+    """One clone of template ``t``: (record row, task rows, event rows).
+
+    ``extra_updates`` appends that many ``update`` events (the record's creator editing its
+    description, one minute apart after the last template event): each bumps the record
+    version, is chained like any other event, and the record row's data, version and seal
+    reflect the last one (a cheap way to reach a million audit events)."""
     src = t["record"]
     shift = created_at - src["created_at"]
     uid = {users[k]: users[v] for k, v in names.items()}  # template user id -> clone user id
@@ -246,6 +252,29 @@ def _clone(t: dict[str, Any], ids: _Ids, prefix: str, *, created_at: Any, title:
         row["hash"] = prev = audit.keyed_hash(KEY, row)
         row["id"] = ids.event
         events.append(row)
+    if extra_updates and events:
+        last = events[-1]
+        creator = rec["created_by_id"]
+        data = dict(rec["data"])
+        version = rec["version"]
+        for k in range(1, extra_updates + 1):
+            ids.event += 1
+            version += 1
+            old = data.get("description")
+            data["description"] = f"{old or ''} (rev {k})" if k == 1 else \
+                f"{str(old).rsplit(' (rev ', 1)[0]} (rev {k})"
+            row = {"chain": last["chain"], "seq": last["seq"] + k,
+                   "at": last["at"] + timedelta(minutes=k), "actor_id": creator,
+                   "actor_name": full_names.get(creator, ""), "action": "update",
+                   "record_id": rid, "record_version": version,
+                   "definition_hash": last["definition_hash"], "transition": None,
+                   "from_state": None, "to_state": None,
+                   "changes": {"description": [old, data["description"]]},
+                   "reason": "benchmark edit", "prev_hash": prev}
+            row["hash"] = prev = audit.keyed_hash(KEY, row)
+            row["id"] = ids.event
+            events.append(row)
+        rec.update(data=data, version=version, updated_at=events[-1]["at"])
     rec["audit_head"] = prev
     rec["audit_seq"] = len(events)
     rec["seal"] = audit.record_seal(KEY, SimpleNamespace(**rec))
@@ -267,10 +296,15 @@ def _batched(rows: Iterable[dict[str, Any]], n: int = BATCH) -> Iterator[list[di
 
 
 def generate(url: str, *, records: int = 50_000, hot_user: str = "olga", hot_tasks: int = 500,
-             seed: int = 1, log: Any = None) -> dict[str, Any]:
+             seed: int = 1, log: Any = None, audit_events: int | None = None
+             ) -> dict[str, Any]:
     """Build a database at ``url`` (wiped) with ``records`` records in total, where
     ``hot_user`` has exactly ``hot_tasks`` open tasks (80 % CAPAs she owns, 20 % change
-    requests she drafts). Returns the engine, the people and sample record numbers."""
+    requests she drafts). Returns the engine, the people and sample record numbers.
+
+    ``audit_events``: aim for about that many record audit events in total by appending
+    ``update`` events to clones (see :func:`_clone`); by default only the templates' events
+    are cloned (about 2-3 per record)."""
     rng = random.Random(seed)
     engine = _fresh(url)
     people = _people(engine, hot_user, rng)
@@ -303,12 +337,23 @@ def generate(url: str, *, records: int = 50_000, hot_user: str = "olga", hot_tas
     ages = sorted((rng.randint(3600, 365 * 86400) for _ in plan), reverse=True)
     rng.shuffle(plan)
 
+    # extra update events per clone, spread so the total comes close to audit_events
+    extra = [0] * len(plan)
+    if audit_events:
+        base = sum(len(templates[k]["events"]) for k, _, _ in plan)
+        missing = max(0, audit_events - base)
+        if plan:
+            q, r = divmod(missing, len(plan))
+            extra = [q + (1 if i < r else 0) for i in range(len(plan))]
+            rng.shuffle(extra)
+
     def rows() -> Iterator[tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]]:
-        for (kind, creator, owner), age in zip(plan, ages, strict=True):
+        for (kind, creator, owner), age, more in zip(plan, ages, extra, strict=True):
             created = now - timedelta(seconds=age)
             yield _clone(templates[kind], ids, prefixes[kind], created_at=created,
                          title=_title(rng), users=users,
-                         names={TC: creator, TO: owner}, full_names=full_names)
+                         names={TC: creator, TO: owner}, full_names=full_names,
+                         extra_updates=more)
 
     samples: dict[str, str] = dict(tpl_numbers)
     with engine.unit() as s:

@@ -35,14 +35,16 @@ VERIFY_ROLES = ("qa", "admin")
 #: (area key, title, workflow filter value, metric keys)
 SECTIONS: list[tuple[str, str, list[str]]] = [
     ("capa", "CAPA", ["capa.open", "capa.overdue", "capa.age", "capa.closure_days",
-                      "capa.on_time", "capa.on_time_original", "capa.extended"]),
+                      "capa.on_time", "capa.on_time_original", "capa.extended",
+                      "capa.days_late", "capa.days_late_original", "capa.effectiveness"]),
     ("deviation", "Deviations", ["dev.created", "dev.triage_days", "dev.closure_days",
                                  "dev.capa_share"]),
     ("change_request", "Change control", ["cr.cycle_days", "cr.approval_days",
                                           "cr.void_share"]),
     ("training_assignment", "Training", ["trn.compliance", "trn.overdue"]),
     ("access_review", "Access reviews", ["ar.on_time", "ar.revoked"]),
-    ("security", "Security", list(SECURITY_ACTIONS)),
+    # user-account metrics (system-wide, like the security events): qa, admin, isms only
+    ("security", "Security", [*SECURITY_ACTIONS, "sec.totp_enrolled", "ar.uncovered"]),
 ]
 CLASSES = ["critical", "major", "minor", "unclassified"]
 

@@ -395,10 +395,10 @@ def _record_failure(session: Session, user: User | None, *, action: str, detail:
                                     "failed_attempts": user.failed_attempts})
         session.add(OutboxMessage(created_at=now, record_id=None,
                                   recipient_role=policy.security_role, recipient_user_id=None,
-                                  subject=f"Security: account {user.username} locked",
+                                  subject=f"account {user.username} locked",
                                   body=f"{user.full_name} ({user.username}) was locked after "
                                        f"{user.failed_attempts} failed attempts ({detail}).",
-                                  status="pending", attempts=0))
+                                  status="pending", attempts=0, kind="account_locked"))
         return True
     return False
 

@@ -1120,7 +1120,9 @@ class Engine:
                 "created_at": ctx.now, "record_id": rec.id, "recipient_role": role,
                 "recipient_user_id": recipient_user, "subject": f"{rec.number}: {p['subject']}",
                 "body": f"{rec.number} ({rec.title}) is now {rec.state}.",
-                "status": "pending", "attempts": 0})
+                "status": "pending", "attempts": 0,
+                # the message kind picks its template (notifications/templates/KIND.txt)
+                "kind": p.get("kind") or "generic"})
         elif action.kind == "revoke_grants":
             # only grants of this system are revoked here; an access review of another
             # system lists revocations that its administrator executes there and confirms

@@ -64,6 +64,7 @@ from .models import (
     JobRun,
     Record,
     RecordLink,
+    RoleGrant,
     Task,
     User,
 )
@@ -73,6 +74,8 @@ DONE, VOID = "done", "void"
 #: audit actions of the system chain that the security metrics count (workflow/auth.py)
 SECURITY_ACTIONS = {"sec.failed_logins": "login_failed", "sec.lockouts": "account_locked",
                     "sec.signature_failures": "signature_failed"}
+#: system metrics whose cohort is user accounts (rid = users.id), not records or events
+USER_METRICS = ("ar.uncovered", "sec.totp_enrolled")
 #: the JobRun.job name under which integrity verification results are stored
 VERIFY_JOB = "verify_audit"
 
@@ -201,10 +204,15 @@ DEFAULT_THRESHOLDS: dict[str, dict[str, Any]] = {
     "cr.cycle_days": {"better": "lower", "green": 60, "amber": 90},
     "cr.approval_days": {"better": "lower", "green": 7, "amber": 14},
     "cr.void_share": {"better": "lower", "green": 0.10, "amber": 0.20},
+    "capa.effectiveness": {"better": "higher", "green": 0.90, "amber": 0.75},
+    "capa.days_late": {"better": "lower", "green": 0, "amber": 14},
+    "capa.days_late_original": {"better": "lower", "green": 0, "amber": 30},
     "trn.compliance": {"better": "higher", "green": 0.95, "amber": 0.85},
     "trn.overdue": {"better": "lower", "green": 0, "amber": 5},
     "ar.on_time": {"better": "higher", "green": 0.95, "amber": 0.80},
+    "ar.uncovered": {"better": "lower", "green": 0, "amber": 0.05},
     "sec.failed_logins": {"better": "lower", "green": 20, "amber": 100},
+    "sec.totp_enrolled": {"better": "higher", "green": 1.0, "amber": 0.9},
     "sec.lockouts": {"better": "lower", "green": 0, "amber": 3},
     "sec.signature_failures": {"better": "lower", "green": 2, "amber": 10},
 }
@@ -267,6 +275,15 @@ SPECS: dict[str, Spec] = {s.key: s for s in [
     Spec("capa.extended", "capa", "CAPAs extended", "share", "percent",
          "CAPAs closed in the period with at least one approved due-date extension.",
          "extended", "closed"),
+    Spec("capa.effectiveness", "capa", "Effectiveness checks passed", "share", "percent",
+         "Checks decided in the period (leaving the 'effectiveness' milestone's start state, "
+         "not into a final state) that went on to its stop state.", "passed", "checks"),
+    Spec("capa.days_late", "capa", "Days late at closure (current due)", "mean", "days",
+         "CAPAs closed in the period after their current due date: mean days late.",
+         "late", "closed"),
+    Spec("capa.days_late_original", "capa", "Days late at closure (original due)", "mean",
+         "days", "CAPAs closed in the period after their original due date: mean days late.",
+         "late", "closed"),
     Spec("dev.created", "deviation", "Deviations reported", "count", "count",
          "Deviations created in the period (by classification and month in the chart)."),
     Spec("dev.triage_days", "deviation", "Median days to triage", "median", "days",
@@ -293,6 +310,12 @@ SPECS: dict[str, Spec] = {s.key: s for s in [
          "Reviews due in the period (current due) closed on or before it.", "on time", "due"),
     Spec("ar.revoked", "access_review", "Grants revoked", "sum", "count",
          "Grants marked revoke in access reviews closed in the period.", "", "reviews"),
+    Spec("ar.uncovered", None, "Active users not covered by a review", "share", "count",
+         "Active users holding a role at the as-of time whom no access review created in the "
+         "period (not void) lists in its grants.", "not covered", "active users"),
+    Spec("sec.totp_enrolled", None, "Authenticator enrolment", "share", "percent",
+         "Active users whose roles require a second factor (policy) who have enrolled one.",
+         "enrolled", "required"),
     Spec("sec.failed_logins", None, "Failed logins", "count", "count",
          "login_failed events of the system audit chain in the period."),
     Spec("sec.lockouts", None, "Account lockouts", "count", "count",
@@ -371,6 +394,8 @@ class Kpi:
     period: Period = field(default_factory=Period.last_months)
     as_of: datetime | None = None
     thresholds: dict[str, dict[str, Any]] = field(default_factory=load_thresholds)
+    #: the second-factor policy (``auth.Policy``) for sec.totp_enrolled; default: from env
+    policy: Any = None
 
     def __post_init__(self) -> None:
         if self.as_of is None:
@@ -378,6 +403,11 @@ class Kpi:
         self.user = identity.get_user(self.session, self.viewer, active=False)
         self._defs: dict[str, list[WorkflowDefinition]] = {}
         self._visible: ColumnElement[bool] | None = None
+        if self.dialect == "postgresql":
+            # the KPI aggregates are estimated expensive enough for PostgreSQL's JIT, whose
+            # compilation (~25 ms a query) costs more than the queries themselves
+            # (bench/kpi.py); SET LOCAL: this read transaction only
+            self.session.execute(expression.text("SET LOCAL jit = off"))
 
     # ------------------------------------------------------------------ building blocks
 
@@ -447,12 +477,22 @@ class Kpi:
         ev = AuditEvent
         start = or_(*[and_(Record.definition_hash == h, ev.to_state == m.start) for h, m in pairs])
         stop = or_(*[and_(Record.definition_hash == h, ev.to_state == m.stop) for h, m in pairs])
+        states = sorted({m.start for _, m in pairs} | {m.stop for _, m in pairs})
+        stops = sorted({m.stop for _, m in pairs})
+        # only records that entered a stop state in the period can count (the cohort keeps
+        # those whose LAST stop entry is in it): found by ix_audit_events_to_state, so the
+        # query reads the events of the period's finishers, not of every record
+        e2 = AuditEvent.__table__.alias("e2")
+        finished = Record.id.in_(select(e2.c.record_id).where(
+            e2.c.to_state.in_(stops), e2.c.at >= self.period.start, e2.c.at < self.period.end,
+            e2.c.at <= self.as_of, e2.c.record_id.is_not(None)))
+        # only create and transition events carry to_state (workflow/engine.py)
         return (select(Record.id.label("rid"),
                        func.min(case((start, ev.at))).label("started"),
                        func.max(case((stop, ev.at))).label("stopped"))
                 .join(ev, ev.record_id == Record.id)
-                .where(*self._base(workflow), ev.action.in_(("create", "transition")),
-                       ev.at <= self.as_of, ev.to_state.is_not(None))
+                .where(*self._base(workflow), finished, ev.to_state.in_(states),
+                       ev.at <= self.as_of)
                 .group_by(Record.id))
 
     # ------------------------------------------------------------------ cohorts
@@ -482,6 +522,17 @@ class Kpi:
                 ~and_(self._open(), due >= self.as_of)],
                 case((and_(self._closed_done(), Record.closed_at <= due), 1), else_=0),
                 days_between(due, Record.closed_at))
+        if key in ("capa.days_late", "capa.days_late_original"):
+            due = Record.due_original if key.endswith("original") else Record.due_current
+            late = Record.closed_at > due
+            return self._rows(wf, [self._closed_done(), self._in_period(Record.closed_at),
+                                   due.is_not(None)],
+                              case((late, 1), else_=0),
+                              case((late, days_between(due, Record.closed_at))))
+        if key == "capa.effectiveness":
+            return self._effectiveness(wf)
+        if key in USER_METRICS:
+            return self._users(key)
         if key == "capa.extended":
             ext = exists().where(DueDateExtension.record_id == Record.id,
                                  DueDateExtension.status == ExtensionStatus.APPROVED)
@@ -544,6 +595,75 @@ class Kpi:
                 self._in_period(ev.at))
         raise KeyError(key)
 
+    def _effectiveness(self, workflow: str | None) -> Select:
+        """One row per effectiveness check decided in the period: a transition out of the
+        'effectiveness' milestone's start state that is not into a final state (a cancel is
+        no verdict); passed = into the milestone's stop state."""
+        ev = AuditEvent
+        decided, passed, starts = [], [], set()
+        for d in self.definitions(workflow or ""):
+            m = d.milestones.get("effectiveness")
+            if m is None:
+                continue
+            starts.add(m.start)
+            finals = [n for n, st in d.states.items() if st.final and n != m.stop]
+            here = and_(Record.definition_hash == d.content_hash, ev.from_state == m.start)
+            decided.append(and_(here, ev.to_state.not_in(finals)) if finals else here)
+            passed.append(and_(here, ev.to_state == m.stop))
+        if not decided:
+            return select(literal(0).label("rid"), literal(1).label("hit"),
+                          cast(null(), Float()).label("value")).where(false())
+        return (select(Record.id.label("rid"), case((or_(*passed), 1), else_=0).label("hit"),
+                       cast(null(), Float()).label("value"))
+                .join(ev, ev.record_id == Record.id)
+                .where(*self._base(workflow or ""),
+                       # ix_audit_events_from_state: only the events leaving those states
+                       ev.from_state.in_(sorted(starts)), ev.to_state.is_not(None),
+                       self._in_period(ev.at), or_(*decided)))
+
+    def _has_role(self, roles: Sequence[str] | None = None) -> ColumnElement[bool]:
+        g = RoleGrant
+        conds = [g.user_id == User.id, g.granted_at <= self.as_of,
+                 or_(g.revoked_at.is_(None), g.revoked_at > self.as_of),
+                 or_(g.expires_at.is_(None), g.expires_at > self.as_of)]
+        if roles is not None:
+            conds.append(g.role.in_(list(roles)) if roles else false())
+        return exists().where(*conds)
+
+    def _users(self, key: str) -> Select:
+        """User-account cohorts (rid = users.id): active people (not the system account)."""
+        people = [User.active.is_(True), User.is_system.is_(False), User.created_at <= self.as_of]
+        if key == "sec.totp_enrolled":
+            if self.policy is None:
+                from .auth import Policy
+
+                self.policy = Policy.from_env()
+            enrolled = and_(User.totp_secret.is_not(None), User.totp_enabled_at.is_not(None),
+                            User.totp_enabled_at <= self.as_of)
+            return select(User.id.label("rid"), case((enrolled, 1), else_=0).label("hit"),
+                          cast(null(), Float()).label("value")).where(
+                *people, self._has_role(tuple(self.policy.totp_required_roles)))
+        # ar.uncovered: listed in the grants of no access review created in the period
+        items = self._revocation_items("access_review") or "grants"
+        if not items.replace("_", "").isalnum():
+            raise ValueError(f"unsafe name {items!r}")
+        if self.dialect == "sqlite":
+            listed = (f"EXISTS (SELECT 1 FROM json_each(rv.data, '$.{items}') AS gi "
+                      "WHERE lower(json_extract(gi.value, '$.user')) = lower(users.username))")
+        else:
+            listed = ("EXISTS (SELECT 1 FROM json_array_elements(CASE WHEN json_typeof(rv.data "
+                      f"-> '{items}') = 'array' THEN rv.data -> '{items}' ELSE '[]'::json END) "
+                      "AS gi WHERE lower(gi ->> 'user') = lower(users.username))")
+        rv = Record.__table__.alias("rv")
+        void = and_(func.coalesce(rv.c.outcome, "") == VOID,
+                    func.coalesce(rv.c.closed_at <= self.as_of, False))
+        covered = exists().where(rv.c.workflow_key == "access_review",
+                                 rv.c.created_at >= self.period.start,
+                                 rv.c.created_at < self.period.end,
+                                 rv.c.created_at <= self.as_of, ~void, expression.text(listed))
+        return select(User.id.label("rid"), case((covered, 0), else_=1).label("hit"),
+                      cast(null(), Float()).label("value")).where(*people, self._has_role())
+
     def _rows(self, workflow: str | None, conds: Sequence[Any], hit: Any, value: Any) -> Select:
         return select(Record.id.label("rid"), hit.label("hit"),
                       (value if value is not None else cast(null(), Float())).label("value")).where(
@@ -585,6 +705,8 @@ class Kpi:
                     m.value = int(hits)
             elif spec.kind == "mean":
                 m.denominator = int(n)
+                if spec.num_label:
+                    m.numerator = int(hits)
                 m.value = float(avg) if avg is not None else None
             elif spec.kind == "sum":
                 m.numerator, m.denominator = int(total), int(n)
@@ -606,6 +728,14 @@ class Kpi:
         """The records (or events) behind a metric: ``part`` num = counted in the numerator,
         all = the whole cohort (the denominator)."""
         c = self.cohort(key, **params).subquery()
+        if key in USER_METRICS:
+            q = select(User, c.c.hit).join(c, c.c.rid == User.id)
+            if part == "num":
+                q = q.where(c.c.hit == 1)
+            label = SPECS[key].num_label
+            return [EventRow(u.id, u.totp_enabled_at or u.created_at, u.full_name,
+                             label if hit else "", u.username, "counted" if hit else "")
+                    for u, hit in self.session.execute(q.order_by(User.username)).all()]
         if key in SECURITY_ACTIONS:
             rows = self.session.execute(
                 select(AuditEvent).join(c, c.c.rid == AuditEvent.id).order_by(AuditEvent.at)
@@ -677,6 +807,21 @@ class Kpi:
             select(doc, func.sum(c.c.hit), func.count()).join(c, c.c.rid == Record.id)
             .group_by(doc).order_by(doc)).all()]
 
+    def training_by_role(self) -> list[tuple[str, int, int]]:
+        """(role, completed, due) per role the trainee holds at the as-of time, same cohort
+        as trn.compliance (an assignment counts once in each of its trainee's roles)."""
+        c = self.cohort("trn.compliance").subquery()
+        g = RoleGrant
+        trainee = func.lower(Record.data["trainee"].as_string())
+        return [(str(r), int(h), int(n)) for r, h, n in self.session.execute(
+            select(g.role, func.sum(c.c.hit), func.count())
+            .select_from(c).join(Record, Record.id == c.c.rid)
+            .join(User, func.lower(User.username) == trainee)
+            .join(g, and_(g.user_id == User.id, g.granted_at <= self.as_of,
+                          or_(g.revoked_at.is_(None), g.revoked_at > self.as_of),
+                          or_(g.expires_at.is_(None), g.expires_at > self.as_of)))
+            .group_by(g.role).order_by(g.role)).all()]
+
     # ------------------------------------------------------------------ integrity
 
     def last_verification(self) -> JobRun | None:
@@ -704,9 +849,45 @@ def store_verification(session: Session, report: Any, started: datetime, runner:
     return run
 
 
+def report_rows(k: Kpi, keys: Iterable[str] | None = None) -> list[tuple[str, str, str, str]]:
+    """(label, value, numerator/denominator, status) per metric, for reports."""
+    out = []
+    for m in k.metrics(keys).values():
+        nd = "" if m.denominator is None else f"{m.numerator if m.numerator is not None else ''}"\
+            f"/{m.denominator}"
+        out.append((m.label, m.display, nd, m.status or ""))
+    return out
+
+
+def render_report(k: Kpi, keys: Iterable[str] | None = None) -> tuple[str, str]:
+    """The KPI table for ``k``'s period as (plain text, HTML)."""
+    from html import escape
+
+    rows = report_rows(k, keys)
+    title = f"Quality KPIs {k.period.label} (as of {k.as_of:%Y-%m-%d %H:%M} UTC)"
+    w = max([len(r[0]) for r in rows] + [6])
+    lines = [title, "", f"{'Metric':<{w}}  {'Value':>9}  {'n/N':>11}  Status"]
+    lines += [f"{a:<{w}}  {b:>9}  {c:>11}  {d}".rstrip() for a, b, c, d in rows]
+    by_role = k.training_by_role()
+    if by_role:
+        lines += ["", "Training compliance per role"]
+        lines += [f"  {r:<24} {h}/{n}" for r, h, n in by_role]
+    text = "\n".join(lines) + "\n"
+    cells = "".join(f"<tr><td>{escape(a)}</td><td>{escape(b)}</td><td>{escape(c)}</td>"
+                    f"<td class=\"{escape(d)}\">{escape(d)}</td></tr>" for a, b, c, d in rows)
+    html = (f"<h1>{escape(title)}</h1><table><thead><tr><th>Metric</th><th>Value</th>"
+            f"<th>n/N</th><th>Status</th></tr></thead><tbody>{cells}</tbody></table>")
+    if by_role:
+        html += ("<h2>Training compliance per role</h2><table><tbody>" +
+                 "".join(f"<tr><td>{escape(r)}</td><td>{h}/{n}</td></tr>" for r, h, n in by_role)
+                 + "</tbody></table>")
+    return text, html
+
+
 def median(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-__all__ = ["Kpi", "Metric", "Period", "SPECS", "DEFAULT_THRESHOLDS", "load_thresholds", "rate",
-           "store_verification", "days_between", "month_of"]
+__all__ = ["USER_METRICS", "Kpi", "Metric", "Period", "SPECS", "DEFAULT_THRESHOLDS",
+           "load_thresholds", "rate", "store_verification", "days_between", "month_of",
+           "render_report", "report_rows"]

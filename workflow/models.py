@@ -340,6 +340,9 @@ class AuditEvent(Base):
         UniqueConstraint("chain", "seq"),
         Index("ix_audit_events_record_id", "record_id"),
         Index("ix_audit_events_at", "at"),
+        # KPIs (migration 0005): entries into a state and transitions leaving a state, by time
+        Index("ix_audit_events_to_state", "to_state", "at", "record_id"),
+        Index("ix_audit_events_from_state", "from_state", "at", "record_id"),
     )
 
 

@@ -40,6 +40,7 @@ from sqlalchemy import (
     Connection,
     String,
     and_,
+    case,
     cast,
     exists,
     insert,
@@ -56,7 +57,16 @@ from . import audit, clock, identity
 from .definition import DEFAULT_DEFINITIONS_DIR, _compose, _line, parse_duration
 from .engine import Engine
 from .errors import Problem, WorkflowError
-from .models import JobRun, OutboxMessage, Record, RoleGrant, Task, TaskStatus, User
+from .models import (
+    AuditEvent,
+    JobRun,
+    OutboxMessage,
+    Record,
+    RoleGrant,
+    Task,
+    TaskStatus,
+    User,
+)
 
 log = logging.getLogger(__name__)
 
@@ -697,6 +707,212 @@ def _check_training(params: Mapping[str, Any]) -> list[tuple[tuple, str]]:
     return out
 
 
+def period_start(period: str, at: datetime) -> datetime:
+    """The start (UTC) of the period containing ``at``."""
+    at = at.astimezone(UTC)
+    if period == "minute":
+        return at.replace(second=0, microsecond=0)
+    day = at.replace(minute=0, second=0, microsecond=0)
+    if period == "hour":
+        return day
+    day = day.replace(hour=0)
+    if period == "day":
+        return day
+    if period == "week":
+        return day - timedelta(days=at.weekday())
+    if period == "month":
+        return day.replace(day=1)
+    if period == "quarter":
+        return day.replace(month=(at.month - 1) // 3 * 3 + 1, day=1)
+    if period == "year":
+        return day.replace(month=1, day=1)
+    raise ValueError(f"unknown period {period!r}")
+
+
+#: system audit-trail actions listed for attestation in an audit-trail review (workflow/auth.py,
+#: identity.py, registry.py): the security-relevant events outside any record
+SECURITY_ACTIONS = ("login_failed", "signature_failed", "account_locked", "account_unlocked",
+                    "password_reset", "role_granted", "role_revoked", "user_created",
+                    "user_deactivated", "totp_reset", "definition_published",
+                    "api_token_created", "api_token_revoked")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value is not None else None
+
+
+def audit_trail_events(engine: Engine, session: Session, start: datetime,
+                       end: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """What an audit-trail review lists for the window [start, end): one row per critical
+    record (its definition version has ``risk: high``) with audit events in the window, and
+    one row per security action of the system audit trail."""
+    def counted(action: str) -> Any:
+        return sqlfunc.sum(case((AuditEvent.action == action, 1), else_=0))
+
+    rows = session.execute(
+        select(Record.number, Record.workflow_key, Record.definition_hash,
+               sqlfunc.count(AuditEvent.id), sqlfunc.min(AuditEvent.at),
+               sqlfunc.max(AuditEvent.at), counted("sign"), counted("transition"),
+               counted("update"))
+        .join(Record, Record.id == AuditEvent.record_id)
+        .where(AuditEvent.at >= start, AuditEvent.at < end)
+        .group_by(Record.number, Record.workflow_key, Record.definition_hash)
+        .order_by(Record.number)).all()
+    records = []
+    for number, key, dhash, n, first, last, signs, moves, changes in rows:
+        if engine.registry.by_hash(session, dhash).definition.risk != "high":
+            continue
+        records.append({"record": number, "workflow": key, "events": int(n),
+                        "first_event": _iso(first), "last_event": _iso(last),
+                        "signatures": int(signs or 0), "transitions": int(moves or 0),
+                        "changes": int(changes or 0)})
+    security = [{"action": action, "events": int(n), "first_event": _iso(first),
+                 "last_event": _iso(last)} for action, n, first, last in session.execute(
+        select(AuditEvent.action, sqlfunc.count(AuditEvent.id), sqlfunc.min(AuditEvent.at),
+               sqlfunc.max(AuditEvent.at))
+        .where(AuditEvent.chain == audit.SYSTEM_CHAIN, AuditEvent.at >= start,
+               AuditEvent.at < end, AuditEvent.action.in_(SECURITY_ACTIONS))
+        .group_by(AuditEvent.action).order_by(AuditEvent.action)).all()]
+    return records, security
+
+
+def audit_trail_review(ctx: JobContext) -> dict[str, Any]:
+    """Open one signed audit-trail review for QA per period (R-A11-9-2), listing the audit
+    events of critical records since the last review for attestation."""
+    if ctx.schedule.period is None:
+        raise WorkflowError("audit_trail_review needs a cron and a period")
+
+    def work(session: Session) -> str | None:
+        end = period_start(ctx.schedule.period, ctx.now)
+        # since the last review (open or done; a cancelled one reviewed nothing)
+        ends = [datetime.fromisoformat(d["window_to"]) for d, in session.execute(
+            select(Record.data).where(Record.workflow_key == "audit_trail_review",
+                                      or_(Record.outcome.is_(None), Record.outcome == "done")))
+            if d.get("window_to")]
+        start = max(ends) if ends else period_start(ctx.schedule.period,
+                                                    end - timedelta(microseconds=1))
+        if start >= end:
+            return None
+        records, security = audit_trail_events(ctx.engine, session, start, end)
+        failures = sum(s["events"] for s in security if s["action"] == "signature_failed")
+        window = f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
+        rec = _start_record(ctx, session, "audit_trail_review", {
+            "title": f"Audit trail review {ctx.period} ({window})"[:200],
+            "period": ctx.period[:20], "window_from": start, "window_to": end,
+            "scope": f"Audit events from {window} of the records of high-risk workflows, and "
+                     f"the security events of the system audit trail, listed by {ctx.reason}.",
+            "records": records, "records_listed": len(records), "security_events": security,
+            "signature_failures": failures})
+        return rec.number
+
+    done, number = ctx.once_for_period("review", work)
+    return {"opened": [number] if done and number else []}
+
+
+def definition_review(ctx: JobContext) -> dict[str, Any]:
+    """Open one definition_review per published workflow definition and period, the task
+    going to the definition's process-owner role (R-A11-11-1)."""
+    from .models import DefinitionVersion
+
+    exclude = set(ctx.params.get("exclude", []))
+    with ctx.engine.reader() as s:
+        keys = [k for k in s.execute(select(DefinitionVersion.key).distinct()
+                                     .order_by(DefinitionVersion.key)).scalars()
+                if k not in exclude]
+    opened, skipped = [], []
+    for key in keys:
+        def work(session: Session, key: str = key) -> str:
+            compiled = ctx.engine.registry.latest(session, key)
+            d = compiled.definition
+            row = session.get(DefinitionVersion, compiled.id)
+            total, still_open = session.execute(
+                select(sqlfunc.count(Record.id),
+                       sqlfunc.count(Record.id).filter(Record.closed_at.is_(None)))
+                .where(Record.workflow_key == key)).one()
+            review = ctx.engine.registry.latest(session, "definition_review").definition
+            owner = d.process_owner if d.process_owner in review.roles else "process_owner"
+            if d.process_owner and owner != d.process_owner:
+                log.warning("definition_review: %s's process owner %r is not a role of the "
+                            "definition_review workflow; the review goes to process_owner",
+                            key, d.process_owner)
+            rec = _start_record(ctx, session, "definition_review", {
+                "title": f"Periodic review of {d.title} ({key} v{compiled.version}) "
+                         f"{ctx.period}"[:200],
+                "period": ctx.period[:20], "definition": key, "definition_title": d.title,
+                "version": compiled.version, "content_hash": row.content_hash if row else None,
+                "published_at": row.published_at if row else None, "owner_role": owner,
+                "records_total": int(total), "records_open": int(still_open)})
+            if owner != "process_owner":
+                task_id = session.execute(select(Task.id).where(
+                    Task.record_id == rec.id, Task.status == TaskStatus.OPEN,
+                    Task.role == "process_owner")).scalars().first()
+                if task_id is not None:
+                    session.execute(update(Task).where(Task.id == task_id).values(role=owner))
+                    audit.record_event(session, rec, at=ctx.now, actor=ctx.system(session),
+                                       action="task_assigned",
+                                       changes={"task": {"task": task_id,
+                                                         "role": ["process_owner", owner]}},
+                                       reason=ctx.reason)
+            ctx.outbox(session, kind="review_opened", record_id=rec.id, role=owner,
+                       subject=f"{rec.number}: periodic review of {d.title} to perform",
+                       body=f"The {ctx.period} review of the workflow definition {key} "
+                            f"(version {compiled.version}): is it still fit for use?")
+            return rec.number
+
+        done, number = ctx.once_for_period(key, work)
+        (opened if done else skipped).append(number or key)
+    return {"opened": opened, "already open": skipped}
+
+
+def _check_definition_review(params: Mapping[str, Any]) -> list[tuple[tuple, str]]:
+    exclude = params.get("exclude", [])
+    if not isinstance(exclude, list) or not all(isinstance(k, str) for k in exclude):
+        return [(("exclude",), "exclude must list definition keys")]
+    return []
+
+
+def password_expiry_reminders(ctx: JobContext) -> dict[str, Any]:
+    """Remind users whose password expires within params.days (default 14), once per user
+    and expiry date (R-P11-300b-1)."""
+    from .auth import Policy
+
+    policy = Policy.from_env()
+    if not policy.max_age_days:
+        return {}
+    days = int(ctx.params.get("days", 14))
+    age = timedelta(days=policy.max_age_days)
+    # changed after (now - age) so not yet expired; before (now + days - age): expires soon
+    with ctx.engine.reader() as s:
+        users = s.execute(select(User.id, User.username, User.password_changed_at).where(
+            User.active.is_(True), User.is_system.is_(False), User.password_hash.is_not(None),
+            User.must_change_password.is_(False), User.password_changed_at.is_not(None),
+            User.password_changed_at > ctx.now - age,
+            User.password_changed_at <= ctx.now + timedelta(days=days) - age)
+            .order_by(User.username)).all()
+    reminded = []
+    for uid, username, changed in users:
+        expires = changed + age
+
+        def work(session: Session, uid: int = uid, expires: datetime = expires) -> None:
+            left = max(0, (expires - ctx.now).days)
+            ctx.outbox(session, kind="password_expiring", user_id=uid,
+                       subject=f"Your password expires on {expires:%Y-%m-%d}",
+                       body=f"Your QMS password expires on {expires:%Y-%m-%d %H:%M} UTC "
+                            f"(in {left} day{'' if left == 1 else 's'}).")
+
+        done, _ = ctx.once("password:expiring", f"{username}@{expires:%Y-%m-%d}", work)
+        if done:
+            reminded.append(username)
+    return {"reminded": reminded}
+
+
+def _check_password_expiry(params: Mapping[str, Any]) -> list[tuple[tuple, str]]:
+    days = params.get("days", 14)
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 90:
+        return [(("days",), "days must be a whole number of days from 1 to 90")]
+    return []
+
+
 def dispatch_notifications(ctx: JobContext) -> dict[str, Any]:
     """Deliver pending outbox messages (notifications/): in-app, e-mail, digests."""
     from notifications.dispatcher import dispatch
@@ -727,6 +943,11 @@ JOBS: dict[str, Job] = {
                                check=_check_training),
     "dispatch_notifications": Job("dispatch_notifications", dispatch_notifications,
                                   idempotent=True),
+    "audit_trail_review": Job("audit_trail_review", audit_trail_review),
+    "definition_review": Job("definition_review", definition_review,
+                             check=_check_definition_review),
+    "password_expiry_reminders": Job("password_expiry_reminders", password_expiry_reminders,
+                                     idempotent=True, check=_check_password_expiry),
 }
 
 
@@ -739,3 +960,36 @@ def last_runs(engine: Engine) -> dict[str, JobRun]:
         for r in rows:
             s.expunge(r)
     return {r.job: r for r in rows}
+
+
+# ------------------------------------------------------------------ monthly KPI report
+
+
+def kpi_report(ctx: JobContext) -> dict[str, Any]:
+    """Render the previous month's KPI table and queue it to the quality leaders, once per
+    month (the period's claim row is written with the message; docs/kpis.md)."""
+    from .kpi import Kpi, Period, add_months, month_start, render_report
+
+    end = month_start(ctx.now)
+    period = Period(add_months(end, -1), end)
+    role = str(ctx.params.get("role", "qa"))
+
+    def work(session: Session) -> dict[str, Any]:
+        k = Kpi(session, ctx.engine.registry, ctx.system(session).username, period,
+                as_of=min(ctx.now, period.end))
+        text, html = render_report(k)
+        ctx.outbox(session, kind="kpi_report", role=role,
+                   subject=f"Quality KPI report {period.label}", body=text)
+        return {"month": period.start.strftime("%Y-%m"), "to": role, "html": html}
+
+    done, result = ctx.once(ctx.schedule.name, ctx.period, work)
+    return {"month": result["month"], "to": role} if done else {}
+
+
+def _check_kpi_report(params: Mapping[str, Any]) -> list[tuple[tuple, str]]:
+    if "role" in params and not re.match(r"^[a-z][a-z0-9_]{0,39}$", str(params["role"])):
+        return [(("role",), "role must be a role name, e.g. qa")]
+    return []
+
+
+JOBS["kpi_report"] = Job("kpi_report", kpi_report, check=_check_kpi_report)

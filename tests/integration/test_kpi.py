@@ -399,3 +399,119 @@ def test_thresholds_are_configurable(tmp_path, monkeypatch):
     assert rate(0.3, t["capa.on_time"]) == "amber"
     assert rate(0.1, t["capa.on_time"]) == "red"
     assert rate(3, t["sec.lockouts"]) == "amber"
+
+
+# ------------------------------------------------------------------ metrics added with issue 6
+
+
+def test_capa_days_late_at_closure_against_current_and_original_due(engine, capa_set):
+    """Days late at closure: A closed early, B closed 10 days after its original due but
+    before its extended (current) due; the mean is over the late ones only."""
+    k = kpi(engine, "quinn")
+    cur = k.metric("capa.days_late")
+    assert (cur.numerator, cur.denominator, cur.value) == (0, 2, None)
+    orig = k.metric("capa.days_late_original")
+    assert (orig.numerator, orig.denominator) == (1, 2)
+    assert orig.value == pytest.approx(10.0)
+    assert [r.number for r in k.drill("capa.days_late_original", "num")] == [capa_set["B"]]
+    assert kpi(engine, "quinn", Period.months("2025-01", "2025-02")).metric(
+        "capa.days_late_original").denominator == 0
+
+
+def test_capa_effectiveness_check_pass_rate(engine, org):
+    """Each check decided in the period counts: E failed once then passed, F passed, G is
+    still waiting for its check (no verdict yet)."""
+    people = org
+    e, f, g = (new_capa(engine, people, t) for t in "EFG")
+    for n in (e, f, g):
+        capa_to_effectiveness(engine, people, n)
+    at(10)
+    engine.fire(e, "not_effective", people["qa"], {
+        "effectiveness_result": "not_effective", "effectiveness_evidence": "recurred"},
+        reason="recurred")
+    at(30)
+    capa_plan_to_effectiveness(engine, people, e)
+    for n in (e, f):
+        capa_close(engine, people, n)
+    k = kpi(engine, "quinn")
+    m = k.metric("capa.effectiveness")
+    assert (m.numerator, m.denominator) == (2, 3)
+    assert m.value == pytest.approx(2 / 3)
+    assert sorted(r.number for r in k.drill("capa.effectiveness", "num")) == sorted([e, f])
+    assert g not in [r.number for r in k.drill("capa.effectiveness")]
+    # a period before any verdict: nothing to rate
+    assert kpi(engine, "quinn", Period.months("2026-01", "2026-02")).metric(
+        "capa.effectiveness").value is None
+    # someone without a CAPA role sees no checks
+    assert kpi(engine, "otto").metric("capa.effectiveness").denominator == 0
+
+
+def test_training_compliance_per_role(engine, org):
+    """Per role the trainee holds at the as-of time: emma (employee) 1 of 2 done, olga
+    (capa_owner, change_owner, deviation_owner, employee) 0 of 1."""
+    people = org
+    done = assign(engine, people["emp"], 5)
+    assign(engine, people["emp"], 5)
+    assign(engine, people["owner"], 5)
+    assign(engine, people["owner"], 60)  # not due yet
+    at(2)
+    engine.fire(done, "complete", people["emp"], signature=sign(people["emp"]))
+    engine.fire(done, "verify", "tina", signature=sign("tina"))
+    at(10)
+    assert kpi(engine, "tina").training_by_role() == [
+        ("capa_owner", 0, 1), ("change_owner", 0, 1), ("deviation_owner", 0, 1),
+        ("employee", 1, 3)]
+
+
+def test_active_users_not_covered_by_an_access_review(engine, org, make_user):
+    """R-A11-12-3: active users holding a role whom no review of the period lists; a cancelled
+    review and a review of an earlier period cover nobody; users without roles and
+    deactivated users are not counted."""
+    people = org
+    make_user("sam", "system_owner", full_name="Sam Owner")
+    make_user("gone", "employee", full_name="Gone User")
+    with engine.unit() as s:
+        identity.deactivate_user(s, identity.get_user(s, "gone"),
+                                 actor=identity.system_user(s), reason="left")
+    clock.set(T0 - timedelta(days=60))  # January: before the period
+    engine.start("access_review", "sam", {"title": "Old", "system": "QMS", "period": "2025-Q4",
+                                          "grants": [{"user": people["po"], "role": "x"}]})
+    at(1)
+    engine.start("access_review", "sam", {"title": "QMS", "system": "QMS", "period": "2026-Q1",
+                                          "grants": [{"user": people["emp"], "role": "employee"},
+                                                     {"user": "OLGA", "role": "capa_owner"}]})
+    void = engine.start("access_review", "sam", {
+        "title": "LIMS", "system": "LIMS", "period": "2026-Q1",
+        "grants": [{"user": people["qa"], "role": "analyst"}]}).number
+    engine.fire(void, "cancel", people["qa"], reason="wrong system")
+    at(5)
+    k = kpi(engine, "quinn")
+    m = k.metric("ar.uncovered")
+    # with a role: emma quinn quentin olga paul tina sam (otto has none, gone is inactive)
+    assert (m.numerator, m.denominator) == (5, 7)
+    assert m.value == 5
+    assert [r.username for r in k.drill("ar.uncovered", "num")] == [
+        "paul", "quentin", "quinn", "sam", "tina"]
+    assert kpi(engine, "quinn", Period.months("2026-04", "2026-06")).metric(
+        "ar.uncovered").numerator == 7
+
+
+def test_totp_enrolment_share_of_users_who_require_it(engine, org):
+    """R-P11-300d-1: of the active users whose roles require a second factor (qa here), the
+    share enrolled: quinn enrolled, quentin not."""
+    import pyotp
+
+    from workflow import auth
+
+    policy = auth.Policy(totp_required_roles=("qa",))
+    e = auth.begin_totp_enrolment(engine, "quinn", policy)
+    auth.confirm_totp_enrolment(engine, "quinn", pyotp.TOTP(e.secret).at(clock.now()))
+    k = kpi(engine, "quinn", policy=policy)
+    m = k.metric("sec.totp_enrolled")
+    assert (m.numerator, m.denominator) == (1, 2)
+    assert m.value == pytest.approx(0.5)
+    assert [r.username for r in k.drill("sec.totp_enrolled", "num")] == ["quinn"]
+    assert [r.username for r in k.drill("sec.totp_enrolled")] == ["quentin", "quinn"]
+    # before the enrolment (as of an earlier time) nobody was enrolled
+    early = kpi(engine, "quinn", policy=policy, as_of=T0 - timedelta(days=1))
+    assert early.metric("sec.totp_enrolled").numerator == 0

@@ -157,6 +157,30 @@ def test_every_step_downgrades_and_upgrades_again(committed_url):
         dbe.dispose()
 
 
+KPI_INDEXES = {"ix_audit_events_to_state", "ix_audit_events_from_state"}
+
+
+def test_kpi_indexes_migration_both_ways(committed_url):
+    """R-A11-4-2: 0005 adds the KPI indexes on audit_events and its downgrade removes exactly
+    them (0004's schema is back, the append-only triggers stay); upgrading again restores
+    them."""
+    dbe = db.make_engine(committed_url)
+    try:
+        assert db.current_revision(dbe) == "0005"
+        assert KPI_INDEXES <= _index_names(dbe, "audit_events")
+        _alembic(dbe, "downgrade", "0004")
+        assert db.current_revision(dbe) == "0004"
+        left = _index_names(dbe, "audit_events")
+        assert not KPI_INDEXES & left
+        assert {"ix_audit_events_record_id", "ix_audit_events_at"} <= left
+        assert _append_only_triggers(dbe) == _expected_triggers(dbe)
+        _alembic(dbe, "upgrade", "0005")
+        assert KPI_INDEXES <= _index_names(dbe, "audit_events")
+        assert _differences(dbe) == []
+    finally:
+        dbe.dispose()
+
+
 def test_models_match_migrations(committed_url):
     """R-A11-4-2 R-A11-17-1 R-P11-300a-1 R-P11-100a-1: autogenerate finds nothing to do at
     head: the models and the migrations describe the same schema (tables, columns, types,

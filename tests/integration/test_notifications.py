@@ -236,7 +236,7 @@ def test_lockout_alert_reaches_the_security_role(engine, people, make_user, smtp
     ("due_soon", "Reminder: CAPA-2026-0001: New CAPA to assign"),
     ("overdue", "Overdue: CAPA-2026-0001: New CAPA to assign"),
     ("escalation", "CAPA-2026-0001: New CAPA to assign"),
-    ("review_opened", "CAPA-2026-0001: user access review to perform"),
+    ("review_opened", "CAPA-2026-0001: New CAPA to assign"),
     ("effectiveness_due", "CAPA-2026-0001: New CAPA to assign"),
     ("task_assigned", "Task for you: CAPA-2026-0001: New CAPA to assign"),
     ("signature_requested", "Signature requested: CAPA-2026-0001: New CAPA to assign"),

@@ -168,6 +168,19 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "record_version": _INT, "content_hash": _STR}),
     "SignatureList": _obj({"record": _STR,
                            "items": {"type": "array", "items": ref("Signature")}}),
+    "Kpi": _obj({
+        "key": {**_STR, "description": "metric key, as in docs/kpis.md"}, "label": _STR,
+        "workflow": {**_NSTR, "description": "null: system-wide"},
+        "unit": {"type": "string", "enum": ["count", "percent", "days"],
+                 "description": "percent values are fractions (0.9 = 90 %)"},
+        "value": {"type": "number", "nullable": True},
+        "numerator": {**_INT, "nullable": True}, "denominator": {**_INT, "nullable": True},
+        "p90": {"type": "number", "nullable": True},
+        "status": {"type": "string", "enum": ["green", "amber", "red"], "nullable": True}}),
+    "KpiList": _obj({
+        "period": _obj({"from": _STR, "to": _STR, "start": _TIME, "end": _TIME}),
+        "as_of": _TIME, "viewer": _STR,
+        "items": {"type": "array", "items": ref("Kpi")}}),
 }
 
 # request bodies: plain JSON Schema (validated with jsonschema before a view runs)

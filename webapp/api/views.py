@@ -8,7 +8,7 @@ only through ``Engine.start`` / ``Engine.fire``: the API adds no business rules.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import exists, func, or_, select
@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from workflow import api_tokens, clock, identity
 from workflow import inbox as wf_inbox
 from workflow.errors import WorkflowError
+from workflow.kpi import SPECS, Kpi, Period
 from workflow.models import (
     AuditEvent,
     DefinitionVersion,
@@ -287,6 +288,41 @@ def get_definition(caller: Caller, key: str, query: dict[str, Any]) -> Any:
                 "versions": _versions(rows)}
 
 
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+#: system-wide metrics (security events, user accounts): as on the dashboard
+_SYSTEM_KPI_ROLES = {"qa", "admin", "isms"}
+KPI_WORKFLOWS = sorted({s.workflow for s in SPECS.values() if s.workflow})
+
+
+def list_kpis(caller: Caller, query: dict[str, Any]) -> Any:
+    """The KPIs of docs/kpis.md for the caller: only records they may see count (workflow.kpi
+    applies the engine's visibility rule); system-wide metrics only for qa, admin, isms."""
+    first, last = query["from"], query["to"]
+    for name, v in (("from", first), ("to", last)):
+        if v is not None and not _MONTH.match(v):
+            raise ApiError(400, "bad_request", f"{name} must be a month written YYYY-MM.")
+    period = Period.months(first or last, last or first) if (first or last) else \
+        Period.last_months(12)
+    wf = query["workflow"]
+    keys = [k for k, sp in SPECS.items()
+            if (sp.workflow == wf if wf else
+                sp.workflow is not None or _SYSTEM_KPI_ROLES & set(caller.roles))]
+    with engine().reader() as s:
+        k = Kpi(s, engine().registry, caller.username, period)
+        metrics = k.metrics(keys)
+        as_of = k.as_of
+    return {
+        "period": {"from": period.start.strftime("%Y-%m"),
+                   "to": (period.end - timedelta(days=1)).strftime("%Y-%m"),
+                   "start": _iso(period.start), "end": _iso(period.end)},
+        "as_of": _iso(as_of), "viewer": caller.username,
+        "items": [{"key": m.key, "label": m.label, "workflow": SPECS[m.key].workflow,
+                   "unit": m.show, "value": m.value, "numerator": m.numerator,
+                   "denominator": m.denominator, "p90": m.p90, "status": m.status}
+                  for m in metrics.values()],
+    }
+
+
 # ------------------------------------------------------------------ the route table
 
 _NUMBER = Param("number", "path", {"type": "string", "minLength": 1, "maxLength": 40},
@@ -353,4 +389,19 @@ ROUTES: tuple[Route, ...] = (
                                              "maximum": 1_000_000},
                         "a published version (default: the newest)")),
           errors=(400, 404)),
+    Route("GET", "/kpis", list_kpis, "Quality KPIs over the records visible to you", "read",
+          "kpis", response="KpiList",
+          params=(Param("from", "query", {"type": "string", "pattern": r"^\d{4}-(0[1-9]|1[0-2])$",
+                                          "maxLength": 7},
+                        "first month, YYYY-MM (default: the last 12 months)"),
+                  Param("to", "query", {"type": "string", "pattern": r"^\d{4}-(0[1-9]|1[0-2])$",
+                                        "maxLength": 7}, "last month, YYYY-MM"),
+                  Param("workflow", "query", {"type": "string", "enum": KPI_WORKFLOWS},
+                        "only this workflow's metrics")),
+          errors=(400,),
+          description="The metrics defined in docs/kpis.md, computed as on the dashboard for "
+                      "the token's user: only records they may see count. System-wide metrics "
+                      "(security events, user accounts) only for qa, admin and isms; a "
+                      "workflow filter leaves them out. Rates are fractions; a rate with an "
+                      "empty denominator is null."),
 )
