@@ -36,12 +36,14 @@ VERIFY_ROLES = ("qa", "admin")
 SECTIONS: list[tuple[str, str, list[str]]] = [
     ("capa", "CAPA", ["capa.open", "capa.overdue", "capa.age", "capa.closure_days",
                       "capa.on_time", "capa.on_time_original", "capa.extended",
-                      "capa.days_late", "capa.days_late_original", "capa.effectiveness"]),
+                      "capa.days_late", "capa.days_late_original", "capa.effectiveness",
+                      "capa.recurrence"]),
     ("deviation", "Deviations", ["dev.created", "dev.triage_days", "dev.closure_days",
                                  "dev.capa_share"]),
     ("change_request", "Change control", ["cr.cycle_days", "cr.approval_days",
                                           "cr.void_share"]),
-    ("training_assignment", "Training", ["trn.compliance", "trn.overdue"]),
+    ("training_assignment", "Training", ["trn.compliance", "trn.overdue",
+                                         "trn.days_to_complete"]),
     ("access_review", "Access reviews", ["ar.on_time", "ar.revoked"]),
     # user-account metrics (system-wide, like the security events): qa, admin, isms only
     ("security", "Security", [*SECURITY_ACTIONS, "sec.totp_enrolled", "ar.uncovered"]),

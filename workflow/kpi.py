@@ -50,7 +50,7 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql import expression
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -284,6 +284,10 @@ SPECS: dict[str, Spec] = {s.key: s for s in [
     Spec("capa.days_late_original", "capa", "Days late at closure (original due)", "mean",
          "days", "CAPAs closed in the period after their original due date: mean days late.",
          "late", "closed"),
+    Spec("capa.recurrence", "capa", "Recurrence after closure", "share", "percent",
+         "CAPAs raised by a deviation and closed (outcome done) in the period, for which a "
+         "later deviation was recorded as a recurrence of that deviation (by the as-of time).",
+         "recurred", "closed"),
     Spec("dev.created", "deviation", "Deviations reported", "count", "count",
          "Deviations created in the period (by classification and month in the chart)."),
     Spec("dev.triage_days", "deviation", "Median days to triage", "median", "days",
@@ -304,6 +308,9 @@ SPECS: dict[str, Spec] = {s.key: s for s in [
     Spec("trn.compliance", "training_assignment", "Training compliance", "share", "percent",
          "Assignments due by the as-of time (not cancelled, trainee active) that are completed.",
          "completed", "due"),
+    Spec("trn.days_to_complete", "training_assignment", "Median days to complete training",
+         "median", "days", "Assignments completed (outcome done) in the period: completed − "
+         "assigned.", "", "completed"),
     Spec("trn.overdue", "training_assignment", "Overdue training", "count", "count",
          "Open assignments past their due date at the as-of time."),
     Spec("ar.on_time", "access_review", "Access reviews on time", "share", "percent",
@@ -510,7 +517,20 @@ class Kpi:
         if key == "capa.age":
             as_of = literal(self.as_of, Record.created_at.type)
             return self._rows(wf, [self._open()], one, days_between(Record.created_at, as_of))
-        if key in ("capa.closure_days", "dev.closure_days"):
+        if key == "capa.recurrence":
+            spawned = aliased(RecordLink)
+            again = aliased(RecordLink)
+            later = aliased(Record)
+            source = exists().where(spawned.source_id == Record.id,
+                                    spawned.kind == "spawned_by")
+            recurred = exists().where(
+                spawned.source_id == Record.id, spawned.kind == "spawned_by",
+                again.target_id == spawned.target_id, again.kind == "recurrence_of",
+                later.id == again.source_id, later.created_at > Record.closed_at,
+                later.created_at <= self.as_of)
+            return self._rows(wf, [self._closed_done(), self._in_period(Record.closed_at),
+                                   source], case((recurred, 1), else_=0), None)
+        if key in ("capa.closure_days", "dev.closure_days", "trn.days_to_complete"):
             return self._rows(wf, [self._closed_done(), self._in_period(Record.closed_at)], one,
                               days_between(Record.created_at, Record.closed_at))
         if key in ("capa.on_time", "capa.on_time_original", "ar.on_time"):

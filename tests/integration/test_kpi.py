@@ -515,3 +515,44 @@ def test_totp_enrolment_share_of_users_who_require_it(engine, org):
     # before the enrolment (as of an earlier time) nobody was enrolled
     early = kpi(engine, "quinn", policy=policy, as_of=T0 - timedelta(days=1))
     assert early.metric("sec.totp_enrolled").numerator == 0
+
+
+def test_capa_recurrence_after_closure(engine, org):
+    """CAPA effectiveness outcome: a CAPA raised by a deviation recurs when a later deviation
+    is recorded as a recurrence of that deviation after the CAPA closed."""
+    people = org
+    d0 = new_deviation(engine, people, "Label mix-up")
+    triage(engine, people, d0, "major")
+    capa = close_deviation(engine, people, d0, "major").created[0]
+    other = new_capa(engine, people, "Not from a deviation")
+    for n in (capa, other):
+        capa_to_effectiveness(engine, people, n)
+    at(20)
+    for n in (capa, other):
+        capa_close(engine, people, n)
+    at(40)  # a new deviation, linked as a recurrence of the first one
+    d1 = new_deviation(engine, people, "Label mix-up again")
+    triage(engine, people, d1, "major")
+    engine.fire(d1, "submit_investigation", people["owner"], {
+        "root_cause_category": "method", "root_cause": "rc", "impact_assessment": "none",
+        "batch_disposition": "release", "capa_required": True, "similar_deviations": [d0]})
+    m = kpi(engine, people["qa"]).metric("capa.recurrence")
+    assert (m.numerator, m.denominator) == (1, 1)  # the CAPA without a deviation is left out
+    assert [r.number for r in kpi(engine, people["qa"]).drill("capa.recurrence", "num")] == [capa]
+    early = kpi(engine, people["qa"], as_of=T0 + timedelta(days=30)).metric("capa.recurrence")
+    assert (early.numerator, early.denominator) == (0, 1)
+
+
+def test_training_median_days_to_complete(engine, org):
+    """Median days from assignment to completion, over assignments completed in the period."""
+    people = org
+    fast, slow = assign(engine, people["emp"], 30), assign(engine, people["emp"], 30)
+    at(2)
+    for n in (fast,):
+        engine.fire(n, "complete", people["emp"], signature=sign(people["emp"]))
+        engine.fire(n, "verify", "tina", signature=sign("tina"))
+    at(10)
+    engine.fire(slow, "complete", people["emp"], signature=sign(people["emp"]))
+    engine.fire(slow, "verify", "tina", signature=sign("tina"))
+    m = kpi(engine, "tina").metric("trn.days_to_complete")
+    assert m.denominator == 2 and m.value == pytest.approx(6.0)
