@@ -72,6 +72,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         audit_views,
         auth_views,
         dashboard,
+        definitions_editor,
         inbox,
         notifications_views,
         records,
@@ -79,7 +80,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     auth_views.init_app(app)
     for module in (auth_views, inbox, records, audit_views, admin, api_tokens_page,
-                   notifications_views, dashboard):
+                   notifications_views, dashboard, definitions_editor):
         app.register_blueprint(module.bp)
     api.init_app(app, csrf)  # /api/v1: bearer tokens only, exempt from CSRF (no cookies)
 

@@ -184,6 +184,74 @@ def definitions_load(reason: str) -> None:
         click.echo(line)
 
 
+@definitions_group.command("migrate")
+@click.argument("plan_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Show what would move; change nothing.")
+@click.option("--as", "actor", help="Who migrates and signs (QA or the process owner role).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin's first line.")
+@click.option("--totp", default=None, help="Authenticator code (when the signer has one).")
+@click.option("--reason", default="", help="Why (recorded in each record's audit trail).")
+@_friendly
+def definitions_migrate(plan_file: str, dry_run: bool, actor: str | None, password_stdin: bool,
+                        totp: str | None, reason: str) -> None:
+    """Move running records to a later definition version with the migration plan PLAN_FILE
+    (docs/definitions.md, "Migrating running records"). The plan is validated first; the
+    migration is signed "Migration approved" with your password (and authenticator code)."""
+    from . import migration_plans
+    from .auth import PasswordSignature
+
+    plan = migration_plans.load_plan(plan_file)
+    engine, _ = _engine()
+    if dry_run:
+        preview = migration_plans.dry_run(engine, plan)
+        for line in preview.lines():
+            click.echo(line, err=line.startswith("refused: "))
+        sys.exit(0 if preview.ok else 1)
+    if not actor:
+        raise click.UsageError("--as USER is required (or use --dry-run)")
+    if not reason.strip():
+        raise click.UsageError("--reason must say why")
+    password = (sys.stdin.readline().rstrip("\r\n") if password_stdin else
+                click.prompt(f"Password for {actor} (signing {migration_plans.MEANING!r})",
+                             hide_input=True, err=True))
+    outcome = migration_plans.execute(
+        engine, plan, actor, PasswordSignature(actor, password, totp=totp),
+        _cli_reason(reason))
+    for number in outcome.migrated:
+        click.echo(f"{number}: migrated to {plan.workflow} v{plan.to_version}")
+    for number, error in outcome.skipped:
+        click.echo(f"{number}: skipped: {error}", err=True)
+    click.echo(f"plan {plan.id}: {len(outcome.migrated)} migrated, "
+               f"{len(outcome.skipped)} skipped")
+    sys.exit(1 if outcome.skipped else 0)
+
+
+@definitions_group.command("publish")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--as", "username", required=True,
+              help="The process owner submitting the change (holds role process_owner).")
+@click.option("--summary", required=True, help="What changes and why (on the DCR record).")
+@_friendly
+def definitions_publish(file: str, username: str, summary: str) -> None:
+    """Submit FILE as a new version under change control.
+
+    A draft of FILE's workflow is created and submitted: a definition change record (DCR)
+    starts, and the new version is published only when QA approves that record with an
+    electronic signature ("Approved for use"; not the submitter). Same rules as the editor.
+    """
+    from .drafts import DraftInvalid, publish_file
+
+    engine, _ = _engine()
+    try:
+        draft, result = publish_file(engine, file, username, _cli_reason(summary))
+    except DraftInvalid as exc:
+        for f in exc.findings:
+            click.echo(f"{file}:{f.line}: {f.message}", err=True)
+        sys.exit(1)
+    click.echo(f"draft #{draft.id} of {draft.key} submitted for approval as {result.number}; "
+               "it is published when QA approves it with an electronic signature")
+
+
 # ------------------------------------------------------------------ integrity
 
 

@@ -65,7 +65,7 @@ class FieldSpec:
 
 @dataclass(frozen=True)
 class Action:
-    kind: str  # create_record | set_due | start_timer | notify | revoke_grants
+    kind: str  # create_record | set_due | start_timer | notify | revoke_grants | publish_draft
     params: Mapping[str, Any]
     line: int = field(default=0, compare=False)
 
@@ -640,6 +640,12 @@ class _SemanticChecker:
                         self._expr((*p, "when"), params["when"])
                 elif kind == "revoke_grants":
                     self._field((*p, "items"), params["items"])
+                elif kind == "publish_draft":
+                    for key, default in (("draft_field", "draft_id"),
+                                         ("hash_field", "content_hash")):
+                        self._field((*p, key), params.get(key, default))
+                    if "version_field" in params:
+                        self._field((*p, "version_field"), params["version_field"])
 
     def _milestones(self) -> None:
         for name, m in self.doc.get("milestones", {}).items():

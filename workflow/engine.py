@@ -141,8 +141,10 @@ _RECORD_VERSION = select(_records.version).where(_records.id == bindparam("_id")
 # (measured). Like the audit rows, the write is hooked to the session, so no exit path can
 # skip it, and a rollback discards it.
 _TRACKED = "qms_tracked_records"
+# definition_id/definition_hash change only in Engine.migrate_records (a signed migration plan)
 _WRITABLE = ("title", "state", "state_visit", "data", "version", "updated_at", "closed_at",
-             "outcome", "due_current", "audit_seq", "audit_head", "seal")
+             "outcome", "due_current", "audit_seq", "audit_head", "seal",
+             "definition_id", "definition_hash")
 
 
 def _track(session: Session, rec: Record) -> None:
@@ -301,15 +303,24 @@ class Engine:
             record = self._create(ctx, compiled, user, dict(data or {}), reason=reason)
             return self._result(record, ctx)
 
-    def start_as_system(self, session: Session, workflow: str, data: Mapping[str, Any], *,
-                        reason: str) -> Record:
-        """Create a record as the system user inside the caller's unit (``Engine.unit``):
-        for jobs whose claim row must commit together with what they create. The reason
-        names the job; the start roles do not apply (the system acts on a schedule)."""
+    def start_in(self, session: Session, workflow: str, actor: User, data: Mapping[str, Any],
+                 *, reason: str | None = None) -> Record:
+        """Create a record inside the caller's unit (``Engine.unit``), for changes that must
+        commit together with the record (a job's claim row, a draft's submission). The
+        caller has checked the actor may start it. The returned record is tracked by the
+        unit: audit events appended to it are written with it at commit."""
         ctx = _Ctx(session, clock.now())
         compiled = self.registry.latest(session, workflow)
-        return self._create(ctx, compiled, identity.system_user(session), dict(data),
-                            reason=reason)
+        rec = self._create(ctx, compiled, actor, dict(data), reason=reason)
+        session.flush()
+        return rec
+
+    def start_as_system(self, session: Session, workflow: str, data: Mapping[str, Any], *,
+                        reason: str) -> Record:
+        """``start_in`` as the system user: scheduled jobs (the reason names the job; start
+        roles do not apply to the system acting on a schedule)."""
+        return self.start_in(session, workflow, identity.system_user(session), data,
+                             reason=reason)
 
     def fire(
         self,
@@ -540,6 +551,152 @@ class Engine:
                                changes={"due_current": [old, ext.new_due], "extension_id": ext.id},
                                reason=reason or ext.reason)
             return self._result(rec, ctx, moved=False, signature_id=sig_id)
+
+    # ------------------------------------------------------------------ migration (issue 9)
+
+    def migrate_records(
+        self,
+        moves: list[Mapping[str, Any]],
+        *,
+        to: Compiled,
+        actor: str | User,
+        signature: Any,
+        meaning: str,
+        roles: tuple[str, ...],
+        plan: Mapping[str, Any],
+        reason: str,
+    ) -> list[tuple[str, str | None]]:
+        """Move running records to definition version ``to``. Call it through
+        :mod:`workflow.migration_plans`, which validates the plan and builds ``moves``
+        (R-WF-10).
+
+        Each move is ``{"record": id, "version": the record version validated, "state":
+        target state, "drop_fields": [...]}``. The credentials are verified ONCE for the
+        whole plan (a TOTP code is single-use); the signer must be ``actor`` and hold one of
+        ``roles``. Then each record migrates in its own transaction (its lock stays short; a
+        record that changed since validation is skipped, never half-moved): a signature row
+        (meaning ``meaning``) bound to the record's content as it was, its open tasks and
+        pending timers cancelled, ``drop_fields`` removed, the definition id/hash and the
+        state set as a new state visit (quorum signatures given under the old rules do not
+        count toward the new version's gate), a "migrated" audit event with both hashes, the
+        plan and the signature, then the new state's tasks (an unchanged state keeps its
+        tasks' assignee and due date) and its start_timer timers (an unchanged state keeps
+        its timer's time). No other on-enter action runs: the record did not arrive by a
+        step, so notifications, linked records, due fields and grant revocations must not
+        repeat. Returns (number, None) per migrated record, (number, error) per skipped one.
+        """
+        try:
+            with self.unit() as session:
+                user = _as_actor(session, actor)
+                signer = self.verifier.verify(session, signature, user)
+                if signer.user.id != user.id:
+                    raise SignatureRejected("The signer must be the person migrating the records.")
+                eligible = [r for r in roles if r in identity.roles_of(session, user)]
+                if not eligible:
+                    raise NotAuthorized(f"Signing {meaning!r} needs one of these roles: "
+                                        f"{', '.join(roles)}.", required_roles=roles)
+                user_id, method, role = user.id, signer.method, eligible[0]
+        except CredentialsRejected as exc:
+            self._signature_failed(exc)
+            raise
+        d = to.definition
+        out: list[tuple[str, str | None]] = []
+        for move in moves:
+            number = str(move["record"])
+            try:
+                with self.unit() as session:
+                    ctx = _Ctx(session, clock.now())
+                    user = session.get(User, user_id)
+                    rec = self._lock(session, move["record"])
+                    number = rec.number
+                    if rec.version != move["version"]:
+                        raise StaleRecord(rec.number, move["version"], rec.version)
+                    if rec.workflow_key != d.key or rec.closed_at is not None:
+                        raise WorkflowError(f"{rec.number} is not a running {d.key} record")
+                    old = self.registry.by_hash(session, rec.definition_hash)
+                    state = d.states[move["state"]]
+                    src = rec.state
+                    rec.version += 1
+                    rec.updated_at = ctx.now
+                    content_hash = canonical.sha256(canonical.record_content(
+                        rec.number, rec.workflow_key, rec.definition_hash, dict(rec.data)))
+                    row = dict(record_id=rec.id, record_version=rec.version,
+                               state_visit=rec.state_visit, transition="migrate",
+                               meaning=meaning, signer_id=user.id, signer_name=user.full_name,
+                               signer_username=user.username, signer_role=role, method=method,
+                               signed_at=ctx.now, content_hash=content_hash)
+                    row["mac"] = compute_mac(self.signing_key, Signature(**row), rec.number)
+                    sig_id = session.execute(_INSERT_SIGNATURE, row).inserted_primary_key[0]
+                    audit.record_event(session, rec, at=ctx.now, actor=user, action="sign",
+                                       transition="migrate",
+                                       changes={"signature": {"id": sig_id, "meaning": meaning,
+                                                              "role": role, "method": method,
+                                                              "content_hash": content_hash}})
+                    before = {t.role: t for t in session.execute(
+                        select(_tasks.role, _tasks.assignee_id, _tasks.due_at).where(
+                            _tasks.record_id == rec.id, _tasks.status == TaskStatus.OPEN))}
+                    session.execute(update(Task.__table__).where(
+                        _tasks.record_id == rec.id, _tasks.status == TaskStatus.OPEN).values(
+                        status=TaskStatus.CANCELLED, closed_at=ctx.now, closed_by_id=user.id,
+                        closed_by_transition="migrate"))
+                    timers = dict(session.execute(select(_timers.transition, _timers.fire_at).where(
+                        _timers.record_id == rec.id, _timers.status == TimerStatus.PENDING,
+                        _timers.state_visit == rec.state_visit)).all())
+                    session.execute(_CANCEL_TIMERS, {"rid": rec.id})
+                    dropped = {f: [rec.data[f], None] for f in move.get("drop_fields", ())
+                               if f in rec.data}
+                    if dropped:
+                        rec.data = {k: v for k, v in rec.data.items() if k not in dropped}
+                    old_hash = rec.definition_hash
+                    rec.definition_id, rec.definition_hash = to.id, d.content_hash
+                    rec.state = state.name
+                    rec.state_visit += 1
+                    audit.record_event(
+                        session, rec, at=ctx.now, actor=user, action="migrated",
+                        transition="migrate", from_state=src, to_state=state.name, reason=reason,
+                        changes={"definition_hash": [old_hash, d.content_hash],
+                                 "definition_version": [old.version, to.version],
+                                 "plan": dict(plan), "signature_id": sig_id, "fields": dropped})
+                    same = state.name == src
+                    if state.owners or state.assignee_field:
+                        due = self._task_due(ctx, rec, state)
+                        assignee_id = None
+                        if state.assignee_field and rec.data.get(state.assignee_field):
+                            assignee_id = session.execute(_USER_ID, {
+                                "username": rec.data[state.assignee_field]}).scalar_one_or_none()
+                        rows = []
+                        for owner in state.owners or (None,):
+                            task_role, who = ((None, rec.created_by_id) if owner == "initiator"
+                                              else (owner, assignee_id))
+                            prev = before.get(task_role) if same else None
+                            rows.append({"record_id": rec.id, "state": rec.state,
+                                         "state_visit": rec.state_visit, "role": task_role,
+                                         "assignee_id": who if who is not None or prev is None
+                                         else prev.assignee_id,
+                                         "status": TaskStatus.OPEN, "opened_at": ctx.now,
+                                         "due_at": prev.due_at if prev is not None else due})
+                        session.execute(_INSERT_TASKS, rows)
+                    for action in state.on_enter:
+                        if action.kind != "start_timer":
+                            continue
+                        p = action.params
+                        if p.get("after_field"):
+                            if not rec.data.get(p["after_field"]):
+                                continue
+                            fire_at = _end_of(rec.data[p["after_field"]])
+                        elif same and p["transition"] in timers:
+                            fire_at = timers[p["transition"]]
+                        else:
+                            fire_at = ctx.now + parse_duration(p["after"])
+                        session.execute(_INSERT_TIMER, {
+                            "record_id": rec.id, "state_visit": rec.state_visit,
+                            "transition": p["transition"], "fire_at": fire_at,
+                            "status": TimerStatus.PENDING})
+                out.append((number, None))
+            except WorkflowError as exc:
+                log.warning("migration of %s skipped: %s", number, exc)
+                out.append((number, str(exc)))
+        return out
 
     # ------------------------------------------------------------------ timers
 
@@ -1139,6 +1296,13 @@ class Engine:
                     continue
                 identity.revoke_role(session, target, item.get("role", ""), actor=user,
                                      reason=f"access review {rec.number}")
+        elif action.kind == "publish_draft":
+            # change-controlled publishing (workflow/drafts.py): the draft whose id and
+            # content hash this record holds becomes the next version, in this transaction;
+            # refused (and the step rolled back) when the draft changed since submission
+            from . import drafts
+
+            drafts.publish_from_record(session, self.registry, rec, user, p, at=ctx.now)
         else:  # pragma: no cover - the schema admits no other kind
             raise WorkflowError(f"unknown action {action.kind!r}")
 

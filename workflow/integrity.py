@@ -1,8 +1,9 @@
 """``qms verify-audit``: recompute every audit chain and signature, and replay each record.
 
 For each record chain it checks sequence, links and hashes (see :mod:`workflow.audit`),
-then replays the events (created values, field changes, state transitions) and compares the
-result with the record row, so a record edited behind the application's back is named.
+then replays the events (created values, field changes, state transitions, migrations to
+another definition version) and compares the result with the record row, so a record edited
+behind the application's back is named.
 Every signature's MAC is recomputed (a signature copied to another record fails) and its
 content hash is compared with the record's content replayed to the moment of signing.
 """
@@ -104,10 +105,24 @@ def _replay(rec: Record, events: list[AuditEvent], sigs: dict[int, Signature], k
     chain = record_chain(rec.id)
     data: dict[str, Any] = {}
     state: str | None = None
+    rules: str | None = None  # the definition hash in force (changes only by "migrated")
     seen_sigs: set[int] = set()
     for ev in events:
-        if ev.action in ("create", "update"):
-            for name, change in ev.changes.items():
+        if ev.action == "create":
+            rules = ev.definition_hash
+        if ev.action in ("create", "update", "migrated"):
+            if ev.action == "migrated":
+                # a signed migration plan (workflow/migration_plans.py): the definition hash
+                # and the state change, dropped fields leave ([old, None] under "fields")
+                old_rules, new_rules = ev.changes.get("definition_hash") or [None, None]
+                if ev.from_state != state or old_rules != rules:
+                    yield ChainProblem(chain, ev.seq, ev.id,
+                                       f"migrates from {ev.from_state!r} under {old_rules!r} "
+                                       f"but the record was in {state!r} under {rules!r}")
+                    return
+                state, rules = ev.to_state, new_rules
+            changes = ev.changes.get("fields", {}) if ev.action == "migrated" else ev.changes
+            for name, change in changes.items():
                 old, new = change
                 if data.get(name) != old:
                     yield ChainProblem(chain, ev.seq, ev.id,
@@ -153,3 +168,7 @@ def _replay(rec: Record, events: list[AuditEvent], sigs: dict[int, Signature], k
         yield ChainProblem(chain, None, None,
                            f"{rec.number}: record is in state {rec.state!r} but its audit trail "
                            f"ends in {state!r}: edited outside the application")
+    if rules is not None and rules != rec.definition_hash:
+        yield ChainProblem(chain, None, None,
+                           f"{rec.number}: record runs under definition {rec.definition_hash!r} "
+                           f"but its audit trail says {rules!r}: edited outside the application")

@@ -441,3 +441,35 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None]
     revoked_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     last_used_at: Mapped[datetime | None]
+
+
+class DraftStatus(enum.StrEnum):
+    DRAFT = "draft"
+    IN_APPROVAL = "in_approval"
+    PUBLISHED = "published"
+    WITHDRAWN = "withdrawn"
+
+
+class DefinitionDraft(Base):
+    """A process owner's working copy of a workflow definition (workflow/drafts.py).
+
+    Editable while ``draft``; submitting starts a definition_change record (DCR) and makes it
+    ``in_approval``; QA's signed approval publishes it as the next version (``published``).
+    ``version`` is the optimistic-save counter: a save names the version it edited."""
+
+    __tablename__ = "definition_drafts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(40), index=True)
+    source: Mapped[str] = mapped_column(Text)
+    base_version: Mapped[int | None] = mapped_column(Integer)  # published version it edits
+    status: Mapped[DraftStatus] = mapped_column(_enum(DraftStatus, "draft_status"))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    updated_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    submitted_hash: Mapped[str | None] = mapped_column(String(64))
+    change_record_id: Mapped[int | None] = mapped_column(ForeignKey("records.id"))
+    published_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("definition_versions.id"))
