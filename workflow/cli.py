@@ -176,7 +176,7 @@ def definitions_list() -> None:
 @click.option("--reason", required=True, help="Why (recorded in the audit trail).")
 @_friendly
 def definitions_load(reason: str) -> None:
-    """Publish changed shipped definitions as new versions (running records keep theirs)."""
+    """Publish shipped workflows new to this database (changed ones go through `publish`)."""
     from .service import load_definitions
 
     engine, _ = _engine()

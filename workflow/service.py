@@ -29,15 +29,31 @@ def open_engine(url: str | None = None, verifier: CredentialVerifier | None = No
 
 def load_definitions(engine: Engine, directory: str | Path | None = None,
                      reason: str = "loaded by qms init") -> list[str]:
-    """Publish every definition in ``directory`` whose exact content is not yet published.
+    """Publish the shipped definitions that are new to this database (initial set-up, or a
+    workflow added by an upgrade). Idempotent.
 
-    Idempotent: unchanged files publish nothing. Returns a line per definition.
+    A changed version of an already published workflow is NOT published here: that is a
+    change under change control (Annex 11 §10), made with ``qms definitions publish FILE``
+    and published only when QA signs. Returns a line per definition.
     """
-    defs = load_directory(directory or DEFAULT_DEFINITIONS_DIR)
+    from sqlalchemy import select
+
+    from .models import DefinitionVersion
+
+    directory = Path(directory or DEFAULT_DEFINITIONS_DIR)
+    defs = load_directory(directory)
     lines = []
     with engine.unit() as session:
         actor = system_user(session)
         for d in defs.values():
+            published = session.execute(
+                select(DefinitionVersion.content_hash).where(DefinitionVersion.key == d.key)
+            ).scalars().all()
+            if published and d.content_hash not in published:
+                lines.append(f"{d.key}: changed since published, NOT published: submit it with "
+                             f"`qms definitions publish {directory / (d.key + '.yaml')} --as "
+                             "USER --summary ...` (QA signs the change)")
+                continue
             row, created = engine.registry.publish(session, d, actor, reason=reason)
             state = "published" if created else "unchanged"
             lines.append(f"{d.key}: version {row.version} {state} (sha256 {d.content_hash[:12]})")
