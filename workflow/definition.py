@@ -579,7 +579,7 @@ class _SemanticChecker:
                     edges[src].add(t["to"])
         initial = [n for n, s in self.states.items() if s.get("initial")]
         if len(initial) == 1:
-            seen = _reach(initial[0], edges)
+            seen = reachable(initial[0], edges)
             for s in self.states:
                 if s not in seen:
                     self.err(("states", s), f"state {s!r} is unreachable from the initial state")
@@ -590,7 +590,7 @@ class _SemanticChecker:
                 reverse[d].add(src)
         can_finish: set[str] = set()
         for f in finals:
-            can_finish |= _reach(f, reverse)
+            can_finish |= reachable(f, reverse)
         for s in self.states:
             if s not in can_finish:
                 self.err(("states", s), f"state {s!r} has no path to a final state")
@@ -655,7 +655,8 @@ class _SemanticChecker:
                              f"milestone {name!r} {key} names unknown state {m[key]!r}")
 
 
-def _reach(start: str, edges: Mapping[str, set[str]]) -> set[str]:
+def reachable(start: str, edges: Mapping[str, set[str]]) -> set[str]:
+    """States reachable from ``start`` along ``edges`` (``start`` included)."""
     seen = {start}
     todo = [start]
     while todo:

@@ -35,6 +35,7 @@ from .definition import (
     _schema_validator,
     cross_check,
     load_text,
+    reachable,
 )
 from .errors import (
     DefinitionError,
@@ -472,7 +473,7 @@ def lint(doc: Mapping[str, Any], lines: Mapping[tuple, int]) -> list[Finding]:
             u = next(x for x in transitions if x["name"] == other)
             if u.get("to") not in states:
                 continue
-            reach = _reach(u["to"], edges)
+            reach = reachable(u["to"], edges)
             if not reach & set(_as_list(t.get("from"))):
                 add((*p, "not_actor_of", j), f"separation on {t['name']!r} refers to "
                     f"{other!r}, which can never happen before it: the rule never applies")
@@ -535,16 +536,6 @@ def lint(doc: Mapping[str, Any], lines: Mapping[tuple, int]) -> list[Finding]:
             add(("states", n, "due_field"), f"due_field {f!r} is never set (not edited by "
                 "start or any transition, nor by set_due): the task would have no due date")
     return out
-
-
-def _reach(start: str, edges: Mapping[str, set[str]]) -> set[str]:
-    seen, todo = {start}, [start]
-    while todo:
-        for nxt in edges.get(todo.pop(), ()):
-            if nxt not in seen:
-                seen.add(nxt)
-                todo.append(nxt)
-    return seen
 
 
 # ------------------------------------------------------------------ diff

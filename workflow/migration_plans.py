@@ -57,7 +57,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import audit, canonical, clock, expressions, identity
-from .definition import WorkflowDefinition
+from .definition import WorkflowDefinition, reachable
 from .engine import Engine
 from .errors import ReasonRequired, SignatureRequired, WorkflowError
 from .fields import FieldValueError, coerce, is_empty
@@ -217,16 +217,6 @@ def _edges(d: WorkflowDefinition) -> dict[str, set[str]]:
     return edges
 
 
-def _reach(start: str, edges: Mapping[str, set[str]]) -> set[str]:
-    seen, todo = {start}, [start]
-    while todo:
-        for nxt in edges.get(todo.pop(), ()):
-            if nxt not in seen:
-                seen.add(nxt)
-                todo.append(nxt)
-    return seen
-
-
 def _blocked(t: Any, data: Mapping[str, Any], names: Mapping[str, Any] | None) -> str | None:
     """Why the step ``t`` could not have been taken with ``data`` (None: it could). With
     ``names`` (a forward move) its signature gate and guards count too."""
@@ -279,7 +269,7 @@ def _analyse(session: Session, engine: Engine, plan: MigrationPlan) -> Preview:
     od, nd = old.definition, new.definition
     pv.from_hash, pv.to_hash = od.content_hash, nd.content_hash
     edges = _edges(nd)
-    reachable = _reach(nd.initial_state, edges)
+    from_start = reachable(nd.initial_state, edges)
     vn = f"version {plan.to_version}"
     upstream: list[str] = []
     for src, dest in plan.mapping.items():
@@ -298,11 +288,11 @@ def _analyse(session: Session, engine: Engine, plan: MigrationPlan) -> Preview:
             problems.append(f"mapping: {src} -> {dest}: {dest!r} is a final state of {vn}; a "
                             "running record reaches it only by a step")
             continue
-        if dest not in reachable:
+        if dest not in from_start:
             problems.append(f"mapping: {src} -> {dest}: {dest!r} cannot be reached from "
                             f"{vn}'s initial state")
             continue
-        if dest != src and (src not in nd.states or dest not in _reach(src, edges)):
+        if dest != src and (src not in nd.states or dest not in reachable(src, edges)):
             upstream.append(src)
             if not plan.allow_upstream:
                 why = (f"{vn} has no state {src!r}, so nothing shows {dest!r} is not earlier"
