@@ -172,6 +172,34 @@ def definitions_list() -> None:
                        f"sha256 {row.content_hash[:16]}  {row.title}")
 
 
+@definitions_group.command("export")
+@click.argument("key")
+@click.option("--version", "version", type=int, default=None, help="Default: the newest.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write to this file instead of standard output.")
+@_friendly
+def definitions_export(key: str, version: int | None, output: str | None) -> None:
+    """Export a published definition version as the exact YAML that was approved (its
+    SHA-256 is printed on standard error so the copy can be checked)."""
+    from .models import DefinitionVersion
+
+    engine, _ = _engine()
+    with engine.reader() as s:
+        q = select(DefinitionVersion).where(DefinitionVersion.key == key)
+        q = q.where(DefinitionVersion.version == version) if version else \
+            q.order_by(DefinitionVersion.version.desc()).limit(1)
+        row = s.execute(q).scalars().first()
+    if row is None:
+        raise WorkflowError(f"There is no published {key!r}" +
+                            (f" version {version}." if version else "."))
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(row.source)
+    else:
+        click.echo(row.source, nl=False)
+    click.echo(f"{row.key} version {row.version}, sha256 {row.content_hash}", err=True)
+
+
 @definitions_group.command("load")
 @click.option("--reason", required=True, help="Why (recorded in the audit trail).")
 @_friendly

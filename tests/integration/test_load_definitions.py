@@ -26,3 +26,30 @@ def test_a_changed_published_workflow_is_not_published_by_load(engine, tmp_path)
     with engine.reader() as s:
         assert s.execute(select(func.max(DefinitionVersion.version))
                          .where(DefinitionVersion.key == "capa")).scalar_one() == 1
+
+
+def test_export_gives_back_the_approved_yaml(database_url, tmp_path):
+    """R-P11-10k-1: a published version exports as the exact source that was approved, and
+    re-imports to the same content hash."""
+    import uuid
+
+    from tests.integration.test_cli import Qms, _drop_database, _new_database
+    from workflow.definition import load_text
+
+    name = f"qms_export_{uuid.uuid4().hex[:8]}"
+    url = _new_database(database_url, tmp_path, name)
+    q = Qms(url)
+    try:
+        assert q("init").exit_code == 0
+        out = tmp_path / "capa.yaml"
+        r = q("definitions", "export", "capa", "-o", str(out))
+        assert r.exit_code == 0, r.output
+        shipped = (DEFAULT_DEFINITIONS_DIR / "capa.yaml").read_text()
+        assert out.read_text() == shipped
+        known = {"deviation": None, "change_request": None}
+        assert load_text(out.read_text(), known_workflows=known).content_hash in r.stderr
+        r = q("definitions", "export", "nope")
+        assert r.exit_code == 1 and "There is no published 'nope'" in r.stderr
+    finally:
+        q.close()
+        _drop_database(database_url, name)
