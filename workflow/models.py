@@ -25,6 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -340,9 +341,14 @@ class AuditEvent(Base):
         UniqueConstraint("chain", "seq"),
         Index("ix_audit_events_record_id", "record_id"),
         Index("ix_audit_events_at", "at"),
-        # KPIs (migration 0005): entries into a state and transitions leaving a state, by time
-        Index("ix_audit_events_to_state", "to_state", "at", "record_id"),
-        Index("ix_audit_events_from_state", "from_state", "at", "record_id"),
+        # KPIs: entries into a state and transitions leaving a state, by time; partial
+        # (migration 0007): the many events without a state are not indexed
+        Index("ix_audit_events_to_state", "to_state", "at", "record_id",
+              sqlite_where=text("to_state IS NOT NULL"),
+              postgresql_where=text("to_state IS NOT NULL")),
+        Index("ix_audit_events_from_state", "from_state", "at", "record_id",
+              sqlite_where=text("from_state IS NOT NULL"),
+              postgresql_where=text("from_state IS NOT NULL")),
     )
 
 

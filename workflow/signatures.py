@@ -66,9 +66,10 @@ class VouchingVerifier:
             raise SignatureRejected(
                 f"This engine accepts only vouched signatures, not {type(signature).__name__}."
             )
-        user = session.execute(
-            select(User).where(User.username == signature.username.lower())
-        ).scalar_one_or_none()
+        name = signature.username.strip().lower()
+        # the signer is nearly always the actor, already loaded in this unit
+        user = actor if name == actor.username else session.execute(
+            select(User).where(User.username == name)).scalar_one_or_none()
         if user is None:
             raise SignatureRejected(f"Unknown signer {signature.username!r}.")
         if not user.active:
