@@ -350,8 +350,10 @@ def run_schedule(engine: Engine, schedule: Schedule, period: str | None,
         return f"{schedule.name} [{period or 'now'}]: FAILED: {type(exc).__name__}: {exc}"
     if period is not None and not ctx.marked:
         done, _ = ctx.once(schedule.name, period, lambda s: summary)
-        if not done:
-            return None  # another scheduler finished this period first
+        if not done and not summary.get("opened"):
+            # another scheduler finished this period first and this run opened nothing;
+            # what a run did open (each item under its own claim) is always reported
+            return None
     text = ", ".join(f"{k} {v}" for k, v in summary.items() if v not in (0, [], None, ""))
     if not text:
         return None  # done (the period is marked), nothing worth a line
