@@ -14,18 +14,17 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from alembic.script import ScriptDirectory
-from click.testing import CliRunner, Result
+from click.testing import Result
 from sqlalchemy import create_engine, text
 
+from tests.factories import CLI_KEY_HEX, Qms
 from workflow import clock, db
-from workflow.cli import main
 from workflow.definition import DEFAULT_DEFINITIONS_DIR
 
-KEY_HEX = "44" * 32
+KEY_HEX = CLI_KEY_HEX
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # as tests/conftest.py
 HEAD = ScriptDirectory.from_config(db.alembic_config("sqlite://")).get_current_head()
 
@@ -47,31 +46,6 @@ def _drop_database(database_url: str, name: str) -> None:
         with admin.connect() as c:
             c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-
-
-class Qms:
-    """Runs ``qms`` commands in-process on one database; closes the engines they open."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.runner = CliRunner(env={"QMS_DATABASE_URL": url, "QMS_SIGNATURE_KEY": KEY_HEX})
-        self.engines: list[Any] = []
-
-    def __call__(self, *args: str) -> Result:
-        real = db.make_engine
-
-        def tracking(*a: Any, **kw: Any) -> Any:
-            self.engines.append(real(*a, **kw))
-            return self.engines[-1]
-
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(db, "make_engine", tracking)
-            return self.runner.invoke(main, list(args))
-
-    def close(self) -> None:
-        for e in self.engines:
-            e.dispose()
-        self.engines.clear()
 
 
 @pytest.fixture

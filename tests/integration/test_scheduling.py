@@ -368,7 +368,7 @@ def test_a_failing_job_is_recorded_and_retried(engine, people, monkeypatch):
 
 def test_scheduler_and_jobs_commands(committed_url, tmp_path, monkeypatch):
     """`qms scheduler --once`, `qms jobs list`, `qms jobs run NAME`, `qms jobs validate`."""
-    from tests.integration.test_cli import Qms
+    from tests.factories import Qms
 
     schedules = tmp_path / "schedules.yaml"
     schedules.write_text(QUARTERLY)

@@ -13,16 +13,13 @@ import hashlib
 import platform
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import pypdf
 import pytest
-from click.testing import CliRunner
 
 from tests.conftest import TEST_KEY
-from tests.factories import sign
+from tests.factories import Qms, sign
 from workflow import db, identity
-from workflow.cli import main
 from workflow.definition import DEFAULT_DEFINITIONS_DIR
 from workflow.errors import WorkflowError
 
@@ -69,33 +66,9 @@ def synthetic(pytester: pytest.Pytester) -> tuple[Path, Path]:
     return cat, results
 
 
-class Qms:
-    """``qms`` in-process on one database; disposes the engines the command opens."""
-
-    def __init__(self, url: str) -> None:
-        self.runner = CliRunner(env={"QMS_DATABASE_URL": url,
-                                     "QMS_SIGNATURE_KEY": TEST_KEY.hex()})
-        self.engines: list[Any] = []
-
-    def __call__(self, *args: str) -> Any:
-        real = db.make_engine
-
-        def tracking(*a: Any, **kw: Any) -> Any:
-            self.engines.append(real(*a, **kw))
-            return self.engines[-1]
-
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(db, "make_engine", tracking)
-            return self.runner.invoke(main, list(args))
-
-    def close(self) -> None:
-        for e in self.engines:
-            e.dispose()
-
-
 @pytest.fixture
 def qms(committed_url: str):
-    q = Qms(committed_url)
+    q = Qms(committed_url, TEST_KEY.hex())
     yield q
     q.close()
 
