@@ -37,10 +37,10 @@ from typing import Any
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
-from workflow import audit, auth, clock, db, identity
-from workflow.definition import load_directory
-from workflow.engine import Engine
-from workflow.models import (
+from workflow import clock
+from workflow.audit import trail as audit
+from workflow.db import engines as db
+from workflow.db.models import (
     AuditEvent,
     Record,
     RecordCounter,
@@ -50,8 +50,12 @@ from workflow.models import (
     Timer,
     User,
 )
+from workflow.engine.core import Engine
+from workflow.identity import auth
+from workflow.identity import users as identity
 from workflow.registry import Registry
-from workflow.signatures import VouchedSignature
+from workflow.signatures.mac import VouchedSignature
+from workflow.spec.model import load_directory
 
 KEY = bytes.fromhex("22" * 32)
 PASSWORD = "Bench-Password-2026!"

@@ -30,10 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from workflow import db, identity  # noqa: E402
-from workflow.definition import load_directory  # noqa: E402
-from workflow.engine import Engine  # noqa: E402
-from workflow.signatures import VouchedSignature  # noqa: E402
+from workflow.db import engines as db
+from workflow.engine.core import Engine  # noqa: E402
+from workflow.identity import users as identity
+from workflow.signatures.mac import VouchedSignature  # noqa: E402
+from workflow.spec.model import load_directory  # noqa: E402
 
 KEY = bytes.fromhex("22" * 32)
 

@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import func, select  # noqa: E402
 
 from bench.datagen import generate  # noqa: E402
-from workflow.kpi import SPECS, Kpi, Period  # noqa: E402
-from workflow.models import AuditEvent, Record  # noqa: E402
+from workflow.db.models import AuditEvent, Record  # noqa: E402
+from workflow.kpi.calculator import SPECS, Kpi, Period  # noqa: E402
 
 TARGET_S = 1.0
 
@@ -104,7 +104,7 @@ def main() -> None:
         os.environ.setdefault("QMS_INSTANCE_DIR", tmp)
         from bench.web import _login
         from webapp import create_app
-        from workflow import auth
+        from workflow.identity import auth
 
         app = create_app({"SECRET_KEY": "bench", "QMS_ENGINE": engine,
                           "QMS_POLICY": auth.Policy(totp_required_roles=())})

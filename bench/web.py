@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.datagen import generate  # noqa: E402
-from workflow import auth  # noqa: E402
+from workflow.identity import auth
 
 TARGET_MS = 100.0
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from workflow.db import make_engine
-from workflow.models import Base
+from workflow.db.engines import make_engine
+from workflow.db.models import Base
 
 config = context.config
 target_metadata = Base.metadata

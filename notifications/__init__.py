@@ -16,7 +16,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from workflow.models import Notification, OutboxMessage
+from workflow.db.models import Notification, OutboxMessage
 
 
 def pending_count(session: Session) -> int:

@@ -32,8 +32,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from workflow import clock
-from workflow.engine import Engine
-from workflow.models import Notification, OutboxMessage, Record, RoleGrant, User
+from workflow.db.models import Notification, OutboxMessage, Record, RoleGrant, User
+from workflow.engine.core import Engine
 
 from .channels import Mailer, SmtpSettings
 from .render import base_url, record_path, render

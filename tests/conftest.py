@@ -24,10 +24,12 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import sessionmaker
 
-from workflow import clock, db, identity
-from workflow.definition import load_directory
-from workflow.engine import Engine
+from workflow import clock
+from workflow.db import engines as db
+from workflow.engine.core import Engine
+from workflow.identity import users as identity
 from workflow.registry import Registry
+from workflow.spec.model import load_directory
 
 pytest_plugins = ["tests.traceability"]  # requirement IDs -> tests (docs/requirements.yaml)
 
@@ -91,7 +93,7 @@ def shipped_definitions() -> dict[str, Any]:
 
 @pytest.fixture(scope="session", autouse=True)
 def fast_password_hashing() -> None:
-    from workflow import auth
+    from workflow.identity import auth
 
     auth.use_fast_hashing_for_tests()
 

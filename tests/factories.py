@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from workflow import db
-from workflow.cli import main
-from workflow.signatures import VouchedSignature
+from workflow.cli.main import main
+from workflow.db import engines as db
+from workflow.signatures.mac import VouchedSignature
 
 #: the server key the command-line tests run `qms` with
 CLI_KEY_HEX = "44" * 32

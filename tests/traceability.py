@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from workflow.validation import (
+from workflow.validation.catalogue import (
     RESULTS_FORMAT,
     Catalogue,
     CatalogueError,

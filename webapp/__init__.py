@@ -39,8 +39,8 @@ def _secret_key(instance: Path) -> str:
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app. ``config`` may carry ``QMS_ENGINE`` (an Engine, for tests) and
     ``QMS_POLICY`` (a workflow.auth.Policy); otherwise both come from the environment."""
-    from workflow import auth
-    from workflow.db import REPO_ROOT
+    from workflow.db.engines import REPO_ROOT
+    from workflow.identity import auth
 
     instance = Path(os.environ.get("QMS_INSTANCE_DIR", REPO_ROOT / "instance"))
     app = Flask(__name__, instance_path=str(instance.resolve()))
@@ -59,7 +59,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _secret_key(instance)
     if "QMS_ENGINE" not in app.config:
-        from workflow.service import open_engine
+        from workflow.bootstrap import open_engine
 
         app.config["QMS_ENGINE"], _ = open_engine()
     app.config.setdefault("QMS_POLICY", auth.Policy.from_env())

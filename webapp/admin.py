@@ -17,9 +17,10 @@ from sqlalchemy import select
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
-from workflow import auth, identity
+from workflow.db.models import RoleGrant, User
 from workflow.errors import WorkflowError
-from workflow.models import RoleGrant, User
+from workflow.identity import auth
+from workflow.identity import users as identity
 
 from .auth_views import roles_required
 from .forms import choices
@@ -56,7 +57,7 @@ class ReasonForm(FlaskForm):
 
 
 def _system_roles() -> list[str]:
-    from workflow.models import DefinitionVersion
+    from workflow.db.models import DefinitionVersion
 
     roles: set[str] = {"admin"}
     with engine().reader() as s:

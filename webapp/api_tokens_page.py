@@ -13,8 +13,9 @@ from wtforms import HiddenField, SelectField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from workflow import api_tokens, identity
 from workflow.errors import WorkflowError
+from workflow.identity import tokens as api_tokens
+from workflow.identity import users as identity
 
 from .forms import choices
 from .helpers import engine

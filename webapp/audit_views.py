@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, render_template, request
 from sqlalchemy import select
 
-from workflow.models import AuditEvent, Record
+from workflow.db.models import AuditEvent, Record
 
 from .auth_views import roles_required
 from .helpers import engine

@@ -26,8 +26,8 @@ from markupsafe import Markup
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from workflow import auth
 from workflow.errors import WorkflowError
+from workflow.identity import auth
 
 from .helpers import engine, policy, safe_next
 
@@ -81,7 +81,7 @@ def init_app(app: Flask) -> None:
             g.session_ended = exc.message
             return None
         with engine().reader() as s:
-            from workflow.models import User
+            from workflow.db.models import User
 
             u = s.get(User, info.user_id)
             return CurrentUser(u.id, u.username, u.full_name, u.timezone, info.roles,
@@ -143,7 +143,7 @@ def _begin_session(user_id: int, mfa: bool, checked: auth.PasswordChecked) -> An
     if checked.needs_enrolment:
         session["must_enrol"] = True
     with engine().reader() as s:
-        from workflow.models import User
+        from workflow.db.models import User
 
         u = s.get(User, user_id)
         login_user(CurrentUser(u.id, u.username, u.full_name, u.timezone))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from workflow.cli import main
+from workflow.cli.main import main
 
 
 @main.command("serve")
@@ -22,7 +22,7 @@ def serve(host: str, port: int) -> None:
     app = create_app()
     click.echo(f"QMS web UI on http://{host}:{port}/")
     with app.config["QMS_ENGINE"].reader() as s:
-        from workflow.identity import find_user
+        from workflow.identity.users import find_user
 
         if find_user(s, "emma") is not None:
             click.echo(f"demo login: emma (employee), olga (owner), quinn (QA), ada (admin); "

@@ -23,9 +23,9 @@ from flask_login import current_user, login_required
 from markupsafe import Markup
 from sqlalchemy import select
 
-from workflow import drafts
-from workflow.definition import load_text
-from workflow.diagram import render_svg
+from webapp.diagram import render_svg
+from workflow.change_control import drafts
+from workflow.db.models import Record
 from workflow.errors import (
     DefinitionError,
     NotAuthorized,
@@ -33,7 +33,7 @@ from workflow.errors import (
     ValidationFailed,
     WorkflowError,
 )
-from workflow.models import Record
+from workflow.spec.model import load_text
 
 from .helpers import engine
 

@@ -24,7 +24,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 
-from workflow.definition import FieldSpec, WorkflowDefinition
+from workflow.spec.model import FieldSpec, WorkflowDefinition
 
 BOOL_CHOICES = [SelectChoice("", "—"), SelectChoice("yes", "Yes"), SelectChoice("no", "No")]
 

@@ -10,8 +10,8 @@ from flask import Flask, current_app
 from flask_login import current_user
 
 from workflow import clock
-from workflow.auth import Policy
-from workflow.engine import Engine
+from workflow.engine.core import Engine
+from workflow.identity.auth import Policy
 
 
 def engine() -> Engine:
@@ -66,7 +66,7 @@ def people_names(usernames: set[str]) -> dict[str, str]:
         return {}
     from sqlalchemy import select
 
-    from workflow.models import User
+    from workflow.db.models import User
 
     with engine().reader() as s:
         return {u: n for u, n in s.execute(

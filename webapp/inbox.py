@@ -10,10 +10,10 @@ from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
-from workflow import identity
-from workflow import inbox as wf_inbox
+from workflow import tasks as wf_inbox
+from workflow.db.models import DefinitionVersion, Task, User
 from workflow.errors import RecordNotFound, WorkflowError
-from workflow.models import DefinitionVersion, Task, User
+from workflow.identity import users as identity
 
 from .forms import choices
 from .helpers import engine, safe_next

@@ -16,8 +16,10 @@ from sqlalchemy import select, update
 
 from notifications import unread_count
 from notifications.dispatcher import dead_letters, requeue
-from workflow import audit, clock, identity
-from workflow.models import Notification
+from workflow import clock
+from workflow.audit import trail as audit
+from workflow.db.models import Notification
+from workflow.identity import users as identity
 
 from .auth_views import roles_required
 from .helpers import engine, safe_next

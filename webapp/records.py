@@ -9,7 +9,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, s
 from flask_login import current_user, login_required
 from sqlalchemy import or_, select
 
-from workflow.auth import PasswordSignature
+from workflow.db.models import AuditEvent, Record, RecordLink, Signature, Task, TaskStatus, User
 from workflow.errors import (
     GuardFailed,
     NotAuthorized,
@@ -19,8 +19,8 @@ from workflow.errors import (
     ValidationFailed,
     WorkflowError,
 )
-from workflow.fields import users_in
-from workflow.models import AuditEvent, Record, RecordLink, Signature, Task, TaskStatus, User
+from workflow.identity.auth import PasswordSignature
+from workflow.spec.fields import users_in
 
 from . import forms
 from .helpers import engine, people_names
@@ -37,7 +37,7 @@ def _users() -> list[tuple[str, str]]:
 
 def _startable() -> list[Any]:
     """Workflows the current user may start (newest versions)."""
-    from workflow.models import DefinitionVersion
+    from workflow.db.models import DefinitionVersion
 
     with engine().reader() as s:
         keys = s.execute(select(DefinitionVersion.key).distinct()).scalars().all()
@@ -60,7 +60,7 @@ def choose() -> Any:
 def new(workflow: str) -> Any:
     d = next((x for x in _startable() if x.key == workflow), None)
     if d is None:
-        from workflow.models import DefinitionVersion
+        from workflow.db.models import DefinitionVersion
 
         with engine().reader() as s:
             known = s.execute(select(DefinitionVersion.id).where(

@@ -7,7 +7,7 @@ import json
 from datetime import date, datetime
 from typing import Any
 
-from .clock import as_utc
+from workflow.clock import as_utc
 
 
 def _default(value: Any) -> Any:

@@ -11,10 +11,12 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from . import auth, clock, identity
-from .engine import Engine
-from .models import Record
-from .signatures import VouchedSignature
+from workflow import clock
+from workflow.db.models import Record
+from workflow.engine.core import Engine
+from workflow.identity import auth
+from workflow.identity import users as identity
+from workflow.signatures.mac import VouchedSignature
 
 #: the demo users' password (printed by `make run`); never use demo data in production
 DEMO_PASSWORD = "Quality-Demo-2026!"

@@ -10,10 +10,11 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 from transitions import Machine
 
-from . import audit, clock
-from .definition import WorkflowDefinition, load_text
-from .errors import UnknownWorkflow
-from .models import DefinitionVersion, User
+from workflow import clock
+from workflow.audit import trail as audit
+from workflow.db.models import DefinitionVersion, User
+from workflow.errors import UnknownWorkflow
+from workflow.spec.model import WorkflowDefinition, load_text
 
 
 @dataclass(frozen=True)

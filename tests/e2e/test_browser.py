@@ -21,9 +21,11 @@ from werkzeug.serving import make_server
 
 from tests.conftest import TEST_KEY
 from tests.web.conftest import PASSWORD, POLICY
-from workflow import auth, clock, identity
-from workflow.engine import Engine
-from workflow.models import AuditEvent, Signature
+from workflow import clock
+from workflow.db.models import AuditEvent, Signature
+from workflow.engine.core import Engine
+from workflow.identity import auth
+from workflow.identity import users as identity
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -10,7 +10,7 @@ import re
 from tests.e2e import test_browser as _tb
 from tests.e2e.test_browser import CHROMIUM, SHOTS, add_user, log_in, next_code
 from tests.web.conftest import PASSWORD
-from workflow import drafts
+from workflow.change_control import drafts
 
 # the live server, browser and page fixtures of test_browser.py (same pattern, same skip)
 browser, live, page, pytestmark = _tb.browser, _tb.live, _tb.page, _tb.pytestmark

@@ -8,9 +8,12 @@ import pytest
 from sqlalchemy import select
 
 from tests.factories import sign
-from workflow import audit, clock, identity, integrity
+from workflow import clock
+from workflow.audit import integrity
+from workflow.audit import trail as audit
+from workflow.db.models import AuditEvent, Record, RoleGrant, Signature, Task, TaskStatus
 from workflow.errors import GuardFailed, NotAuthorized, ReasonRequired, SegregationOfDuties
-from workflow.models import AuditEvent, Record, RoleGrant, Signature, Task, TaskStatus
+from workflow.identity import users as identity
 
 
 @pytest.fixture

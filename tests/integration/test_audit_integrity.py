@@ -21,10 +21,14 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
 from tests.factories import sign
-from workflow import audit, canonical, db, identity, integrity
-from workflow.cli import main
-from workflow.engine import Engine
-from workflow.models import AuditChain, AuditEvent, DefinitionVersion, Record, Signature
+from workflow import canonical
+from workflow.audit import integrity
+from workflow.audit import trail as audit
+from workflow.cli.main import main
+from workflow.db import engines as db
+from workflow.db.models import AuditChain, AuditEvent, DefinitionVersion, Record, Signature
+from workflow.engine.core import Engine
+from workflow.identity import users as identity
 
 APPEND_ONLY = ("audit_events", "signatures", "definition_versions")
 

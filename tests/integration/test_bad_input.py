@@ -13,7 +13,22 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.factories import sign
-from workflow import identity, integrity
+from workflow.audit import integrity
+from workflow.db.models import (
+    AuditChain,
+    AuditEvent,
+    DueDateExtension,
+    ExtensionStatus,
+    OutboxMessage,
+    Record,
+    RecordCounter,
+    RecordLink,
+    RoleGrant,
+    Signature,
+    Task,
+    TaskStatus,
+    Timer,
+)
 from workflow.errors import (
     DueDateLocked,
     GuardFailed,
@@ -31,21 +46,7 @@ from workflow.errors import (
     ValidationFailed,
     WorkflowError,
 )
-from workflow.models import (
-    AuditChain,
-    AuditEvent,
-    DueDateExtension,
-    ExtensionStatus,
-    OutboxMessage,
-    Record,
-    RecordCounter,
-    RecordLink,
-    RoleGrant,
-    Signature,
-    Task,
-    TaskStatus,
-    Timer,
-)
+from workflow.identity import users as identity
 
 # ------------------------------------------------------------------ the snapshot helper
 

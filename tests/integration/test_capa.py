@@ -9,13 +9,13 @@ from sqlalchemy import select
 
 from tests.factories import sign
 from workflow import clock
+from workflow.db.models import AuditEvent, OutboxMessage, Record, Signature, Task, TaskStatus
 from workflow.errors import (
     GuardFailed,
     ReasonRequired,
     SegregationOfDuties,
     SignatureRequired,
 )
-from workflow.models import AuditEvent, OutboxMessage, Record, Signature, Task, TaskStatus
 
 
 def open_capa(engine, people, **extra):

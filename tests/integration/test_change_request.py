@@ -10,7 +10,9 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.factories import sign
-from workflow import clock, identity, integrity
+from workflow import clock
+from workflow.audit import integrity
+from workflow.db.models import AuditEvent, Record, RecordLink, Signature, Task, TaskStatus, Timer
 from workflow.errors import (
     GuardFailed,
     NotAuthorized,
@@ -18,7 +20,7 @@ from workflow.errors import (
     SegregationOfDuties,
     TransitionNotAvailable,
 )
-from workflow.models import AuditEvent, Record, RecordLink, Signature, Task, TaskStatus, Timer
+from workflow.identity import users as identity
 
 
 @pytest.fixture

@@ -17,16 +17,17 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.factories import sign
-from workflow import identity, integrity
-from workflow.definition import load_text
-from workflow.engine import Engine
+from workflow.audit import integrity
+from workflow.db.models import AuditEvent, Record, RecordCounter, Signature
+from workflow.engine.core import Engine
 from workflow.errors import (
     StaleRecord,
     TransitionNotAvailable,
     ValidationFailed,
     WorkflowError,
 )
-from workflow.models import AuditEvent, Record, RecordCounter, Signature
+from workflow.identity import users as identity
+from workflow.spec.model import load_text
 
 pytestmark = pytest.mark.committed
 

@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import func, select, update
 
 from tests.integration import test_cli as _cli
-from workflow import drafts
-from workflow.definition import DEFAULT_DEFINITIONS_DIR
+from workflow.audit.integrity import verify
+from workflow.change_control import drafts
+from workflow.db.models import AuditEvent, DefinitionDraft, DefinitionVersion, Record, User
 from workflow.errors import (
     NotAuthorized,
     RecordNotFound,
@@ -18,9 +19,8 @@ from workflow.errors import (
     StaleRecord,
     WorkflowError,
 )
-from workflow.integrity import verify
-from workflow.models import AuditEvent, DefinitionDraft, DefinitionVersion, Record, User
-from workflow.signatures import VouchedSignature
+from workflow.signatures.mac import VouchedSignature
+from workflow.spec.model import DEFAULT_DEFINITIONS_DIR
 
 # the CLI fixtures of test_cli.py: a database of the test's own, `qms ...` run in-process
 empty_url, qms = _cli.empty_url, _cli.qms
@@ -133,7 +133,7 @@ def test_publish_needs_qa_signature_not_the_submitter_nor_another_role(engine, o
                        .order_by(AuditEvent.id.desc()).limit(1)).scalar_one()
     assert row.content_hash == info.submitted_hash and publisher == "quinn"
     assert ev.reason == f"approved in {r.number}"
-    from workflow.models import Signature
+    from workflow.db.models import Signature
     with engine.reader() as s:
         sig = s.execute(select(Signature).where(Signature.record_id == rec.id)).scalar_one()
     assert (sig.meaning, sig.signer_username) == ("Approved for use", "quinn")

@@ -10,7 +10,9 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.factories import sign
-from workflow import canonical, clock, identity, integrity
+from workflow import canonical, clock
+from workflow.audit import integrity
+from workflow.db.models import AuditEvent, OutboxMessage, Record, RecordLink, Signature, Task, TaskStatus
 from workflow.errors import (
     GuardFailed,
     NotAuthorized,
@@ -19,8 +21,8 @@ from workflow.errors import (
     SignatureRequired,
     ValidationFailed,
 )
-from workflow.models import AuditEvent, OutboxMessage, Record, RecordLink, Signature, Task, TaskStatus
-from workflow.signatures import mac_ok
+from workflow.identity import users as identity
+from workflow.signatures.mac import mac_ok
 
 RATIONALE = "Isolated operator slip; the SOP and training are adequate."  # >= 20 characters
 

@@ -9,9 +9,9 @@ from sqlalchemy import select
 
 from tests.conftest import TEST_KEY
 from tests.factories import sign
-from workflow import identity
-from workflow.export import check_copy, export_record
-from workflow.models import AuditEvent
+from workflow.db.models import AuditEvent
+from workflow.identity import users as identity
+from workflow.queries.copies import check_copy, export_record
 
 
 def test_json_copy_is_complete_checkable_and_audited(engine, people):
@@ -68,7 +68,7 @@ def test_pdf_copy_contains_signature_manifestations_and_audit_entries(engine, pe
     import pytest
 
     pypdf = pytest.importorskip("pypdf")
-    from workflow.export import record_pdf
+    from workflow.queries.copies import record_pdf
 
     n = engine.start("capa", people["emp"], {"title": "Label mix-up", "description": "d"}).number
     engine.fire(n, "cancel", people["qa"], reason="duplicate of another CAPA",

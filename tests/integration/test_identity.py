@@ -14,9 +14,11 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import TEST_KEY
-from workflow import auth, clock, identity
+from workflow import clock
+from workflow.db.models import AuditEvent, OutboxMessage, Record, Signature, User
 from workflow.errors import InactiveUser, NotAuthorized, SignatureRejected, WorkflowError
-from workflow.models import AuditEvent, OutboxMessage, Record, Signature, User
+from workflow.identity import auth
+from workflow.identity import users as identity
 
 PW = "Correct-Horse-Battery-9"
 POLICY = auth.Policy(min_length=12, history=5, max_age_days=90, lockout_threshold=5,

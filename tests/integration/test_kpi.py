@@ -12,8 +12,10 @@ import pytest
 
 from tests.conftest import T0
 from tests.factories import sign
-from workflow import audit, clock, identity
-from workflow.kpi import Kpi, Period, load_thresholds, rate
+from workflow import clock
+from workflow.audit import trail as audit
+from workflow.identity import users as identity
+from workflow.kpi.calculator import Kpi, Period, load_thresholds, rate
 
 SPRING = Period.months("2026-03", "2026-06")
 
@@ -379,8 +381,8 @@ def test_security_events_from_the_system_chain(engine, org):
 
 def test_verification_result_is_stored_not_recomputed(engine, org):
     """R-A11-7-2 R-P11-10a-2: the dashboard shows the last stored verification result."""
-    from workflow.integrity import verify
-    from workflow.kpi import store_verification
+    from workflow.audit.integrity import verify
+    from workflow.kpi.calculator import store_verification
 
     assert kpi(engine, "quinn").last_verification() is None
     with engine.unit() as s:
@@ -501,7 +503,7 @@ def test_totp_enrolment_share_of_users_who_require_it(engine, org):
     share enrolled: quinn enrolled, quentin not."""
     import pyotp
 
-    from workflow import auth
+    from workflow.identity import auth
 
     policy = auth.Policy(totp_required_roles=("qa",))
     e = auth.begin_totp_enrolment(engine, "quinn", policy)

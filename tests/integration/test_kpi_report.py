@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from workflow import clock
-from workflow.models import JobRun, OutboxMessage
-from workflow.scheduling import load_schedules, load_schedules_text, run_due
+from workflow.db.models import JobRun, OutboxMessage
+from workflow.scheduling.runner import load_schedules, load_schedules_text, run_due
 
 MONTHLY = """
 schedules:

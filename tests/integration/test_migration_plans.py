@@ -15,13 +15,9 @@ from tests.conftest import TEST_KEY
 from tests.factories import sign
 from tests.integration.test_capa import open_capa, to_plan_approval
 from tests.integration.test_cli import Qms, empty_url, qms  # noqa: F401 (fixtures)
-from workflow import auth, clock, db, identity
-from workflow.cli import main
-from workflow.definition import DEFAULT_DEFINITIONS_DIR, load_text
-from workflow.engine import Engine
-from workflow.errors import CredentialsRejected, NotAuthorized, SignatureRequired
-from workflow.integrity import verify
-from workflow.migration_plans import (
+from workflow import clock
+from workflow.audit.integrity import verify
+from workflow.change_control.plans import (
     MEANING,
     PlanInvalid,
     dry_run,
@@ -30,8 +26,15 @@ from workflow.migration_plans import (
     signer_roles,
     validate,
 )
-from workflow.models import AuditEvent, Record, Signature, Task, TaskStatus
+from workflow.cli.main import main
+from workflow.db import engines as db
+from workflow.db.models import AuditEvent, Record, Signature, Task, TaskStatus
+from workflow.engine.core import Engine
+from workflow.errors import CredentialsRejected, NotAuthorized, SignatureRequired
+from workflow.identity import auth
+from workflow.identity import users as identity
 from workflow.registry import Registry
+from workflow.spec.model import DEFAULT_DEFINITIONS_DIR, load_text
 
 V1 = (DEFAULT_DEFINITIONS_DIR / "capa.yaml").read_text()
 # v2: a label, a due date and a new optional field change
@@ -390,7 +393,7 @@ def test_timers_are_rearmed_and_a_record_changed_meanwhile_is_skipped(engine, pe
                                                                        make_user):
     """R-WF-10 R-WF-5: a state's timer is cancelled and re-armed for the new state visit at
     the same time; a record that changed after validation is skipped, never half-moved."""
-    from workflow.models import Timer, TimerStatus
+    from workflow.db.models import Timer, TimerStatus
 
     coord = make_user("cora", "training_coordinator", "employee")
     data = {"title": "SOP-1 training", "document": "SOP-1", "document_version": "3",

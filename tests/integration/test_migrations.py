@@ -18,8 +18,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from workflow import db
-from workflow.models import Base
+from workflow.db import engines as db
+from workflow.db.models import Base
 
 pytestmark = [
     pytest.mark.committed,

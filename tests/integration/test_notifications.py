@@ -24,9 +24,10 @@ from notifications import dead_count, unread_count
 from notifications.channels import SmtpConfigError, SmtpSettings
 from notifications.dispatcher import dead_letters, dispatch, requeue
 from notifications.render import render
-from workflow import clock, identity
-from workflow.models import Notification, OutboxMessage, User
-from workflow.scheduling import load_schedules_text, run_due
+from workflow import clock
+from workflow.db.models import Notification, OutboxMessage, User
+from workflow.identity import users as identity
+from workflow.scheduling.runner import load_schedules_text, run_due
 
 BASE = "https://qms.example.com"
 

@@ -17,9 +17,9 @@ from notifications.dispatcher import dispatch
 from notifications.render import render
 from tests.factories import sign
 from tests.integration.test_scheduling import opened_once, race
-from workflow import audit, auth, clock, identity
-from workflow.errors import GuardFailed, RecordNotFound, SegregationOfDuties
-from workflow.models import (
+from workflow import clock
+from workflow.audit import trail as audit
+from workflow.db.models import (
     AuditEvent,
     DefinitionVersion,
     Notification,
@@ -28,7 +28,10 @@ from workflow.models import (
     Signature,
     Task,
 )
-from workflow.scheduling import load_schedules, load_schedules_text, run_due
+from workflow.errors import GuardFailed, RecordNotFound, SegregationOfDuties
+from workflow.identity import auth
+from workflow.identity import users as identity
+from workflow.scheduling.runner import load_schedules, load_schedules_text, run_due
 
 MONTHLY = """
 schedules:

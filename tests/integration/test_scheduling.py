@@ -16,10 +16,13 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.factories import sign
-from workflow import audit, clock, identity, scheduling
+from workflow import clock
+from workflow.audit import trail as audit
+from workflow.db.models import AuditEvent, JobRun, OutboxMessage, Record, RoleGrant, Task, TaskStatus
 from workflow.errors import NotAuthorized
-from workflow.models import AuditEvent, JobRun, OutboxMessage, Record, RoleGrant, Task, TaskStatus
-from workflow.scheduling import ScheduleError, load_schedules, load_schedules_text, run_due
+from workflow.identity import users as identity
+from workflow.scheduling import runner as scheduling
+from workflow.scheduling.runner import ScheduleError, load_schedules, load_schedules_text, run_due
 
 QUARTERLY = """
 schedules:

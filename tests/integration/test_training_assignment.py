@@ -10,16 +10,9 @@ import pytest
 from sqlalchemy import select
 
 from tests.factories import sign
-from workflow import clock, identity, integrity
-from workflow.errors import (
-    GuardFailed,
-    NotAuthorized,
-    ReasonRequired,
-    SignatureRejected,
-    SignatureRequired,
-    ValidationFailed,
-)
-from workflow.models import (
+from workflow import clock
+from workflow.audit import integrity
+from workflow.db.models import (
     AuditEvent,
     OutboxMessage,
     Record,
@@ -29,6 +22,15 @@ from workflow.models import (
     Timer,
     TimerStatus,
 )
+from workflow.errors import (
+    GuardFailed,
+    NotAuthorized,
+    ReasonRequired,
+    SignatureRejected,
+    SignatureRequired,
+    ValidationFailed,
+)
+from workflow.identity import users as identity
 
 
 @pytest.fixture

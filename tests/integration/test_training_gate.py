@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.factories import sign
-from workflow import identity
-from workflow.definition import load_text
 from workflow.errors import TrainingRequired
+from workflow.identity import users as identity
+from workflow.spec.model import load_text
 
 GATED = """\
 key: sop_release

@@ -11,9 +11,11 @@ import pytest
 from sqlalchemy import select
 
 from tests.integration.test_cli import KEY_HEX, Qms, _drop_database, _new_database
-from workflow import auth, db, identity
-from workflow.engine import Engine
-from workflow.models import AuditEvent, User
+from workflow.db import engines as db
+from workflow.db.models import AuditEvent, User
+from workflow.engine.core import Engine
+from workflow.identity import auth
+from workflow.identity import users as identity
 from workflow.registry import Registry
 
 

@@ -19,9 +19,10 @@ import pytest
 
 from tests.conftest import TEST_KEY
 from tests.factories import Qms, sign
-from workflow import db, identity
-from workflow.definition import DEFAULT_DEFINITIONS_DIR
+from workflow.db import engines as db
 from workflow.errors import WorkflowError
+from workflow.identity import users as identity
+from workflow.spec.model import DEFAULT_DEFINITIONS_DIR
 
 pytest_plugins = ["pytester"]
 
@@ -189,7 +190,7 @@ def test_submitted_report_is_approved_by_qa_with_a_signature(qms, synthetic, tmp
     assert r.state == "approved"
     from sqlalchemy import select
 
-    from workflow.models import Signature
+    from workflow.db.models import Signature
     with eng.reader() as s:
         sig = s.execute(select(Signature).where(Signature.record_id == rec.id)).scalar_one()
         assert (sig.signer_username, sig.meaning) == ("quinn", "Approved")

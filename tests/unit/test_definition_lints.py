@@ -8,9 +8,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from workflow.definition import DEFAULT_DEFINITIONS_DIR, load_directory
-from workflow.diagram import render_svg
-from workflow.drafts import validate_text
+from webapp.diagram import render_svg
+from workflow.change_control.drafts import validate_text
+from workflow.spec.model import DEFAULT_DEFINITIONS_DIR, load_directory
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -9,8 +9,8 @@ import textwrap
 
 import pytest
 
-from workflow.definition import load_text, parse_duration
 from workflow.errors import DefinitionError
+from workflow.spec.model import load_text, parse_duration
 
 BASE = """\
 key: demo

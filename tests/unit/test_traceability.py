@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from workflow import validation as val
+from workflow.validation import catalogue as val
 
 pytest_plugins = ["pytester"]
 

@@ -11,7 +11,9 @@ from flask.testing import FlaskClient
 
 from tests.conftest import TEST_KEY
 from webapp import create_app
-from workflow import auth, clock, identity
+from workflow import clock
+from workflow.identity import auth
+from workflow.identity import users as identity
 
 PASSWORD = "Correct-Horse-Battery-9"
 POLICY = auth.Policy(totp_required_roles=("admin",))

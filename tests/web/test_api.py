@@ -16,9 +16,11 @@ from sqlalchemy import func, select
 
 from tests.web.conftest import PASSWORD, csrf, login
 from webapp import create_app
-from workflow import api_tokens, clock, identity
+from workflow import clock
+from workflow.db.models import ApiToken, AuditEvent, Record, Signature
 from workflow.errors import NotAuthorized, RecordNotFound
-from workflow.models import ApiToken, AuditEvent, Record, Signature
+from workflow.identity import tokens as api_tokens
+from workflow.identity import users as identity
 
 API = "/api/v1"
 DEV = {"title": "OOS assay result, batch B-1001", "description": "Assay 91.2 % (spec 95-105 %)",
@@ -632,7 +634,7 @@ def test_tokens_page_cannot_revoke_someone_elses_token(client, engine, org):
 
 def test_cli_service_account_token_list_and_revoke(engine, org, monkeypatch):
     """R-P11-10h-1 R-A11-12-1: `qms tokens service-account|create|list|revoke`."""
-    from workflow import cli
+    from workflow.cli import main as cli
 
     monkeypatch.setattr(cli, "_engine", lambda **_kw: (engine, None))
     run = CliRunner().invoke

@@ -24,8 +24,8 @@ from sqlalchemy import func, select
 
 from tests.web.conftest import csrf, login
 from workflow import clock
-from workflow import inbox as wf_inbox
-from workflow.models import AuditEvent, Record, Task, TaskStatus
+from workflow import tasks as wf_inbox
+from workflow.db.models import AuditEvent, Record, Task, TaskStatus
 
 ROLES = ("employee", "qa", "capa_owner", "process_owner", "system_owner", "isms",
          "access_admin", "trainer", "admin", "none", "anon")

@@ -14,7 +14,7 @@ from workflow import clock
 def _data(engine):
     """Two CAPAs (one closed after 20 days) and a deviation; signatures vouched for by the
     test (the web fixture's Part 11 verifier is swapped out meanwhile)."""
-    from workflow.signatures import VouchingVerifier
+    from workflow.signatures.mac import VouchingVerifier
 
     verifier, engine.verifier = engine.verifier, VouchingVerifier()
     try:

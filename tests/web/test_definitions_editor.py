@@ -9,7 +9,7 @@ import html as htmllib
 import re
 
 from tests.web.conftest import PASSWORD, csrf, login
-from workflow import drafts
+from workflow.change_control import drafts
 
 OLD = "label: Approve action plan"
 NEW = "label: Approve CAPA action plan"

@@ -17,8 +17,9 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.web.conftest import PASSWORD, POLICY, csrf, login
-from workflow import audit, clock
-from workflow.models import AuditEvent, Record, RoleGrant, Task, TaskStatus, User, UserSession
+from workflow import clock
+from workflow.audit import trail as audit
+from workflow.db.models import AuditEvent, Record, RoleGrant, Task, TaskStatus, User, UserSession
 
 NEW_PASSWORD = "Another-Long-Passphrase-42"
 ADMIN_ACTIONS = ("user_created", "password_reset", "role_granted", "role_revoked",

@@ -10,8 +10,10 @@ from sqlalchemy import select
 
 from notifications.dispatcher import dispatch
 from tests.web.conftest import csrf, login
-from workflow import audit, clock, identity
-from workflow.models import AuditEvent, Notification, OutboxMessage
+from workflow import clock
+from workflow.audit import trail as audit
+from workflow.db.models import AuditEvent, Notification, OutboxMessage
+from workflow.identity import users as identity
 
 
 def bell(html: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from tests.web.conftest import PASSWORD, csrf, login
-from workflow.models import AuditEvent, Signature
+from workflow.db.models import AuditEvent, Signature
 
 
 def capa_at_plan_approval(engine):

@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from sqlalchemy import event, select
 
 from tests.web.conftest import login
-from workflow import inbox as wf_inbox
-from workflow.models import Record, Task, TaskStatus
+from workflow import tasks as wf_inbox
+from workflow.db.models import Record, Task, TaskStatus
 
 
 @contextmanager

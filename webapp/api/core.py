@@ -18,8 +18,10 @@ from typing import Any
 from flask import Response, current_app, jsonify, request
 from jsonschema import Draft7Validator
 
-from workflow import api_tokens, auth, clock
+from workflow import clock
 from workflow import errors as wf
+from workflow.identity import auth
+from workflow.identity import tokens as api_tokens
 
 from ..helpers import engine
 from .spec import Param, Route

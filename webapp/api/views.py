@@ -14,11 +14,9 @@ from typing import Any
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from workflow import api_tokens, clock, identity
-from workflow import inbox as wf_inbox
-from workflow.errors import WorkflowError
-from workflow.kpi import SPECS, Kpi, Period
-from workflow.models import (
+from workflow import clock
+from workflow import tasks as wf_inbox
+from workflow.db.models import (
     AuditEvent,
     DefinitionVersion,
     Record,
@@ -27,6 +25,10 @@ from workflow.models import (
     Task,
     User,
 )
+from workflow.errors import WorkflowError
+from workflow.identity import tokens as api_tokens
+from workflow.identity import users as identity
+from workflow.kpi.calculator import SPECS, Kpi, Period
 
 from ..helpers import engine
 from . import spec

@@ -26,9 +26,20 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import audit, clock, identity
-from .db import WRITE, is_sqlite
-from .definition import (
+from workflow import clock
+from workflow.audit import trail as audit
+from workflow.db.engines import WRITE, is_sqlite
+from workflow.db.models import DefinitionDraft, DefinitionVersion, DraftStatus, Record, User
+from workflow.errors import (
+    DefinitionError,
+    NotAuthorized,
+    Problem,
+    StaleRecord,
+    ValidationFailed,
+    WorkflowError,
+)
+from workflow.identity import users as identity
+from workflow.spec.model import (
     WorkflowDefinition,
     _compose,
     _line,
@@ -37,19 +48,10 @@ from .definition import (
     load_text,
     reachable,
 )
-from .errors import (
-    DefinitionError,
-    NotAuthorized,
-    Problem,
-    StaleRecord,
-    ValidationFailed,
-    WorkflowError,
-)
-from .models import DefinitionDraft, DefinitionVersion, DraftStatus, Record, User
 
 if TYPE_CHECKING:
-    from .engine import Engine, Result
-    from .registry import Registry
+    from workflow.engine.core import Engine, Result
+    from workflow.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -615,7 +617,7 @@ def submit(engine: Engine, draft_id: int, actor: str, summary: str,
                            changes={"draft": d.id, "key": d.key, "record": rec.number,
                                     "content_hash": definition.content_hash},
                            reason=summary.strip())
-        from .engine import Result
+        from workflow.engine.core import Result
 
         return Result(record_id=rec.id, number=rec.number, workflow=rec.workflow_key,
                       state=rec.state, version=rec.version, created=(rec.number,))
@@ -708,9 +710,9 @@ def dry_run(engine: Engine, source: str, path: Sequence[str] | None = None,
     with sample values for the fields it requires (``data`` overrides them); signature
     gates are signed by as many such users as the quorum needs. Nothing persists: not the
     version, the users, the record, its audit events nor its notifications."""
-    from .engine import Engine as _Engine
-    from .registry import Registry as _Registry
-    from .signatures import VouchedSignature, VouchingVerifier
+    from workflow.engine.core import Engine as _Engine
+    from workflow.registry import Registry as _Registry
+    from workflow.signatures.mac import VouchedSignature, VouchingVerifier
 
     data = dict(data or {})
     with engine.reader() as s:

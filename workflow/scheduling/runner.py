@@ -53,11 +53,9 @@ from sqlalchemy import func as sqlfunc
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import audit, clock, identity
-from .definition import DEFAULT_DEFINITIONS_DIR, _compose, _line, parse_duration
-from .engine import Engine
-from .errors import Problem, WorkflowError
-from .models import (
+from workflow import clock
+from workflow.audit import trail as audit
+from workflow.db.models import (
     AuditEvent,
     JobRun,
     OutboxMessage,
@@ -67,6 +65,10 @@ from .models import (
     TaskStatus,
     User,
 )
+from workflow.engine.core import Engine
+from workflow.errors import Problem, WorkflowError
+from workflow.identity import users as identity
+from workflow.spec.model import DEFAULT_DEFINITIONS_DIR, _compose, _line, parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -814,7 +816,7 @@ def audit_trail_review(ctx: JobContext) -> dict[str, Any]:
 def definition_review(ctx: JobContext) -> dict[str, Any]:
     """Open one definition_review per published workflow definition and period, the task
     going to the definition's process-owner role (R-A11-11-1)."""
-    from .models import DefinitionVersion
+    from workflow.db.models import DefinitionVersion
 
     exclude = set(ctx.params.get("exclude", []))
     with ctx.engine.reader() as s:
@@ -876,7 +878,7 @@ def _check_definition_review(params: Mapping[str, Any]) -> list[tuple[tuple, str
 def password_expiry_reminders(ctx: JobContext) -> dict[str, Any]:
     """Remind users whose password expires within params.days (default 14), once per user
     and expiry date (R-P11-300b-1)."""
-    from .auth import Policy
+    from workflow.identity.auth import Policy
 
     policy = Policy.from_env()
     if not policy.max_age_days:
@@ -970,7 +972,7 @@ def last_runs(engine: Engine) -> dict[str, JobRun]:
 def kpi_report(ctx: JobContext) -> dict[str, Any]:
     """Render the previous month's KPI table and queue it to the quality leaders, once per
     month (the period's claim row is written with the message; docs/kpis.md)."""
-    from .kpi import Kpi, Period, add_months, month_start, render_report
+    from workflow.kpi.calculator import Kpi, Period, add_months, month_start, render_report
 
     end = month_start(ctx.now)
     period = Period(add_months(end, -1), end)

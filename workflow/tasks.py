@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, func, literal, or_, select
 from sqlalchemy.orm import Session
 
-from . import audit, clock, identity
-from .errors import NotAuthorized, WorkflowError
-from .models import Record, Task, TaskStatus, User
+from workflow import clock
+from workflow.audit import trail as audit
+from workflow.db.models import Record, Task, TaskStatus, User
+from workflow.errors import NotAuthorized, WorkflowError
+from workflow.identity import users as identity
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from workflow.engine.core import Engine
 
 FAR_FUTURE = datetime(9999, 12, 31).astimezone()
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from sqlalchemy import Engine as DBEngine
 
-from . import db
-from .definition import DEFAULT_DEFINITIONS_DIR, load_directory
-from .engine import Engine
-from .identity import system_user
-from .signatures import CredentialVerifier, load_signing_key
+from workflow.db import engines as db
+from workflow.engine.core import Engine
+from workflow.identity.users import system_user
+from workflow.signatures.mac import CredentialVerifier, load_signing_key
+from workflow.spec.model import DEFAULT_DEFINITIONS_DIR, load_directory
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 def open_engine(url: str | None = None, verifier: CredentialVerifier | None = None
                 ) -> tuple[Engine, DBEngine]:
     """The engine for a process, signing through the Part 11 verifier unless told otherwise."""
-    from .auth import Part11Verifier
+    from workflow.identity.auth import Part11Verifier
 
     dbe = db.make_engine(url)
     key = load_signing_key()
@@ -38,7 +38,7 @@ def load_definitions(engine: Engine, directory: str | Path | None = None,
     """
     from sqlalchemy import select
 
-    from .models import DefinitionVersion
+    from workflow.db.models import DefinitionVersion
 
     directory = Path(directory or DEFAULT_DEFINITIONS_DIR)
     defs = load_directory(directory)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import deque
 from html import escape
 
-from .definition import WorkflowDefinition
+from workflow.spec.model import WorkflowDefinition
 
 BOX_W, BOX_H = 180, 46
 COL_W, ROW_H = 250, 104

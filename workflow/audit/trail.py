@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy import event, insert, select
 from sqlalchemy.orm import Session
 
-from . import canonical
-from .models import AuditChain, AuditEvent, Record, User
+from workflow import canonical
+from workflow.db.models import AuditChain, AuditEvent, Record, User
 
 GENESIS = "0" * 64
 SYSTEM_CHAIN = "system"

@@ -56,13 +56,16 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit, canonical, clock, expressions, identity
-from .definition import WorkflowDefinition, reachable
-from .engine import Engine
-from .errors import ReasonRequired, SignatureRequired, WorkflowError
-from .fields import FieldValueError, coerce, is_empty
-from .models import DefinitionVersion, Record, Task, TaskStatus, Timer, TimerStatus, User
-from .registry import Compiled
+from workflow import canonical, clock
+from workflow.audit import trail as audit
+from workflow.db.models import DefinitionVersion, Record, Task, TaskStatus, Timer, TimerStatus, User
+from workflow.engine.core import Engine
+from workflow.errors import ReasonRequired, SignatureRequired, WorkflowError
+from workflow.identity import users as identity
+from workflow.registry import Compiled
+from workflow.spec import expressions
+from workflow.spec.fields import FieldValueError, coerce, is_empty
+from workflow.spec.model import WorkflowDefinition, reachable
 
 MEANING = "Migration approved"
 _KEYS = {"id", "workflow", "from_version", "to_version", "mapping", "filter", "drop_fields",

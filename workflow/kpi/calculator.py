@@ -54,9 +54,8 @@ from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql import expression
 from sqlalchemy.sql.elements import ColumnElement
 
-from . import clock, identity
-from .definition import WorkflowDefinition
-from .models import (
+from workflow import clock
+from workflow.db.models import (
     AuditEvent,
     DefinitionVersion,
     DueDateExtension,
@@ -68,7 +67,9 @@ from .models import (
     Task,
     User,
 )
-from .registry import Registry
+from workflow.identity import users as identity
+from workflow.registry import Registry
+from workflow.spec.model import WorkflowDefinition
 
 DONE, VOID = "done", "void"
 #: audit actions of the system chain that the security metrics count (workflow/auth.py)
@@ -655,7 +656,7 @@ class Kpi:
         people = [User.active.is_(True), User.is_system.is_(False), User.created_at <= self.as_of]
         if key == "sec.totp_enrolled":
             if self.policy is None:
-                from .auth import Policy
+                from workflow.identity.auth import Policy
 
                 self.policy = Policy.from_env()
             enrolled = and_(User.totp_secret.is_not(None), User.totp_enabled_at.is_not(None),

@@ -14,8 +14,8 @@ from typing import Any
 import click
 from sqlalchemy import func, select
 
-from . import db
-from .errors import DefinitionError, WorkflowError
+from workflow.db import engines as db
+from workflow.errors import DefinitionError, WorkflowError
 
 log = logging.getLogger("qms")
 
@@ -29,7 +29,7 @@ class CliError(click.ClickException):
 
 def _engine(*, check_schema: bool = True):
     """The engine; unless initialising, refuse clearly when the schema is missing or old."""
-    from .service import open_engine
+    from workflow.bootstrap import open_engine
 
     engine, dbe = open_engine()
     if check_schema:
@@ -106,7 +106,7 @@ def _safe_url(dbe: Any) -> str:
 @_friendly
 def init(demo: bool) -> None:
     """Create or upgrade the database and load the shipped definitions (safe to re-run)."""
-    from .service import load_definitions
+    from workflow.bootstrap import load_definitions
 
     engine, dbe = _engine(check_schema=False)
     db.upgrade(dbe)
@@ -114,8 +114,8 @@ def init(demo: bool) -> None:
     for line in load_definitions(engine):
         click.echo(f"  {line}")
     if demo:
-        from .auth import Part11Verifier
-        from .demo import seed
+        from workflow.demo import seed
+        from workflow.identity.auth import Part11Verifier
 
         # demo records are seeded with vouched signatures (method "demo-seed"); people sign
         # with their own password (and authenticator) in the UI and API
@@ -142,7 +142,7 @@ def definitions_validate(files: tuple[str, ...]) -> None:
     """
     from pathlib import Path
 
-    from .definition import DEFAULT_DEFINITIONS_DIR, _peek_keys, load_file
+    from workflow.spec.model import DEFAULT_DEFINITIONS_DIR, _peek_keys, load_file
 
     shipped = sorted(DEFAULT_DEFINITIONS_DIR.glob("*.yaml"))
     known: dict[str, Any] = {k: None for k in _peek_keys(shipped + [Path(f) for f in files])}
@@ -162,7 +162,7 @@ def definitions_validate(files: tuple[str, ...]) -> None:
 @definitions_group.command("list")
 def definitions_list() -> None:
     """List published definition versions."""
-    from .models import DefinitionVersion
+    from workflow.db.models import DefinitionVersion
 
     engine, _ = _engine()
     with engine.reader() as s:
@@ -181,7 +181,7 @@ def definitions_list() -> None:
 def definitions_export(key: str, version: int | None, output: str | None) -> None:
     """Export a published definition version as the exact YAML that was approved (its
     SHA-256 is printed on standard error so the copy can be checked)."""
-    from .models import DefinitionVersion
+    from workflow.db.models import DefinitionVersion
 
     engine, _ = _engine()
     with engine.reader() as s:
@@ -205,7 +205,7 @@ def definitions_export(key: str, version: int | None, output: str | None) -> Non
 @_friendly
 def definitions_load(reason: str) -> None:
     """Publish shipped workflows new to this database (changed ones go through `publish`)."""
-    from .service import load_definitions
+    from workflow.bootstrap import load_definitions
 
     engine, _ = _engine()
     for line in load_definitions(engine, reason=reason):
@@ -225,8 +225,8 @@ def definitions_migrate(plan_file: str, dry_run: bool, actor: str | None, passwo
     """Move running records to a later definition version with the migration plan PLAN_FILE
     (docs/definitions.md, "Migrating running records"). The plan is validated first; the
     migration is signed "Migration approved" with your password (and authenticator code)."""
-    from . import migration_plans
-    from .auth import PasswordSignature
+    from workflow.change_control import plans as migration_plans
+    from workflow.identity.auth import PasswordSignature
 
     plan = migration_plans.load_plan(plan_file)
     engine, _ = _engine()
@@ -267,7 +267,7 @@ def definitions_publish(file: str, username: str, summary: str) -> None:
     starts, and the new version is published only when QA approves that record with an
     electronic signature ("Approved for use"; not the submitter). Same rules as the editor.
     """
-    from .drafts import DraftInvalid, publish_file
+    from workflow.change_control.drafts import DraftInvalid, publish_file
 
     engine, _ = _engine()
     try:
@@ -288,9 +288,9 @@ def verify_audit() -> None:
     """Recompute every audit chain and signature; exit non-zero naming the first problem."""
     import getpass
 
-    from . import clock
-    from .integrity import verify
-    from .kpi import store_verification
+    from workflow import clock
+    from workflow.audit.integrity import verify
+    from workflow.kpi.calculator import store_verification
 
     engine, _ = _engine()
     started = clock.now()
@@ -343,7 +343,8 @@ def users_create(username: str, full_name: str, email: str, timezone: str,
     """Create a user with a temporary password that must be changed at first login."""
     import secrets
 
-    from . import auth, identity
+    from workflow.identity import auth
+    from workflow.identity import users as identity
 
     engine, _ = _engine()
     why = _cli_reason(reason)
@@ -372,7 +373,7 @@ def users_grant(username: str, role: str, reason: str, expires: str | None) -> N
     """Grant ROLE to USERNAME."""
     from datetime import UTC, datetime, time, timedelta
 
-    from . import identity
+    from workflow.identity import users as identity
 
     expires_at = None
     if expires:
@@ -396,7 +397,7 @@ def users_grant(username: str, role: str, reason: str, expires: str | None) -> N
 @_friendly
 def users_revoke(username: str, role: str, reason: str) -> None:
     """Revoke ROLE from USERNAME (effective at once)."""
-    from . import identity
+    from workflow.identity import users as identity
 
     engine, _ = _engine()
     with engine.unit() as s:
@@ -413,7 +414,7 @@ def users_revoke(username: str, role: str, reason: str) -> None:
 @_friendly
 def users_deactivate(username: str, reason: str) -> None:
     """Deactivate USERNAME: no login, no signing; the username is never reused."""
-    from . import identity
+    from workflow.identity import users as identity
 
     engine, _ = _engine()
     with engine.unit() as s:
@@ -428,7 +429,8 @@ def users_deactivate(username: str, reason: str) -> None:
 @_friendly
 def users_unlock(username: str, reason: str) -> None:
     """Unlock an account locked after failed attempts."""
-    from . import auth, identity
+    from workflow.identity import auth
+    from workflow.identity import users as identity
 
     engine, _ = _engine()
     auth.unlock(engine, username, actor=identity.SYSTEM_USERNAME, reason=_cli_reason(reason))
@@ -441,7 +443,8 @@ def users_unlock(username: str, reason: str) -> None:
 @_friendly
 def users_reset_totp(username: str, reason: str) -> None:
     """Revoke USERNAME's authenticator and recovery codes (lost or compromised device)."""
-    from . import auth, identity
+    from workflow.identity import auth
+    from workflow.identity import users as identity
 
     engine, _ = _engine()
     auth.reset_totp(engine, username, actor=identity.SYSTEM_USERNAME, reason=_cli_reason(reason))
@@ -456,7 +459,8 @@ def users_set_password(username: str, reason: str) -> None:
     """Give USERNAME a new temporary password (they must change it at next login)."""
     import secrets
 
-    from . import auth, identity
+    from workflow.identity import auth
+    from workflow.identity import users as identity
 
     engine, _ = _engine()
     password = f"Tmp-{secrets.token_urlsafe(12)}"
@@ -470,8 +474,8 @@ def users_set_password(username: str, reason: str) -> None:
 @users_group.command("list")
 def users_list() -> None:
     """List users with their roles and account state."""
-    from . import identity
-    from .models import User
+    from workflow.db.models import User
+    from workflow.identity import users as identity
 
     engine, _ = _engine()
     with engine.reader() as s:
@@ -501,7 +505,8 @@ def tokens_service_account(username: str, full_name: str, roles: tuple[str, ...]
                            reason: str) -> None:
     """Create a service account: no password, so it can never log in or sign; it acts only
     through the API tokens created for it."""
-    from . import api_tokens, identity
+    from workflow.identity import tokens as api_tokens
+    from workflow.identity import users as identity
 
     engine, _ = _engine()
     why = _cli_reason(reason)
@@ -523,7 +528,8 @@ def tokens_service_account(username: str, full_name: str, roles: tuple[str, ...]
 def tokens_create(username: str, name: str, scopes: tuple[str, ...], expires_days: int,
                   reason: str) -> None:
     """Create an API token for the service account USERNAME; the token is printed once."""
-    from . import api_tokens, identity
+    from workflow.identity import tokens as api_tokens
+    from workflow.identity import users as identity
 
     engine, _ = _engine()
     why = _cli_reason(reason)
@@ -543,7 +549,8 @@ def tokens_create(username: str, name: str, scopes: tuple[str, ...], expires_day
 @_friendly
 def tokens_list(username: str | None) -> None:
     """List tokens (never the secrets): number, prefix, user, scopes, expiry, last use."""
-    from . import api_tokens, identity
+    from workflow.identity import tokens as api_tokens
+    from workflow.identity import users as identity
 
     engine, _ = _engine()
     with engine.reader() as s:
@@ -562,7 +569,8 @@ def tokens_list(username: str | None) -> None:
 @_friendly
 def tokens_revoke(token: str, reason: str) -> None:
     """Revoke TOKEN (its number or prefix) at once."""
-    from . import api_tokens, identity
+    from workflow.identity import tokens as api_tokens
+    from workflow.identity import users as identity
 
     engine, _ = _engine()
     with engine.unit() as s:
@@ -624,7 +632,7 @@ def records_fire(number: str, transition: str, actor: str, pairs: tuple[str, ...
 @records_group.command("list")
 @click.option("--workflow", default=None)
 def records_list(workflow: str | None) -> None:
-    from .models import Record
+    from workflow.db.models import Record
 
     engine, _ = _engine()
     with engine.reader() as s:
@@ -640,7 +648,7 @@ def records_list(workflow: str | None) -> None:
 @click.argument("number")
 @_friendly
 def records_show(number: str) -> None:
-    from .models import AuditEvent, Signature
+    from workflow.db.models import AuditEvent, Signature
 
     engine, _ = _engine()
     with engine.reader() as s:
@@ -683,7 +691,7 @@ def timers_run() -> None:
 
 
 def _schedules(path: str | None = None) -> Any:
-    from .scheduling import load_schedules
+    from workflow.scheduling.runner import load_schedules
 
     return load_schedules(path)
 
@@ -697,7 +705,7 @@ def scheduler(once: bool) -> None:
     APScheduler is the clock (one tick a minute, in memory); the database decides what runs:
     each job runs once per period however many schedulers share the database, and a scheduler
     that was down runs a missed period once when it starts."""
-    from . import scheduling
+    from workflow.scheduling import runner as scheduling
 
     schedules = _schedules()
     engine, _ = _engine()
@@ -722,7 +730,7 @@ def jobs_group() -> None:
 @_friendly
 def jobs_list() -> None:
     """Each schedule with its job, when it runs and its last run."""
-    from . import scheduling
+    from workflow.scheduling import runner as scheduling
 
     schedules = _schedules()
     engine, _ = _engine()
@@ -743,7 +751,7 @@ def jobs_list() -> None:
 @_friendly
 def jobs_run(name: str) -> None:
     """Run schedule NAME now (still once per period: a done period is not run again)."""
-    from . import scheduling
+    from workflow.scheduling import runner as scheduling
 
     schedules = _schedules()
     if name not in schedules:
@@ -759,7 +767,7 @@ def jobs_run(name: str) -> None:
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 def jobs_validate(file: str | None) -> None:
     """Validate the schedules file; print every problem as file:line: message."""
-    from .scheduling import ScheduleError, load_schedules, schedules_file
+    from workflow.scheduling.runner import ScheduleError, load_schedules, schedules_file
 
     try:
         schedules = load_schedules(file)
@@ -802,7 +810,7 @@ def notifications_dead() -> None:
 @main.command("stats")
 def stats() -> None:
     """Counts per table (a quick health check)."""
-    from .models import AuditEvent, Record, Signature, Task
+    from workflow.db.models import AuditEvent, Record, Signature, Task
 
     engine, _ = _engine()
     with engine.reader() as s:
@@ -836,8 +844,8 @@ def validation_report(results_path: str | None, out_dir: str | None, catalogue_p
     import tempfile
     from pathlib import Path
 
-    from . import validation as val
-    from .validation_render import render_html, render_pdf
+    from workflow.validation import catalogue as val
+    from workflow.validation.render import render_html, render_pdf
 
     try:
         catalogue = val.load_catalogue(catalogue_path)
@@ -915,8 +923,8 @@ def validation_report(results_path: str | None, out_dir: str | None, catalogue_p
 def export(number: str, fmt: str, output: str | None, reason: str) -> None:
     """A record's true copy: fields with labels, state history, links, signature
     manifestations, the audit trail, and its seal and chain head (the export is audited)."""
-    from .export import export_record, record_pdf
-    from .identity import system_user
+    from workflow.identity.users import system_user
+    from workflow.queries.copies import export_record, record_pdf
 
     if fmt == "pdf" and not output:
         raise click.UsageError("--format pdf needs --output FILE")

@@ -25,9 +25,9 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import canonical
-from .errors import InactiveUser, SignatureRejected
-from .models import Signature, User
+from workflow import canonical
+from workflow.db.models import Signature, User
+from workflow.errors import InactiveUser, SignatureRejected
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def load_signing_key() -> bytes:
         if len(key) < 32:
             raise SystemExit("QMS_SIGNATURE_KEY must be at least 32 bytes (64 hex digits)")
         return key
-    from .db import REPO_ROOT
+    from workflow.db.engines import REPO_ROOT
 
     path = Path(os.environ.get("QMS_SIGNATURE_KEY_FILE",
                                Path(os.environ.get("QMS_INSTANCE_DIR", REPO_ROOT / "instance"))

@@ -15,10 +15,11 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from . import audit, canonical, clock
-from .audit import SEALED, event_payload, keyed_hash, record_seal
-from .models import AuditEvent, DefinitionVersion, Record, RecordLink, Signature, User
-from .registry import Registry
+from workflow import canonical, clock
+from workflow.audit import trail as audit
+from workflow.audit.trail import SEALED, event_payload, keyed_hash, record_seal
+from workflow.db.models import AuditEvent, DefinitionVersion, Record, RecordLink, Signature, User
+from workflow.registry import Registry
 
 FORMAT = "qms-true-copy/1"
 
@@ -131,7 +132,7 @@ def export_record(session: Session, registry: Registry, number: str, actor: User
     rec = session.execute(select(Record).where(Record.number == number.strip().upper())
                           ).scalar_one_or_none()
     if rec is None:
-        from .errors import RecordNotFound
+        from workflow.errors import RecordNotFound
 
         raise RecordNotFound(number)
     doc = record_copy(session, registry, rec)

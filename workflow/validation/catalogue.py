@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from .db import REPO_ROOT
+from workflow.db.engines import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +290,7 @@ def product_version() -> str:
 def configuration() -> list[dict[str, str]]:
     """The configuration in force: the effective security policy (defaults included) and
     every QMS_ environment variable that is set, secrets masked."""
-    from .auth import Policy
+    from workflow.identity.auth import Policy
 
     rows: dict[str, dict[str, str]] = {}
     try:
@@ -318,7 +318,7 @@ def database_facts(url: str | None = None) -> dict[str, Any]:
     from sqlalchemy import text
     from sqlalchemy.engine import make_url
 
-    from . import db
+    from workflow.db import engines as db
 
     facts: dict[str, Any] = {"alembic_head": db.head_revision()}
     url = url or db.default_database_url()
@@ -360,7 +360,7 @@ def database_facts(url: str | None = None) -> dict[str, Any]:
 def gather_iq(database_url: str | None = None, catalogue: Catalogue | None = None
               ) -> dict[str, Any]:
     """Installation qualification evidence, every list sorted."""
-    from .definition import DEFAULT_DEFINITIONS_DIR, load_directory
+    from workflow.spec.model import DEFAULT_DEFINITIONS_DIR, load_directory
 
     try:
         published = sorted((d.key, d.content_hash) for d in load_directory().values())

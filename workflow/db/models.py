@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from .clock import as_utc
+from workflow.clock import as_utc
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

@@ -21,10 +21,25 @@ from sqlalchemy import bindparam, event, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import audit, canonical, clock, expressions, identity
-from .db import WRITE, is_sqlite
-from .definition import Action, TransitionSpec, WorkflowDefinition, parse_duration
-from .errors import (
+from workflow import canonical, clock
+from workflow.audit import trail as audit
+from workflow.db.engines import WRITE, is_sqlite
+from workflow.db.models import (
+    AuditEvent,
+    DueDateExtension,
+    ExtensionStatus,
+    OutboxMessage,
+    Record,
+    RecordCounter,
+    RecordLink,
+    Signature,
+    Task,
+    TaskStatus,
+    Timer,
+    TimerStatus,
+    User,
+)
+from workflow.errors import (
     AccountLocked,
     CredentialsRejected,
     DueDateLocked,
@@ -41,24 +56,12 @@ from .errors import (
     ValidationFailed,
     WorkflowError,
 )
-from .fields import FieldValueError, coerce, is_empty, references_in, users_in
-from .models import (
-    AuditEvent,
-    DueDateExtension,
-    ExtensionStatus,
-    OutboxMessage,
-    Record,
-    RecordCounter,
-    RecordLink,
-    Signature,
-    Task,
-    TaskStatus,
-    Timer,
-    TimerStatus,
-    User,
-)
-from .registry import Compiled, Registry
-from .signatures import CredentialVerifier, VouchingVerifier, compute_mac
+from workflow.identity import users as identity
+from workflow.registry import Compiled, Registry
+from workflow.signatures.mac import CredentialVerifier, VouchingVerifier, compute_mac
+from workflow.spec import expressions
+from workflow.spec.fields import FieldValueError, coerce, is_empty, references_in, users_in
+from workflow.spec.model import Action, TransitionSpec, WorkflowDefinition, parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -1300,7 +1303,7 @@ class Engine:
             # change-controlled publishing (workflow/drafts.py): the draft whose id and
             # content hash this record holds becomes the next version, in this transaction;
             # refused (and the step rolled back) when the draft changed since submission
-            from . import drafts
+            from workflow.change_control import drafts
 
             drafts.publish_from_record(session, self.registry, rec, user, p, at=ctx.now)
         else:  # pragma: no cover - the schema admits no other kind

@@ -29,12 +29,14 @@ from typing import TYPE_CHECKING
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from . import audit, clock, identity
-from .errors import AccountLocked, NotAuthorized, WorkflowError
-from .models import ApiToken, User
+from workflow import clock
+from workflow.audit import trail as audit
+from workflow.db.models import ApiToken, User
+from workflow.errors import AccountLocked, NotAuthorized, WorkflowError
+from workflow.identity import users as identity
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from workflow.engine.core import Engine
 
 SCOPES = ("read", "write", "sign")
 DEFAULT_DAYS = 90

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .definition import FieldSpec
+from workflow.spec.model import FieldSpec
 
 DEFAULT_MAX_STRING = 200
 DEFAULT_MAX_TEXT = 20000

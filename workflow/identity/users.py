@@ -12,9 +12,10 @@ from datetime import datetime
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from . import audit, clock
-from .errors import InactiveUser, UnknownUser, WorkflowError
-from .models import RoleGrant, User, UserSession
+from workflow import clock
+from workflow.audit import trail as audit
+from workflow.db.models import RoleGrant, User, UserSession
+from workflow.errors import InactiveUser, UnknownUser, WorkflowError
 
 USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
 SYSTEM_USERNAME = "system"

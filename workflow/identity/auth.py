@@ -41,21 +41,23 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from . import audit, clock, identity
-from .errors import (
+from workflow import clock
+from workflow.audit import trail as audit
+from workflow.db.models import OutboxMessage, PasswordHistory, RecoveryCode, User, UserSession
+from workflow.errors import (
     AccountLocked,
     CredentialsRejected,
     InactiveUser,
     SignatureRejected,
     WorkflowError,
 )
-from .models import OutboxMessage, PasswordHistory, RecoveryCode, User, UserSession
-from .signatures import VerifiedSigner, VouchedSignature
+from workflow.identity import users as identity
+from workflow.signatures.mac import VerifiedSigner, VouchedSignature
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from workflow.engine.core import Engine
 
-COMMON_PASSWORDS = Path(__file__).parent / "data" / "common-passwords.txt.gz"
+COMMON_PASSWORDS = Path(__file__).resolve().parents[1] / "data" / "common-passwords.txt.gz"
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 
 

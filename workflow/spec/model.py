@@ -20,10 +20,10 @@ from typing import Any
 import jsonschema
 import yaml
 
-from . import expressions
-from .errors import DefinitionError, Problem
+from workflow.errors import DefinitionError, Problem
+from workflow.spec import expressions
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "definitions" / "workflow.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "definitions" / "workflow.schema.json"
 DEFAULT_DEFINITIONS_DIR = SCHEMA_PATH.parent
 
 #: Pseudo-roles usable in ``roles:`` lists without being declared.

@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy import String, cast, literal, select
 from sqlalchemy.orm import Session
 
-from . import canonical
-from .audit import ChainProblem, VerifyReport, record_chain, record_seal, verify_chain
-from .models import AuditChain, AuditEvent, Record, Signature
-from .signatures import mac_ok
+from workflow import canonical
+from workflow.audit.trail import ChainProblem, VerifyReport, record_chain, record_seal, verify_chain
+from workflow.db.models import AuditChain, AuditEvent, Record, Signature
+from workflow.signatures.mac import mac_ok
 
 BATCH = 500
 
