@@ -37,9 +37,10 @@ from typing import Any
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
-from workflow import clock
+from workflow import canonical, clock
 from workflow.audit import trail as audit
 from workflow.db import engines as db
+from workflow.db import records
 from workflow.db.models import (
     AuditEvent,
     Record,
@@ -253,7 +254,7 @@ def _clone(t: dict[str, Any], ids: _Ids, prefix: str, *, created_at: Any, title:
                    changes=_subst(ev["changes"], names, ttl), prev_hash=prev)
         row.pop("id")
         row.pop("hash")
-        row["hash"] = prev = audit.keyed_hash(KEY, row)
+        row["hash"] = prev = canonical.keyed_hash(KEY, row)
         row["id"] = ids.event
         events.append(row)
     if extra_updates and events:
@@ -275,13 +276,13 @@ def _clone(t: dict[str, Any], ids: _Ids, prefix: str, *, created_at: Any, title:
                    "from_state": None, "to_state": None,
                    "changes": {"description": [old, data["description"]]},
                    "reason": "benchmark edit", "prev_hash": prev}
-            row["hash"] = prev = audit.keyed_hash(KEY, row)
+            row["hash"] = prev = canonical.keyed_hash(KEY, row)
             row["id"] = ids.event
             events.append(row)
         rec.update(data=data, version=version, updated_at=events[-1]["at"])
     rec["audit_head"] = prev
     rec["audit_seq"] = len(events)
-    rec["seal"] = audit.record_seal(KEY, SimpleNamespace(**rec))
+    rec["seal"] = records.record_seal(KEY, SimpleNamespace(**rec))
     return rec, tasks, events
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.orm import sessionmaker
 
 from workflow import clock
+from workflow.bootstrap import action_kinds
 from workflow.db import engines as db
 from workflow.engine.core import Engine
 from workflow.identity import users as identity
@@ -119,7 +120,7 @@ def engine(db_engine: Any, shipped_definitions: dict[str, Any]) -> Iterator[Engi
     trans = conn.begin()
     sessions = sessionmaker(bind=conn, join_transaction_mode="create_savepoint",
                             expire_on_commit=False)
-    eng = Engine(sessions, TEST_KEY, registry=Registry())
+    eng = Engine(sessions, TEST_KEY, registry=Registry(), actions=action_kinds())
     _publish_all(eng, shipped_definitions)
     yield eng
     trans.rollback()
@@ -152,7 +153,8 @@ def committed_engine(committed_url: str, shipped_definitions: dict[str, Any]
                      ) -> Iterator[Engine]:
     dbe = db.make_engine(committed_url, pool_size=10) if _is_pg(committed_url) else \
         db.make_engine(committed_url)
-    eng = Engine(db.make_sessionmaker(dbe), TEST_KEY, registry=Registry())
+    eng = Engine(db.make_sessionmaker(dbe), TEST_KEY, registry=Registry(),
+                 actions=action_kinds())
     _publish_all(eng, shipped_definitions)
     yield eng
     dbe.dispose()

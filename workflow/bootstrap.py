@@ -7,7 +7,9 @@ from pathlib import Path
 
 from sqlalchemy import Engine as DBEngine
 
+from workflow.change_control import actions as change_control_actions
 from workflow.db import engines as db
+from workflow.engine.context import ActionKind
 from workflow.engine.core import Engine
 from workflow.identity.users import system_user
 from workflow.signatures.mac import CredentialVerifier, load_signing_key
@@ -24,7 +26,12 @@ def open_engine(url: str | None = None, verifier: CredentialVerifier | None = No
     dbe = db.make_engine(url)
     key = load_signing_key()
     return Engine(db.make_sessionmaker(dbe), key,
-                  verifier=verifier or Part11Verifier(key)), dbe
+                  verifier=verifier or Part11Verifier(key), actions=action_kinds()), dbe
+
+
+def action_kinds() -> dict[str, ActionKind]:
+    """The on-enter action kinds features add to the engine's built-in ones."""
+    return dict(change_control_actions.ACTIONS)
 
 
 def load_definitions(engine: Engine, directory: str | Path | None = None,

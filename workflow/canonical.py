@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from datetime import date, datetime
 from typing import Any
@@ -31,3 +32,9 @@ def record_content(number: str, workflow_key: str, definition_hash: str, data: d
     """What a signature is bound to: the record's identity, its rules and its data."""
     return {"number": number, "workflow": workflow_key, "definition": definition_hash,
             "data": data}
+
+
+def keyed_hash(key: bytes, payload: Any) -> str:
+    """HMAC-SHA256 of the canonical JSON: without the server key (kept outside the
+    database) nobody can write an audit event or a record row that verifies."""
+    return hmac.new(key, dumps(payload).encode(), hashlib.sha256).hexdigest()

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from workflow import clock
 from workflow.audit import trail as audit
+from workflow.db import records
 from workflow.db.models import Record, Task, TaskStatus, User
 from workflow.errors import NotAuthorized, WorkflowError
 from workflow.identity import users as identity
@@ -118,7 +119,7 @@ def _task_for_change(session: Session, engine: Engine, task_id: int, user: User
     task = session.get(Task, task_id)
     if task is None:
         raise WorkflowError(f"There is no task #{task_id}.")
-    rec = engine._lock(session, task.record_id)
+    rec = records.lock(session, task.record_id)
     session.refresh(task)
     if task.status != TaskStatus.OPEN:
         raise WorkflowError(f"This task on {rec.number} is already {task.status.value}.")

@@ -17,6 +17,7 @@ from tests.integration.test_capa import open_capa, to_plan_approval
 from tests.integration.test_cli import Qms, empty_url, qms  # noqa: F401 (fixtures)
 from workflow import clock
 from workflow.audit.integrity import verify
+from workflow.change_control import migrate
 from workflow.change_control.plans import (
     MEANING,
     PlanInvalid,
@@ -414,10 +415,10 @@ def test_timers_are_rearmed_and_a_record_changed_meanwhile_is_skipped(engine, pe
         new = engine.registry.by_hash(s, d.content_hash)
     moves = [{"record": m.record_id, "version": m.version + (m.number == t2),
               "state": "assigned"} for m in pv.moves]
-    results = engine.migrate_records(moves, to=new, actor=people["qa"],
-                                     signature=sign(people["qa"]), meaning=MEANING,
-                                     roles=signer_roles(new.definition),
-                                     plan=p.ref(), reason="title case")
+    results = migrate.migrate_records(engine, moves, to=new, actor=people["qa"],
+                                      signature=sign(people["qa"]), meaning=MEANING,
+                                      roles=signer_roles(new.definition),
+                                      plan=p.ref(), reason="title case")
     assert results[0] == (t1, None)
     assert results[1][0] == t2 and "changed while you were working on it" in results[1][1]
     with engine.reader() as s:

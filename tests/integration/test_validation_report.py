@@ -179,7 +179,7 @@ def test_submitted_report_is_approved_by_qa_with_a_signature(qms, synthetic, tmp
     assert "VAL-2026-0001 created in state in_review" in res.output
     pdf = out / "validation-report.pdf"
     with eng.reader() as s:
-        rec = eng._get(s, "VAL-2026-0001")
+        rec = eng.get("VAL-2026-0001", session=s)
         assert rec.data["report_sha256"] == hashlib.sha256(pdf.read_bytes()).hexdigest()
         assert rec.data["report_path"] == str(pdf.resolve())
         assert rec.data["conclusion"] == "FAIL"

@@ -18,8 +18,9 @@ from sqlalchemy import String, cast, literal, select
 from sqlalchemy.orm import Session
 
 from workflow import canonical
-from workflow.audit.trail import ChainProblem, VerifyReport, record_chain, record_seal, verify_chain
+from workflow.audit.trail import ChainProblem, VerifyReport, record_chain, verify_chain
 from workflow.db.models import AuditChain, AuditEvent, Record, Signature
+from workflow.db.records import record_seal
 from workflow.signatures.mac import mac_ok
 
 BATCH = 500

@@ -8,19 +8,19 @@ application's back detectable by :func:`verify` (R-P11-10e-4).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from workflow import canonical
+from workflow.canonical import keyed_hash
 from workflow.db.models import AuditChain, AuditEvent, Record, User
+from workflow.db.uow import session_key
 
 GENESIS = "0" * 64
 SYSTEM_CHAIN = "system"
@@ -51,37 +51,8 @@ def event_payload(ev: AuditEvent) -> dict[str, Any]:
     }
 
 
-#: where Engine.unit() puts the server key on the session, for keyed hashes
-KEY = "qms_key"
-
-#: the record columns a seal covers: everything that says what the record is and holds
-SEALED = ("id", "number", "workflow_key", "definition_id", "definition_hash", "title", "state",
-          "state_visit", "data", "version", "created_by_id", "created_at", "closed_at",
-          "outcome", "due_original", "due_current", "audit_seq", "audit_head")
-
-
-def keyed_hash(key: bytes, payload: Any) -> str:
-    """HMAC-SHA256 of the canonical JSON: without the server key (kept outside the
-    database) nobody can write an event or a record row that verifies."""
-    return hmac.new(key, canonical.dumps(payload).encode(), hashlib.sha256).hexdigest()
-
-
-def session_key(session: Session) -> bytes:
-    key = session.info.get(KEY)
-    if not key:
-        # fail closed: an audit event must never be written unkeyed
-        raise RuntimeError("audit events are written only inside Engine.unit()")
-    return key
-
-
 def compute_hash(ev: AuditEvent, key: bytes) -> str:
     return keyed_hash(key, event_payload(ev))
-
-
-def record_seal(key: bytes, rec: Any) -> str:
-    """The record row's seal: a keyed hash over its sealed columns (verify-audit checks it,
-    so a row edited with plain SQL is named)."""
-    return keyed_hash(key, {k: getattr(rec, k) for k in SEALED})
 
 
 def _plain(changes: dict[str, Any] | None) -> dict[str, Any]:
@@ -135,29 +106,20 @@ def record_event(
 
 
 _PENDING = "qms_audit_pending"
-# built once: every unit of work runs it (see the note on pre-built statements in engine.py)
+# built once: every unit of work runs it (see workflow/engine/statements.py)
 _INSERT_EVENTS = insert(AuditEvent.__table__)
 
 
 def flush_pending(session: Session) -> None:
-    """Insert the queued audit rows now (called by the session events below)."""
+    """Insert the queued audit rows now: a write-back hook of the unit of work
+    (workflow/db/uow.py), run before every flush and before commit."""
     rows = session.info.pop(_PENDING, None)
     if rows:
         session.connection().execute(_INSERT_EVENTS, rows)
 
 
-@event.listens_for(Session, "before_flush")
-def _before_flush(session: Session, _ctx: Any, _instances: Any) -> None:
-    flush_pending(session)
-
-
-@event.listens_for(Session, "before_commit")
-def _before_commit(session: Session) -> None:
-    flush_pending(session)
-
-
-@event.listens_for(Session, "after_rollback")
-def _after_rollback(session: Session) -> None:
+def discard_pending(session: Session) -> None:
+    """Forget the queued rows (the transaction rolled back)."""
     session.info.pop(_PENDING, None)
 
 

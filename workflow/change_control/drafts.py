@@ -730,7 +730,7 @@ def dry_run(engine: Engine, source: str, path: Sequence[str] | None = None,
         dry = _Engine(sessionmaker(bind=conn, join_transaction_mode="create_savepoint",
                                    expire_on_commit=False),
                       engine.signing_key, verifier=VouchingVerifier(), registry=_Registry(),
-                      system_name=engine.system_name)
+                      system_name=engine.system_name, actions=engine.actions)
         counter = iter(range(1, 10_000))
         with dry.unit() as s:
             system = identity.system_user(s)

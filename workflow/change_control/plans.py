@@ -58,6 +58,7 @@ from sqlalchemy.orm import Session
 
 from workflow import canonical, clock
 from workflow.audit import trail as audit
+from workflow.change_control import migrate
 from workflow.db.models import DefinitionVersion, Record, Task, TaskStatus, Timer, TimerStatus, User
 from workflow.engine.core import Engine
 from workflow.errors import ReasonRequired, SignatureRequired, WorkflowError
@@ -452,9 +453,9 @@ def execute(engine: Engine, plan: MigrationPlan, actor: str | User, signature: A
     assert new is not None  # checked by the dry run
     moves = [{"record": m.record_id, "version": m.version, "state": m.to_state,
               "drop_fields": list(plan.drop_fields)} for m in pv.moves]
-    results = engine.migrate_records(moves, to=new, actor=actor, signature=signature,
-                                     meaning=MEANING, roles=signer_roles(new.definition),
-                                     plan=plan.ref(), reason=reason)
+    results = migrate.migrate_records(engine, moves, to=new, actor=actor, signature=signature,
+                                      meaning=MEANING, roles=signer_roles(new.definition),
+                                      plan=plan.ref(), reason=reason)
     out = Outcome(plan, [n for n, e in results if e is None],
                   [(n, e) for n, e in results if e is not None])
     with engine.unit() as session:

@@ -648,11 +648,12 @@ def records_list(workflow: str | None) -> None:
 @click.argument("number")
 @_friendly
 def records_show(number: str) -> None:
+    from workflow.db import records
     from workflow.db.models import AuditEvent, Signature
 
     engine, _ = _engine()
     with engine.reader() as s:
-        r = engine._get(s, number)
+        r = records.get(s, number)
         click.echo(f"{r.number}  {r.title}\nworkflow {r.workflow_key}  state {r.state}  "
                    f"version {r.version}")
         for k, v in sorted(r.data.items()):

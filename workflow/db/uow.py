@@ -1,0 +1,114 @@
+"""The unit of work: the ONLY place a database transaction begins.
+
+Every command (a transition, a login, a grant, a job's claim) runs in one ``write()`` unit:
+commit on success, roll back on any exception, nothing half-done. Reads use ``read()``
+(one snapshot, never commits). Nothing else in the code base calls ``session.begin()``;
+tests/unit/test_architecture.py checks it.
+
+Rows that a unit builds up in memory and writes in bulk - the queued audit events and the
+tracked record rows (see workflow/db/records.py) - are written by *write-back hooks*. They
+are registered on this unit of work's own sessionmaker (not on every Session in the
+process), and run in the order given: before every flush and before commit; on rollback
+their queues are discarded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session, sessionmaker
+
+from workflow.db.engines import WRITE
+
+#: where a write unit puts the server key on its session, for keyed hashes
+KEY = "qms_key"
+
+Hook = Callable[[Session], None]
+
+
+def session_key(session: Session) -> bytes:
+    """The server key of the write unit ``session`` belongs to."""
+    key = session.info.get(KEY)
+    if not key:
+        # fail closed: an audit event or a seal must never be written unkeyed
+        raise RuntimeError("audit events are written only inside a write unit (UnitOfWork.write)")
+    return bytes(key)
+
+
+class UnitOfWork:
+    """Opens read and write units on its own sessionmaker.
+
+    Args:
+        sessions: a sessionmaker whose configuration (bind, join mode...) is copied; the
+            hooks are registered on the copy only.
+        key: the server key (kept outside the database) for audit hashes and record seals.
+        before_write: hooks run, in this order, before every flush and before commit.
+        on_rollback: hooks run after a rollback (they forget what was queued).
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], key: bytes, *,
+                 before_write: Sequence[Hook] = (), on_rollback: Sequence[Hook] = ()) -> None:
+        self.sessions: sessionmaker[Session] = sessionmaker(class_=sessions.class_, **sessions.kw)
+        self.key = key
+        self.before_write = tuple(before_write)
+        self.on_rollback = tuple(on_rollback)
+        event.listen(self.sessions, "before_flush", self._before_flush)
+        event.listen(self.sessions, "before_commit", self._before_commit)
+        event.listen(self.sessions, "after_rollback", self._after_rollback)
+
+    # the hooks, in the order given
+    def _before_flush(self, session: Session, _ctx: Any, _instances: Any) -> None:
+        for hook in self.before_write:
+            hook(session)
+
+    def _before_commit(self, session: Session) -> None:
+        for hook in self.before_write:
+            hook(session)
+
+    def _after_rollback(self, session: Session) -> None:
+        for hook in self.on_rollback:
+            hook(session)
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One write transaction: commit on success, roll back on any exception. On SQLite
+        it starts with BEGIN IMMEDIATE (workflow/db/engines.py)."""
+        session = self.sessions()
+        try:
+            # no autoflush: the unit flushes where it needs ids and once at commit, instead
+            # of before every query (measured: half the cost of a transition)
+            with session.begin(), session.no_autoflush:
+                session.connection(execution_options=WRITE)
+                session.info[KEY] = self.key
+                yield session
+        finally:
+            session.close()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only snapshot (never commits; under WAL it never blocks writers)."""
+        session = self.sessions()
+        try:
+            with session.begin():
+                yield session
+        finally:
+            session.close()
+
+    @contextmanager
+    def sandbox(self) -> Iterator[UnitOfWork]:
+        """A unit of work whose every commit is a SAVEPOINT inside one outer transaction that
+        is always rolled back: a dry run writes as usual and leaves nothing behind."""
+        session = self.sessions()
+        try:
+            with session.begin() as outer:
+                conn = session.connection(execution_options=WRITE)
+                yield UnitOfWork(
+                    sessionmaker(bind=conn, join_transaction_mode="create_savepoint",
+                                 expire_on_commit=False),
+                    self.key, before_write=self.before_write, on_rollback=self.on_rollback)
+                outer.rollback()
+        finally:
+            session.close()

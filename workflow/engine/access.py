@@ -1,0 +1,117 @@
+"""Who may see a record and who may take a step: visibility, roles, separation of duties
+and the training gate. Every entry point checks through these functions."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from workflow.db.models import Record, User
+from workflow.engine import statements as st
+from workflow.engine.context import Ctx
+from workflow.errors import (
+    NotAuthorized,
+    RecordNotFound,
+    SegregationOfDuties,
+    TrainingRequired,
+)
+from workflow.spec.model import TransitionSpec, WorkflowDefinition
+
+
+def visible(session: Session, d: WorkflowDefinition, rec: Record, user: User,
+            roles: set[str]) -> bool:
+    """A user sees a record when they hold a role of its workflow, initiated it, or have
+    (had) a task on it assigned to them."""
+    if user.is_system or roles & (set(d.roles) | set(d.start_roles)):
+        return True
+    if rec.created_by_id == user.id:
+        return True
+    return session.execute(st.HAS_TASK, {"rid": rec.id, "uid": user.id}).first() is not None
+
+
+def check_visible(ctx: Ctx, rec: Record, user: User, ref: int | str) -> None:
+    """A record the user may not see is reported as not found (no probing by id)."""
+    d = ctx.registry.by_hash(ctx.session, rec.definition_hash).definition
+    if not visible(ctx.session, d, rec, user, ctx.roles(user)):
+        raise RecordNotFound(ref)
+
+
+def authorise(session: Session, d: WorkflowDefinition, rec: Record, t: TransitionSpec,
+              user: User, roles: set[str]) -> None:
+    """The user may take step ``t`` on ``rec``: active, holds one of its roles (or is the
+    initiator / the assignee where the step allows them), and separation of duties holds."""
+    if not user.active:
+        raise NotAuthorized(f"{user.username} is deactivated.")
+    allowed = roles & set(t.roles)
+    if not allowed and "initiator" in t.roles and user.id == rec.created_by_id:
+        allowed = {"initiator"}
+    if not allowed and "assignee" in t.roles and is_assignee(session, rec, user):
+        allowed = {"assignee"}
+    if not allowed and not user.is_system:
+        names = ", ".join(role_label(d, r) for r in t.roles)
+        raise NotAuthorized(
+            f"{t.label} on {rec.number} needs one of these roles: {names}.",
+            required_roles=t.roles)
+    separation(session, rec, t, user)
+
+
+def is_assignee(session: Session, rec: Record, user: User) -> bool:
+    return session.execute(st.HAS_OPEN_TASK, {"rid": rec.id, "uid": user.id}).first() is not None
+
+
+def separation(session: Session, rec: Record, t: TransitionSpec, user: User) -> None:
+    """The step's separation-of-duties rules (not the initiator, not who did step X)."""
+    sep = t.separation
+    if sep.not_initiator and user.id == rec.created_by_id:
+        raise SegregationOfDuties(
+            f"{t.label}: the person who initiated {rec.number} may not also do this step.",
+            rule="not_initiator")
+    if sep.not_actor_of:
+        did = session.execute(st.DID_STEP, {"rid": rec.id, "uid": user.id,
+                                            "transitions": list(sep.not_actor_of)}
+                              ).scalar_one_or_none()
+        if did:
+            raise SegregationOfDuties(
+                f"{t.label}: you performed {did!r} on {rec.number}, so someone else must "
+                "do this step.", rule=f"not_actor_of:{did}")
+
+
+def training_gate(session: Session, d: WorkflowDefinition, rec: Record, t: TransitionSpec,
+                  user: User) -> None:
+    """Part 11 §11.10(i): refuse, naming the training, when the actor has no completed
+    training_assignment for a document (version) the step or the state requires."""
+    required = t.training + d.states[rec.state].training
+    if not required:
+        return
+    data = Record.data
+    missing = []
+    for req in required:
+        q = select(Record.id).where(
+            Record.workflow_key == "training_assignment", Record.outcome == "done",
+            data["trainee"].as_string() == user.username,
+            data["document"].as_string() == req.document)
+        if req.version:
+            q = q.where(data["document_version"].as_string() == req.version)
+        if session.execute(q.limit(1)).first() is None:
+            missing.append(str(req))
+    if missing:
+        raise TrainingRequired(user.username, missing)
+
+
+def available(session: Session, d: WorkflowDefinition, rec: Record, user: User,
+              roles: set[str]) -> list[TransitionSpec]:
+    """The steps from the record's state the user may take (by role and separation of
+    duties; guards and signatures are checked when firing)."""
+    out = []
+    for t in d.transitions_from(rec.state):
+        try:
+            authorise(session, d, rec, t, user, roles)
+        except NotAuthorized:
+            continue
+        out.append(t)
+    return out
+
+
+def role_label(d: WorkflowDefinition, role: str) -> str:
+    return {"initiator": "the record's initiator",
+            "assignee": "the person the task is assigned to"}.get(role, d.roles.get(role, role))

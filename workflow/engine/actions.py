@@ -1,0 +1,124 @@
+"""The built-in on-enter action kinds. Each is a function ``(ctx, compiled, rec, user,
+action)`` run inside the unit that enters the state; the Engine takes a table of kinds, so a
+feature adds its own (change control's ``publish_draft``, see workflow/bootstrap.py) without
+the engine importing it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+
+from workflow import outbox
+from workflow.audit import trail as audit
+from workflow.db.models import Record, User
+from workflow.engine import inputs, states
+from workflow.engine import statements as st
+from workflow.engine.context import ActionKind, Ctx
+from workflow.errors import ValidationFailed, WorkflowError
+from workflow.identity import users as identity
+from workflow.registry import Compiled
+from workflow.spec.model import Action, parse_duration
+
+#: create_record actions may nest this deep (a record creating a record creating ...)
+MAX_DEPTH = 5
+
+
+def create_record(ctx: Ctx, compiled: Compiled, rec: Record, user: User, action: Action) -> None:
+    """Create linked records (one, or one per item of ``for_each``), copying values."""
+    p = action.params
+    names = inputs.names(ctx, compiled.definition, rec, rec.data, user)
+    if "when" in p and not inputs.evaluate(p["when"], names, action):
+        return
+    items = [None]
+    if "for_each" in p:
+        items = list(inputs.evaluate(p["for_each"], names, action) or [])
+    if ctx.depth > MAX_DEPTH:
+        raise WorkflowError("create_record actions nest too deep (more than 5 levels)")
+    child = ctx.registry.latest(ctx.session, p["workflow"])
+    # the system initiates linked records, so that whoever's step caused them is not
+    # barred from them by "not the initiator" rules; the audit reason names them
+    creator = identity.system_user(ctx.session)
+    why = f"created by {rec.number} on entering {rec.state} (step by {user.full_name})"
+    ctx.depth += 1
+    try:
+        for item in items:
+            values = {k: inputs.evaluate(expr, {**names, "item": item}, action)
+                      for k, expr in p.get("copy", {}).items()}
+            try:
+                ctx.spawn(ctx, child, creator, values, parent=rec,
+                          link=p.get("link", "spawned_by"), reason=why)
+            except ValidationFailed as exc:
+                raise WorkflowError(
+                    f"{rec.number} could not create its linked {child.definition.title}: "
+                    f"{exc.message}") from exc
+    finally:
+        ctx.depth -= 1
+
+
+def set_due(ctx: Ctx, compiled: Compiled, rec: Record, user: User, action: Action) -> None:
+    """Set a date field to now + a duration (or + the days another field holds)."""
+    p = action.params
+    days = None
+    if p.get("after_days_field"):
+        days = rec.data.get(p["after_days_field"])
+    delta = timedelta(days=int(days)) if days else parse_duration(p["after"])
+    value = (ctx.now + delta).date().isoformat()
+    old = rec.data.get(p["field"])
+    if old != value:
+        rec.data = {**rec.data, p["field"]: value}
+        audit.record_event(ctx.session, rec, at=ctx.now, actor=user, action="update",
+                           changes={p["field"]: [old, value]},
+                           reason=f"set on entering {rec.state}")
+
+
+def start_timer(ctx: Ctx, compiled: Compiled, rec: Record, user: User, action: Action) -> None:
+    """A timer that fires a transition as the system user when it is due."""
+    states.start_timer(ctx, rec, action.params)
+
+
+def notify(ctx: Ctx, compiled: Compiled, rec: Record, user: User, action: Action) -> None:
+    """Queue a message (outbox) for a role, the initiator or a user a field names."""
+    p = action.params
+    names = inputs.names(ctx, compiled.definition, rec, rec.data, user)
+    if "when" in p and not inputs.evaluate(p["when"], names, action):
+        return
+    recipient_user = None
+    if p.get("field") and rec.data.get(p["field"]):
+        recipient_user = ctx.session.execute(
+            st.USER_ID, {"username": rec.data[p["field"]]}).scalar_one_or_none()
+    role = p.get("role") if p.get("role") not in ("initiator", "assignee") else None
+    if p.get("role") == "initiator":
+        recipient_user = rec.created_by_id
+    outbox.enqueue(ctx.session, at=ctx.now, record_id=rec.id, recipient_role=role,
+                   recipient_user_id=recipient_user, subject=f"{rec.number}: {p['subject']}",
+                   body=f"{rec.number} ({rec.title}) is now {rec.state}.",
+                   kind=p.get("kind") or "generic")
+
+
+def revoke_grants(ctx: Ctx, compiled: Compiled, rec: Record, user: User, action: Action) -> None:
+    """Revoke the role grants an access review decided to revoke - of this system only."""
+    p = action.params
+    # only grants of this system are revoked here; an access review of another system
+    # lists revocations that its administrator executes there and confirms
+    system_field = p.get("system_field")
+    if system_field and str(rec.data.get(system_field, "")).strip().lower() \
+            != ctx.system_name.lower():
+        return
+    for item in rec.data.get(p["items"]) or []:
+        if item.get("decision") != "revoke":
+            continue
+        target = identity.find_user(ctx.session, item.get("user", ""))
+        if target is None:
+            continue
+        identity.revoke_role(ctx.session, target, item.get("role", ""), actor=user,
+                             reason=f"access review {rec.number}")
+
+
+#: the kinds every engine has; features add theirs (Engine(actions=...))
+BUILTIN: Mapping[str, ActionKind] = {
+    "create_record": create_record,
+    "set_due": set_due,
+    "start_timer": start_timer,
+    "notify": notify,
+    "revoke_grants": revoke_grants,
+}

@@ -1,0 +1,88 @@
+"""What one unit of the engine works with (``Ctx``), what it returns (``Result``), and the
+kinds of on-enter action it can run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy.orm import Session
+
+from workflow.db.models import Record, User
+from workflow.identity import users as identity
+from workflow.registry import Compiled, Registry
+from workflow.signatures.mac import CredentialVerifier
+from workflow.spec.model import Action
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a start or fire did, as plain data (safe to use after the session closed)."""
+
+    record_id: int
+    number: str
+    workflow: str
+    state: str
+    version: int
+    moved: bool = True
+    signatures_needed: int = 0
+    signature_id: int | None = None
+    created: tuple[str, ...] = ()
+
+
+class ActionKind(Protocol):
+    """An on-enter action kind (``notify``, ``create_record``...): called inside the unit
+    that enters the state, after the state is set. Kinds are passed to the Engine, so a
+    feature (e.g. change control's ``publish_draft``) adds one without the engine knowing it.
+    """
+
+    def __call__(self, ctx: Ctx, compiled: Compiled, rec: Record, user: User,
+                 action: Action) -> None: ...
+
+
+#: ``ctx.spawn(ctx, compiled, creator, data, parent=..., link=..., reason=...)``: create a
+#: linked record inside the current unit (the engine sets it to lifecycle.create; the
+#: create_record action uses it, so actions need not import the lifecycle that runs them)
+Spawn = Callable[..., Record]
+
+
+@dataclass
+class Ctx:
+    """Per-unit state: the session, the time of the unit, what it created, and the engine's
+    parts the unit uses."""
+
+    session: Session
+    now: datetime
+    registry: Registry
+    verifier: CredentialVerifier
+    signing_key: bytes
+    system_name: str
+    actions: Mapping[str, ActionKind]
+    spawn: Spawn
+    created: list[str] = field(default_factory=list)
+    depth: int = 0
+    _roles: dict[int, set[str]] = field(default_factory=dict)
+
+    def roles(self, user: User) -> set[str]:
+        """The user's roles at the time of this unit (looked up once per unit)."""
+        if user.id not in self._roles:
+            self._roles[user.id] = identity.roles_of(self.session, user, self.now)
+        return self._roles[user.id]
+
+
+def as_actor(session: Session, actor: str | User) -> User:
+    """The acting user, attached to ``session``."""
+    if isinstance(actor, User):
+        return session.merge(actor, load=False) if actor not in session else actor
+    return identity.get_user(session, actor)
+
+
+def result_of(rec: Record, ctx: Ctx, *, moved: bool = True, needed: int = 0,
+              signature_id: int | None = None) -> Result:
+    ctx.session.flush()
+    return Result(record_id=rec.id, number=rec.number, workflow=rec.workflow_key,
+                  state=rec.state, version=rec.version, moved=moved,
+                  signatures_needed=needed, signature_id=signature_id,
+                  created=tuple(ctx.created))

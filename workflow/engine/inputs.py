@@ -1,0 +1,140 @@
+"""What a step may change and what it checks: field values against the definition's field
+specs, references to users and records, links, and declarative guards (a safe expression
+library, never Python ``eval``; a guard that cannot be evaluated blocks the step)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from workflow.db.models import Record, RecordLink, User
+from workflow.engine import statements as st
+from workflow.engine.context import Ctx
+from workflow.errors import GuardFailed, ValidationFailed, WorkflowError
+from workflow.spec import expressions
+from workflow.spec.fields import FieldValueError, coerce, references_in, users_in
+from workflow.spec.model import Action, Guard, WorkflowDefinition
+
+
+def clean(session: Session, d: WorkflowDefinition, current: dict[str, Any],
+          data: Mapping[str, Any], *, allowed: tuple[str, ...], what: str,
+          own_number: str | None = None) -> dict[str, Any]:
+    """Validate ``data`` against the fields ``allowed`` to change; return the new data."""
+    errors: dict[str, str] = {}
+    new = dict(current)
+    for name, value in data.items():
+        spec = d.fields.get(name)
+        if spec is None:
+            errors[name] = f"is not a field of {d.title}"
+            continue
+        if name not in allowed:
+            errors[name] = f"cannot be changed when {what}"
+            continue
+        try:
+            v = coerce(spec, value)
+        except FieldValueError as exc:
+            errors[name] = str(exc)
+            continue
+        if v is None:
+            new.pop(name, None)
+        else:
+            new[name] = v
+    if errors:
+        raise ValidationFailed(errors)
+    check_existence(session, d, {k: new[k] for k in data if k in new}, errors,
+                    own_number=own_number)
+    if errors:
+        raise ValidationFailed(errors)
+    return new
+
+
+def check_existence(session: Session, d: WorkflowDefinition, values: Mapping[str, Any],
+                    errors: dict[str, str], own_number: str | None = None) -> None:
+    """Named users must be active people; referenced records must exist in the workflow
+    the field names."""
+    for name, value in values.items():
+        spec = d.fields[name]
+        names = users_in(spec, value)
+        if names:
+            found = {n for (n,) in session.execute(st.ACTIVE_USERNAMES, {"names": list(names)})}
+            bad = [n for n in names if n not in found]
+            if bad:
+                errors[name] = f"no active user {', '.join(sorted(set(bad)))}"
+        refs = references_in(spec, value)
+        if refs:
+            numbers = [n for _, n in refs]
+            if own_number in numbers:
+                errors[name] = f"{own_number} cannot refer to itself"
+                continue
+            found_refs = {num: wf for num, wf in session.execute(
+                st.RECORD_WORKFLOWS, {"numbers": numbers})}
+            bad = [n for wf, n in refs if found_refs.get(n) != wf]
+            if bad:
+                wf = spec.workflow or (spec.item.workflow if spec.item else None) or "such"
+                errors[name] = f"no {wf} record {', '.join(sorted(set(bad)))}"
+
+
+def link(ctx: Ctx, source: Record, target: Record, kind: str, user: User) -> None:
+    ctx.session.add(RecordLink(source_id=source.id, target_id=target.id, kind=kind,
+                               created_at=ctx.now, created_by_id=user.id))
+
+
+def link_references(ctx: Ctx, d: WorkflowDefinition, rec: Record, old: Mapping[str, Any],
+                    new: Mapping[str, Any], user: User) -> None:
+    """A reference field that declares a link kind links the records it newly names."""
+    for spec in d.fields.values():
+        if not spec.link and not (spec.item and spec.item.link):
+            continue
+        kind = spec.link or (spec.item.link if spec.item else None)
+        before = {n for _, n in references_in(spec, old.get(spec.name))}
+        after = [n for _, n in references_in(spec, new.get(spec.name))]
+        for number in dict.fromkeys(after):
+            if number in before or number == rec.number:
+                continue
+            target = ctx.session.execute(
+                select(Record).where(Record.number == number)).scalar_one()
+            exists = ctx.session.execute(
+                select(RecordLink.id).where(RecordLink.source_id == rec.id,
+                                            RecordLink.target_id == target.id,
+                                            RecordLink.kind == kind)).first()
+            if not exists:
+                link(ctx, rec, target, kind or "related", user)
+
+
+def names(ctx: Ctx, d: WorkflowDefinition, rec: Record, data: Mapping[str, Any],
+          user: User | None, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The names an expression sees: the fields, now/today, the number, actor, initiator."""
+    out: dict[str, Any] = {f: data.get(f) for f in d.fields}
+    out.update(now=ctx.now.isoformat(), today=ctx.now.date().isoformat(), number=rec.number,
+               actor=user.username if user else None, item=None, user=None)
+    out["initiator"] = None
+    if rec.created_by_id is not None:
+        out["initiator"] = ctx.session.execute(
+            st.USERNAME, {"user_id": rec.created_by_id}).scalar_one()
+    if extra:
+        out.update(extra)
+    return out
+
+
+def check_guards(step: str, guards: tuple[Guard, ...], values: Mapping[str, Any]) -> None:
+    """Every guard holds, or GuardFailed with its message."""
+    for g in guards:
+        try:
+            ok = expressions.evaluate(g.when, values)
+        except expressions.ExpressionError as exc:
+            # fail closed: a guard that cannot be evaluated blocks the transition
+            raise GuardFailed(step, f"{g.message} (the check could not be evaluated: "
+                                    f"{exc})") from None
+        if not ok:
+            raise GuardFailed(step, g.message)
+
+
+def evaluate(text: str, values: Mapping[str, Any], action: Action) -> Any:
+    """An action's expression; a failure names the action."""
+    try:
+        return expressions.evaluate(text, values)
+    except expressions.ExpressionError as exc:
+        raise WorkflowError(f"{action.kind} action could not evaluate {text!r}: {exc}") from None
