@@ -1,4 +1,4 @@
-"""KPIs (workflow/kpi.py, docs/kpis.md) on crafted data sets with known answers.
+"""KPIs (workflow/kpi/, docs/kpis.md) on crafted data sets with known answers.
 
 Records are built through the engine and time moves with workflow.clock (no sleeps). The
 clock starts at T0 = 2026-03-02 09:00 UTC (tests/conftest.py).

@@ -145,7 +145,7 @@ class Scope:
         finished = Record.id.in_(select(e2.c.record_id).where(
             e2.c.to_state.in_(stops), e2.c.at >= self.period.start, e2.c.at < self.period.end,
             e2.c.at <= self.as_of, e2.c.record_id.is_not(None)))
-        # only create and transition events carry to_state (workflow/engine.py)
+        # only create and transition events carry to_state (workflow/engine/core.py)
         return (select(Record.id.label("rid"),
                        func.min(case((start, ev.at))).label("started"),
                        func.max(case((stop, ev.at))).label("stopped"))

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 DONE, VOID = "done", "void"
-#: audit actions of the system chain that the security metrics count (workflow/auth.py)
+#: audit actions of the system chain that the security metrics count (workflow/identity/auth.py)
 SECURITY_ACTIONS = {"sec.failed_logins": "login_failed", "sec.lockouts": "account_locked",
                     "sec.signature_failures": "signature_failed"}
 #: system metrics whose cohort is user accounts (rid = users.id), not records or events
