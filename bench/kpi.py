@@ -36,7 +36,7 @@ from sqlalchemy import func, select  # noqa: E402
 
 from bench.datagen import generate  # noqa: E402
 from workflow.db.models import AuditEvent, Record  # noqa: E402
-from workflow.kpi.calculator import SPECS, Kpi, Period  # noqa: E402
+from workflow.kpi import SPECS, Kpi, Period  # noqa: E402
 
 TARGET_S = 1.0
 

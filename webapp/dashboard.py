@@ -19,7 +19,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask_login import current_user
 
 from workflow import clock
-from workflow.kpi.calculator import SECURITY_ACTIONS, SPECS, Kpi, Period
+from workflow.kpi import SECURITY_ACTIONS, SPECS, Kpi, Period
 
 from . import charts
 from .auth_views import roles_required
@@ -234,8 +234,8 @@ def series(name: str) -> Any:
 @roles_required(*VERIFY_ROLES)
 def verify() -> Any:
     """Run verify-audit now and keep its result (it reads every chain: never on page view)."""
+    from workflow.audit.integrity import store_verification
     from workflow.audit.integrity import verify as run_verify
-    from workflow.kpi.calculator import store_verification
 
     started = clock.now()
     with engine().reader() as s:  # a read transaction: writers are not held up meanwhile

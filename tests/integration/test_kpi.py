@@ -1,4 +1,4 @@
-"""KPIs (workflow/kpi.py, docs/kpis.md) on crafted data sets with known answers.
+"""KPIs (workflow/kpi/, docs/kpis.md) on crafted data sets with known answers.
 
 Records are built through the engine and time moves with workflow.clock (no sleeps). The
 clock starts at T0 = 2026-03-02 09:00 UTC (tests/conftest.py).
@@ -15,7 +15,7 @@ from tests.factories import sign
 from workflow import clock
 from workflow.audit import trail as audit
 from workflow.identity import users as identity
-from workflow.kpi.calculator import Kpi, Period, load_thresholds, rate
+from workflow.kpi import Kpi, Period
 
 SPRING = Period.months("2026-03", "2026-06")
 
@@ -381,8 +381,7 @@ def test_security_events_from_the_system_chain(engine, org):
 
 def test_verification_result_is_stored_not_recomputed(engine, org):
     """R-A11-7-2 R-P11-10a-2: the dashboard shows the last stored verification result."""
-    from workflow.audit.integrity import verify
-    from workflow.kpi.calculator import store_verification
+    from workflow.audit.integrity import store_verification, verify
 
     assert kpi(engine, "quinn").last_verification() is None
     with engine.unit() as s:
@@ -390,17 +389,6 @@ def test_verification_result_is_stored_not_recomputed(engine, org):
         store_verification(s, report, clock.now(), "test")
     run = kpi(engine, "quinn").last_verification()
     assert run.status == "done" and run.result["ok"] is True and run.result["events"] > 0
-
-
-def test_thresholds_are_configurable(tmp_path, monkeypatch):
-    path = tmp_path / "t.yaml"
-    path.write_text("capa.on_time: {better: higher, green: 0.5, amber: 0.2}\n")
-    monkeypatch.setenv("QMS_KPI_THRESHOLDS", str(path))
-    t = load_thresholds()
-    assert rate(0.6, t["capa.on_time"]) == "green"
-    assert rate(0.3, t["capa.on_time"]) == "amber"
-    assert rate(0.1, t["capa.on_time"]) == "red"
-    assert rate(3, t["sec.lockouts"]) == "amber"
 
 
 # ------------------------------------------------------------------ metrics added with issue 6

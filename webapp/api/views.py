@@ -28,7 +28,7 @@ from workflow.db.models import (
 from workflow.errors import WorkflowError
 from workflow.identity import tokens as api_tokens
 from workflow.identity import users as identity
-from workflow.kpi.calculator import SPECS, Kpi, Period
+from workflow.kpi import SPECS, Kpi, Period
 
 from ..helpers import engine
 from . import spec

@@ -10,20 +10,24 @@ content hash is compared with the record's content replayed to the moment of sig
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import String, cast, literal, select
 from sqlalchemy.orm import Session
 
-from workflow import canonical
+from workflow import canonical, clock
 from workflow.audit.trail import ChainProblem, VerifyReport, record_chain, verify_chain
-from workflow.db.models import AuditChain, AuditEvent, Record, Signature
+from workflow.db.models import AuditChain, AuditEvent, JobRun, Record, Signature
 from workflow.db.records import record_seal
 from workflow.signatures.mac import mac_ok
 
 BATCH = 500
+#: the JobRun.job name under which integrity verification results are stored
+VERIFY_JOB = "verify_audit"
 
 
 def verify(session: Session, key: bytes) -> VerifyReport:
@@ -173,3 +177,21 @@ def _replay(rec: Record, events: list[AuditEvent], sigs: dict[int, Signature], k
         yield ChainProblem(chain, None, None,
                            f"{rec.number}: record runs under definition {rec.definition_hash!r} "
                            f"but its audit trail says {rules!r}: edited outside the application")
+
+
+def store_verification(session: Session, report: VerifyReport, started: datetime,
+                       runner: str) -> JobRun:
+    """Keep a verification result (``integrity.verify``) for the dashboard. The caller's unit
+    commits it."""
+    now = clock.now()
+    # each run is its own "period": the time plus a nonce (two runs can share a clock tick)
+    run = JobRun(job=VERIFY_JOB,
+                 period_key=f"{now.isoformat(timespec='microseconds')}#{uuid.uuid4().hex[:8]}",
+                 started_at=started, finished_at=now, status="done" if report.ok else "failed",
+                 result={"ok": report.ok, "chains": report.chains, "events": report.events,
+                         "signatures": report.signatures, "problems": len(report.problems),
+                         "first_problem": str(report.problems[0]) if report.problems else None},
+                 runner=runner)
+    session.add(run)
+    session.flush()
+    return run

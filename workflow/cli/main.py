@@ -289,8 +289,7 @@ def verify_audit() -> None:
     import getpass
 
     from workflow import clock
-    from workflow.audit.integrity import verify
-    from workflow.kpi.calculator import store_verification
+    from workflow.audit.integrity import store_verification, verify
 
     engine, _ = _engine()
     started = clock.now()

@@ -972,7 +972,7 @@ def last_runs(engine: Engine) -> dict[str, JobRun]:
 def kpi_report(ctx: JobContext) -> dict[str, Any]:
     """Render the previous month's KPI table and queue it to the quality leaders, once per
     month (the period's claim row is written with the message; docs/kpis.md)."""
-    from workflow.kpi.calculator import Kpi, Period, add_months, month_start, render_report
+    from workflow.kpi import Kpi, Period, add_months, month_start, render_report
 
     end = month_start(ctx.now)
     period = Period(add_months(end, -1), end)
