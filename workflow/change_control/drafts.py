@@ -399,7 +399,7 @@ def validate_text(source: str, known: Mapping[str, WorkflowDefinition | None],
     if d is not None:
         others = {k: v for k, v in known.items() if v is not None and k != d.key}
         findings += [Finding(p.line or 1, p.message) for p in cross_check({**others, d.key: d})
-                     if p.origin == origin]
+                     if p.file == origin]
     doc, lines, problems = _compose(source, origin)
     if not problems and isinstance(doc, dict) and \
             not any(True for _ in _schema_validator().iter_errors(doc)):
