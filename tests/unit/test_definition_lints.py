@@ -9,8 +9,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from webapp.diagram import render_svg
-from workflow.change_control.drafts import validate_text
-from workflow.spec.model import DEFAULT_DEFINITIONS_DIR, load_directory, load_text
+from workflow.spec.lints import validate_text
+from workflow.spec.load import DEFAULT_DEFINITIONS_DIR, load_directory, load_text
 
 SVG = "{http://www.w3.org/2000/svg}"
 

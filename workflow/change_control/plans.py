@@ -62,10 +62,11 @@ from workflow.db.models import DefinitionVersion, Record, Task, TaskStatus, Time
 from workflow.engine.core import Engine
 from workflow.errors import ReasonRequired, SignatureRequired, WorkflowError
 from workflow.identity import users as identity
-from workflow.registry import Compiled
 from workflow.spec import expressions
+from workflow.spec.checks import reachable
 from workflow.spec.fields import FieldValueError, coerce, is_empty
-from workflow.spec.model import WorkflowDefinition, reachable
+from workflow.spec.machine import Compiled
+from workflow.spec.model import WorkflowDefinition
 
 MEANING = "Migration approved"
 _KEYS = {"id", "workflow", "from_version", "to_version", "mapping", "filter", "drop_fields",

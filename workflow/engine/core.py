@@ -1303,9 +1303,9 @@ class Engine:
             # change-controlled publishing (workflow/drafts.py): the draft whose id and
             # content hash this record holds becomes the next version, in this transaction;
             # refused (and the step rolled back) when the draft changed since submission
-            from workflow.change_control import drafts
+            from workflow.change_control import publishing
 
-            drafts.publish_from_record(session, self.registry, rec, user, p, at=ctx.now)
+            publishing.publish_from_record(session, self.registry, rec, user, p, at=ctx.now)
         else:  # pragma: no cover - the schema admits no other kind
             raise WorkflowError(f"unknown action {action.kind!r}")
 
