@@ -95,5 +95,5 @@ class _AnyWorkflow(dict[str, WorkflowDefinition | None]):
     def __contains__(self, key: object) -> bool:
         return True
 
-    def get(self, key: object, default: Any = None) -> None:  # type: ignore[override]
+    def get(self, key: object, default: Any = None) -> None:
         return None

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from workflow import clock
@@ -270,7 +270,7 @@ def save(engine: Sessions, draft_id: int, source: str, actor: str, expected_vers
                              "longer be edited" + (f" (withdraw {rec.number} first)."
                                                    if status == "in_approval" and rec else "."))
         now = _now()
-        done = s.execute(
+        done: CursorResult[Any] = s.execute(  # type: ignore[assignment]  # an UPDATE's result
             update(DefinitionDraft)
             .where(DefinitionDraft.id == draft_id, DefinitionDraft.version == expected_version)
             .values(source=source, version=expected_version + 1, updated_at=now,

@@ -103,6 +103,7 @@ def dry_run(engine: Engine, source: str, path: Sequence[str] | None = None,
                                     created=tuple(c for c in r.created if c != number),
                                     tasks=_owners(d, state)))
         plan = list(path) if path else None
+        name: str | None
         n = 0
         while n < max_steps:
             if d.states[state].final:
@@ -134,8 +135,8 @@ def dry_run(engine: Engine, source: str, path: Sequence[str] | None = None,
                     if not roles:  # initiator / assignee only
                         who = initiator
                     elif t.signature and t.signature.one_per_role:
-                        r = sig_roles[k % len(sig_roles)]
-                        who = person([r] if r in roles else [roles[0], r])
+                        role = sig_roles[k % len(sig_roles)]
+                        who = person([role] if role in roles else [roles[0], role])
                     else:
                         who = person([*roles, *sig_roles])
                     sig = VouchedSignature(who, method="dry-run") if t.signature else None

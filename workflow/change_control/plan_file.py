@@ -92,7 +92,7 @@ def parse_plan(text: str | Mapping[str, Any], origin: str = "<plan>") -> Migrati
     return MigrationPlan(
         id=doc["id"].strip(), workflow=doc["workflow"].strip(),
         from_version=doc["from_version"], to_version=doc["to_version"],
-        mapping=dict(mapping), states=tuple(lists["states"]),
+        mapping=dict(doc["mapping"]), states=tuple(lists["states"]),
         numbers=tuple(n.strip().upper() for n in lists["numbers"]),
         drop_fields=tuple(lists["drop_fields"]),
         allow_upstream=doc.get("allow_upstream", False),

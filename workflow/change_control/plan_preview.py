@@ -144,6 +144,7 @@ def analyse(session: Session, engine: Engine, plan: MigrationPlan) -> Preview:
     from_start = reachable(nd.initial_state, edges)
     vn = f"version {plan.to_version}"
     upstream: list[str] = []
+    dest: str | None  # a mapping's target; below, a record's (None: unmapped)
     for src, dest in plan.mapping.items():
         if src not in od.states:
             problems.append(f"mapping: {src!r} is not a state of version {plan.from_version}")
@@ -167,10 +168,10 @@ def analyse(session: Session, engine: Engine, plan: MigrationPlan) -> Preview:
         if dest != src and (src not in nd.states or dest not in reachable(src, edges)):
             upstream.append(src)
             if not plan.allow_upstream:
-                why = (f"{vn} has no state {src!r}, so nothing shows {dest!r} is not earlier"
+                because = (f"{vn} has no state {src!r}, so nothing shows {dest!r} is not earlier"
                        if src not in nd.states else
                        f"{dest!r} is not reachable from {src!r} in {vn} (it is earlier)")
-                problems.append(f"mapping: {src} -> {dest}: upstream move: {why}; set "
+                problems.append(f"mapping: {src} -> {dest}: upstream move: {because}; set "
                                 "allow_upstream: true with an upstream_reason to allow it")
     if plan.allow_upstream and not plan.upstream_reason:
         problems.append("allow_upstream: true needs an upstream_reason")
@@ -256,9 +257,9 @@ def _describe(session: Session, nd: WorkflowDefinition, rec: Record, dest: str,
         who = usernames.get(t.assignee_id) if t.assignee_id else None
         m.tasks_closing.append(f"{t.state} for {t.role or 'initiator'}"
                                + (f" (assigned to {who})" if who else ""))
-    for t in session.execute(select(Timer).where(Timer.record_id == rec.id,
-                                                 Timer.status == TimerStatus.PENDING)).scalars():
-        m.timers_cancelled.append(f"{t.transition} at {t.fire_at:%Y-%m-%d %H:%M}")
+    for timer in session.execute(select(Timer).where(
+            Timer.record_id == rec.id, Timer.status == TimerStatus.PENDING)).scalars():
+        m.timers_cancelled.append(f"{timer.transition} at {timer.fire_at:%Y-%m-%d %H:%M}")
     state = nd.states[dest]
     for owner in state.owners or ((None,) if state.assignee_field else ()):
         who = rec.data.get(state.assignee_field) if state.assignee_field else None

@@ -48,6 +48,7 @@ reason). No Flask here: the CLI (and later the editor) call these functions.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,7 +116,7 @@ def execute(engine: Engine, plan: MigrationPlan, actor: str | User, signature: A
     with engine.reader() as session:
         new = version_of(session, engine, plan.workflow, plan.to_version)
     assert new is not None  # checked by the dry run
-    moves = [{"record": m.record_id, "version": m.version, "state": m.to_state,
+    moves: list[Mapping[str, Any]] = [{"record": m.record_id, "version": m.version, "state": m.to_state,
               "drop_fields": list(plan.drop_fields)} for m in pv.moves]
     results = engine.migrate_records(moves, to=new, actor=actor, signature=signature,
                                      meaning=MEANING, roles=signer_roles(new.definition),

@@ -100,7 +100,8 @@ def schema_validator() -> jsonschema.protocols.Validator:
 def _error_path(err: jsonschema.ValidationError) -> KeyPath:
     """Point at the offending key itself where the schema error is about one."""
     path = tuple(err.absolute_path)
-    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict) \
+            and isinstance(err.schema, Mapping):
         extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
         if extra:
             return (*path, extra[0])
