@@ -71,9 +71,9 @@ def dry_run(engine: Engine, source: str, path: Sequence[str] | None = None,
         outer.begin()
         conn = outer.connection(execution_options=WRITE)
         dry = Engine(sessionmaker(bind=conn, join_transaction_mode="create_savepoint",
-                                   expire_on_commit=False),
-                      engine.signing_key, verifier=VouchingVerifier(), registry=Registry(),
-                      system_name=engine.system_name)
+                                  expire_on_commit=False),
+                     engine.signing_key, verifier=VouchingVerifier(), registry=Registry(),
+                     system_name=engine.system_name)
         counter = iter(range(1, 10_000))
         with dry.unit() as s:
             system = identity.system_user(s)
