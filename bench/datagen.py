@@ -56,7 +56,7 @@ from workflow.identity import auth
 from workflow.identity import users as identity
 from workflow.registry import Registry
 from workflow.signatures.mac import VouchedSignature
-from workflow.spec.model import load_directory
+from workflow.spec.load import load_directory
 
 KEY = bytes.fromhex("22" * 32)
 PASSWORD = "Bench-Password-2026!"

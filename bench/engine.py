@@ -34,7 +34,7 @@ from workflow.db import engines as db
 from workflow.engine.core import Engine  # noqa: E402
 from workflow.identity import users as identity
 from workflow.signatures.mac import VouchedSignature  # noqa: E402
-from workflow.spec.model import load_directory  # noqa: E402
+from workflow.spec.load import load_directory  # noqa: E402
 
 KEY = bytes.fromhex("22" * 32)
 

@@ -30,7 +30,7 @@ from workflow.db import engines as db
 from workflow.engine.core import Engine
 from workflow.identity import users as identity
 from workflow.registry import Registry
-from workflow.spec.model import load_directory
+from workflow.spec.load import load_directory
 
 pytest_plugins = ["tests.traceability"]  # requirement IDs -> tests (docs/requirements.yaml)
 

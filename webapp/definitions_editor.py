@@ -24,7 +24,8 @@ from markupsafe import Markup
 from sqlalchemy import select
 
 from webapp.diagram import render_svg
-from workflow.change_control import drafts
+from workflow.change_control import drafts, publishing
+from workflow.change_control import dry_run as dry_runs
 from workflow.db.models import Record
 from workflow.errors import (
     DefinitionError,
@@ -33,7 +34,7 @@ from workflow.errors import (
     ValidationFailed,
     WorkflowError,
 )
-from workflow.spec.model import load_text
+from workflow.spec.load import load_text
 
 from .helpers import engine
 
@@ -257,7 +258,7 @@ def dry_run(draft_id: int) -> Any:
     d = _draft_or_404(draft_id)
     path_text = (request.form.get("path") or "").strip()
     path = [p for p in re.split(r"[\s,>-]+", path_text) if p] or None
-    result = drafts.dry_run(engine(), d.source, path=path)
+    result = dry_runs.dry_run(engine(), d.source, path=path)
     return _page(d, dry=result, path=path_text)
 
 
@@ -272,7 +273,7 @@ def submit(draft_id: int) -> Any:
     except ValueError:
         abort(400)
     try:
-        r = drafts.submit(engine(), draft_id, current_user.username, summary,
+        r = publishing.submit(engine(), draft_id, current_user.username, summary,
                           expected_version=expected)
     except drafts.DraftInvalid as exc:
         flash(f"The draft cannot be submitted: {len(exc.findings)} error(s).", "error")

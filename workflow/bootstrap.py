@@ -13,7 +13,7 @@ from workflow.engine.context import ActionKind
 from workflow.engine.core import Engine
 from workflow.identity.users import system_user
 from workflow.signatures.mac import CredentialVerifier, load_signing_key
-from workflow.spec.model import DEFAULT_DEFINITIONS_DIR, load_directory
+from workflow.spec.load import DEFAULT_DEFINITIONS_DIR, load_directory
 
 log = logging.getLogger(__name__)
 

@@ -1,53 +1,22 @@
 """Published definition versions: publishing, lookup by key or content hash, and the
-compiled ``transitions`` machine, built once per version and cached."""
+compiled version (:class:`~workflow.spec.machine.Compiled`), built once per version and
+cached."""
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
-from transitions import Machine
 
 from workflow import clock
 from workflow.audit import trail as audit
 from workflow.db.models import DefinitionVersion, User
 from workflow.errors import UnknownWorkflow
-from workflow.spec.model import WorkflowDefinition, load_text
-
-
-@dataclass(frozen=True)
-class Compiled:
-    """A definition version ready to run: its spec, DB id and its state machine."""
-
-    id: int
-    version: int
-    definition: WorkflowDefinition
-    machine: Machine
-
-    def dest(self, transition: str, state: str) -> str | None:
-        """Where ``transition`` leads from ``state`` per the compiled machine, or None."""
-        event = self.machine.events.get(transition)
-        if event is None:
-            return None
-        candidates = event.transitions.get(state)
-        return candidates[0].dest if candidates else None
-
-
-def compile_machine(d: WorkflowDefinition) -> Machine:
-    return Machine(
-        model=None,
-        states=list(d.states),
-        initial=d.initial_state,
-        transitions=[
-            {"trigger": t.name, "source": list(t.sources), "dest": t.dest}
-            for t in d.transitions.values()
-        ],
-        auto_transitions=False,
-        send_event=False,
-    )
-
+from workflow.spec.load import load_text
+from workflow.spec.machine import Compiled, compile_machine
+from workflow.spec.model import WorkflowDefinition
 
 # built once: every start runs _LATEST_HASH (see the note on pre-built statements in engine.py)
 _versions = DefinitionVersion.__table__.c
@@ -88,6 +57,12 @@ class Registry:
             raise UnknownWorkflow(key)
         return self.by_hash(session, content_hash)
 
+    def known(self, session: Session) -> dict[str, WorkflowDefinition]:
+        """The newest published definition of every workflow key (what a draft's
+        cross-workflow references are checked against)."""
+        keys = session.execute(select(DefinitionVersion.key).distinct()).scalars().all()
+        return {k: self.latest(session, k).definition for k in keys}
+
     def publish(self, session: Session, d: WorkflowDefinition, actor: User,
                 reason: str = "") -> tuple[DefinitionVersion, bool]:
         """Store ``d`` as the next version of its key unless that exact content is already
@@ -113,12 +88,12 @@ class Registry:
         return row, True
 
 
-class _AnyWorkflow(dict):
+class _AnyWorkflow(dict[str, WorkflowDefinition | None]):
     """Published sources were validated against their siblings when published; when
     recompiling one alone, accept references to any workflow key."""
 
     def __contains__(self, key: object) -> bool:
         return True
 
-    def get(self, key, default=None):  # type: ignore[override]
+    def get(self, key: object, default: Any = None) -> None:
         return None

@@ -23,7 +23,7 @@ from sqlalchemy import create_engine, text
 from tests.factories import CLI_KEY_HEX, Qms
 from workflow import clock
 from workflow.db import engines as db
-from workflow.spec.model import DEFAULT_DEFINITIONS_DIR
+from workflow.spec.load import DEFAULT_DEFINITIONS_DIR
 
 KEY_HEX = CLI_KEY_HEX
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # as tests/conftest.py

@@ -27,7 +27,7 @@ from workflow.errors import (
     WorkflowError,
 )
 from workflow.identity import users as identity
-from workflow.spec.model import load_text
+from workflow.spec.load import load_text
 
 pytestmark = pytest.mark.committed
 

@@ -9,7 +9,8 @@ from sqlalchemy import func, select, update
 
 from tests.integration import test_cli as _cli
 from workflow.audit.integrity import verify
-from workflow.change_control import drafts
+from workflow.change_control import drafts, publishing
+from workflow.change_control.dry_run import dry_run
 from workflow.db.models import AuditEvent, DefinitionDraft, DefinitionVersion, Record, User
 from workflow.errors import (
     NotAuthorized,
@@ -20,7 +21,7 @@ from workflow.errors import (
     WorkflowError,
 )
 from workflow.signatures.mac import VouchedSignature
-from workflow.spec.model import DEFAULT_DEFINITIONS_DIR
+from workflow.spec.load import DEFAULT_DEFINITIONS_DIR
 
 # the CLI fixtures of test_cli.py: a database of the test's own, `qms ...` run in-process
 empty_url, qms = _cli.empty_url, _cli.qms
@@ -88,7 +89,7 @@ def test_validation_reports_engine_errors_and_lints_at_their_lines(engine, org):
     assert "without a QA-signed transition" in [f for f in v.errors if f.source == "gxp"][
         0].message
     with pytest.raises(drafts.DraftInvalid) as exc:
-        drafts.submit(engine, d.id, org["po"], "typo")
+        publishing.submit(engine, d.id, org["po"], "typo")
     assert {f.line for f in exc.value.findings} == {bad_to, closed}
 
 
@@ -100,7 +101,7 @@ def test_publish_needs_qa_signature_not_the_submitter_nor_another_role(engine, o
     d = drafts.create(engine, "capa", org["po_qa"])
     d = drafts.save(engine, d.id, d.source.replace(OLD_TITLE, NEW_TITLE), org["po_qa"],
                     d.version)
-    r = drafts.submit(engine, d.id, org["po_qa"], "Clearer step name")
+    r = publishing.submit(engine, d.id, org["po_qa"], "Clearer step name")
     assert r.number.startswith("DCR-") and r.state == "qa_approval"
     assert drafts.get(engine, d.id).status == "in_approval"
     assert _versions(engine) == [1]
@@ -146,7 +147,7 @@ def test_a_draft_changed_after_submission_is_not_published(engine, org):
     """R-A11-10-1: the approval publishes only the content whose hash the DCR holds; a draft
     altered behind the editor's back makes the signed approval fail and roll back."""
     d = _edited(engine, org)
-    r = drafts.submit(engine, d.id, org["po"], "Clearer step name")
+    r = publishing.submit(engine, d.id, org["po"], "Clearer step name")
     with engine.unit() as s:  # bypassing drafts.save, which refuses edits in approval
         s.execute(update(DefinitionDraft).where(DefinitionDraft.id == d.id).values(
             source=d.source.replace(NEW_TITLE, "label: Something else")))
@@ -164,7 +165,7 @@ def test_records_pinned_to_the_old_version_keep_its_transitions(engine, org):
                            "    from: [investigation, action_plan, plan_approval]\n")
     assert src != d.source
     d = drafts.save(engine, d.id, src, org["po"], d.version)
-    r = drafts.submit(engine, d.id, org["po"], "No cancelling an open CAPA")
+    r = publishing.submit(engine, d.id, org["po"], "No cancelling an open CAPA")
     engine.fire(r.number, "approve", org["qa"], signature=VouchedSignature("quinn"))
     new = engine.start("capa", org["emp"], {"title": "New", "description": "y"})
     old_rec, new_rec = engine.get(old.number), engine.get(new.number)
@@ -179,7 +180,7 @@ def test_records_pinned_to_the_old_version_keep_its_transitions(engine, org):
 def test_rejected_change_returns_the_draft_to_editing(engine, org):
     """R-A11-10-1: a rejected DCR publishes nothing and the draft can be edited again."""
     d = _edited(engine, org)
-    r = drafts.submit(engine, d.id, org["po"], "x")
+    r = publishing.submit(engine, d.id, org["po"], "x")
     engine.fire(r.number, "reject", org["qa"], {"review_comment": "Not now"}, reason="no")
     info = drafts.get(engine, d.id)
     assert info.status == "draft" and _versions(engine) == [1]
@@ -197,11 +198,11 @@ def test_dry_run_walks_a_record_and_leaves_nothing_behind(engine, org):
                          for t in (Record, User, DefinitionVersion, AuditEvent))
 
     before = counts()
-    run = drafts.dry_run(engine, d.source)
+    run = dry_run(engine, d.source)
     assert run.ok and run.outcome == "done" and run.final_state == "closed", run
     assert [s.transition for s in run.steps][:3] == ["(start)", "assign", "submit_root_cause"]
     assert sum(s.signatures for s in run.steps) == 3
-    chosen = drafts.dry_run(engine, d.source, path=["assign", "approve_plan"])
+    chosen = dry_run(engine, d.source, path=["assign", "approve_plan"])
     assert [s.ok for s in chosen.steps] == [True, True, False]
     assert "not possible" in chosen.steps[-1].message
     assert counts() == before

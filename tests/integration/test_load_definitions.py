@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from workflow.bootstrap import load_definitions
 from workflow.db.models import DefinitionVersion
-from workflow.spec.model import DEFAULT_DEFINITIONS_DIR
+from workflow.spec.load import DEFAULT_DEFINITIONS_DIR
 
 
 def test_a_changed_published_workflow_is_not_published_by_load(engine, tmp_path):
@@ -34,7 +34,7 @@ def test_export_gives_back_the_approved_yaml(database_url, tmp_path):
     import uuid
 
     from tests.integration.test_cli import Qms, _drop_database, _new_database
-    from workflow.spec.model import load_text
+    from workflow.spec.load import load_text
 
     name = f"qms_export_{uuid.uuid4().hex[:8]}"
     url = _new_database(database_url, tmp_path, name)

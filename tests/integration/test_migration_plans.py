@@ -35,7 +35,7 @@ from workflow.errors import CredentialsRejected, NotAuthorized, SignatureRequire
 from workflow.identity import auth
 from workflow.identity import users as identity
 from workflow.registry import Registry
-from workflow.spec.model import DEFAULT_DEFINITIONS_DIR, load_text
+from workflow.spec.load import DEFAULT_DEFINITIONS_DIR, load_text
 
 V1 = (DEFAULT_DEFINITIONS_DIR / "capa.yaml").read_text()
 # v2: a label, a due date and a new optional field change

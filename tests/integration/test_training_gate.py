@@ -7,7 +7,7 @@ import pytest
 from tests.factories import sign
 from workflow.errors import TrainingRequired
 from workflow.identity import users as identity
-from workflow.spec.model import load_text
+from workflow.spec.load import load_text
 
 GATED = """\
 key: sop_release

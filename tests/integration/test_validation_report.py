@@ -22,7 +22,7 @@ from tests.factories import Qms, sign
 from workflow.db import engines as db
 from workflow.errors import WorkflowError
 from workflow.identity import users as identity
-from workflow.spec.model import DEFAULT_DEFINITIONS_DIR
+from workflow.spec.load import DEFAULT_DEFINITIONS_DIR
 
 pytest_plugins = ["pytester"]
 

@@ -9,8 +9,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from webapp.diagram import render_svg
-from workflow.change_control.drafts import validate_text
-from workflow.spec.model import DEFAULT_DEFINITIONS_DIR, load_directory
+from workflow.spec.lints import validate_text
+from workflow.spec.load import DEFAULT_DEFINITIONS_DIR, load_directory, load_text
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -179,6 +179,23 @@ def test_engine_errors_come_with_their_line_too():
     assert any(f.source == "engine" and "unknown state 'shut'" in f.message and f.line == line
                for f in v.findings)
     assert validate_text(GOOD, {}, key="other").errors[0].line == 1  # key: must not change
+
+
+TARGET = GOOD.replace("key: demo", "key: target").replace("prefix: DEMO", "prefix: TGT")
+
+
+def test_a_copy_the_target_cannot_set_is_a_finding_at_its_line():
+    """R-P11-10k-1 R-UI-4: a create_record copying a field the target workflow's start may not
+    set is reported at the action's line (it used to crash validate_text: a 500 in the editor)."""
+    target = load_text(TARGET, origin="target.yaml")
+    action = "      - create_record: {workflow: target, copy: {title: title, note: title}}"
+    src = GOOD.replace("    due_in: 5d\n", f"    due_in: 5d\n    on_enter:\n{action}\n", 1)
+    v = validate_text(src, {"target": target})
+    line = src.splitlines().index(action) + 1
+    assert [(f.line, f.source, f.message) for f in v.errors] == [
+        (line, "engine", "copies 'note', which starting a target cannot set (not in its start: "
+         "edits)")]
+    assert not v.ok and v.definition is None
 
 
 @pytest.mark.parametrize("path", sorted(DEFAULT_DEFINITIONS_DIR.glob("*.yaml")),

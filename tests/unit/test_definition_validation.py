@@ -10,7 +10,8 @@ import textwrap
 import pytest
 
 from workflow.errors import DefinitionError
-from workflow.spec.model import load_text, parse_duration
+from workflow.spec.load import load_text
+from workflow.spec.model import parse_duration
 
 BASE = """\
 key: demo

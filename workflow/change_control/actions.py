@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from workflow.change_control import drafts
+from workflow.change_control import publishing
 from workflow.db.models import Record, User
 from workflow.engine.context import ActionKind, Ctx
-from workflow.registry import Compiled
+from workflow.spec.machine import Compiled
 from workflow.spec.model import Action
 
 
@@ -16,7 +16,7 @@ def publish_draft(ctx: Ctx, compiled: Compiled, rec: Record, user: User, action:
     """The draft whose id and content hash the record holds becomes the next version, in
     this transaction; refused (and the step rolled back) when the draft changed since
     submission."""
-    drafts.publish_from_record(ctx.session, ctx.registry, rec, user, action.params, at=ctx.now)
+    publishing.publish_from_record(ctx.session, ctx.registry, rec, user, action.params, at=ctx.now)
 
 
 #: the action kinds change control adds

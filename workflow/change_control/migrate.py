@@ -26,7 +26,7 @@ from workflow.errors import (
     WorkflowError,
 )
 from workflow.identity import users as identity
-from workflow.registry import Compiled
+from workflow.spec.machine import Compiled
 
 log = logging.getLogger(__name__)
 

@@ -142,7 +142,8 @@ def definitions_validate(files: tuple[str, ...]) -> None:
     """
     from pathlib import Path
 
-    from workflow.spec.model import DEFAULT_DEFINITIONS_DIR, _peek_keys, load_file
+    from workflow.spec.load import DEFAULT_DEFINITIONS_DIR, load_file
+    from workflow.spec.load import peek_keys as _peek_keys
 
     shipped = sorted(DEFAULT_DEFINITIONS_DIR.glob("*.yaml"))
     known: dict[str, Any] = {k: None for k in _peek_keys(shipped + [Path(f) for f in files])}
@@ -267,7 +268,8 @@ def definitions_publish(file: str, username: str, summary: str) -> None:
     starts, and the new version is published only when QA approves that record with an
     electronic signature ("Approved for use"; not the submitter). Same rules as the editor.
     """
-    from workflow.change_control.drafts import DraftInvalid, publish_file
+    from workflow.change_control.drafts import DraftInvalid
+    from workflow.change_control.publishing import publish_file
 
     engine, _ = _engine()
     try:

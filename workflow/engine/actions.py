@@ -16,7 +16,7 @@ from workflow.engine import statements as st
 from workflow.engine.context import ActionKind, Ctx
 from workflow.errors import ValidationFailed, WorkflowError
 from workflow.identity import users as identity
-from workflow.registry import Compiled
+from workflow.spec.machine import Compiled
 from workflow.spec.model import Action, parse_duration
 
 #: create_record actions may nest this deep (a record creating a record creating ...)

@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 
 from workflow.db.models import Record, User
 from workflow.identity import users as identity
-from workflow.registry import Compiled, Registry
+from workflow.registry import Registry
 from workflow.signatures.mac import CredentialVerifier
+from workflow.spec.machine import Compiled
 from workflow.spec.model import Action
 
 

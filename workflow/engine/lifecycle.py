@@ -19,8 +19,8 @@ from workflow.errors import (
     TransitionNotAvailable,
     ValidationFailed,
 )
-from workflow.registry import Compiled
 from workflow.spec.fields import coerce, is_empty
+from workflow.spec.machine import Compiled
 
 
 def next_number(session: Session, prefix: str, year: int) -> str:

@@ -11,7 +11,7 @@ from workflow.db.models import Record, TaskStatus, TimerStatus, User
 from workflow.engine import statements as st
 from workflow.engine.context import Ctx
 from workflow.errors import WorkflowError
-from workflow.registry import Compiled
+from workflow.spec.machine import Compiled
 from workflow.spec.model import StateSpec, parse_duration
 
 

@@ -68,7 +68,10 @@ from workflow.db.models import (
 from workflow.engine.core import Engine
 from workflow.errors import Problem, WorkflowError
 from workflow.identity import users as identity
-from workflow.spec.model import DEFAULT_DEFINITIONS_DIR, _compose, _line, parse_duration
+from workflow.spec.load import DEFAULT_DEFINITIONS_DIR
+from workflow.spec.model import parse_duration
+from workflow.spec.source import compose as _compose
+from workflow.spec.source import line_of as _line
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-import simpleeval
+import simpleeval  # type: ignore[import-untyped]  # no stubs, no py.typed
 
 
 class ExpressionError(Exception):

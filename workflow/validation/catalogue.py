@@ -360,7 +360,7 @@ def database_facts(url: str | None = None) -> dict[str, Any]:
 def gather_iq(database_url: str | None = None, catalogue: Catalogue | None = None
               ) -> dict[str, Any]:
     """Installation qualification evidence, every list sorted."""
-    from workflow.spec.model import DEFAULT_DEFINITIONS_DIR, load_directory
+    from workflow.spec.load import DEFAULT_DEFINITIONS_DIR, load_directory
 
     try:
         published = sorted((d.key, d.content_hash) for d in load_directory().values())

@@ -1,0 +1,241 @@
+"""Load workflow definitions: YAML text in, a validated :class:`WorkflowDefinition` out.
+
+Nothing loads until it validates: :func:`load_file` / :func:`load_text` run the JSON
+Schema (``definitions/workflow.schema.json``) and then the semantic checks, and raise
+:class:`~workflow.errors.DefinitionError` listing *every* problem as ``file:line: message``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from workflow.errors import DefinitionError, Problem
+from workflow.spec.checks import check, cross_check
+from workflow.spec.model import (
+    Action,
+    FieldSpec,
+    Guard,
+    Milestone,
+    Separation,
+    SignatureSpec,
+    StateSpec,
+    TrainingRequirement,
+    TransitionSpec,
+    WorkflowDefinition,
+    parse_duration,
+)
+from workflow.spec.source import SCHEMA_PATH, Lines, compose, line_of, schema_problems
+
+#: The shipped definitions (next to their JSON Schema).
+DEFAULT_DEFINITIONS_DIR = SCHEMA_PATH.parent
+
+
+def content_hash(doc: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical JSON form: formatting and comments do not change it."""
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def load_file(
+    path: str | Path, known_workflows: Mapping[str, WorkflowDefinition | None] | None = None
+) -> WorkflowDefinition:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DefinitionError([Problem(str(path), 1, f"cannot read the file: {exc}")]) from exc
+    return load_text(text, origin=str(path), known_workflows=known_workflows)
+
+
+def load_text(
+    text: str,
+    origin: str = "<string>",
+    known_workflows: Mapping[str, WorkflowDefinition | None] | None = None,
+) -> WorkflowDefinition:
+    """Parse and validate one definition.
+
+    Args:
+        text: the YAML source.
+        origin: the file name used in problem messages.
+        known_workflows: other workflows by key (value may be None when only the key is known)
+            so that ``create_record`` and ``reference`` fields can be checked. When None, the
+            definition's own key is the only known workflow.
+
+    Raises:
+        DefinitionError: with every problem found, each located by line.
+    """
+    doc, lines, problems = compose(text, origin)
+    if doc is None:
+        raise DefinitionError(problems)
+    if not isinstance(doc, dict):
+        raise DefinitionError([Problem(origin, 1, "the top level must be a mapping of keys")])
+    problems.extend(schema_problems(doc, lines, origin))
+    if problems:
+        raise DefinitionError(_dedupe(problems))
+    problems = check(doc, lines, origin, known_workflows)
+    if problems:
+        raise DefinitionError(_dedupe(problems))
+    return _build(doc, text, origin, lines)
+
+
+def load_directory(directory: str | Path | None = None) -> dict[str, WorkflowDefinition]:
+    """Load every ``*.yaml`` in ``directory`` (the shipped definitions by default), checking
+    cross-workflow references among them. Raises DefinitionError with all problems."""
+    directory = Path(directory) if directory else DEFAULT_DEFINITIONS_DIR
+    files = sorted(directory.glob("*.yaml"))
+    return load_files(files)
+
+
+def load_files(files: Iterable[str | Path]) -> dict[str, WorkflowDefinition]:
+    """Load ``files`` as one set: references among them are checked, and a key defined twice
+    is a problem. Raises DefinitionError with all problems of all files."""
+    paths = [Path(f) for f in files]
+    keys = peek_keys(paths)
+    known: dict[str, WorkflowDefinition | None] = {k: None for k in keys}
+    out: dict[str, WorkflowDefinition] = {}
+    problems: list[Problem] = []
+    for f in paths:
+        try:
+            d = load_file(f, known_workflows=known)
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+            continue
+        if d.key in out:
+            problems.append(Problem(str(f), 1, f"workflow key {d.key!r} is defined twice"))
+        out[d.key] = d
+    problems.extend(cross_check(out))
+    if problems:
+        raise DefinitionError(problems)
+    return out
+
+
+def peek_keys(files: Iterable[Path]) -> list[str]:
+    """The ``key:`` of each file that has one, without validating anything."""
+    keys = []
+    for f in files:
+        try:
+            doc = yaml.safe_load(f.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("key"), str):
+            keys.append(doc["key"])
+    return keys
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen: set[tuple[str, int | None, str]] = set()
+    out = []
+    for p in problems:
+        k = (p.file, p.line, p.message)
+        if k not in seen:
+            seen.add(k)
+            out.append(p)
+    return sorted(out, key=lambda p: (p.line or 0))
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _training(items: list[dict[str, Any]] | None) -> tuple[TrainingRequirement, ...]:
+    return tuple(TrainingRequirement(i["document"], i.get("version")) for i in items or ())
+
+
+def _field_from(name: str, spec: dict[str, Any]) -> FieldSpec:
+    return FieldSpec(
+        name=name,
+        type=spec["type"],
+        label=spec.get("label", name.replace("_", " ").capitalize()),
+        help=spec.get("help", ""),
+        choices=tuple(spec.get("choices", ())),
+        workflow=spec.get("workflow"),
+        min=spec.get("min"),
+        max=spec.get("max"),
+        max_length=spec.get("max_length"),
+        default=spec.get("default"),
+        item=_field_from("item", spec["item"]) if "item" in spec else None,
+        fields=tuple(_field_from(n, s) for n, s in spec.get("fields", {}).items()),
+        link=spec.get("link"),
+    )
+
+
+def _build(doc: dict[str, Any], text: str, origin: str, lines: Lines) -> WorkflowDefinition:
+    states = {}
+    for name, s in doc["states"].items():
+        states[name] = StateSpec(
+            name=name,
+            label=s.get("label", name.replace("_", " ").capitalize()),
+            initial=bool(s.get("initial")),
+            final=bool(s.get("final")),
+            outcome=s.get("outcome"),
+            owners=tuple([s["owner"]] if isinstance(s.get("owner"), str) else s.get("owner", ())),
+            assignee_field=s.get("assignee_field"),
+            due_in=parse_duration(s["due_in"]) if "due_in" in s else None,
+            due_field=s.get("due_field"),
+            on_enter=tuple(
+                Action(kind=k, params=dict(v), line=line_of(lines, ("states", name, "on_enter", i)))
+                for i, a in enumerate(s.get("on_enter", [])) for k, v in a.items()
+            ),
+            training=_training(s.get("training")),
+        )
+    transitions = {}
+    for t in doc["transitions"]:
+        sig = t.get("signature")
+        sep = t.get("separation", {})
+        transitions[t["name"]] = TransitionSpec(
+            name=t["name"],
+            label=t.get("label", t["name"].replace("_", " ").capitalize()),
+            sources=tuple([t["from"]] if isinstance(t["from"], str) else t["from"]),
+            dest=t["to"],
+            roles=tuple(t["roles"]),
+            edits=tuple(t.get("edits", ())),
+            requires=tuple(t.get("requires", ())),
+            guards=tuple(Guard(g["when"], g["message"]) for g in t.get("guards", ())),
+            reason_required=bool(t.get("reason_required")),
+            signature=SignatureSpec(
+                meaning=sig["meaning"],
+                roles=tuple(sig.get("roles") or t["roles"]),
+                quorum=sig.get("quorum", len(sig.get("roles") or t["roles"])
+                               if sig.get("one_per_role") else 1),
+                one_per_role=bool(sig.get("one_per_role")),
+            )
+            if sig
+            else None,
+            separation=Separation(
+                not_initiator=bool(sep.get("not_initiator")),
+                not_actor_of=tuple(sep.get("not_actor_of", ())),
+            ),
+            training=_training(t.get("training")),
+        )
+    milestones = {
+        n: Milestone(n, m.get("label", n.replace("_", " ").capitalize()), m["start"], m["stop"])
+        for n, m in doc.get("milestones", {}).items()
+    }
+    start = doc["start"]
+    return WorkflowDefinition(
+        key=doc["key"],
+        title=doc["title"],
+        prefix=doc["prefix"],
+        description=doc.get("description", ""),
+        risk=doc.get("risk", "high"),
+        process_owner=doc.get("process_owner"),
+        due_in=parse_duration(doc["due_in"]) if "due_in" in doc else None,
+        extension_roles=tuple(doc.get("extension_roles", ("qa",) if "qa" in doc["roles"] else ())),
+        roles=dict(doc["roles"]),
+        fields={n: _field_from(n, s) for n, s in doc["fields"].items()},
+        start_roles=tuple(start["roles"]),
+        start_edits=tuple(start.get("edits", ())),
+        start_requires=tuple(start.get("requires", ())),
+        start_guards=tuple(Guard(g["when"], g["message"]) for g in start.get("guards", ())),
+        states=states,
+        transitions=transitions,
+        milestones=milestones,
+        source=text,
+        content_hash=content_hash(doc),
+        origin=origin,
+    )

@@ -1,0 +1,127 @@
+"""Definition source text: YAML parsed with the line of every key, and the JSON Schema.
+
+Everything here is about the *text* of a definition (``definitions/workflow.schema.json``
+and where in the file a problem is); the meaning of a valid document is checked by
+:mod:`workflow.spec.checks`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from workflow.errors import Problem
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "definitions" / "workflow.schema.json"
+
+#: A key path into a parsed document: mapping keys and sequence indexes.
+KeyPath = tuple[str | int, ...]
+#: The line (1-based) of every key path of a parsed document.
+Lines = dict[KeyPath, int]
+
+
+class LineLoader(yaml.SafeLoader):
+    """SafeLoader that records the line of every node and refuses duplicate keys."""
+
+
+def compose(text: str, origin: str) -> tuple[Any, Lines, list[Problem]]:
+    """Parse YAML ``text`` into plain JSON-compatible data, the line of every key path and
+    the problems found (syntax errors, an empty file, duplicate keys); data is None when
+    the text does not parse."""
+    problems: list[Problem] = []
+    lines: Lines = {}
+    try:
+        node = yaml.compose(text, Loader=LineLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        problem = getattr(exc, "problem", None) or str(exc)
+        problems.append(Problem(origin, line, f"YAML syntax error: {problem}"))
+        return None, lines, problems
+    if node is None:
+        problems.append(Problem(origin, 1, "the file is empty"))
+        return None, lines, problems
+
+    loader = LineLoader("")
+
+    def build(n: yaml.Node, path: KeyPath) -> Any:
+        lines[path] = n.start_mark.line + 1
+        if isinstance(n, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in n.value:
+                key = loader.construct_object(key_node, deep=True)
+                if not isinstance(key, str):
+                    key = str(key)
+                if key in out:
+                    problems.append(
+                        Problem(origin, key_node.start_mark.line + 1, f"duplicate key {key!r}")
+                    )
+                    continue
+                out[key] = build(value_node, (*path, key))
+                # a key's own line is more useful than where its value starts
+                lines[(*path, key)] = key_node.start_mark.line + 1
+            return out
+        if isinstance(n, yaml.SequenceNode):
+            return [build(v, (*path, i)) for i, v in enumerate(n.value)]
+        value = loader.construct_object(n, deep=True)
+        # dates and similar: keep definitions JSON-compatible
+        if not isinstance(value, str | int | float | bool | type(None)):
+            value = str(value)
+        return value
+
+    return build(node, ()), lines, problems
+
+
+def line_of(lines: Lines, path: Iterable[str | int]) -> int:
+    """The line of ``path``, or of its nearest ancestor that has one (1 at worst)."""
+    p = tuple(path)
+    while p:
+        if p in lines:
+            return lines[p]
+        p = p[:-1]
+    return lines.get((), 1)
+
+
+@cache
+def schema_validator() -> jsonschema.protocols.Validator:
+    """The JSON Schema validator of ``definitions/workflow.schema.json`` (checked once)."""
+    schema = json.loads(SCHEMA_PATH.read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def _error_path(err: jsonschema.ValidationError) -> KeyPath:
+    """Point at the offending key itself where the schema error is about one."""
+    path = tuple(err.absolute_path)
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict) \
+            and isinstance(err.schema, Mapping):
+        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+        if extra:
+            return (*path, extra[0])
+    return path
+
+
+def _schema_message(err: jsonschema.ValidationError) -> str:
+    where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+    if err.validator == "additionalProperties":
+        return f"{where}: {err.message}"
+    if err.validator == "required":
+        return f"{where}: {err.message}"
+    if err.validator == "pattern":
+        return f"{where}: {err.instance!r} is not a valid name here (pattern {err.validator_value})"
+    if err.validator == "enum":
+        return f"{where}: {err.instance!r} is not one of {err.validator_value}"
+    return f"{where}: {err.message}"
+
+
+def schema_problems(doc: Mapping[str, Any], lines: Lines, origin: str) -> list[Problem]:
+    """Every JSON Schema violation of ``doc``, each at the line of the key it is about."""
+    errors = sorted(schema_validator().iter_errors(doc), key=lambda e: list(e.absolute_path))
+    return [Problem(origin, line_of(lines, _error_path(e)), _schema_message(e)) for e in errors]
