@@ -458,12 +458,13 @@ def test_active_users_not_covered_by_an_access_review(engine, org, make_user):
     review and a review of an earlier period cover nobody; users without roles and
     deactivated users are not counted."""
     people = org
+    clock.set(T0 - timedelta(days=60))  # January: before the period
+    # (a role counts from its grant on: Sam holds his since January)
     make_user("sam", "system_owner", full_name="Sam Owner")
     make_user("gone", "employee", full_name="Gone User")
     with engine.unit() as s:
         identity.deactivate_user(s, identity.get_user(s, "gone"),
                                  actor=identity.system_user(s), reason="left")
-    clock.set(T0 - timedelta(days=60))  # January: before the period
     engine.start("access_review", "sam", {"title": "Old", "system": "QMS", "period": "2025-Q4",
                                           "grants": [{"user": people["po"], "role": "x"}]})
     at(1)

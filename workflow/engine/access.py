@@ -3,9 +3,9 @@ and the training gate. Every entry point checks through these functions."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from workflow import rules
 from workflow.db.models import Record, User
 from workflow.engine import statements as st
 from workflow.engine.context import Ctx
@@ -18,21 +18,10 @@ from workflow.errors import (
 from workflow.spec.model import TransitionSpec, WorkflowDefinition
 
 
-def visible(session: Session, d: WorkflowDefinition, rec: Record, user: User,
-            roles: set[str]) -> bool:
-    """A user sees a record when they hold a role of its workflow, initiated it, or have
-    (had) a task on it assigned to them."""
-    if user.is_system or roles & (set(d.roles) | set(d.start_roles)):
-        return True
-    if rec.created_by_id == user.id:
-        return True
-    return session.execute(st.HAS_TASK, {"rid": rec.id, "uid": user.id}).first() is not None
-
-
 def check_visible(ctx: Ctx, rec: Record, user: User, ref: int | str) -> None:
     """A record the user may not see is reported as not found (no probing by id)."""
     d = ctx.registry.by_hash(ctx.session, rec.definition_hash).definition
-    if not visible(ctx.session, d, rec, user, ctx.roles(user)):
+    if not rules.can_see(ctx.session, d, rec, user, ctx.roles(user)):
         raise RecordNotFound(ref)
 
 
@@ -76,24 +65,18 @@ def separation(session: Session, rec: Record, t: TransitionSpec, user: User) -> 
                 "do this step.", rule=f"not_actor_of:{did}")
 
 
-def training_gate(session: Session, d: WorkflowDefinition, rec: Record, t: TransitionSpec,
+def training_gate(ctx: Ctx, d: WorkflowDefinition, rec: Record, t: TransitionSpec,
                   user: User) -> None:
     """Part 11 §11.10(i): refuse, naming the training, when the actor has no completed
-    training_assignment for a document (version) the step or the state requires."""
+    training record (of a workflow declaring the ``training`` capability) for a document
+    (version) the step or the state requires."""
     required = t.training + d.states[rec.state].training
     if not required:
         return
-    data = Record.data
-    missing = []
-    for req in required:
-        q = select(Record.id).where(
-            Record.workflow_key == "training_assignment", Record.outcome == "done",
-            data["trainee"].as_string() == user.username,
-            data["document"].as_string() == req.document)
-        if req.version:
-            q = q.where(data["document_version"].as_string() == req.version)
-        if session.execute(q.limit(1)).first() is None:
-            missing.append(str(req))
+    workflows = rules.training_workflows(ctx.registry.known(ctx.session).values())
+    missing = [str(req) for req in required
+               if not rules.trained_on(ctx.session, workflows, user.username, req.document,
+                                       req.version, ctx.now)]
     if missing:
         raise TrainingRequired(user.username, missing)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from workflow import clock
+from workflow import clock, rules
 from workflow.audit import trail as audit
 from workflow.db import records
 from workflow.db.models import Record, User
@@ -190,7 +190,7 @@ class Engine:
             rec = records.get(s, record)
             d = self.registry.by_hash(s, rec.definition_hash).definition
             roles = identity.roles_of(s, user)
-            if not access.visible(s, d, rec, user, roles):
+            if not rules.can_see(s, d, rec, user, roles):
                 raise RecordNotFound(record)
             return access.available(s, d, rec, user, roles)
 
@@ -203,7 +203,7 @@ class Engine:
             if viewer is not None:
                 user = as_actor(s, viewer)
                 d = self.registry.by_hash(s, rec.definition_hash).definition
-                if not access.visible(s, d, rec, user, identity.roles_of(s, user)):
+                if not rules.can_see(s, d, rec, user, identity.roles_of(s, user)):
                     raise RecordNotFound(record)
             return rec
 

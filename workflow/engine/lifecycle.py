@@ -109,7 +109,7 @@ def fire(ctx: Ctx, rec: Record, name: str, user: User, data: dict[str, Any],
         raise TransitionNotAvailable(rec.number, name, rec.state, avail)
     if not system_actor:
         access.authorise(session, d, rec, t, user, ctx.roles(user))
-        access.training_gate(session, d, rec, t, user)
+        access.training_gate(ctx, d, rec, t, user)
     old_data = rec.data
     new_data = inputs.clean(session, d, old_data, data, allowed=t.edits,
                             what=f"doing {t.label!r}", own_number=rec.number)

@@ -39,8 +39,6 @@ ACTIVE_USERNAMES = select(users.username).where(
     users.active.is_(True), users.is_system.is_(False))
 RECORD_WORKFLOWS = select(records.number, records.workflow_key).where(
     records.number.in_(bindparam("numbers", expanding=True)))
-HAS_TASK = select(tasks.id).where(
-    tasks.record_id == bindparam("rid"), tasks.assignee_id == bindparam("uid")).limit(1)
 HAS_OPEN_TASK = select(tasks.id).where(
     tasks.record_id == bindparam("rid"), tasks.assignee_id == bindparam("uid"),
     tasks.status == TaskStatus.OPEN).limit(1)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from workflow import clock
+from workflow import clock, rules
 from workflow.audit import trail as audit
 from workflow.db.models import RoleGrant, User, UserSession
 from workflow.errors import InactiveUser, UnknownUser, WorkflowError
@@ -37,10 +37,7 @@ class UsernameTaken(WorkflowError):
 _USER_BY_NAME = select(User).where(func.lower(User.username) == bindparam("username"))
 _grants = RoleGrant.__table__.c
 _ROLES_OF = select(_grants.role).where(
-    _grants.user_id == bindparam("user_id"),
-    _grants.revoked_at.is_(None),
-    or_(_grants.expires_at.is_(None), _grants.expires_at > bindparam("at")),
-)
+    _grants.user_id == bindparam("user_id"), rules.active_grant_clause(bindparam("at")))
 
 
 def find_user(session: Session, username: str) -> User | None:

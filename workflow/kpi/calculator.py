@@ -26,8 +26,9 @@ from workflow.kpi.cohorts import COHORTS
 from workflow.kpi.context import Scope
 from workflow.kpi.periods import Period
 from workflow.kpi.specs import SECURITY_ACTIONS, SPECS, USER_METRICS, load_thresholds, rate
-from workflow.kpi.sql import active_grant_clause, month_of, trainee_of, training_document_of
+from workflow.kpi.sql import month_of
 from workflow.registry import Registry
+from workflow.rules import active_grant_clause, document_of, trainee_of
 
 
 @dataclass
@@ -242,7 +243,7 @@ class Kpi:
     def training_by_document(self) -> list[tuple[str, int, int]]:
         """(document, completed, due) per document, same cohort as trn.compliance."""
         c = self.cohort("trn.compliance").subquery()
-        doc = training_document_of()
+        doc = document_of(self.scope.training(SPECS['trn.compliance'].workflow or ''))
         return [(str(d), int(h), int(n)) for d, h, n in self.session.execute(
             select(doc, func.sum(c.c.hit), func.count()).join(c, c.c.rid == Record.id)
             .group_by(doc).order_by(doc)).all()]
@@ -252,7 +253,7 @@ class Kpi:
         as trn.compliance (an assignment counts once in each of its trainee's roles)."""
         c = self.cohort("trn.compliance").subquery()
         g = RoleGrant
-        trainee = func.lower(trainee_of())
+        trainee = func.lower(trainee_of(self.scope.training(SPECS['trn.compliance'].workflow or '')))
         return [(str(r), int(h), int(n)) for r, h, n in self.session.execute(
             select(g.role, func.sum(c.c.hit), func.count())
             .select_from(c).join(Record, Record.id == c.c.rid)

@@ -38,9 +38,8 @@ from workflow.kpi.sql import (
     list_count_sql,
     lists_user_sql,
     month_of,
-    trainee_of,
-    training_done_clause,
 )
+from workflow.rules import trainee_of, training_done_clause
 
 #: (scope, the metric's spec, drill-down filters) -> SELECT rid, hit, value
 Cohort = Callable[[Scope, Spec, Mapping[str, str]], Select]
@@ -197,9 +196,11 @@ def _training_due_passed(s: Scope, workflow: str | None) -> ColumnElement[bool]:
 
 @cohort("trn.compliance")
 def training_compliance(s: Scope, spec: Spec, params: Mapping[str, str]) -> Select:
-    active = exists().where(User.username == trainee_of(), User.active.is_(True))
+    workflow = spec.workflow or ""
+    active = exists().where(User.username == trainee_of(s.training(workflow)),
+                            User.active.is_(True))
     return s.rows(spec.workflow, [_training_due_passed(s, spec.workflow), ~s.void(), active],
-                  case((training_done_clause(s.as_of), 1), else_=0), None)
+                  case((training_done_clause(s.as_of, [workflow]), 1), else_=0), None)
 
 
 # --------------------------------------------------------------------------- created in the period

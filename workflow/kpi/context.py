@@ -15,13 +15,14 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from workflow.db.models import AuditEvent, DefinitionVersion, Record, RoleGrant, User
+from workflow.errors import WorkflowError
 from workflow.identity import users as identity
 from workflow.identity.auth import Policy
 from workflow.kpi.periods import Period
 from workflow.kpi.specs import DONE, VOID
-from workflow.kpi.sql import active_grant_clause, visible_clause
 from workflow.registry import Registry
-from workflow.spec.model import WorkflowDefinition
+from workflow.rules import active_grant_clause, visible_clause
+from workflow.spec.model import TrainingCapability, WorkflowDefinition
 
 
 @dataclass
@@ -65,6 +66,16 @@ class Scope:
                                     for h in hashes]
         return self._defs[workflow]
 
+    def training(self, workflow: str) -> TrainingCapability:
+        """The fields naming trainee and document in ``workflow``'s training records (its
+        newest version's ``training`` capability)."""
+        defs = self.definitions(workflow)
+        cap = defs[-1].capabilities.training if defs else None
+        if cap is None:
+            raise WorkflowError(f"{workflow} declares no training capability: its training "
+                                "metrics cannot be computed")
+        return cap
+
     def all_definitions(self) -> Iterator[WorkflowDefinition]:
         """Every published version of every workflow (lazily: read when iterated)."""
         keys = self.session.execute(select(DefinitionVersion.key).distinct()).scalars()
@@ -74,7 +85,7 @@ class Scope:
     # ------------------------------------------------------------------ conditions
 
     def visible(self) -> ColumnElement[bool]:
-        """The records the viewer may see (:func:`workflow.kpi.sql.visible_clause`)."""
+        """The records the viewer may see (:func:`workflow.rules.visible_clause`)."""
         if self._visible is None:
             user = self.user
             roles = set() if user.is_system else identity.roles_of(self.session, user)

@@ -1,24 +1,14 @@
-"""Portable SQL for the KPIs (SQLite and PostgreSQL) and the cross-cutting rules they apply.
-
-The rules (visibility, an active role grant, a completed training) are the engine's rules
-written as SQL conditions on ``records`` / ``role_grants``; each is one function here, marked
-``# rule:``, so that the predicate and its SQL twin can later live side by side.
+"""Portable SQL for the KPIs (SQLite and PostgreSQL). The cross-cutting rules they apply
+(visibility, an active role grant, a completed training) live in workflow/rules.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, String, and_, exists, false, or_, true
+from sqlalchemy import Float, String
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import expression
-from sqlalchemy.sql.elements import ColumnElement
-
-from workflow.db.models import Record, RoleGrant, Task, User
-from workflow.kpi.specs import DONE
-from workflow.spec.model import WorkflowDefinition
 
 # --------------------------------------------------------------------------- portable SQL
 
@@ -96,59 +86,3 @@ def lists_user_sql(dialect: str, table: str, items: str) -> str:
     return (f"EXISTS (SELECT 1 FROM json_array_elements(CASE WHEN json_typeof({table}.data "
             f"-> '{items}') = 'array' THEN {table}.data -> '{items}' ELSE '[]'::json END) "
             "AS gi WHERE lower(gi ->> 'user') = lower(users.username))")
-
-
-# --------------------------------------------------------------------------- rules
-
-
-# rule: moves to workflow/rules.py
-def visible_clause(user: User, roles: set[str],
-                   definitions: Iterable[WorkflowDefinition]) -> ColumnElement[bool]:
-    """The engine's visibility rule (``Engine._visible``) as one SQL condition on ``records``:
-    a user sees a record when they hold a role of its workflow version, initiated it, or have
-    (had) a task on it assigned to them; the system account sees every record.
-
-    ``roles``: the user's roles; ``definitions``: every published version of every workflow
-    (neither is read for the system account).
-    """
-    if user.is_system:
-        return true()
-    hashes = [d.content_hash for d in definitions if roles & (set(d.roles) | set(d.start_roles))]
-    return or_(
-        Record.definition_hash.in_(hashes) if hashes else false(),
-        Record.created_by_id == user.id,
-        exists().where(Task.record_id == Record.id, Task.assignee_id == user.id))
-
-
-# rule: moves to workflow/rules.py
-def active_grant_clause(at: datetime) -> ColumnElement[bool]:
-    """A ``role_grants`` row is active at ``at``: granted by then, neither revoked nor expired
-    by then."""
-    g = RoleGrant
-    return and_(g.granted_at <= at, or_(g.revoked_at.is_(None), g.revoked_at > at),
-                or_(g.expires_at.is_(None), g.expires_at > at))
-
-
-#: the training workflow and the fields naming its trainee and document (literals until a
-#: definition declares them as a capability: reference/redesign-map.md)
-TRAINING_WORKFLOW = "training_assignment"
-TRAINEE_FIELD = "trainee"
-DOCUMENT_FIELD = "document"
-
-
-def trainee_of() -> ColumnElement[str]:
-    """The trainee (username) of a training record."""
-    return Record.data[TRAINEE_FIELD].as_string()
-
-
-def training_document_of() -> ColumnElement[str]:
-    """The document a training record trains on."""
-    return Record.data[DOCUMENT_FIELD].as_string()
-
-
-# rule: moves to workflow/rules.py
-def training_done_clause(as_of: datetime) -> ColumnElement[bool]:
-    """A training is completed: a ``training_assignment`` record closed with outcome done by
-    ``as_of`` (the engine's training gate asks the same of the actor's assignments)."""
-    return and_(Record.workflow_key == TRAINING_WORKFLOW, Record.outcome == DONE,
-                Record.closed_at <= as_of)

@@ -52,6 +52,7 @@ class _Checker:
         self._graph()
         self._actions(names)
         self._milestones()
+        self._capabilities()
         return self.problems
 
     # roles: declared names or pseudo-roles
@@ -272,6 +273,22 @@ class _Checker:
                 if m[key] not in self.states:
                     self.err(("milestones", name, key),
                              f"milestone {name!r} {key} names unknown state {m[key]!r}")
+
+    def _capabilities(self) -> None:
+        training = self.doc.get("capabilities", {}).get("training")
+        if not training:
+            return
+        for key, types in (("trainee", ("user",)), ("document", ("string", "choice")),
+                           ("version", ("string", "choice"))):
+            name = training.get(key)
+            if name is None:
+                continue
+            path = ("capabilities", "training", key)
+            if name not in self.fields:
+                self.err(path, f"capability training.{key} names unknown field {name!r}")
+            elif self.fields[name].get("type") not in types:
+                self.err(path, f"capability training.{key}: field {name!r} must be of type "
+                               f"{' or '.join(types)}")
 
 
 def reachable(start: str, edges: Mapping[str, set[str]]) -> set[str]:

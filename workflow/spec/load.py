@@ -19,12 +19,14 @@ from workflow.errors import DefinitionError, Problem
 from workflow.spec.checks import check, cross_check
 from workflow.spec.model import (
     Action,
+    Capabilities,
     FieldSpec,
     Guard,
     Milestone,
     Separation,
     SignatureSpec,
     StateSpec,
+    TrainingCapability,
     TrainingRequirement,
     TransitionSpec,
     WorkflowDefinition,
@@ -235,7 +237,14 @@ def _build(doc: dict[str, Any], text: str, origin: str, lines: Lines) -> Workflo
         states=states,
         transitions=transitions,
         milestones=milestones,
+        capabilities=_capabilities(doc.get("capabilities", {})),
         source=text,
         content_hash=content_hash(doc),
         origin=origin,
     )
+
+
+def _capabilities(doc: Mapping[str, Any]) -> Capabilities:
+    t = doc.get("training")
+    return Capabilities(training=TrainingCapability(t["trainee"], t["document"], t.get("version"))
+                        if t else None)

@@ -128,6 +128,25 @@ class Milestone:
 
 
 @dataclass(frozen=True)
+class TrainingCapability:
+    """Records of this workflow are training records: completed with outcome done, one
+    shows that the user named in field ``trainee`` is trained on the document (and version)
+    named in fields ``document`` (and ``version``)."""
+
+    trainee: str
+    document: str
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What records of a workflow are to the engine's general rules (``capabilities:`` in
+    the YAML), so that the engine never names a shipped workflow or its fields."""
+
+    training: TrainingCapability | None = None
+
+
+@dataclass(frozen=True)
 class WorkflowDefinition:
     key: str
     title: str
@@ -147,6 +166,7 @@ class WorkflowDefinition:
     milestones: Mapping[str, Milestone]
     source: str = field(repr=False, compare=False)
     start_guards: tuple[Guard, ...] = ()
+    capabilities: Capabilities = Capabilities()
     content_hash: str = ""
     origin: str = "<string>"
 

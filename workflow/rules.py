@@ -1,0 +1,141 @@
+"""Each cross-cutting rule once, as a Python predicate AND its SQL twin.
+
+The engine decides one record at a time (a predicate); listings, inboxes and KPIs decide for
+many rows in one query (the SQL twin). Both live here, side by side, and
+tests/integration/test_rules.py checks that they agree on a matrix of users and records, so
+the rule cannot drift between the record page, the API list and the dashboard.
+
+- visibility: who may see a record (``can_see`` / ``visible_clause``);
+- active grant: whether a role grant counts at a time (``grant_active`` / ``active_grant_clause``);
+- training completed: whether a training record shows a completed training
+  (``training_done`` / ``training_done_clause``), for the workflows that declare the
+  ``training`` capability (``training_workflows``) - the engine never names them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, bindparam, exists, false, or_, select, true
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from workflow.db.models import Record, RoleGrant, Task, User
+from workflow.spec.model import TrainingCapability, WorkflowDefinition
+
+#: the outcome of a record closed as completed (final state ``outcome: done``)
+DONE = "done"
+
+# --------------------------------------------------------------------------- visibility
+
+_tasks = Task.__table__.c
+# built once: the record page and every fire run it (see workflow/engine/statements.py)
+_HAS_TASK = select(_tasks.id).where(
+    _tasks.record_id == bindparam("rid"), _tasks.assignee_id == bindparam("uid")).limit(1)
+
+
+def sees_workflow(d: WorkflowDefinition, roles: set[str]) -> bool:
+    """The roles include one of the workflow's (working or starting) roles."""
+    return bool(roles & (set(d.roles) | set(d.start_roles)))
+
+
+def can_see(session: Session, d: WorkflowDefinition, rec: Record, user: User,
+            roles: set[str]) -> bool:
+    """A user sees a record when they hold a role of its workflow version, initiated it, or
+    have (had) a task on it assigned to them; the system account sees every record.
+
+    ``d``: the record's definition version; ``roles``: the user's roles now."""
+    if user.is_system or sees_workflow(d, roles):
+        return True
+    if rec.created_by_id == user.id:
+        return True
+    return session.execute(_HAS_TASK, {"rid": rec.id, "uid": user.id}).first() is not None
+
+
+def visible_clause(user: User, roles: set[str],
+                   definitions: Iterable[WorkflowDefinition]) -> ColumnElement[bool]:
+    """:func:`can_see` as one SQL condition on ``records``.
+
+    ``definitions``: every published version of every workflow (not read for the system
+    account)."""
+    if user.is_system:
+        return true()
+    hashes = [d.content_hash for d in definitions if sees_workflow(d, roles)]
+    return or_(
+        Record.definition_hash.in_(hashes) if hashes else false(),
+        Record.created_by_id == user.id,
+        exists().where(Task.record_id == Record.id, Task.assignee_id == user.id))
+
+
+# --------------------------------------------------------------------------- active grant
+
+
+def grant_active(grant: Any, at: datetime) -> bool:
+    """A role grant counts at ``at``: granted by then, neither revoked nor expired by then."""
+    return (grant.granted_at <= at
+            and (grant.revoked_at is None or grant.revoked_at > at)
+            and (grant.expires_at is None or grant.expires_at > at))
+
+
+def active_grant_clause(at: Any) -> ColumnElement[bool]:
+    """:func:`grant_active` as an SQL condition on ``role_grants``; ``at`` is a datetime or
+    a bind parameter (for statements built once)."""
+    g = RoleGrant.__table__.c
+    return and_(g.granted_at <= at, or_(g.revoked_at.is_(None), g.revoked_at > at),
+                or_(g.expires_at.is_(None), g.expires_at > at))
+
+
+# --------------------------------------------------------------------------- training
+
+
+def training_workflows(definitions: Iterable[WorkflowDefinition]
+                       ) -> dict[str, TrainingCapability]:
+    """The workflows whose records are training records (the ``training`` capability),
+    by key, with the fields that name trainee, document and version."""
+    return {d.key: d.capabilities.training for d in definitions
+            if d.capabilities.training is not None}
+
+
+def training_done(rec: Record, as_of: datetime) -> bool:
+    """A training record shows a completed training at ``as_of``: closed with outcome done
+    by then (``rec`` is a record of a training workflow)."""
+    return rec.outcome == DONE and rec.closed_at is not None and rec.closed_at <= as_of
+
+
+def training_done_clause(as_of: Any, workflows: Iterable[str]) -> ColumnElement[bool]:
+    """:func:`training_done` as an SQL condition on ``records``, for records of
+    ``workflows`` (the training workflows' keys)."""
+    keys = list(workflows)
+    return and_(Record.workflow_key.in_(keys) if keys else false(), Record.outcome == DONE,
+                Record.closed_at <= as_of)
+
+
+def trainee_of(cap: TrainingCapability) -> ColumnElement[str]:
+    """The trainee (username) of a training record."""
+    return Record.data[cap.trainee].as_string()
+
+
+def document_of(cap: TrainingCapability) -> ColumnElement[str]:
+    """The document a training record trains on."""
+    return Record.data[cap.document].as_string()
+
+
+def trained_on(session: Session, workflows: Mapping[str, TrainingCapability], username: str,
+               document: str, version: str | None, as_of: datetime) -> bool:
+    """The user has a completed training on ``document`` (and ``version``, when given) in
+    any of the training ``workflows``."""
+    per_workflow = []
+    for key, cap in workflows.items():
+        conds = [Record.workflow_key == key, trainee_of(cap) == username,
+                 document_of(cap) == document]
+        if version:
+            if cap.version is None:
+                continue  # a workflow that records no version cannot show a version's training
+            conds.append(Record.data[cap.version].as_string() == version)
+        per_workflow.append(and_(*conds))
+    if not per_workflow:
+        return False
+    q = select(Record.id).where(training_done_clause(as_of, workflows), or_(*per_workflow))
+    return session.execute(q.limit(1)).first() is not None
