@@ -4,11 +4,14 @@ same transaction as their cause, are delivered from here after commit.
 - :mod:`notifications.dispatcher`: fan-out to in-app notifications and per-person e-mail,
   retries with exponential backoff, dead letters, daily digests (``qms notifications
   dispatch``; the scheduler runs it every minute);
+- :mod:`notifications.job`: the scheduled job ``dispatch_notifications`` (it gets the
+  scheduler's context passed in);
 - :mod:`notifications.channels`: SMTP (``QMS_SMTP_URL``, STARTTLS or SSL, login);
 - :mod:`notifications.render`: Jinja message templates per kind (templates/), each with a
   link to its record (``QMS_BASE_URL``).
 
-Nothing here imports Flask.
+Nothing here imports Flask, the web app or the workflow engine: the caller passes in what
+opens the units of work.
 """
 
 from __future__ import annotations

@@ -23,9 +23,10 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import or_, select, update
@@ -33,7 +34,6 @@ from sqlalchemy.orm import Session
 
 from workflow import clock
 from workflow.db.models import Notification, OutboxMessage, Record, RoleGrant, User
-from workflow.engine.core import Engine
 
 from .channels import Mailer, SmtpSettings
 from .render import base_url, record_path, render
@@ -44,6 +44,15 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=10)
 MAX_BACKOFF = timedelta(hours=6)
 _ENV = object()
+
+
+class UnitOfWork(Protocol):
+    """What delivery needs from its caller: write units (commit on success) and read
+    sessions. The workflow engine has both; delivery never imports it."""
+
+    def unit(self) -> AbstractContextManager[Session]: ...
+
+    def reader(self) -> AbstractContextManager[Session]: ...
 
 
 @dataclass
@@ -59,17 +68,17 @@ class DispatchReport:
         return asdict(self)
 
 
-def dispatch(engine: Engine, *, now: datetime | None = None, smtp: Any = _ENV,
+def dispatch(uow: UnitOfWork, *, now: datetime | None = None, smtp: Any = _ENV,
              batch: int = 200) -> DispatchReport:
     """Deliver what is due now. ``smtp``: settings (None: e-mail off); from the environment
-    unless given. The engine's units do the writes; nothing here commits on its own."""
+    unless given. The units of ``uow`` do the writes; nothing here commits on its own."""
     now = now or clock.now()
     settings: SmtpSettings | None = SmtpSettings.from_env() if smtp is _ENV else smtp
     report = DispatchReport()
-    _fan_out(engine, now, settings, report, batch)
+    _fan_out(uow, now, settings, report, batch)
     if settings is not None:
-        _send(engine, now, settings, report, batch, channel="email")
-        _send(engine, now, settings, report, batch, channel="digest")
+        _send(uow, now, settings, report, batch, channel="email")
+        _send(uow, now, settings, report, batch, channel="digest")
     return report
 
 
@@ -84,6 +93,8 @@ def recipients(session: Session, msg: OutboxMessage, now: datetime) -> list[User
         if u is not None and u.active and not u.is_system:
             users[u.id] = u
     if msg.recipient_role:
+        # rule: active role grant (as workflow.scheduling.jobs.access_review.
+        # active_grant_clause); moves to workflow/rules.py
         for u in session.execute(
                 select(User).join(RoleGrant, RoleGrant.user_id == User.id).where(
                     RoleGrant.role == msg.recipient_role, RoleGrant.revoked_at.is_(None),
@@ -111,14 +122,14 @@ def next_digest_at(user: User, now: datetime) -> datetime:
 # ------------------------------------------------------------------ fan-out
 
 
-def _fan_out(engine: Engine, now: datetime, settings: SmtpSettings | None,
+def _fan_out(uow: UnitOfWork, now: datetime, settings: SmtpSettings | None,
              report: DispatchReport, batch: int) -> None:
-    with engine.reader() as s:
+    with uow.reader() as s:
         ids = s.execute(select(OutboxMessage.id).where(
             OutboxMessage.status == "pending", OutboxMessage.channel == "all")
             .order_by(OutboxMessage.id).limit(batch)).scalars().all()
     for msg_id in ids:
-        with engine.unit() as s:
+        with uow.unit() as s:
             # the conditional update is the claim: a second dispatcher updates nothing
             taken = s.execute(update(OutboxMessage).where(
                 OutboxMessage.id == msg_id, OutboxMessage.status == "pending",
@@ -168,11 +179,11 @@ def _backoff(settings: SmtpSettings, attempts: int) -> timedelta:
                MAX_BACKOFF)
 
 
-def _lease(engine: Engine, now: datetime, channel: str, batch: int) -> list[Any]:
+def _lease(uow: UnitOfWork, now: datetime, channel: str, batch: int) -> list[Any]:
     """Claim due rows of ``channel`` for this dispatcher; returns rows of (id, user id,
     e-mail, full name, subject, body, user active, record number)."""
     due = or_(OutboxMessage.next_attempt_at.is_(None), OutboxMessage.next_attempt_at <= now)
-    with engine.unit() as s:
+    with uow.unit() as s:
         ids = s.execute(select(OutboxMessage.id).where(
             OutboxMessage.status == "pending", OutboxMessage.channel == channel, due)
             .order_by(OutboxMessage.id).limit(batch)).scalars().all()
@@ -193,9 +204,9 @@ def _lease(engine: Engine, now: datetime, channel: str, batch: int) -> list[Any]
             .where(OutboxMessage.id.in_(mine)).order_by(OutboxMessage.id)).all()]
 
 
-def _send(engine: Engine, now: datetime, settings: SmtpSettings, report: DispatchReport,
+def _send(uow: UnitOfWork, now: datetime, settings: SmtpSettings, report: DispatchReport,
           batch: int, *, channel: str) -> None:
-    rows = _lease(engine, now, channel, batch)
+    rows = _lease(uow, now, channel, batch)
     if not rows:
         return
     # group: one e-mail per row, or one digest per person
@@ -228,12 +239,12 @@ def _send(engine: Engine, now: datetime, settings: SmtpSettings, report: Dispatc
         log.warning("SMTP %s: %s", settings.redacted(), error)
         for row in rows:
             outcome.setdefault(row[0], error)
-    _record(engine, now, settings, outcome, report)
+    _record(uow, now, settings, outcome, report)
 
 
-def _record(engine: Engine, now: datetime, settings: SmtpSettings,
+def _record(uow: UnitOfWork, now: datetime, settings: SmtpSettings,
             outcome: dict[int, str | None], report: DispatchReport) -> None:
-    with engine.unit() as s:
+    with uow.unit() as s:
         for msg in s.execute(select(OutboxMessage).where(
                 OutboxMessage.id.in_(sorted(outcome)))).scalars():
             error = outcome[msg.id]
@@ -273,9 +284,9 @@ def dead_letters(session: Session, limit: int = 200) -> list[tuple[OutboxMessage
         .order_by(OutboxMessage.id.desc()).limit(limit)).all()]
 
 
-def requeue(engine: Engine, outbox_id: int) -> bool:
+def requeue(uow: UnitOfWork, outbox_id: int) -> bool:
     """Give a dead message a fresh set of attempts (after the cause is fixed)."""
-    with engine.unit() as s:
+    with uow.unit() as s:
         r = s.execute(update(OutboxMessage).where(
             OutboxMessage.id == outbox_id, OutboxMessage.status == "dead")
             .values(status="pending", attempts=0, next_attempt_at=None))

@@ -27,7 +27,11 @@ from notifications.render import render
 from workflow import clock
 from workflow.db.models import Notification, OutboxMessage, User
 from workflow.identity import users as identity
-from workflow.scheduling.runner import load_schedules_text, run_due
+from workflow.scheduling.jobs import default_jobs
+from workflow.scheduling.schedules import load_schedules_text
+from workflow.scheduling.service import run_due
+
+JOBS = default_jobs()
 
 BASE = "https://qms.example.com"
 
@@ -287,11 +291,11 @@ def test_daily_digest_collects_a_days_messages(engine, people, smtp):
 
 def test_scheduler_runs_the_dispatcher_every_minute(engine, people):
     schedules = load_schedules_text(
-        "schedules:\n  notifications: {job: dispatch_notifications, every: minute}\n")
+        "schedules:\n  notifications: {job: dispatch_notifications, every: minute}\n", jobs=JOBS)
     new_capa(engine, people)
-    (line,) = run_due(engine, schedules)
+    (line,) = run_due(engine, schedules, jobs=JOBS)
     assert line == "notifications [now]: messages 1, in_app 2"
-    assert run_due(engine, schedules) == []
+    assert run_due(engine, schedules, jobs=JOBS) == []
 
 
 @pytest.mark.parametrize("url, expected", [

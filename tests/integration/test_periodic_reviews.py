@@ -31,7 +31,11 @@ from workflow.db.models import (
 from workflow.errors import GuardFailed, RecordNotFound, SegregationOfDuties
 from workflow.identity import auth
 from workflow.identity import users as identity
-from workflow.scheduling.runner import load_schedules, load_schedules_text, run_due
+from workflow.scheduling.jobs import default_jobs
+from workflow.scheduling.schedules import load_schedules_text
+from workflow.scheduling.service import run_due
+
+JOBS = default_jobs()
 
 MONTHLY = """
 schedules:
@@ -93,24 +97,15 @@ def signature_failure(engine, username):
 # ------------------------------------------------------------------ audit-trail review
 
 
-def test_shipped_schedules_include_the_periodic_reviews():
-    """R-A11-9-2: the shipped schedules open audit-trail and definition reviews and remind
-    of expiring passwords."""
-    jobs = {s.job: s for s in load_schedules().values()}
-    assert jobs["audit_trail_review"].period == "month"
-    assert jobs["definition_review"].period == "year"
-    assert jobs["password_expiry_reminders"].params == {"days": 14}
-
-
 def test_monthly_audit_trail_review_lists_the_critical_records_events(engine, people,
                                                                       make_user):
     """R-A11-9-2 R-WF-8 R-P11-10h-1: once a month QA gets one review listing, per critical
     record (risk: high), the audit events of the month before: count, first and last,
     signatures; records of lower-risk workflows are not listed; failed signatures and other
     security events of the system audit trail are. Nothing twice in the same month."""
-    schedules = load_schedules_text(MONTHLY)
+    schedules = load_schedules_text(MONTHLY, jobs=JOBS)
     # 2026-03-02: the March occurrence opens the review of February (nothing happened then)
-    assert run_due(engine, schedules) == ["atr [2026-03]: opened ['ATR-2026-0001']"]
+    assert run_due(engine, schedules, jobs=JOBS) == ["atr [2026-03]: opened ['ATR-2026-0001']"]
     feb = engine.get("ATR-2026-0001")
     assert (feb.data["window_from"], feb.data["window_to"]) == (
         "2026-02-01T00:00:00+00:00", "2026-03-01T00:00:00+00:00")
@@ -126,9 +121,9 @@ def test_monthly_audit_trail_review_lists_the_critical_records_events(engine, pe
     engine.fire(capa.number, "complete_implementation", people["owner"],
                 {"implementation_summary": "done"})
     clock.set(datetime(2026, 4, 1, 5, 0, tzinfo=UTC))
-    assert run_due(engine, schedules) == ["atr [2026-04]: opened ['ATR-2026-0002']"]
+    assert run_due(engine, schedules, jobs=JOBS) == ["atr [2026-04]: opened ['ATR-2026-0002']"]
     clock.advance(timedelta(hours=3))
-    assert run_due(engine, schedules) == []  # same month: nothing more
+    assert run_due(engine, schedules, jobs=JOBS) == []  # same month: nothing more
     assert numbers(engine, "audit_trail_review") == ["ATR-2026-0001", "ATR-2026-0002"]
 
     march = engine.get("ATR-2026-0002")
@@ -169,7 +164,7 @@ def test_signed_audit_trail_review_closes(engine, people):
     follow-up) and signs "Audit trail reviewed"; the review closes."""
     capa_to_implementation(engine, people)
     clock.set(datetime(2026, 4, 1, 5, 0, tzinfo=UTC))
-    run_due(engine, load_schedules_text(MONTHLY))
+    run_due(engine, load_schedules_text(MONTHLY, jobs=JOBS), jobs=JOBS)
     number = numbers(engine, "audit_trail_review")[-1]
     rows = engine.get(number).data["records"]
     assert len(rows) == 1
@@ -203,16 +198,16 @@ def test_signed_audit_trail_review_closes(engine, people):
 def test_audit_trail_review_after_downtime_covers_everything_since_the_last(engine, people):
     """R-A11-9-2 R-WF-8: a scheduler down from April to mid-July opens one review (not
     three) whose window starts where the last review ended, so no event goes unreviewed."""
-    schedules = load_schedules_text(MONTHLY)
+    schedules = load_schedules_text(MONTHLY, jobs=JOBS)
     clock.set(datetime(2026, 4, 1, 5, 0, tzinfo=UTC))
-    run_due(engine, schedules)
+    run_due(engine, schedules, jobs=JOBS)
     clock.set(datetime(2026, 5, 20, 9, 0, tzinfo=UTC))
     capa = capa_to_implementation(engine, people)
     clock.set(datetime(2026, 7, 15, 12, 0, tzinfo=UTC))
-    assert run_due(engine, schedules) == ["atr [2026-07]: opened ['ATR-2026-0002']"]
+    assert run_due(engine, schedules, jobs=JOBS) == ["atr [2026-07]: opened ['ATR-2026-0002']"]
     for _ in range(3):
         clock.advance(timedelta(minutes=1))
-        assert run_due(engine, schedules) == []
+        assert run_due(engine, schedules, jobs=JOBS) == []
     rec = engine.get("ATR-2026-0002")
     assert (rec.data["window_from"], rec.data["window_to"]) == (
         "2026-04-01T00:00:00+00:00", "2026-07-01T00:00:00+00:00")
@@ -222,8 +217,9 @@ def test_audit_trail_review_after_downtime_covers_everything_since_the_last(engi
 @pytest.mark.committed
 def test_two_schedulers_open_one_audit_trail_review(committed_engine):
     """R-WF-8: four schedulers racing (threads, real commits) open one review per month."""
-    schedules = load_schedules_text(MONTHLY)
-    results = race(4, lambda i: run_due(committed_engine, schedules, use_leader_lock=False))
+    schedules = load_schedules_text(MONTHLY, jobs=JOBS)
+    results = race(4, lambda i: run_due(committed_engine, schedules, jobs=JOBS,
+                                        use_leader_lock=False))
     assert numbers(committed_engine, "audit_trail_review") == ["ATR-2026-0001"]
     opened_once(results, ["ATR-2026-0001"])
 
@@ -235,12 +231,12 @@ def test_yearly_review_of_each_published_definition_goes_to_its_process_owner(
         engine, people, make_user):
     """R-WF-8 R-P11-10h-1: one definition_review per published definition key and year,
     its task and message to that definition's process-owner role; once per year."""
-    schedules = load_schedules_text(YEARLY)
+    schedules = load_schedules_text(YEARLY, jobs=JOBS)
     with engine.reader() as s:
         keys = sorted(set(s.execute(select(DefinitionVersion.key)).scalars()))
-    (line,) = run_due(engine, schedules)  # 2026-03-02: the 15 January occurrence is due
+    (line,) = run_due(engine, schedules, jobs=JOBS)  # 2026-03-02: the 15 January occurrence is due
     assert line.startswith("dr [2026]: opened ['DR-2026-0001'")
-    assert run_due(engine, schedules) == []
+    assert run_due(engine, schedules, jobs=JOBS) == []
     with engine.reader() as s:
         reviews = s.execute(select(Record).where(Record.workflow_key == "definition_review")
                             .order_by(Record.id)).scalars().all()
@@ -264,9 +260,9 @@ def test_yearly_review_of_each_published_definition_goes_to_its_process_owner(
             "create", "task_assigned"]
 
     clock.set(datetime(2026, 12, 31, 23, 0, tzinfo=UTC))
-    assert run_due(engine, schedules) == []
+    assert run_due(engine, schedules, jobs=JOBS) == []
     clock.set(datetime(2027, 1, 15, 6, 0, tzinfo=UTC))
-    (line,) = run_due(engine, schedules)
+    (line,) = run_due(engine, schedules, jobs=JOBS)
     assert line.startswith("dr [2027]: opened ['DR-2027-0001'")
     assert len(numbers(engine, "definition_review")) == 2 * len(keys)
 
@@ -276,7 +272,7 @@ def test_definition_review_signed_by_process_owner_and_co_signed_by_qa(engine, p
     """R-WF-8: the process owner signs "Reviewed, remains fit for use", another person of QA
     co-signs, and the review closes."""
     make_user("ivy", "isms", "employee")
-    run_due(engine, load_schedules_text(YEARLY))
+    run_due(engine, load_schedules_text(YEARLY, jobs=JOBS), jobs=JOBS)
     with engine.reader() as s:
         numbers_by_key = {r.data["definition"]: r.number for r in s.execute(
             select(Record).where(Record.workflow_key == "definition_review")).scalars()}
@@ -317,16 +313,16 @@ def test_password_expiry_reminder_once_per_user_and_expiry(engine, people, monke
     """R-P11-300b-1 R-WF-8: a user whose password expires within 14 days is reminded once
     per expiry date, with the password_expiring template; a new password, a new reminder."""
     monkeypatch.setenv("QMS_PASSWORD_MAX_AGE_DAYS", "90")
-    schedules = load_schedules_text(PASSWORDS)
+    schedules = load_schedules_text(PASSWORDS, jobs=JOBS)
     set_password(engine, people["emp"], datetime(2026, 3, 2, 9, 0, tzinfo=UTC))  # -> 31 May
     set_password(engine, people["qa"], datetime(2026, 3, 20, 9, 0, tzinfo=UTC))  # -> 18 June
     clock.set(datetime(2026, 5, 16, 8, 0, tzinfo=UTC))
-    assert run_due(engine, schedules) == []
+    assert run_due(engine, schedules, jobs=JOBS) == []
     clock.set(datetime(2026, 5, 18, 8, 0, tzinfo=UTC))
-    assert run_due(engine, schedules) == ["pw [2026-05-18]: reminded ['emma']"]
+    assert run_due(engine, schedules, jobs=JOBS) == ["pw [2026-05-18]: reminded ['emma']"]
     for day in (19, 20, 25):
         clock.set(datetime(2026, 5, day, 8, 0, tzinfo=UTC))
-        assert run_due(engine, schedules) == []
+        assert run_due(engine, schedules, jobs=JOBS) == []
     with engine.reader() as s:
         (msg,) = s.execute(select(OutboxMessage).where(
             OutboxMessage.kind == "password_expiring")).scalars()
@@ -340,9 +336,9 @@ def test_password_expiry_reminder_once_per_user_and_expiry(engine, people, monke
     assert "expires on 2026-05-31 09:00 UTC (in 13 days)" in body and "/account/password" in body
     set_password(engine, people["emp"], datetime(2026, 5, 28, 10, 0, tzinfo=UTC))  # -> 26 Aug
     clock.set(datetime(2026, 6, 5, 8, 0, tzinfo=UTC))
-    assert run_due(engine, schedules) == ["pw [2026-06-05]: reminded ['quinn']"]
+    assert run_due(engine, schedules, jobs=JOBS) == ["pw [2026-06-05]: reminded ['quinn']"]
     clock.set(datetime(2026, 8, 13, 8, 0, tzinfo=UTC))
-    assert run_due(engine, schedules) == ["pw [2026-08-13]: reminded ['emma']"]
+    assert run_due(engine, schedules, jobs=JOBS) == ["pw [2026-08-13]: reminded ['emma']"]
 
 
 # ------------------------------------------------------------------ notification kinds
@@ -356,7 +352,7 @@ def test_notify_action_and_lockout_set_the_kind_that_picks_the_template(engine, 
     make_user("ada", "admin")
     capa = engine.get(engine.start("capa", people["emp"],
                                    {"title": "T", "description": "D"}).number)
-    run_due(engine, load_schedules_text(MONTHLY))
+    run_due(engine, load_schedules_text(MONTHLY, jobs=JOBS), jobs=JOBS)
     policy = auth.Policy(lockout_threshold=2)
     with engine.unit() as s:
         u = identity.get_user(s, people["emp"])

@@ -21,8 +21,13 @@ from workflow.audit import trail as audit
 from workflow.db.models import AuditEvent, JobRun, OutboxMessage, Record, RoleGrant, Task, TaskStatus
 from workflow.errors import NotAuthorized
 from workflow.identity import users as identity
-from workflow.scheduling import runner as scheduling
-from workflow.scheduling.runner import ScheduleError, load_schedules, load_schedules_text, run_due
+from workflow.scheduling import claims
+from workflow.scheduling.context import Job
+from workflow.scheduling.jobs import default_jobs
+from workflow.scheduling.schedules import load_schedules_text
+from workflow.scheduling.service import run_due
+
+JOBS = default_jobs()
 
 QUARTERLY = """
 schedules:
@@ -55,69 +60,21 @@ def reviews(engine):
         ).scalars()]
 
 
-# ------------------------------------------------------------------ configuration
-
-
-def test_shipped_schedules_file_is_valid():
-    """R-A11-12-3: the shipped schedules load; each names a known job."""
-    schedules = load_schedules()
-    assert {"access_review_quarterly", "sla_sweep", "timers", "notifications"} <= set(schedules)
-    assert all(s.job in scheduling.JOBS for s in schedules.values())
-
-
-def test_schedule_errors_name_file_and_line():
-    """Every problem of a schedules file is reported as file:line: message."""
-    text = """schedules:
-  reviews:
-    job: access_review
-    cron: "0 6 1 1,4,7,10 *"
-    period: fortnight
-    params: {systems: []}
-  sweep:
-    job: nonsense
-    cron: "61 * * * *"
-    period: hour
-  timers:
-    job: access_review
-    every: minute
-"""
-    with pytest.raises(ScheduleError) as exc:
-        load_schedules_text(text, "s.yaml")
-    got = {str(p) for p in exc.value.problems}
-    assert "s.yaml:5: period must be one of: minute, hour, day, week, month, quarter, year " \
-           "(the job runs once per period)" in got
-    assert any(p.startswith("s.yaml:6: params.systems must list") for p in got)
-    assert any(p.startswith("s.yaml:8: unknown job 'nonsense'") for p in got)
-    assert any(p.startswith("s.yaml:9: invalid cron expression '61 * * * *'") for p in got)
-    assert any(p.startswith("s.yaml:13: job 'access_review' must run once per period") for p in got)
-
-
-@pytest.mark.parametrize("period, at, key", [
-    ("quarter", datetime(2026, 3, 2, 9, tzinfo=UTC), "2026-Q1"),
-    ("quarter", datetime(2026, 10, 1, 6, tzinfo=UTC), "2026-Q4"),
-    ("month", datetime(2026, 3, 2, 9, tzinfo=UTC), "2026-03"),
-    ("week", datetime(2026, 3, 2, 9, tzinfo=UTC), "2026-W10"),
-    ("day", datetime(2026, 3, 2, 9, tzinfo=UTC), "2026-03-02"),
-    ("hour", datetime(2026, 3, 2, 9, 59, tzinfo=UTC), "2026-03-02T09"),
-])
-def test_period_keys(period, at, key):
-    assert scheduling.period_key(period, at) == key
-
-
 # ------------------------------------------------------------------ access reviews
 
 
 def test_quarterly_review_opens_one_review_per_system_and_period(engine, staff):
     """R-A11-12-3 R-P11-10h-1: one review per system and quarter, listing every active QMS
     grant, assigned to the system owner, created by the system user with the job named."""
-    schedules = load_schedules_text(QUARTERLY)
-    lines = run_due(engine, schedules)  # 2026-03-02: the Q1 occurrence (1 January) is due
+    schedules = load_schedules_text(QUARTERLY, jobs=JOBS)
+    # 2026-03-02: the Q1 occurrence (1 January) is due
+    lines = run_due(engine, schedules, jobs=JOBS)
     assert lines == ["access_review_quarterly [2026-Q1]: opened ['AR-2026-0001', 'AR-2026-0002']"]
     assert reviews(engine) == [("QMS", "2026-Q1", "AR-2026-0001"),
                                ("LIMS", "2026-Q1", "AR-2026-0002")]
-    assert run_due(engine, schedules) == []  # same period: nothing more
+    assert run_due(engine, schedules, jobs=JOBS) == []  # same period: nothing more
     clock.advance(timedelta(hours=1))
-    assert run_due(engine, schedules) == []
+    assert run_due(engine, schedules, jobs=JOBS) == []
 
     with engine.reader() as s:
         qms = s.execute(select(Record).where(Record.number == "AR-2026-0001")).scalar_one()
@@ -147,38 +104,38 @@ def test_quarterly_review_opens_one_review_per_system_and_period(engine, staff):
             JobRun.job == "access_review_quarterly")).scalar_one() == 3  # 2 systems + period
 
     clock.set(datetime(2026, 4, 1, 6, 0, tzinfo=UTC))  # next quarter
-    assert run_due(engine, schedules) == [
+    assert run_due(engine, schedules, jobs=JOBS) == [
         "access_review_quarterly [2026-Q2]: opened ['AR-2026-0003', 'AR-2026-0004']"]
 
 
 def test_scheduler_that_was_down_catches_up_once(engine, staff):
     """A scheduler down for three quarters runs the latest missed period once on restart,
     not once per missed quarter or tick."""
-    schedules = load_schedules_text(QUARTERLY)
-    run_due(engine, schedules)
+    schedules = load_schedules_text(QUARTERLY, jobs=JOBS)
+    run_due(engine, schedules, jobs=JOBS)
     clock.set(datetime(2026, 12, 15, 12, 0, tzinfo=UTC))  # Q2, Q3, Q4 occurrences missed
-    assert run_due(engine, schedules) == [
+    assert run_due(engine, schedules, jobs=JOBS) == [
         "access_review_quarterly [2026-Q4]: opened ['AR-2026-0003', 'AR-2026-0004']"]
     for _ in range(5):
         clock.advance(timedelta(minutes=1))
-        assert run_due(engine, schedules) == []
+        assert run_due(engine, schedules, jobs=JOBS) == []
     assert [p for _, p, _ in reviews(engine)] == ["2026-Q1"] * 2 + ["2026-Q4"] * 2
 
 
 def test_an_occurrence_older_than_two_periods_is_not_replayed(engine, staff):
     """Misfire grace: a once-a-year occurrence (1 April 2025) lies more than two quarters
     back on 31 March 2026, so nothing is due until 1 April 2026."""
-    schedules = load_schedules_text(QUARTERLY.replace("1,4,7,10", "4"))
+    schedules = load_schedules_text(QUARTERLY.replace("1,4,7,10", "4"), jobs=JOBS)
     clock.set(datetime(2026, 3, 31, 23, 59, tzinfo=UTC))
-    assert run_due(engine, schedules) == []
+    assert run_due(engine, schedules, jobs=JOBS) == []
     clock.set(datetime(2026, 4, 1, 6, 0, tzinfo=UTC))
-    assert len(run_due(engine, schedules)) == 1
+    assert len(run_due(engine, schedules, jobs=JOBS)) == 1
 
 
 def test_revocations_from_a_scheduled_review_take_effect_at_once(engine, staff):
     """R-A11-12-3 R-A11-12-1 R-P11-10d-1: the owner marks a grant revoke, the grant is
     revoked and audited in the same transaction, and the person loses the access at once."""
-    run_due(engine, load_schedules_text(QUARTERLY))
+    run_due(engine, load_schedules_text(QUARTERLY, jobs=JOBS), jobs=JOBS)
     capa = engine.start("capa", staff["emp"], {"title": "T", "description": "D"})
     engine.fire(capa.number, "assign", staff["qa"], {"owner": "olga"})
     rec = engine.get("AR-2026-0001")
@@ -227,14 +184,14 @@ def test_two_schedulers_at_once_open_one_review_per_system(committed_engine, lea
         for name, role in (("sam", "system_owner"), ("olga", "capa_owner")):
             u = identity.create_user(s, name, name.title(), actor=system, reason="test")
             identity.grant_role(s, u, role, actor=system, reason="test")
-    schedules = load_schedules_text(QUARTERLY)
+    schedules = load_schedules_text(QUARTERLY, jobs=JOBS)
     results = race(4, lambda i: run_due(committed_engine, schedules,
-                                        use_leader_lock=leader_lock))
+                                        use_leader_lock=leader_lock, jobs=JOBS))
     assert sorted(s for s, _, _ in reviews(committed_engine)) == ["LIMS", "QMS"]
     opened_once(results, [n for _, _, n in reviews(committed_engine)])
     with committed_engine.reader() as s:
         assert s.execute(select(func.count()).select_from(JobRun)).scalar_one() == 3
-    assert run_due(committed_engine, schedules) == []
+    assert run_due(committed_engine, schedules, jobs=JOBS) == []
 
 
 # ------------------------------------------------------------------ SLA, timers, CAPA, training
@@ -258,23 +215,23 @@ def outbox(engine, kind):
 def test_sla_sweep_reminds_then_escalates_once_per_task(engine, people):
     """Reminder before the due date, escalation to the process-owner role when overdue, each
     once per task however often the sweep runs."""
-    schedules = load_schedules_text(SLA)
+    schedules = load_schedules_text(SLA, jobs=JOBS)
     r = engine.start("capa", people["emp"], {"title": "T", "description": "D"})  # QA task, 5 d
     clock.advance(timedelta(hours=1))
-    assert run_due(engine, schedules) == []
+    assert run_due(engine, schedules, jobs=JOBS) == []
     clock.advance(timedelta(days=3, hours=1))  # due in < 2 days
     # 11:00; the hour's occurrence was at 10:05
-    assert run_due(engine, schedules) == ["sla_sweep [2026-03-05T10]: reminders 1"]
+    assert run_due(engine, schedules, jobs=JOBS) == ["sla_sweep [2026-03-05T10]: reminders 1"]
     (m,) = outbox(engine, "due_soon")
     assert (m.recipient_role, m.subject) == ("qa", f"{r.number}: due 2026-03-07 09:00 UTC")
     for _ in range(3):
         clock.advance(timedelta(hours=1))
-        run_due(engine, schedules)
+        run_due(engine, schedules, jobs=JOBS)
     assert len(outbox(engine, "due_soon")) == 1
     clock.advance(timedelta(days=2))
-    run_due(engine, schedules)
+    run_due(engine, schedules, jobs=JOBS)
     clock.advance(timedelta(hours=1))
-    run_due(engine, schedules)
+    run_due(engine, schedules, jobs=JOBS)
     (over,) = outbox(engine, "overdue")
     (esc,) = outbox(engine, "escalation")
     assert over.recipient_role == "qa" and esc.recipient_role == "qa"  # capa process owner
@@ -284,19 +241,19 @@ def test_sla_sweep_reminds_then_escalates_once_per_task(engine, people):
 def test_timers_job_fires_due_timers_as_system_user(engine, people, make_user):
     """R-P11-10h-1: the every-minute timers job moves an overdue training via the engine."""
     make_user("tina", "training_coordinator", "employee")
-    schedules = load_schedules_text("schedules:\n  timers: {job: run_timers, every: minute}\n")
+    schedules = load_schedules_text("schedules:\n  timers: {job: run_timers, every: minute}\n", jobs=JOBS)
     r = engine.start("training_assignment", "tina", {
         "title": "SOP-1", "document": "SOP-1", "document_version": "1",
         "trainee": people["emp"], "due_date": "2026-03-05"})
-    assert run_due(engine, schedules) == []
+    assert run_due(engine, schedules, jobs=JOBS) == []
     clock.set(datetime(2026, 3, 6, 0, 1, tzinfo=UTC))
-    assert run_due(engine, schedules) == ["timers [now]: timers 1"]
+    assert run_due(engine, schedules, jobs=JOBS) == ["timers [now]: timers 1"]
     assert engine.get(r.number).state == "overdue"
 
 
 def test_capa_effectiveness_check_due_notifies_once(engine, people):
     schedules = load_schedules_text(
-        "schedules:\n  eff: {job: capa_effectiveness_due, cron: '30 6 * * *', period: day}\n")
+        "schedules:\n  eff: {job: capa_effectiveness_due, cron: '30 6 * * *', period: day}\n", jobs=JOBS)
     r = engine.start("capa", people["emp"], {"title": "T", "description": "D"})
     engine.fire(r.number, "assign", people["qa"], {"owner": people["owner"]})
     engine.fire(r.number, "submit_root_cause", people["owner"],
@@ -310,12 +267,12 @@ def test_capa_effectiveness_check_due_notifies_once(engine, people):
     engine.fire(r.number, "verify", people["qa2"], {"verification_evidence": "ok"},
                 signature=sign(people["qa2"]))
     clock.set(datetime(2026, 3, 3, 7, tzinfo=UTC))
-    run_due(engine, schedules)
+    run_due(engine, schedules, jobs=JOBS)
     assert outbox(engine, "effectiveness_due") == []
     clock.set(datetime(2026, 4, 1, 7, tzinfo=UTC))  # effectiveness_due 2026-04-01
-    assert run_due(engine, schedules) == [f"eff [2026-04-01]: notified ['{r.number}']"]
+    assert run_due(engine, schedules, jobs=JOBS) == [f"eff [2026-04-01]: notified ['{r.number}']"]
     clock.set(datetime(2026, 4, 2, 7, tzinfo=UTC))
-    run_due(engine, schedules)
+    run_due(engine, schedules, jobs=JOBS)
     msgs = outbox(engine, "effectiveness_due")
     assert sorted((m.recipient_role or "", m.recipient_user_id is not None) for m in msgs) == [
         ("", True), ("qa", False)]
@@ -333,35 +290,34 @@ schedules:
     cron: "0 7 * * *"
     period: day
     params: {documents: [{document: SOP-9, interval: 365d, lead: 30d}]}
-""")
+""", jobs=JOBS)
     r = engine.start("training_assignment", "tina", {
         "title": "SOP-9", "document": "SOP-9", "document_version": "3",
         "trainee": people["emp"], "trainer": "trent", "due_date": "2026-03-10"})
     engine.fire(r.number, "complete", people["emp"], signature=sign(people["emp"]))
     engine.fire(r.number, "verify", "trent", signature=sign("trent"))
     clock.set(datetime(2027, 1, 30, 7, tzinfo=UTC))
-    assert run_due(engine, schedules) == []
+    assert run_due(engine, schedules, jobs=JOBS) == []
     clock.set(datetime(2027, 2, 1, 7, tzinfo=UTC))
-    (line,) = run_due(engine, schedules)
+    (line,) = run_due(engine, schedules, jobs=JOBS)
     assert line == "refreshers [2027-02-01]: assigned ['TRN-2027-0001']"
     new = engine.get("TRN-2027-0001")
     assert (new.data["trainee"], new.data["document_version"], new.data["due_date"]) == (
         people["emp"], "3", "2027-03-02")
     clock.set(datetime(2027, 2, 2, 7, tzinfo=UTC))
-    assert run_due(engine, schedules) == []
+    assert run_due(engine, schedules, jobs=JOBS) == []
 
 
 def test_a_failing_job_is_recorded_and_retried(engine, people, monkeypatch):
     def boom(ctx):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setitem(scheduling.JOBS, "sla_sweep",
-                        scheduling.Job("sla_sweep", boom, idempotent=True))
-    schedules = load_schedules_text(SLA)
-    (line,) = run_due(engine, schedules)
+    jobs = {**JOBS, "sla_sweep": Job("sla_sweep", boom, idempotent=True)}
+    schedules = load_schedules_text(SLA, jobs=jobs)
+    (line,) = run_due(engine, schedules, jobs=jobs)
     assert "FAILED: RuntimeError: disk on fire" in line
-    (line,) = run_due(engine, schedules)  # the period is still open: retried
-    runs = scheduling.last_runs(engine)
+    (line,) = run_due(engine, schedules, jobs=jobs)  # the period is still open: retried
+    runs = claims.last_runs(engine)
     assert runs["sla_sweep"].status == "failed"
     assert runs["sla_sweep"].result == {"attempts": 2}
 

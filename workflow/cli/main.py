@@ -693,9 +693,10 @@ def timers_run() -> None:
 
 
 def _schedules(path: str | None = None) -> Any:
-    from workflow.scheduling.runner import load_schedules
+    from workflow.scheduling.jobs import default_jobs
+    from workflow.scheduling.schedules import load_schedules
 
-    return load_schedules(path)
+    return load_schedules(path, jobs=default_jobs())
 
 
 @main.command("scheduler")
@@ -707,20 +708,21 @@ def scheduler(once: bool) -> None:
     APScheduler is the clock (one tick a minute, in memory); the database decides what runs:
     each job runs once per period however many schedulers share the database, and a scheduler
     that was down runs a missed period once when it starts."""
-    from workflow.scheduling import runner as scheduling
+    from workflow.scheduling import claims, service
+    from workflow.scheduling.jobs import default_jobs
 
     schedules = _schedules()
     engine, _ = _engine()
     if once:
-        lines = scheduling.run_due(engine, schedules)
+        lines = service.run_due(engine, schedules, jobs=default_jobs())
         for line in lines:
             click.echo(line)
         click.echo(f"{len(lines)} schedule(s) did something")
         return
     logging.getLogger().setLevel(logging.INFO)
-    click.echo(f"scheduler {scheduling.runner_name()}: {len(schedules)} schedule(s); "
+    click.echo(f"scheduler {claims.runner_name()}: {len(schedules)} schedule(s); "
                "Ctrl-C stops it")
-    scheduling.serve(engine, schedules)
+    service.serve(engine, schedules, jobs=default_jobs())
 
 
 @main.group("jobs")
@@ -732,11 +734,12 @@ def jobs_group() -> None:
 @_friendly
 def jobs_list() -> None:
     """Each schedule with its job, when it runs and its last run."""
-    from workflow.scheduling import runner as scheduling
+    from workflow.scheduling import claims
+    from workflow.scheduling.jobs import default_jobs
 
     schedules = _schedules()
     engine, _ = _engine()
-    runs = scheduling.last_runs(engine)
+    runs = claims.last_runs(engine)
     for s in schedules.values():
         run = runs.get(s.name)
         last = "never" if run is None else (
@@ -745,7 +748,7 @@ def jobs_list() -> None:
         click.echo(f"{s.name:26} {s.job:24} "
                    f"{(s.cron + ' per ' + s.period) if s.cron else 'every minute':32} "
                    f"last: {last}")
-    click.echo("jobs: " + ", ".join(sorted(scheduling.JOBS)))
+    click.echo("jobs: " + ", ".join(sorted(default_jobs())))
 
 
 @jobs_group.command("run")
@@ -754,12 +757,13 @@ def jobs_list() -> None:
 def jobs_run(name: str) -> None:
     """Run schedule NAME now (still once per period: a done period is not run again)."""
     from workflow.scheduling import runner as scheduling
+    from workflow.scheduling.jobs import default_jobs
 
     schedules = _schedules()
     if name not in schedules:
         raise CliError(f"no schedule {name!r}; schedules: {', '.join(schedules)}")
     engine, _ = _engine()
-    line = scheduling.run_now(engine, schedules[name])
+    line = scheduling.run_now(engine, schedules[name], jobs=default_jobs())
     click.echo(line)
     if ": FAILED:" in line:
         sys.exit(1)
@@ -769,10 +773,11 @@ def jobs_run(name: str) -> None:
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 def jobs_validate(file: str | None) -> None:
     """Validate the schedules file; print every problem as file:line: message."""
-    from workflow.scheduling.runner import ScheduleError, load_schedules, schedules_file
+    from workflow.scheduling.jobs import default_jobs
+    from workflow.scheduling.schedules import ScheduleError, load_schedules, schedules_file
 
     try:
-        schedules = load_schedules(file)
+        schedules = load_schedules(file, jobs=default_jobs())
     except ScheduleError as exc:
         for p in exc.problems:
             click.echo(str(p))

@@ -1,0 +1,105 @@
+"""The periodic user access review (R-A11-12-3, R-P11-10d-1): one access_review record per
+configured system and period."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from workflow.audit import trail as audit
+from workflow.db.models import RoleGrant, Task, TaskStatus, User
+from workflow.identity import users as identity
+from workflow.scheduling.context import JobContext
+
+log = logging.getLogger(__name__)
+
+
+# rule: moves to workflow/rules.py ("active role grant"; notifications.dispatcher.recipients
+# and identity.users.roles_of repeat it)
+def active_grant_clause(now: datetime) -> ColumnElement[bool]:
+    """A role grant is active at ``now``: not revoked, not expired, held by an active person
+    (not the system user). Join RoleGrant to User on the grant's user_id."""
+    return and_(RoleGrant.revoked_at.is_(None),
+                or_(RoleGrant.expires_at.is_(None), RoleGrant.expires_at > now),
+                User.active.is_(True), User.is_system.is_(False))
+
+
+def active_grants(session: Session, now: datetime) -> list[dict[str, str]]:
+    """Every active grant, as the review lists it: ``{user, role}`` by username and role."""
+    rows = session.execute(
+        select(User.username, RoleGrant.role).join(User, User.id == RoleGrant.user_id)
+        .where(active_grant_clause(now))
+        .order_by(User.username, RoleGrant.role)).all()
+    return [{"user": u, "role": r} for u, r in rows]
+
+
+def access_review(ctx: JobContext) -> dict[str, Any]:
+    """Open one access_review record per configured system and period (R-A11-12-3,
+    R-P11-10d-1), listing every active grant for attestation; for this QMS
+    (``QMS_SYSTEM_NAME``) the real role grants, for other systems an empty list that the
+    system owner fills from the system's export. The review task goes to the system owner
+    named in the schedule (else to the system_owner role)."""
+    opened: list[str] = []
+    skipped: list[str] = []
+    for system in ctx.params.get("systems", []):
+        name = system["name"]
+
+        def work(session: Session, system: Mapping[str, Any] = system, name: str = name) -> str:
+            ours = name.strip().lower() == ctx.engine.system_name.lower()
+            grants = active_grants(session, ctx.now) if ours else []
+            scope = (f"Active role grants of {name} at {ctx.now:%Y-%m-%d %H:%M} UTC, listed by "
+                     f"the scheduler ({ctx.reason})." if ours else
+                     f"Export the user list of {name} and enter every grant below "
+                     f"(opened by {ctx.reason}).")
+            rec = ctx.start_record(session, "access_review", {
+                "title": f"{name} user access review {ctx.period}", "system": name,
+                "period": ctx.period[:20], "scope": scope, "grants": grants})
+            owner = identity.find_user(session, system["owner"]) if system.get("owner") else None
+            if owner is not None and owner.active and \
+                    "system_owner" in identity.roles_of(session, owner, ctx.now):
+                task_id = session.execute(select(Task.id).where(
+                    Task.record_id == rec.id, Task.status == TaskStatus.OPEN)).scalars().first()
+                if task_id is not None:
+                    session.execute(update(Task).where(Task.id == task_id)
+                                    .values(assignee_id=owner.id))
+                    audit.record_event(session, rec, at=ctx.now, actor=ctx.system(session),
+                                       action="task_assigned",
+                                       changes={"task": {"task": task_id,
+                                                         "assignee": [None, owner.username]}},
+                                       reason=ctx.reason)
+                ctx.outbox(session, kind="review_opened", record_id=rec.id, user_id=owner.id,
+                           subject=f"{rec.number}: user access review of {name} to perform",
+                           body=f"The {ctx.period} access review of {name} lists "
+                                f"{len(grants)} grant(s) to attest.")
+            elif system.get("owner"):
+                log.warning("%s: %s is not an active system owner; the review is open to the "
+                            "system_owner role", rec.number, system["owner"])
+            return rec.number
+
+        done, number = ctx.once_for_period(name, work)
+        (opened if done else skipped).append(number or name)
+    return {"opened": opened, "already open": skipped}
+
+
+def check_access_review(params: Mapping[str, Any]) -> list[tuple[tuple, str]]:
+    systems = params.get("systems")
+    if not isinstance(systems, list) or not systems:
+        return [((), "params.systems must list the systems to review, e.g. "
+                     "- {name: QMS, owner: sam}")]
+    out: list[tuple[tuple, str]] = []
+    seen: set[str] = set()
+    for i, s in enumerate(systems):
+        if not isinstance(s, dict) or not isinstance(s.get("name"), str) or not s["name"].strip():
+            out.append((("systems", i), "each system needs a name"))
+            continue
+        if s["name"].lower() in seen:
+            out.append((("systems", i), f"system {s['name']!r} is listed twice"))
+        seen.add(s["name"].lower())
+        for k in sorted(set(s) - {"name", "owner"}):
+            out.append((("systems", i, k), f"unknown key {k!r} (allowed: name, owner)"))
+    return out
