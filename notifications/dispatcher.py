@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from workflow import clock
+from workflow import clock, rules
 from workflow.db.models import Notification, OutboxMessage, Record, RoleGrant, User
 
 from .channels import Mailer, SmtpSettings
@@ -93,12 +93,10 @@ def recipients(session: Session, msg: OutboxMessage, now: datetime) -> list[User
         if u is not None and u.active and not u.is_system:
             users[u.id] = u
     if msg.recipient_role:
-        # rule: active role grant (as workflow.scheduling.jobs.access_review.
-        # active_grant_clause); moves to workflow/rules.py
+        # the people holding the role now (the active-grant rule of workflow/rules.py)
         for u in session.execute(
                 select(User).join(RoleGrant, RoleGrant.user_id == User.id).where(
-                    RoleGrant.role == msg.recipient_role, RoleGrant.revoked_at.is_(None),
-                    or_(RoleGrant.expires_at.is_(None), RoleGrant.expires_at > now),
+                    RoleGrant.role == msg.recipient_role, rules.active_grant_clause(now),
                     User.active.is_(True), User.is_system.is_(False))
                 .order_by(User.id)).scalars():
             users.setdefault(u.id, u)

@@ -279,7 +279,7 @@ class _Checker:
         if not training:
             return
         for key, types in (("trainee", ("user",)), ("document", ("string", "choice")),
-                           ("version", ("string", "choice"))):
+                           ("version", ("string", "choice")), ("due", ("date",))):
             name = training.get(key)
             if name is None:
                 continue

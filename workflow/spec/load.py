@@ -246,5 +246,5 @@ def _build(doc: dict[str, Any], text: str, origin: str, lines: Lines) -> Workflo
 
 def _capabilities(doc: Mapping[str, Any]) -> Capabilities:
     t = doc.get("training")
-    return Capabilities(training=TrainingCapability(t["trainee"], t["document"], t.get("version"))
-                        if t else None)
+    return Capabilities(training=TrainingCapability(t["trainee"], t["document"], t.get("version"),
+                                                    t.get("due")) if t else None)

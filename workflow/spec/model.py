@@ -131,11 +131,13 @@ class Milestone:
 class TrainingCapability:
     """Records of this workflow are training records: completed with outcome done, one
     shows that the user named in field ``trainee`` is trained on the document (and version)
-    named in fields ``document`` (and ``version``)."""
+    named in fields ``document`` (and ``version``). ``due``: the date field a new
+    assignment's due date goes in (the refresher job sets it)."""
 
     trainee: str
     document: str
     version: str | None = None
+    due: str | None = None
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.orm import Session
 
+from workflow import rules
 from workflow.audit import trail as audit
 from workflow.db.models import RoleGrant, Task, TaskStatus, User
 from workflow.identity import users as identity
@@ -19,21 +20,17 @@ from workflow.scheduling.context import JobContext
 log = logging.getLogger(__name__)
 
 
-# rule: moves to workflow/rules.py ("active role grant"; notifications.dispatcher.recipients
-# and identity.users.roles_of repeat it)
-def active_grant_clause(now: datetime) -> ColumnElement[bool]:
-    """A role grant is active at ``now``: not revoked, not expired, held by an active person
-    (not the system user). Join RoleGrant to User on the grant's user_id."""
-    return and_(RoleGrant.revoked_at.is_(None),
-                or_(RoleGrant.expires_at.is_(None), RoleGrant.expires_at > now),
-                User.active.is_(True), User.is_system.is_(False))
+def held_grant_clause(now: datetime) -> ColumnElement[bool]:
+    """A role grant an access review lists: active at ``now`` (workflow/rules.py), held by
+    an active person (not the system user). Join RoleGrant to User on the grant's user_id."""
+    return and_(rules.active_grant_clause(now), User.active.is_(True), User.is_system.is_(False))
 
 
 def active_grants(session: Session, now: datetime) -> list[dict[str, str]]:
     """Every active grant, as the review lists it: ``{user, role}`` by username and role."""
     rows = session.execute(
         select(User.username, RoleGrant.role).join(User, User.id == RoleGrant.user_id)
-        .where(active_grant_clause(now))
+        .where(held_grant_clause(now))
         .order_by(User.username, RoleGrant.role)).all()
     return [{"user": u, "role": r} for u, r in rows]
 

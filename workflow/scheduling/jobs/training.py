@@ -1,5 +1,6 @@
-"""Refresher trainings (R-P11-10i-1): a new training_assignment before the last completed one
-on a document with a retraining interval expires."""
+"""Refresher trainings (R-P11-10i-1): a new training assignment before the last completed one
+on a document with a retraining interval expires. The training workflow and its fields come
+from the definition that declares the ``training`` capability."""
 
 from __future__ import annotations
 
@@ -10,21 +11,27 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from workflow import rules
 from workflow.db.models import Record
+from workflow.errors import WorkflowError
 from workflow.identity import users as identity
 from workflow.scheduling.context import JobContext
-from workflow.spec.model import parse_duration
-
-#: the workflow whose records are trainings (data: trainee, document, document_version)
-TRAINING_WORKFLOW = "training_assignment"
+from workflow.spec.model import TrainingCapability, parse_duration
 
 
-# rule: moves to workflow/rules.py ("training completed"; the engine's training gate and the
-# KPI training cohorts repeat it as SQL)
-def training_completed(closed_at: datetime | None, outcome: str | None) -> bool:
-    """A training_assignment record counts as completed training once it is closed with the
-    outcome ``done``."""
-    return closed_at is not None and outcome == "done"
+def training_workflow(ctx: JobContext, session: Session) -> tuple[str, TrainingCapability]:
+    """The workflow whose records are trainings (the one declaring the ``training``
+    capability; ``params.workflow`` chooses when several do)."""
+    workflows = rules.training_workflows(ctx.engine.registry.known(session).values())
+    chosen = ctx.params.get("workflow")
+    if chosen:
+        if chosen not in workflows:
+            raise WorkflowError(f"{chosen} declares no training capability")
+        return chosen, workflows[chosen]
+    if len(workflows) != 1:
+        raise WorkflowError("training refreshers need params.workflow: "
+                            f"{len(workflows)} workflows declare the training capability")
+    return next(iter(workflows.items()))
 
 
 def training_refreshers(ctx: JobContext) -> dict[str, Any]:
@@ -33,21 +40,23 @@ def training_refreshers(ctx: JobContext) -> dict[str, Any]:
     ``{document, interval, lead}``; once per trainee, document and expiry date."""
     created = []
     with ctx.engine.reader() as s:
-        rows = s.execute(select(Record.data, Record.closed_at, Record.outcome).where(
-            Record.workflow_key == TRAINING_WORKFLOW)).all()
+        workflow, cap = training_workflow(ctx, s)
+        rows = s.execute(select(Record).where(Record.workflow_key == workflow)).scalars().all()
     for doc in ctx.params.get("documents", []):
         interval = parse_duration(str(doc["interval"]))
         lead = parse_duration(str(doc.get("lead", "30d")))
         last: dict[str, tuple[datetime, str]] = {}
         open_for: set[str] = set()
-        for data, closed_at, outcome in rows:
-            if data.get("document") != doc["document"] or not data.get("trainee"):
+        for rec in rows:
+            trainee = rec.data.get(cap.trainee)
+            if rec.data.get(cap.document) != doc["document"] or not trainee:
                 continue
-            if closed_at is None:
-                open_for.add(data["trainee"])
-            elif training_completed(closed_at, outcome) and (
-                    data["trainee"] not in last or closed_at > last[data["trainee"]][0]):
-                last[data["trainee"]] = (closed_at, str(data.get("document_version", "")))
+            if rec.closed_at is None:
+                open_for.add(trainee)
+            elif rules.training_done(rec, ctx.now) and (
+                    trainee not in last or rec.closed_at > last[trainee][0]):
+                last[trainee] = (rec.closed_at,
+                                 str(rec.data.get(cap.version, "")) if cap.version else "")
         for trainee, (done_at, version) in sorted(last.items()):
             expires = done_at + interval
             if trainee in open_for or ctx.now < expires - lead:
@@ -59,10 +68,13 @@ def training_refreshers(ctx: JobContext) -> dict[str, Any]:
                 if user is None or not user.active:
                     return None
                 due: date = max(expires.date(), ctx.now.date())
-                rec = ctx.start_record(session, TRAINING_WORKFLOW, {
-                    "title": f"Refresher training: {document}", "document": document,
-                    "document_version": version, "trainee": trainee,
-                    "due_date": due.isoformat()})
+                data = {"title": f"Refresher training: {document}", cap.document: document,
+                        cap.trainee: trainee}
+                if cap.version:
+                    data[cap.version] = version
+                if cap.due:
+                    data[cap.due] = due.isoformat()
+                rec = ctx.start_record(session, workflow, data)
                 return rec.number
 
             key = f"{doc['document']}/{trainee}@{expires:%Y-%m-%d}"
