@@ -65,26 +65,25 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.setdefault("QMS_POLICY", auth.Policy.from_env())
 
     csrf.init_app(app)
-    from . import (
+    from webapp import api
+    from webapp.context import register_template_helpers
+    from webapp.views import (
         admin,
-        api,
-        api_tokens_page,
-        audit_views,
-        auth_views,
+        api_tokens,
+        audit,
+        auth,
         dashboard,
-        definitions_editor,
+        definitions,
         inbox,
-        notifications_views,
+        notifications,
         records,
     )
 
-    auth_views.init_app(app)
-    for module in (auth_views, inbox, records, audit_views, admin, api_tokens_page,
-                   notifications_views, dashboard, definitions_editor):
+    auth.init_app(app)
+    for module in (auth, inbox, records, audit, admin, api_tokens, notifications, dashboard,
+                   definitions):
         app.register_blueprint(module.bp)
     api.init_app(app, csrf)  # /api/v1: bearer tokens only, exempt from CSRF (no cookies)
-
-    from .helpers import register_template_helpers
 
     register_template_helpers(app)
     _register_errors(app)

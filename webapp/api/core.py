@@ -18,12 +18,12 @@ from typing import Any
 from flask import Response, current_app, jsonify, request
 from jsonschema import Draft7Validator
 
+from webapp.context import engine
 from workflow import clock
 from workflow import errors as wf
 from workflow.identity import auth
 from workflow.identity import tokens as api_tokens
 
-from ..helpers import engine
 from .spec import Param, Route
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 
+from webapp.context import engine
 from workflow import clock
 from workflow import tasks as wf_inbox
 from workflow.db.models import (
@@ -30,7 +31,6 @@ from workflow.identity import tokens as api_tokens
 from workflow.identity import users as identity
 from workflow.kpi.calculator import SPECS, Kpi, Period
 
-from ..helpers import engine
 from . import spec
 from .core import (
     ApiError,

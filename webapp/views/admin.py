@@ -17,14 +17,13 @@ from sqlalchemy import select
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
-from workflow.db.models import RoleGrant, User
+from webapp.context import engine, policy
+from webapp.forms import choices
+from webapp.views.auth import roles_required
+from workflow.db.models import DefinitionVersion, RoleGrant, User
 from workflow.errors import WorkflowError
 from workflow.identity import auth
 from workflow.identity import users as identity
-
-from .auth_views import roles_required
-from .forms import choices
-from .helpers import engine, policy
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 ROLE_RE = r"^[a-z][a-z0-9_]{0,39}$"
@@ -57,8 +56,6 @@ class ReasonForm(FlaskForm):
 
 
 def _system_roles() -> list[str]:
-    from workflow.db.models import DefinitionVersion
-
     roles: set[str] = {"admin"}
     with engine().reader() as s:
         for key in s.execute(select(DefinitionVersion.key).distinct()).scalars():

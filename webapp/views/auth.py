@@ -7,11 +7,13 @@ database is the truth (idle timeout, lifetime, logout all end it there).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import wraps
 from typing import Any
 
 from flask import (
     Blueprint,
     Flask,
+    abort,
     flash,
     g,
     redirect,
@@ -26,10 +28,10 @@ from markupsafe import Markup
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
+from webapp.context import engine, policy, safe_next
+from workflow.db.models import User
 from workflow.errors import WorkflowError
 from workflow.identity import auth
-
-from .helpers import engine, policy, safe_next
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
@@ -81,8 +83,6 @@ def init_app(app: Flask) -> None:
             g.session_ended = exc.message
             return None
         with engine().reader() as s:
-            from workflow.db.models import User
-
             u = s.get(User, info.user_id)
             return CurrentUser(u.id, u.username, u.full_name, u.timezone, info.roles,
                                info.signed_before)
@@ -143,8 +143,6 @@ def _begin_session(user_id: int, mfa: bool, checked: auth.PasswordChecked) -> An
     if checked.needs_enrolment:
         session["must_enrol"] = True
     with engine().reader() as s:
-        from workflow.db.models import User
-
         u = s.get(User, user_id)
         login_user(CurrentUser(u.id, u.username, u.full_name, u.timezone))
     return redirect(_safe_next(nxt))
@@ -259,10 +257,6 @@ def logout() -> Any:
 
 def roles_required(*roles: str) -> Any:
     """Decorator: 403 unless the user holds one of ``roles`` (checked server-side)."""
-    from functools import wraps
-
-    from flask import abort
-
     def deco(fn: Any) -> Any:
         @wraps(fn)
         @login_required

@@ -13,12 +13,11 @@ from wtforms import HiddenField, SelectField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from webapp.context import engine
+from webapp.forms import choices
 from workflow.errors import WorkflowError
 from workflow.identity import tokens as api_tokens
 from workflow.identity import users as identity
-
-from .forms import choices
-from .helpers import engine
 
 bp = Blueprint("tokens", __name__, url_prefix="/account/tokens")
 

@@ -23,6 +23,7 @@ from flask_login import current_user, login_required
 from markupsafe import Markup
 from sqlalchemy import select
 
+from webapp.context import engine
 from webapp.diagram import render_svg
 from workflow.change_control import drafts
 from workflow.db.models import Record
@@ -34,8 +35,6 @@ from workflow.errors import (
     WorkflowError,
 )
 from workflow.spec.model import load_text
-
-from .helpers import engine
 
 bp = Blueprint("definitions", __name__, url_prefix="/definitions")
 

@@ -10,13 +10,12 @@ from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
+from webapp.context import engine, safe_next
+from webapp.forms import choices
 from workflow import tasks as wf_inbox
 from workflow.db.models import DefinitionVersion, Task, User
 from workflow.errors import RecordNotFound, WorkflowError
 from workflow.identity import users as identity
-
-from .forms import choices
-from .helpers import engine, safe_next
 
 bp = Blueprint("inbox", __name__)
 

@@ -9,7 +9,19 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, s
 from flask_login import current_user, login_required
 from sqlalchemy import or_, select
 
-from workflow.db.models import AuditEvent, Record, RecordLink, Signature, Task, TaskStatus, User
+from webapp import forms
+from webapp.context import engine, people_names
+from webapp.views.audit import csv_response
+from workflow.db.models import (
+    AuditEvent,
+    DefinitionVersion,
+    Record,
+    RecordLink,
+    Signature,
+    Task,
+    TaskStatus,
+    User,
+)
 from workflow.errors import (
     GuardFailed,
     NotAuthorized,
@@ -21,9 +33,6 @@ from workflow.errors import (
 )
 from workflow.identity.auth import PasswordSignature
 from workflow.spec.fields import users_in
-
-from . import forms
-from .helpers import engine, people_names
 
 bp = Blueprint("records", __name__, url_prefix="/records")
 
@@ -37,8 +46,6 @@ def _users() -> list[tuple[str, str]]:
 
 def _startable() -> list[Any]:
     """Workflows the current user may start (newest versions)."""
-    from workflow.db.models import DefinitionVersion
-
     with engine().reader() as s:
         keys = s.execute(select(DefinitionVersion.key).distinct()).scalars().all()
         out = []
@@ -60,8 +67,6 @@ def choose() -> Any:
 def new(workflow: str) -> Any:
     d = next((x for x in _startable() if x.key == workflow), None)
     if d is None:
-        from workflow.db.models import DefinitionVersion
-
         with engine().reader() as s:
             known = s.execute(select(DefinitionVersion.id).where(
                 DefinitionVersion.key == workflow).limit(1)).first() is not None
@@ -217,8 +222,6 @@ def audit(number: str) -> Any:
         events = s.execute(select(AuditEvent).where(AuditEvent.record_id == rec.id)
                            .order_by(AuditEvent.seq)).scalars().all()
     if request.args.get("format") == "csv":
-        from .audit_views import csv_response
-
         return csv_response(events, f"{rec.number}-audit-trail.csv",
                             numbers={ev.id: rec.number for ev in events})
     return render_template("records/audit.html", rec=rec, d=d, events=events)
