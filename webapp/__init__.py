@@ -65,8 +65,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.setdefault("QMS_POLICY", auth.Policy.from_env())
 
     csrf.init_app(app)
-    from webapp import api
-    from webapp.context import register_template_helpers
+    from webapp import api, filters
     from webapp.views import (
         admin,
         api_tokens,
@@ -85,7 +84,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.register_blueprint(module.bp)
     api.init_app(app, csrf)  # /api/v1: bearer tokens only, exempt from CSRF (no cookies)
 
-    register_template_helpers(app)
+    filters.register(app)
     _register_errors(app)
 
     @app.after_request
