@@ -28,6 +28,7 @@ from markupsafe import Markup
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
+from webapp import errors
 from webapp.context import engine, policy, safe_next
 from workflow.db.models import User
 from workflow.errors import WorkflowError
@@ -160,7 +161,7 @@ def login() -> Any:
             checked = auth.check_login_password(engine(), form.username.data,
                                                 form.password.data, policy())
         except (auth.LoginFailed, auth.AccountLocked) as exc:
-            flash(str(exc), "error")
+            errors.flash_error(exc)
             return render_template("auth/login.html", form=form), 401
         if checked.needs_totp:
             session["pending"] = {"user_id": checked.user_id,
@@ -180,7 +181,7 @@ def totp() -> Any:
         try:
             auth.check_login_totp(engine(), pending["user_id"], form.code.data, policy())
         except (auth.SecondFactorFailed, auth.AccountLocked, auth.LoginFailed) as exc:
-            flash(str(exc), "error")
+            errors.flash_error(exc)
             if isinstance(exc, auth.AccountLocked | auth.LoginFailed):
                 session.pop("pending", None)
                 return redirect(url_for("auth.login"))
@@ -207,7 +208,7 @@ def enrol() -> Any:
         try:
             codes = auth.confirm_totp_enrolment(engine(), current_user.username, form.code.data)
         except auth.SecondFactorFailed as exc:
-            flash(str(exc), "error")
+            errors.flash_error(exc)
         else:
             session.pop("must_enrol", None)
             return render_template("auth/recovery_codes.html", codes=codes)
@@ -230,7 +231,7 @@ def change_password() -> Any:
             except auth.AccountLocked as exc:
                 return _end("locked", str(exc), "error")
             except WorkflowError as exc:
-                flash(str(exc), "error")
+                errors.flash_error(exc)
             else:
                 session.pop("must_change_password", None)
                 flash("Your password was changed.", "success")

@@ -10,6 +10,7 @@ from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
+from webapp import errors
 from webapp.context import engine, safe_next
 from webapp.forms import choices
 from workflow import tasks as wf_inbox
@@ -54,7 +55,7 @@ def index() -> Any:
                                   scope=scope, cursor=args.get("after") or None,
                                   limit=25)
     except WorkflowError as exc:
-        flash(str(exc), "error")
+        errors.flash_error(exc)
         return redirect(url_for("inbox.index"))
     defs = {}
     with engine().reader() as s:
@@ -89,7 +90,7 @@ def claim(task_id: int) -> Any:
         number = wf_inbox.claim(engine(), task_id, current_user.username)
         flash(f"You now hold the task on {number}.", "success")
     except WorkflowError as exc:
-        flash(str(exc), "error")
+        errors.flash_error(exc)
     return redirect(safe_next(request.form.get("back"), url_for("inbox.index")))
 
 
@@ -102,7 +103,7 @@ def release(task_id: int) -> Any:
         number = wf_inbox.release(engine(), task_id, current_user.username)
         flash(f"The task on {number} is open to its role again.", "success")
     except WorkflowError as exc:
-        flash(str(exc), "error")
+        errors.flash_error(exc)
     return redirect(safe_next(request.form.get("back"), url_for("inbox.index")))
 
 
@@ -124,7 +125,7 @@ def delegate(task_id: int) -> Any:
             number = wf_inbox.delegate(engine(), task_id, current_user.username, form.to.data,
                                        form.reason.data)
         except WorkflowError as exc:
-            flash(str(exc), "error")
+            errors.flash_error(exc)
         else:
             flash(f"The task on {number} was delegated.", "success")
             return redirect(url_for("inbox.index"))

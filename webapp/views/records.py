@@ -9,7 +9,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, s
 from flask_login import current_user, login_required
 from sqlalchemy import or_, select
 
-from webapp import forms
+from webapp import errors, forms
 from webapp.context import engine, people_names
 from webapp.views.audit import csv_response
 from workflow.db.models import (
@@ -22,15 +22,7 @@ from workflow.db.models import (
     TaskStatus,
     User,
 )
-from workflow.errors import (
-    GuardFailed,
-    NotAuthorized,
-    RecordNotFound,
-    StaleRecord,
-    TransitionNotAvailable,
-    ValidationFailed,
-    WorkflowError,
-)
+from workflow.errors import RecordNotFound, StaleRecord, ValidationFailed, WorkflowError
 from workflow.identity.auth import PasswordSignature
 from workflow.spec.fields import users_in
 
@@ -83,7 +75,7 @@ def new(workflow: str) -> Any:
         except ValidationFailed as exc:
             _field_errors(form, exc)
         except WorkflowError as exc:
-            flash(str(exc), "error")
+            errors.flash_error(exc)
         else:
             flash(f"{r.number} was created.", "success")
             return redirect(url_for("records.view", number=r.number))
@@ -178,23 +170,16 @@ def fire(number: str, transition: str) -> Any:
             r = engine().fire(rec.number, transition, current_user.username, data,
                               signature=sig, reason=(form.reason.data or "").strip() or None,
                               expected_version=expected)
-        except StaleRecord as exc:
-            stale = exc
-            status = 409
-        except ValidationFailed as exc:
-            _field_errors(form, exc)
-            status = 422
-        except (GuardFailed, TransitionNotAvailable) as exc:
-            flash(str(exc), "error")
-            status = 422
         except RecordNotFound:
             abort(404)
-        except NotAuthorized as exc:
-            flash(str(exc), "error")
-            status = 403
-        except WorkflowError as exc:
-            flash(str(exc), "error")
-            status = 422
+        except WorkflowError as exc:  # the page's status for each error: webapp/errors.py
+            status = errors.page_status(exc)
+            if isinstance(exc, StaleRecord):
+                stale = exc  # the page explains and offers to reload
+            elif isinstance(exc, ValidationFailed):
+                _field_errors(form, exc)
+            else:
+                errors.flash_error(exc)
         else:
             if r.moved:
                 flash(f"{t.label}: done. {r.number} is now {d.states[r.state].label}.", "success")
