@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
+from sqlalchemy import select
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
@@ -28,10 +29,8 @@ class DelegateForm(FlaskForm):
 
 def _workflows() -> dict[str, str]:
     with engine().reader() as s:
-        rows = s.execute(
-            DefinitionVersion.__table__.select().with_only_columns(
-                DefinitionVersion.key, DefinitionVersion.title)
-            .order_by(DefinitionVersion.key, DefinitionVersion.version)).all()
+        rows = s.execute(select(DefinitionVersion.key, DefinitionVersion.title)
+                         .order_by(DefinitionVersion.key, DefinitionVersion.version)).all()
     return {k: t for k, t in rows}
 
 
@@ -115,7 +114,7 @@ def delegate(task_id: int) -> Any:
         abort(403, description="Only the person holding a task can delegate it.")
     form = DelegateForm()
     with engine().reader() as s:
-        users = s.execute(User.__table__.select().where(
+        users = s.execute(select(User.username, User.full_name).where(
             User.active.is_(True), User.is_system.is_(False), User.id != current_user.id)
             .order_by(User.full_name)).all()
     form.to.choices = choices([(u.username, f"{u.full_name} ({u.username})") for u in users],
