@@ -1,4 +1,4 @@
-"""The KPI dashboard (webapp/dashboard.py): page, access, drill-down, CSV exports."""
+"""The KPI dashboard (webapp/views/dashboard.py): page, access, drill-down, CSV exports."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The JSON API at /api/v1 for integrations (LIMS, ERP, HR, ticketing). See docs/api.md.
 
 * Authentication: personal API tokens only (``Authorization: Bearer qms_...``, see
-  workflow/api_tokens.py). The API ignores cookies altogether: the Flask session is neither
+  workflow/identity/tokens.py). The API ignores cookies altogether: the Flask session is neither
   read nor written for /api/ requests, so a browser session can never authenticate an API
   call (and CSRF protection, which guards cookie-authenticated forms, is not needed here).
 * Routes, validation and the OpenAPI document all come from ``views.ROUTES``.
@@ -13,13 +13,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from flask import Blueprint, Flask, Response, request
+from flask import Blueprint, Flask, request
 from flask.sessions import SecureCookieSession, SessionInterface
 from werkzeug.exceptions import HTTPException
 
-from .core import RateLimiter, dispatch, error_response
-from .spec import API_PREFIX
-from .views import ROUTES
+from webapp.api.core import RateLimiter, dispatch
+from webapp.api.spec import API_PREFIX
+from webapp.api.views import ROUTES
+from webapp.errors import http_error_response
 
 bp = Blueprint("api", __name__, url_prefix=API_PREFIX)
 
@@ -29,19 +30,9 @@ for _route in ROUTES:
     bp.add_url_rule(_route.flask_path, endpoint=_route.endpoint, view_func=_view,
                     methods=[_route.method])
 
-_HTTP_CODES = {400: "bad_request", 401: "token_missing", 403: "forbidden", 404: "not_found",
-               405: "method_not_allowed", 413: "payload_too_large", 415: "bad_request",
-               429: "rate_limited", 500: "server_error"}
-
-
 def is_api_request() -> bool:
     path = request.path
     return path == API_PREFIX or path.startswith(API_PREFIX + "/")
-
-
-def error_page(status: int, message: str) -> Response:
-    """An app-level error (routing 404, 405, 413, 500...) on an API path, as JSON."""
-    return error_response(status, _HTTP_CODES.get(status, "http_error"), message)
 
 
 class _NoCookiesForApi(SessionInterface):
@@ -92,4 +83,4 @@ def init_app(app: Flask, csrf: Any) -> None:
     def _http_error(e: HTTPException) -> Any:
         if not is_api_request():
             return e  # unchanged for the web UI
-        return error_page(e.code or 500, e.description or e.name)
+        return http_error_response(e.code or 500, e.description or e.name)

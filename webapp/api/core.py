@@ -1,7 +1,6 @@
 """Request handling shared by every API route: bearer authentication, the rate limiter,
-scope checks, parameter and body validation, and domain errors as JSON.
-
-HTTP status codes for domain errors are chosen here (never in workflow/).
+scope checks, parameter and body validation, and domain errors as JSON (their statuses and
+bodies come from webapp/errors.py).
 """
 
 from __future__ import annotations
@@ -15,67 +14,16 @@ from datetime import datetime
 from functools import wraps
 from typing import Any
 
-from flask import Response, current_app, jsonify, request
+from flask import current_app, jsonify, request
 from jsonschema import Draft7Validator
 
+from webapp.api.spec import Param, Route
+from webapp.context import engine
+from webapp.errors import ApiError, api_error, error_response
 from workflow import clock
 from workflow import errors as wf
 from workflow.identity import auth
 from workflow.identity import tokens as api_tokens
-
-from ..helpers import engine
-from .spec import Param, Route
-
-
-class ApiError(Exception):
-    """An error response: ``status``, a stable ``code``, a message and extra members."""
-
-    def __init__(self, status: int, code: str, message: str, **extra: Any):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.extra = extra
-        self.headers: dict[str, str] = {}
-
-
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None,
-                   **extra: Any) -> Response:
-    resp = jsonify({"error": {"code": code, "message": message, **extra}})
-    resp.status_code = status
-    for k, v in (headers or {}).items():
-        resp.headers[k] = v
-    return resp
-
-
-def from_workflow_error(exc: wf.WorkflowError) -> ApiError:
-    """Map a domain error to its status; the code is the error's own stable ``code``."""
-    code = exc.code
-    if isinstance(exc, wf.RecordNotFound):
-        return ApiError(404, "not_found", exc.message)
-    if isinstance(exc, wf.StaleRecord):
-        return ApiError(409, code, exc.message, current_version=exc.actual,
-                        expected_version=exc.expected)
-    if isinstance(exc, wf.SegregationOfDuties):
-        return ApiError(422, code, exc.message, rule=exc.rule)
-    if isinstance(exc, wf.TrainingRequired):
-        return ApiError(403, code, exc.message, missing=exc.missing)
-    if isinstance(exc, wf.NotAuthorized):
-        return ApiError(403, code, exc.message, required_roles=list(exc.required_roles))
-    if isinstance(exc, wf.AccountLocked | wf.InactiveUser):
-        return ApiError(403, code, exc.message)
-    if isinstance(exc, wf.ValidationFailed):
-        return ApiError(422, code, exc.message, errors=exc.errors)
-    if isinstance(exc, wf.GuardFailed):
-        return ApiError(422, code, exc.message, transition=exc.transition)
-    if isinstance(exc, wf.TransitionNotAvailable):
-        return ApiError(422, code, exc.message, state=exc.state, available=exc.available)
-    if isinstance(exc, wf.SignatureRequired):
-        return ApiError(422, code, exc.message, meaning=exc.meaning)
-    # CredentialsRejected, SignatureRejected, ReasonRequired, UnknownWorkflow, DueDateLocked,
-    # PasswordExpired, rule errors raised by on-enter actions...: a rule refused the change
-    return ApiError(422, code, exc.message)
-
 
 # ------------------------------------------------------------------ rate limiting
 
@@ -135,7 +83,7 @@ def authenticate(scope: str) -> api_tokens.Caller:
         err.headers["WWW-Authenticate"] = 'Bearer realm="qms"'
         raise err from None
     except wf.AccountLocked as exc:
-        raise ApiError(403, exc.code, exc.message) from None
+        raise api_error(exc) from None
     wait = limiter().hit(caller.token_id, clock.now())
     if wait is not None:
         err = ApiError(429, "rate_limited", f"Too many requests with token {caller.prefix}: "
@@ -255,7 +203,7 @@ def dispatch(route: Route) -> Callable[..., Any]:
             try:
                 payload, status, headers = _normalise(view(**kwargs), route.ok)
             except wf.WorkflowError as exc:
-                raise from_workflow_error(exc) from None
+                raise api_error(exc) from None
         except ApiError as err:
             return error_response(err.status, err.code, err.message, err.headers, **err.extra)
         resp = jsonify(payload)

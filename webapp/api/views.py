@@ -14,6 +14,17 @@ from typing import Any
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 
+from webapp.api import spec
+from webapp.api.core import (
+    decode_cursor,
+    encode_cursor,
+    limiter,
+    require_scope,
+    signature_from,
+)
+from webapp.api.spec import Param, Route
+from webapp.context import engine
+from webapp.errors import ApiError
 from workflow import clock
 from workflow import tasks as wf_inbox
 from workflow.db.models import (
@@ -29,18 +40,6 @@ from workflow.errors import WorkflowError
 from workflow.identity import tokens as api_tokens
 from workflow.identity import users as identity
 from workflow.kpi import SPECS, Kpi, Period
-
-from ..helpers import engine
-from . import spec
-from .core import (
-    ApiError,
-    decode_cursor,
-    encode_cursor,
-    limiter,
-    require_scope,
-    signature_from,
-)
-from .spec import Param, Route
 
 Caller = api_tokens.Caller
 

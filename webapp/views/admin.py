@@ -1,7 +1,7 @@
 """Administration: users, roles and grants, unlock, deactivate, reset authenticator.
 
 Every action needs a reason and is audited in the system chain (by workflow.identity and
-workflow.auth); administrators never see or choose a user's password.
+workflow.identity.auth); administrators never see or choose a user's password.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from sqlalchemy import select
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
-from workflow.db.models import RoleGrant, User
+from webapp import errors
+from webapp.context import engine, policy
+from webapp.forms import choices
+from webapp.views.auth import roles_required
+from workflow.db.models import DefinitionVersion, RoleGrant, User
 from workflow.errors import WorkflowError
 from workflow.identity import auth
 from workflow.identity import users as identity
-
-from .auth_views import roles_required
-from .forms import choices
-from .helpers import engine, policy
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 ROLE_RE = r"^[a-z][a-z0-9_]{0,39}$"
@@ -57,8 +57,6 @@ class ReasonForm(FlaskForm):
 
 
 def _system_roles() -> list[str]:
-    from workflow.db.models import DefinitionVersion
-
     roles: set[str] = {"admin"}
     with engine().reader() as s:
         for key in s.execute(select(DefinitionVersion.key).distinct()).scalars():
@@ -93,7 +91,7 @@ def create_user() -> Any:
             auth.set_password(s, u, temp, actor=admin, policy=policy(), reason=form.reason.data,
                               temporary=True)
     except WorkflowError as exc:
-        flash(str(exc), "error")
+        errors.flash_error(exc)
         return redirect(url_for("admin.users"))
     flash(f"{form.username.data} was created. Temporary password (shown once; they must "
           f"change it at first login): {temp}", "success")
@@ -136,7 +134,7 @@ def grant(username: str) -> Any:
                                 actor=identity.get_user(s, current_user.username),
                                 reason=form.reason.data, expires_at=expires_at)
     except WorkflowError as exc:
-        flash(str(exc), "error")
+        errors.flash_error(exc)
     else:
         flash(f"Granted {form.role.data} to {username}.", "success")
     return redirect(url_for("admin.user", username=username))
@@ -181,6 +179,6 @@ def action(username: str) -> Any:
                 raise WorkflowError(f"{username} does not hold the role {form.role.data!r}.")
             flash(f"Revoked {form.role.data} from {username}.", "success")
     except WorkflowError as exc:
-        flash(str(exc), "error")
+        errors.flash_error(exc)
     return redirect(url_for("admin.user", username=username) if request.form else
                     url_for("admin.users"))

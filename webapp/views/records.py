@@ -9,21 +9,22 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, s
 from flask_login import current_user, login_required
 from sqlalchemy import or_, select
 
-from workflow.db.models import AuditEvent, Record, RecordLink, Signature, Task, TaskStatus, User
-from workflow.errors import (
-    GuardFailed,
-    NotAuthorized,
-    RecordNotFound,
-    StaleRecord,
-    TransitionNotAvailable,
-    ValidationFailed,
-    WorkflowError,
+from webapp import errors, forms
+from webapp.context import engine, people_names
+from webapp.views.audit import csv_response
+from workflow.db.models import (
+    AuditEvent,
+    DefinitionVersion,
+    Record,
+    RecordLink,
+    Signature,
+    Task,
+    TaskStatus,
+    User,
 )
+from workflow.errors import RecordNotFound, StaleRecord, ValidationFailed, WorkflowError
 from workflow.identity.auth import PasswordSignature
 from workflow.spec.fields import users_in
-
-from . import forms
-from .helpers import engine, people_names
 
 bp = Blueprint("records", __name__, url_prefix="/records")
 
@@ -37,8 +38,6 @@ def _users() -> list[tuple[str, str]]:
 
 def _startable() -> list[Any]:
     """Workflows the current user may start (newest versions)."""
-    from workflow.db.models import DefinitionVersion
-
     with engine().reader() as s:
         keys = s.execute(select(DefinitionVersion.key).distinct()).scalars().all()
         out = []
@@ -60,8 +59,6 @@ def choose() -> Any:
 def new(workflow: str) -> Any:
     d = next((x for x in _startable() if x.key == workflow), None)
     if d is None:
-        from workflow.db.models import DefinitionVersion
-
         with engine().reader() as s:
             known = s.execute(select(DefinitionVersion.id).where(
                 DefinitionVersion.key == workflow).limit(1)).first() is not None
@@ -78,7 +75,7 @@ def new(workflow: str) -> Any:
         except ValidationFailed as exc:
             _field_errors(form, exc)
         except WorkflowError as exc:
-            flash(str(exc), "error")
+            errors.flash_error(exc)
         else:
             flash(f"{r.number} was created.", "success")
             return redirect(url_for("records.view", number=r.number))
@@ -173,23 +170,16 @@ def fire(number: str, transition: str) -> Any:
             r = engine().fire(rec.number, transition, current_user.username, data,
                               signature=sig, reason=(form.reason.data or "").strip() or None,
                               expected_version=expected)
-        except StaleRecord as exc:
-            stale = exc
-            status = 409
-        except ValidationFailed as exc:
-            _field_errors(form, exc)
-            status = 422
-        except (GuardFailed, TransitionNotAvailable) as exc:
-            flash(str(exc), "error")
-            status = 422
         except RecordNotFound:
             abort(404)
-        except NotAuthorized as exc:
-            flash(str(exc), "error")
-            status = 403
-        except WorkflowError as exc:
-            flash(str(exc), "error")
-            status = 422
+        except WorkflowError as exc:  # the page's status for each error: webapp/errors.py
+            status = errors.page_status(exc)
+            if isinstance(exc, StaleRecord):
+                stale = exc  # the page explains and offers to reload
+            elif isinstance(exc, ValidationFailed):
+                _field_errors(form, exc)
+            else:
+                errors.flash_error(exc)
         else:
             if r.moved:
                 flash(f"{t.label}: done. {r.number} is now {d.states[r.state].label}.", "success")
@@ -217,8 +207,6 @@ def audit(number: str) -> Any:
         events = s.execute(select(AuditEvent).where(AuditEvent.record_id == rec.id)
                            .order_by(AuditEvent.seq)).scalars().all()
     if request.args.get("format") == "csv":
-        from .audit_views import csv_response
-
         return csv_response(events, f"{rec.number}-audit-trail.csv",
                             numbers={ev.id: rec.number for ev in events})
     return render_template("records/audit.html", rec=rec, d=d, events=events)

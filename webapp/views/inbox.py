@@ -7,16 +7,17 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
+from sqlalchemy import select
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
+from webapp import errors
+from webapp.context import engine, safe_next
+from webapp.forms import choices
 from workflow import tasks as wf_inbox
 from workflow.db.models import DefinitionVersion, Task, User
 from workflow.errors import RecordNotFound, WorkflowError
 from workflow.identity import users as identity
-
-from .forms import choices
-from .helpers import engine, safe_next
 
 bp = Blueprint("inbox", __name__)
 
@@ -28,10 +29,8 @@ class DelegateForm(FlaskForm):
 
 def _workflows() -> dict[str, str]:
     with engine().reader() as s:
-        rows = s.execute(
-            DefinitionVersion.__table__.select().with_only_columns(
-                DefinitionVersion.key, DefinitionVersion.title)
-            .order_by(DefinitionVersion.key, DefinitionVersion.version)).all()
+        rows = s.execute(select(DefinitionVersion.key, DefinitionVersion.title)
+                         .order_by(DefinitionVersion.key, DefinitionVersion.version)).all()
     return {k: t for k, t in rows}
 
 
@@ -55,7 +54,7 @@ def index() -> Any:
                                   scope=scope, cursor=args.get("after") or None,
                                   limit=25)
     except WorkflowError as exc:
-        flash(str(exc), "error")
+        errors.flash_error(exc)
         return redirect(url_for("inbox.index"))
     defs = {}
     with engine().reader() as s:
@@ -90,7 +89,7 @@ def claim(task_id: int) -> Any:
         number = wf_inbox.claim(engine(), task_id, current_user.username)
         flash(f"You now hold the task on {number}.", "success")
     except WorkflowError as exc:
-        flash(str(exc), "error")
+        errors.flash_error(exc)
     return redirect(safe_next(request.form.get("back"), url_for("inbox.index")))
 
 
@@ -103,7 +102,7 @@ def release(task_id: int) -> Any:
         number = wf_inbox.release(engine(), task_id, current_user.username)
         flash(f"The task on {number} is open to its role again.", "success")
     except WorkflowError as exc:
-        flash(str(exc), "error")
+        errors.flash_error(exc)
     return redirect(safe_next(request.form.get("back"), url_for("inbox.index")))
 
 
@@ -115,7 +114,7 @@ def delegate(task_id: int) -> Any:
         abort(403, description="Only the person holding a task can delegate it.")
     form = DelegateForm()
     with engine().reader() as s:
-        users = s.execute(User.__table__.select().where(
+        users = s.execute(select(User.username, User.full_name).where(
             User.active.is_(True), User.is_system.is_(False), User.id != current_user.id)
             .order_by(User.full_name)).all()
     form.to.choices = choices([(u.username, f"{u.full_name} ({u.username})") for u in users],
@@ -125,7 +124,7 @@ def delegate(task_id: int) -> Any:
             number = wf_inbox.delegate(engine(), task_id, current_user.username, form.to.data,
                                        form.reason.data)
         except WorkflowError as exc:
-            flash(str(exc), "error")
+            errors.flash_error(exc)
         else:
             flash(f"The task on {number} was delegated.", "success")
             return redirect(url_for("inbox.index"))

@@ -1,7 +1,7 @@
 """Workflow definitions: list, read-only view with the diagram, and the process owners' draft
 editor (CodeMirror over a plain textarea; validation at the line, diagram, diff, dry run,
 submission for QA's signed approval). Approval itself happens on the DCR record page.
-Every change goes through workflow/drafts.py; nothing here commits."""
+Every change goes through workflow/change_control/; nothing here commits."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ from flask_login import current_user, login_required
 from markupsafe import Markup
 from sqlalchemy import select
 
+from webapp import errors
+from webapp.context import engine
 from webapp.diagram import render_svg
 from workflow.change_control import drafts, publishing
 from workflow.change_control import dry_run as dry_runs
@@ -35,8 +37,6 @@ from workflow.errors import (
     WorkflowError,
 )
 from workflow.spec.load import load_text
-
-from .helpers import engine
 
 bp = Blueprint("definitions", __name__, url_prefix="/definitions")
 
@@ -156,7 +156,7 @@ def new() -> Any:
             try:
                 d = drafts.create(engine(), key, current_user.username, source=source)
             except WorkflowError as exc:
-                flash(str(exc), "error")
+                errors.flash_error(exc)
                 status = 422
             else:
                 flash(f"Draft #{d.id} of the new workflow {key} was created.", "success")
@@ -184,7 +184,7 @@ def start_draft(key: str) -> Any:
     try:
         d = drafts.create(engine(), key, current_user.username)
     except WorkflowError as exc:
-        flash(str(exc), "error")
+        errors.flash_error(exc)
         return redirect(url_for("definitions.view", key=key))
     flash(f"Draft #{d.id} was started from {key} version {d.base_version}.", "success")
     return redirect(url_for("definitions.draft", draft_id=d.id))
@@ -240,7 +240,7 @@ def draft(draft_id: int) -> Any:
         # someone saved in between: keep the user's text, refuse to overwrite theirs
         return _page(d, source=source, stale=exc, status=409, expected=expected)
     except WorkflowError as exc:
-        flash(str(exc), "error")
+        errors.flash_error(exc)
         return _page(d, source=source, status=422, expected=expected)
     v = drafts.validate(engine(), d.source, key=d.key, origin=f"draft #{d.id}")
     if v.ok:
@@ -286,7 +286,7 @@ def submit(draft_id: int) -> Any:
     except NotAuthorized as exc:
         abort(403, description=str(exc))
     except WorkflowError as exc:
-        flash(str(exc), "error")
+        errors.flash_error(exc)
         return _page(d, status=422, summary=summary)
     flash(f"Draft #{draft_id} was submitted for approval as {r.number}. QA approves it with "
           "an electronic signature; then it is published.", "success")
@@ -301,7 +301,7 @@ def withdraw(draft_id: int) -> Any:
         drafts.withdraw(engine(), draft_id, current_user.username,
                         request.form.get("reason") or "")
     except WorkflowError as exc:
-        flash(str(exc), "error")
+        errors.flash_error(exc)
         return redirect(url_for("definitions.draft", draft_id=draft_id))
     flash(f"Draft #{draft_id} was withdrawn (it is kept).", "success")
     return redirect(url_for("definitions.index"))

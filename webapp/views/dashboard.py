@@ -18,12 +18,13 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from webapp import charts
+from webapp.context import engine
+from webapp.views.auth import roles_required
 from workflow import clock
+from workflow.audit.integrity import store_verification
+from workflow.audit.integrity import verify as run_verify
 from workflow.kpi import SECURITY_ACTIONS, SPECS, Kpi, Period
-
-from . import charts
-from .auth_views import roles_required
-from .helpers import engine
 
 log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
@@ -234,9 +235,6 @@ def series(name: str) -> Any:
 @roles_required(*VERIFY_ROLES)
 def verify() -> Any:
     """Run verify-audit now and keep its result (it reads every chain: never on page view)."""
-    from workflow.audit.integrity import store_verification
-    from workflow.audit.integrity import verify as run_verify
-
     started = clock.now()
     with engine().reader() as s:  # a read transaction: writers are not held up meanwhile
         report = run_verify(s, engine().signing_key)

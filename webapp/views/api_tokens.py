@@ -1,6 +1,6 @@
 """The user's own API tokens: create (the secret is shown once) and revoke. CSRF-protected
 forms with the session login, like every other page; the tokens themselves are used only at
-/api/v1 (workflow/api_tokens.py has the rules)."""
+/api/v1 (workflow/identity/tokens.py has the rules)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from wtforms import HiddenField, SelectField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from webapp import errors
+from webapp.context import engine
+from webapp.forms import choices
 from workflow.errors import WorkflowError
 from workflow.identity import tokens as api_tokens
 from workflow.identity import users as identity
-
-from .forms import choices
-from .helpers import engine
 
 bp = Blueprint("tokens", __name__, url_prefix="/account/tokens")
 
@@ -60,7 +60,7 @@ def index() -> Any:
                                                   scopes=form.scopes.data,
                                                   expires_in_days=int(form.expires.data))
         except WorkflowError as exc:
-            flash(str(exc), "error")
+            errors.flash_error(exc)
             status = 422
     elif form.is_submitted():
         status = 422
@@ -82,7 +82,7 @@ def revoke() -> Any:
                 api_tokens.revoke_token(s, row, actor=me, reason="revoked by its owner")
                 prefix = row.prefix
         except WorkflowError as exc:
-            flash(str(exc), "error")
+            errors.flash_error(exc)
         else:
             flash(f"Token {prefix} is revoked; it stops working at once.", "success")
     return redirect(url_for("tokens.index"))

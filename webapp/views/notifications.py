@@ -16,13 +16,12 @@ from sqlalchemy import select, update
 
 from notifications import unread_count
 from notifications.dispatcher import dead_letters, requeue
+from webapp.context import engine, safe_next
+from webapp.views.auth import roles_required
 from workflow import clock
 from workflow.audit import trail as audit
 from workflow.db.models import Notification
 from workflow.identity import users as identity
-
-from .auth_views import roles_required
-from .helpers import engine, safe_next
 
 bp = Blueprint("notifications", __name__)
 MODES = {"immediate": "Immediately", "digest": "Once a day (digest)"}

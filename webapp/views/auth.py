@@ -7,11 +7,13 @@ database is the truth (idle timeout, lifetime, logout all end it there).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import wraps
 from typing import Any
 
 from flask import (
     Blueprint,
     Flask,
+    abort,
     flash,
     g,
     redirect,
@@ -26,10 +28,11 @@ from markupsafe import Markup
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
+from webapp import errors
+from webapp.context import engine, policy, safe_next
+from workflow.db.models import User
 from workflow.errors import WorkflowError
 from workflow.identity import auth
-
-from .helpers import engine, policy, safe_next
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
@@ -81,8 +84,6 @@ def init_app(app: Flask) -> None:
             g.session_ended = exc.message
             return None
         with engine().reader() as s:
-            from workflow.db.models import User
-
             u = s.get(User, info.user_id)
             return CurrentUser(u.id, u.username, u.full_name, u.timezone, info.roles,
                                info.signed_before)
@@ -143,8 +144,6 @@ def _begin_session(user_id: int, mfa: bool, checked: auth.PasswordChecked) -> An
     if checked.needs_enrolment:
         session["must_enrol"] = True
     with engine().reader() as s:
-        from workflow.db.models import User
-
         u = s.get(User, user_id)
         login_user(CurrentUser(u.id, u.username, u.full_name, u.timezone))
     return redirect(_safe_next(nxt))
@@ -162,7 +161,7 @@ def login() -> Any:
             checked = auth.check_login_password(engine(), form.username.data,
                                                 form.password.data, policy())
         except (auth.LoginFailed, auth.AccountLocked) as exc:
-            flash(str(exc), "error")
+            errors.flash_error(exc)
             return render_template("auth/login.html", form=form), 401
         if checked.needs_totp:
             session["pending"] = {"user_id": checked.user_id,
@@ -182,7 +181,7 @@ def totp() -> Any:
         try:
             auth.check_login_totp(engine(), pending["user_id"], form.code.data, policy())
         except (auth.SecondFactorFailed, auth.AccountLocked, auth.LoginFailed) as exc:
-            flash(str(exc), "error")
+            errors.flash_error(exc)
             if isinstance(exc, auth.AccountLocked | auth.LoginFailed):
                 session.pop("pending", None)
                 return redirect(url_for("auth.login"))
@@ -209,7 +208,7 @@ def enrol() -> Any:
         try:
             codes = auth.confirm_totp_enrolment(engine(), current_user.username, form.code.data)
         except auth.SecondFactorFailed as exc:
-            flash(str(exc), "error")
+            errors.flash_error(exc)
         else:
             session.pop("must_enrol", None)
             return render_template("auth/recovery_codes.html", codes=codes)
@@ -232,7 +231,7 @@ def change_password() -> Any:
             except auth.AccountLocked as exc:
                 return _end("locked", str(exc), "error")
             except WorkflowError as exc:
-                flash(str(exc), "error")
+                errors.flash_error(exc)
             else:
                 session.pop("must_change_password", None)
                 flash("Your password was changed.", "success")
@@ -259,10 +258,6 @@ def logout() -> Any:
 
 def roles_required(*roles: str) -> Any:
     """Decorator: 403 unless the user holds one of ``roles`` (checked server-side)."""
-    from functools import wraps
-
-    from flask import abort
-
     def deco(fn: Any) -> Any:
         @wraps(fn)
         @login_required

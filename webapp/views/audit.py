@@ -11,10 +11,9 @@ from typing import Any
 from flask import Blueprint, Response, render_template, request
 from sqlalchemy import select
 
+from webapp.context import engine
+from webapp.views.auth import roles_required
 from workflow.db.models import AuditEvent, Record
-
-from .auth_views import roles_required
-from .helpers import engine
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 PAGE = 100

@@ -1,0 +1,1 @@
+"""The web UI's pages: one blueprint module per area (``bp`` in each)."""
