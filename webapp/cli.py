@@ -1,4 +1,4 @@
-"""The ``qms`` console script: the engine's commands (workflow/cli.py) plus ``qms serve``.
+"""The ``qms`` console script: the engine's commands (workflow/cli/) plus ``qms serve``.
 
 Kept here so that the engine package never imports Flask.
 """
@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import click
 
-from workflow.cli.main import main
+from webapp import create_app
+from workflow.cli import main
 
 
 @main.command("serve")
@@ -15,15 +16,13 @@ from workflow.cli.main import main
 @click.option("--port", default=5000, show_default=True, type=int)
 def serve(host: str, port: int) -> None:
     """Serve the web UI with Flask's server (for one machine; see README for production)."""
+    # imported here: every ``qms`` command loads this module, only ``serve`` needs these
     from workflow.demo import DEMO_PASSWORD
-
-    from . import create_app
+    from workflow.identity.users import find_user
 
     app = create_app()
     click.echo(f"QMS web UI on http://{host}:{port}/")
     with app.config["QMS_ENGINE"].reader() as s:
-        from workflow.identity.users import find_user
-
         if find_user(s, "emma") is not None:
             click.echo(f"demo login: emma (employee), olga (owner), quinn (QA), ada (admin); "
                        f"password {DEMO_PASSWORD}")
