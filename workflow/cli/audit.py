@@ -55,7 +55,7 @@ def export(number: str, fmt: str, output: str | None, reason: str) -> None:
     engine, _ = checked_engine()
     with engine.unit() as s:
         doc = export_record(s, engine.registry, number, system_user(s), fmt, cli_reason(reason))
-    if fmt == "pdf":
+    if fmt == "pdf" and output:  # (--format pdf without --output was refused above)
         with open(output, "wb") as fh:
             fh.write(record_pdf(doc))
         click.echo(f"{doc['record']['number']}: true copy written to {output}", err=True)

@@ -54,7 +54,7 @@ def jobs_list() -> None:
             f"{run.status} {run.period_key} at {run.finished_at or run.started_at:%Y-%m-%d %H:%M}"
             + (f" ({run.error})" if run.error else ""))
         click.echo(f"{s.name:26} {s.job:24} "
-                   f"{(s.cron + ' per ' + s.period) if s.cron else 'every minute':32} "
+                   f"{f'{s.cron} per {s.period}' if s.cron else 'every minute':32} "
                    f"last: {last}")
     click.echo("jobs: " + ", ".join(sorted(scheduling.JOBS)))
 
