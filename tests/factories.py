@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from workflow.cli.main import main
+from workflow.cli import main
 from workflow.db import engines as db
 from workflow.signatures.mac import VouchedSignature
 

@@ -32,9 +32,9 @@ from workflow.validation.catalogue import (
     CatalogueError,
     ids_in,
     load_catalogue,
-    mask,
     trace,
 )
+from workflow.validation.iq import mask
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from webapp import create_app
-from workflow.cli.main import main
+from workflow.cli import main
 
 
 @main.command("serve")

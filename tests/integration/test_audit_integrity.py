@@ -24,7 +24,7 @@ from tests.factories import sign
 from workflow import canonical
 from workflow.audit import integrity
 from workflow.audit import trail as audit
-from workflow.cli.main import main
+from workflow.cli import main
 from workflow.db import engines as db
 from workflow.db.models import AuditChain, AuditEvent, DefinitionVersion, Record, Signature
 from workflow.engine.core import Engine

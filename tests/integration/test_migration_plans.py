@@ -27,7 +27,7 @@ from workflow.change_control.plans import (
     signer_roles,
     validate,
 )
-from workflow.cli.main import main
+from workflow.cli import main
 from workflow.db import engines as db
 from workflow.db.models import AuditEvent, Record, Signature, Task, TaskStatus
 from workflow.engine.core import Engine

@@ -1,5 +1,5 @@
 """Requirement traceability (R-P11-10a-1, R-A11-4-1): the pytest plugin in tests/traceability.py
-and the catalogue checks in workflow/validation.py.
+and the catalogue checks in workflow/validation/.
 
 Synthetic suites run in-process with pytester against a small catalogue of their own, so that
 the real catalogue and suite are not involved.
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from workflow.validation import catalogue as val
+from workflow.validation import iq
 
 pytest_plugins = ["pytester"]
 
@@ -202,9 +203,9 @@ def test_verdicts():
 
 def test_secrets_are_masked():
     """R-P11-10a-3: configuration in the IQ never shows a secret or a database password."""
-    assert val.mask("QMS_SIGNATURE_KEY", "ab" * 32) == "(set, masked)"
-    assert val.mask("QMS_SECRET_KEY", "x") == "(set, masked)"
-    assert val.mask("QMS_DATABASE_URL", "postgresql+psycopg://u:pw@h/db") == \
+    assert iq.mask("QMS_SIGNATURE_KEY", "ab" * 32) == "(set, masked)"
+    assert iq.mask("QMS_SECRET_KEY", "x") == "(set, masked)"
+    assert iq.mask("QMS_DATABASE_URL", "postgresql+psycopg://u:pw@h/db") == \
         "postgresql+psycopg://u:***@h/db"
-    assert val.mask("QMS_SIGNATURE_KEY_FILE", "/etc/qms/key") == "/etc/qms/key"
-    assert val.mask("QMS_LOCKOUT_THRESHOLD", "5") == "5"
+    assert iq.mask("QMS_SIGNATURE_KEY_FILE", "/etc/qms/key") == "/etc/qms/key"
+    assert iq.mask("QMS_LOCKOUT_THRESHOLD", "5") == "5"

@@ -634,9 +634,10 @@ def test_tokens_page_cannot_revoke_someone_elses_token(client, engine, org):
 
 def test_cli_service_account_token_list_and_revoke(engine, org, monkeypatch):
     """R-P11-10h-1 R-A11-12-1: `qms tokens service-account|create|list|revoke`."""
-    from workflow.cli import main as cli
+    from workflow import cli
+    from workflow.cli import tokens as cli_tokens
 
-    monkeypatch.setattr(cli, "_engine", lambda **_kw: (engine, None))
+    monkeypatch.setattr(cli_tokens, "checked_engine", lambda **_kw: (engine, None))
     run = CliRunner().invoke
     r = run(cli.main, ["tokens", "service-account", "hr", "--name", "HR system",
                        "--role", "training_coordinator", "--reason", "HR interface"])

@@ -1,13 +1,13 @@
 """Administration: users, roles and grants, unlock, deactivate, reset authenticator.
 
-Every action needs a reason and is audited in the system chain (by workflow.identity and
-workflow.identity.auth); administrators never see or choose a user's password.
+Every action needs a reason and is audited in the system chain; the commands and their rules
+are workflow.identity.admin's (shared with ``qms users``). Administrators never see or choose a
+user's password.
 """
 
 from __future__ import annotations
 
-import secrets
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -23,7 +23,7 @@ from webapp.forms import choices
 from webapp.views.auth import roles_required
 from workflow.db.models import DefinitionVersion, RoleGrant, User
 from workflow.errors import WorkflowError
-from workflow.identity import auth
+from workflow.identity import admin as accounts
 from workflow.identity import users as identity
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -81,21 +81,17 @@ def create_user() -> Any:
     if not form.validate_on_submit():
         flash("Please fill in username, printed name, time zone and a reason.", "error")
         return redirect(url_for("admin.users"))
-    temp = f"Tmp-{secrets.token_urlsafe(12)}"
     try:
-        with engine().unit() as s:
-            admin = identity.get_user(s, current_user.username)
-            u = identity.create_user(s, form.username.data, form.full_name.data,
-                                     email=form.email.data or "", timezone=form.timezone.data,
-                                     actor=admin, reason=form.reason.data)
-            auth.set_password(s, u, temp, actor=admin, policy=policy(), reason=form.reason.data,
-                              temporary=True)
+        created = accounts.create_user(engine(), form.username.data, form.full_name.data,
+                                       email=form.email.data or "", timezone=form.timezone.data,
+                                       actor=current_user.username, reason=form.reason.data,
+                                       policy=policy())
     except WorkflowError as exc:
         errors.flash_error(exc)
         return redirect(url_for("admin.users"))
     flash(f"{form.username.data} was created. Temporary password (shown once; they must "
-          f"change it at first login): {temp}", "success")
-    return redirect(url_for("admin.user", username=form.username.data.strip().lower()))
+          f"change it at first login): {created.password}", "success")
+    return redirect(url_for("admin.user", username=created.username))
 
 
 @bp.route("/users/<username>", methods=["GET"])
@@ -120,19 +116,16 @@ def grant(username: str) -> Any:
     if not form.validate_on_submit():
         flash("A valid role name and a reason are required.", "error")
         return redirect(url_for("admin.user", username=username))
-    expires_at = None
+    day = None
     if form.expires.data:
         try:
             day = datetime.strptime(form.expires.data, "%Y-%m-%d").date()
         except ValueError:
             flash("The expiry must be a date.", "error")
             return redirect(url_for("admin.user", username=username))
-        expires_at = datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
     try:
-        with engine().unit() as s:
-            identity.grant_role(s, identity.get_user(s, username), form.role.data,
-                                actor=identity.get_user(s, current_user.username),
-                                reason=form.reason.data, expires_at=expires_at)
+        accounts.grant_role(engine(), username, form.role.data, actor=current_user.username,
+                            reason=form.reason.data, expires_on=day)
     except WorkflowError as exc:
         errors.flash_error(exc)
     else:
@@ -150,33 +143,22 @@ def action(username: str) -> Any:
     me = current_user.username
     try:
         if form.action.data == "unlock":
-            auth.unlock(engine(), username, actor=me, reason=form.reason.data)
+            accounts.unlock(engine(), username, actor=me, reason=form.reason.data)
             flash(f"{username} is unlocked.", "success")
         elif form.action.data == "reset_totp":
-            auth.reset_totp(engine(), username, actor=me, reason=form.reason.data)
+            accounts.reset_totp(engine(), username, actor=me, reason=form.reason.data)
             flash(f"{username}'s authenticator was reset; they enrol again at next login.",
                   "success")
         elif form.action.data == "deactivate":
-            if username == me:
-                raise WorkflowError("You cannot deactivate your own account.")
-            with engine().unit() as s:
-                identity.deactivate_user(s, identity.get_user(s, username, active=False),
-                                         actor=identity.get_user(s, me), reason=form.reason.data)
+            accounts.deactivate_user(engine(), username, actor=me, reason=form.reason.data)
             flash(f"{username} is deactivated. Their past signatures stay valid.", "success")
         elif form.action.data == "reset_password":
-            temp = f"Tmp-{secrets.token_urlsafe(12)}"
-            with engine().unit() as s:
-                auth.set_password(s, identity.get_user(s, username), temp,
-                                  actor=identity.get_user(s, me), policy=policy(),
-                                  reason=form.reason.data, temporary=True)
+            temp = accounts.issue_temporary_password(engine(), username, actor=me,
+                                                     reason=form.reason.data, policy=policy())
             flash(f"Temporary password for {username} (shown once): {temp}", "success")
         elif form.action.data == "revoke":
-            with engine().unit() as s:
-                n = identity.revoke_role(s, identity.get_user(s, username, active=False),
-                                         form.role.data or "", actor=identity.get_user(s, me),
-                                         reason=form.reason.data)
-            if not n:
-                raise WorkflowError(f"{username} does not hold the role {form.role.data!r}.")
+            accounts.revoke_role(engine(), username, form.role.data or "", actor=me,
+                                 reason=form.reason.data)
             flash(f"Revoked {form.role.data} from {username}.", "success")
     except WorkflowError as exc:
         errors.flash_error(exc)

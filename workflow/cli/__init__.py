@@ -1,0 +1,39 @@
+"""The ``qms`` command. Every change goes through the engine's unit of work; no command
+commits on its own. Errors are printed as one clear line and exit with status 1 (2 for
+usage errors).
+
+One module per command group; each command parses its options, calls one function of the
+engine or of a workflow package, and prints. ``qms serve`` is added by webapp/cli.py, the
+console script, so that the engine package never imports Flask.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from workflow.cli.audit import export, verify_audit
+from workflow.cli.db import db_group, init, stats
+from workflow.cli.definitions import definitions_group
+from workflow.cli.jobs import jobs_group, notifications_group, scheduler, timers_group
+from workflow.cli.records import records_group
+from workflow.cli.tokens import tokens_group
+from workflow.cli.users import users_group
+from workflow.cli.validation import validation_report
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log more.")
+def main(verbose: bool) -> None:
+    """QMS workflow engine: deviations, CAPAs, change control, access reviews, training."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+for command in (db_group, init, stats, definitions_group, verify_audit, export, users_group,
+                tokens_group, records_group, timers_group, scheduler, jobs_group,
+                notifications_group, validation_report):
+    main.add_command(command)
+
+__all__ = ["main"]

@@ -1,4 +1,4 @@
-"""Render the validation report model (workflow.validation.build_report) as HTML and PDF.
+"""Render the validation report model (workflow.validation.report.build_report) as HTML and PDF.
 
 The PDF is drawn with ReportLab's Platypus in invariant mode (fixed creation date and document
 ID), so the same report model always gives byte-identical files. Standard PDF fonts cover

@@ -1,0 +1,138 @@
+"""``qms users ...``: accounts, roles, passwords and authenticators from the command line.
+
+Each command calls one function of workflow.identity.admin, acting as the system user; the
+reason names the operating-system account that ran it. Every change is audited."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date, datetime
+
+import click
+
+from workflow.cli.common import checked_engine, cli_reason, friendly
+from workflow.identity import admin
+from workflow.identity.auth import Policy
+from workflow.identity.users import SYSTEM_USERNAME
+
+
+@click.group("users")
+def users_group() -> None:
+    """Users, roles, passwords and authenticators (every change is audited)."""
+
+
+@users_group.command("create")
+@click.argument("username")
+@click.option("--name", "full_name", required=True, help="Printed full name (shown on signatures).")
+@click.option("--email", default="")
+@click.option("--timezone", default="UTC", show_default=True)
+@click.option("--role", "roles", multiple=True, help="Grant this role too (repeatable).")
+@click.option("--reason", required=True, help="Why (recorded in the audit trail).")
+@click.option("--password-stdin", is_flag=True,
+              help="Read an initial password from standard input instead of generating one.")
+@friendly
+def users_create(username: str, full_name: str, email: str, timezone: str,
+                 roles: tuple[str, ...], reason: str, password_stdin: bool) -> None:
+    """Create a user with a temporary password that must be changed at first login."""
+    engine, _ = checked_engine()
+    why = cli_reason(reason)
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    created = admin.create_user(engine, username, full_name, email=email, timezone=timezone,
+                                roles=roles, actor=SYSTEM_USERNAME, reason=why,
+                                policy=Policy.from_env(), password=password)
+    click.echo(f"created {username}" + (f" with roles {', '.join(roles)}" if roles else ""))
+    if not password_stdin:
+        click.echo("temporary password (shown once, must be changed at first login): "
+                   f"{created.password}")
+
+
+def parse_day(value: str) -> date:
+    """A YYYY-MM-DD option value."""
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        raise click.UsageError("--expires takes a date YYYY-MM-DD") from None
+
+
+@users_group.command("grant")
+@click.argument("username")
+@click.argument("role")
+@click.option("--reason", required=True)
+@click.option("--expires", default=None, help="Expiry date YYYY-MM-DD (UTC end of day).")
+@friendly
+def users_grant(username: str, role: str, reason: str, expires: str | None) -> None:
+    """Grant ROLE to USERNAME."""
+    day = parse_day(expires) if expires else None
+    engine, _ = checked_engine()
+    admin.grant_role(engine, username, role, actor=SYSTEM_USERNAME, reason=cli_reason(reason),
+                     expires_on=day)
+    click.echo(f"granted {role} to {username}")
+
+
+@users_group.command("revoke")
+@click.argument("username")
+@click.argument("role")
+@click.option("--reason", required=True)
+@friendly
+def users_revoke(username: str, role: str, reason: str) -> None:
+    """Revoke ROLE from USERNAME (effective at once)."""
+    engine, _ = checked_engine()
+    admin.revoke_role(engine, username, role, actor=SYSTEM_USERNAME, reason=cli_reason(reason))
+    click.echo(f"revoked {role} from {username}")
+
+
+@users_group.command("deactivate")
+@click.argument("username")
+@click.option("--reason", required=True)
+@friendly
+def users_deactivate(username: str, reason: str) -> None:
+    """Deactivate USERNAME: no login, no signing; the username is never reused."""
+    engine, _ = checked_engine()
+    admin.deactivate_user(engine, username, actor=SYSTEM_USERNAME, reason=cli_reason(reason))
+    click.echo(f"deactivated {username}")
+
+
+@users_group.command("unlock")
+@click.argument("username")
+@click.option("--reason", required=True)
+@friendly
+def users_unlock(username: str, reason: str) -> None:
+    """Unlock an account locked after failed attempts."""
+    engine, _ = checked_engine()
+    admin.unlock(engine, username, actor=SYSTEM_USERNAME, reason=cli_reason(reason))
+    click.echo(f"unlocked {username}")
+
+
+@users_group.command("reset-totp")
+@click.argument("username")
+@click.option("--reason", required=True)
+@friendly
+def users_reset_totp(username: str, reason: str) -> None:
+    """Revoke USERNAME's authenticator and recovery codes (lost or compromised device)."""
+    engine, _ = checked_engine()
+    admin.reset_totp(engine, username, actor=SYSTEM_USERNAME, reason=cli_reason(reason))
+    click.echo(f"authenticator reset for {username}; they enrol again at next login")
+
+
+@users_group.command("set-password")
+@click.argument("username")
+@click.option("--reason", required=True)
+@friendly
+def users_set_password(username: str, reason: str) -> None:
+    """Give USERNAME a new temporary password (they must change it at next login)."""
+    engine, _ = checked_engine()
+    password = admin.issue_temporary_password(engine, username, actor=SYSTEM_USERNAME,
+                                              reason=cli_reason(reason),
+                                              policy=Policy.from_env())
+    click.echo(f"temporary password for {username} (shown once): {password}")
+
+
+@users_group.command("list")
+def users_list() -> None:
+    """List users with their roles and account state."""
+    engine, _ = checked_engine()
+    for a in admin.list_accounts(engine):
+        roles = ", ".join(a.roles) or "-"
+        state = "DEACTIVATED" if not a.active else "LOCKED" if a.locked else "active"
+        totp = "totp" if a.totp_enrolled else "-"
+        click.echo(f"{a.username:16} {a.full_name:28} {state:11} {totp:5} {roles}")

@@ -1,0 +1,178 @@
+"""User administration commands, shared by ``qms users``/``qms tokens`` and the admin pages.
+
+One function per command: create a user, grant and revoke a role, deactivate, unlock, reset
+the authenticator, issue a temporary password; service accounts and their API tokens. Each
+opens one unit of work on the engine it is given and acts as ``actor``, a username
+(``SYSTEM_USERNAME`` from the command line, where the operator is named in the reason). Rules
+are checked here once, whichever interface asks, and broken rules raise WorkflowError with a
+message an administrator can act on. Reasons are recorded as given.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from workflow.db.models import User
+from workflow.errors import WorkflowError
+from workflow.identity import auth
+from workflow.identity import tokens as api_tokens
+from workflow.identity import users as identity
+
+if TYPE_CHECKING:
+    from workflow.engine.core import Engine
+
+
+@dataclass(frozen=True)
+class NewUser:
+    """A created account and its temporary password (shown once, never stored in clear)."""
+
+    username: str
+    password: str
+
+
+@dataclass(frozen=True)
+class Account:
+    """A user as administrators list them."""
+
+    username: str
+    full_name: str
+    active: bool
+    locked: bool
+    totp_enrolled: bool
+    roles: tuple[str, ...]
+
+
+def temporary_password() -> str:
+    """A generated password the user must change at next login."""
+    return f"Tmp-{secrets.token_urlsafe(12)}"
+
+
+def end_of_day(day: date) -> datetime:
+    """A grant that expires "on" ``day`` ends at the end of that day, UTC."""
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+
+
+def acting_user(session: Session, actor: str) -> User:
+    """The administrator acting: the system user (created on first use) for the command
+    line, otherwise an active user."""
+    if actor == identity.SYSTEM_USERNAME:
+        return identity.system_user(session)
+    return identity.get_user(session, actor)
+
+
+def create_user(engine: Engine, username: str, full_name: str, *, actor: str, reason: str,
+                policy: auth.Policy, email: str = "", timezone: str = "UTC",
+                roles: tuple[str, ...] = (), password: str | None = None) -> NewUser:
+    """Create a user with a temporary password (``password``, or a generated one) that must be
+    changed at first login, and grant ``roles``."""
+    temp = temporary_password() if password is None else password
+    with engine.unit() as s:
+        admin = acting_user(s, actor)
+        user = identity.create_user(s, username, full_name, email=email, timezone=timezone,
+                                    actor=admin, reason=reason)
+        auth.set_password(s, user, temp, actor=admin, policy=policy, reason=reason,
+                          temporary=True)
+        for role in roles:
+            identity.grant_role(s, user, role, actor=admin, reason=reason)
+        return NewUser(user.username, temp)
+
+
+def grant_role(engine: Engine, username: str, role: str, *, actor: str, reason: str,
+               expires_on: date | None = None) -> None:
+    """Grant ``role`` to an active user, until the end of ``expires_on`` (UTC) if given."""
+    with engine.unit() as s:
+        identity.grant_role(s, identity.get_user(s, username), role,
+                            actor=acting_user(s, actor), reason=reason,
+                            expires_at=end_of_day(expires_on) if expires_on else None)
+
+
+def revoke_role(engine: Engine, username: str, role: str, *, actor: str, reason: str) -> None:
+    """Revoke ``role`` from a user (effective at once); refused when they do not hold it."""
+    with engine.unit() as s:
+        n = identity.revoke_role(s, identity.get_user(s, username, active=False), role,
+                                 actor=acting_user(s, actor), reason=reason)
+        if not n:
+            raise WorkflowError(f"{username} does not hold the role {role!r}.")
+
+
+def deactivate_user(engine: Engine, username: str, *, actor: str, reason: str) -> None:
+    """Deactivate a user: no login, no signing, open sessions end; past signatures stay
+    valid. An administrator cannot deactivate their own account."""
+    with engine.unit() as s:
+        user = identity.get_user(s, username, active=False)
+        admin = acting_user(s, actor)
+        if user.id == admin.id:
+            raise WorkflowError("You cannot deactivate your own account.")
+        identity.deactivate_user(s, user, actor=admin, reason=reason)
+
+
+def unlock(engine: Engine, username: str, *, actor: str, reason: str) -> None:
+    """Unlock an account locked after failed attempts."""
+    auth.unlock(engine, username, actor=actor, reason=reason)
+
+
+def reset_totp(engine: Engine, username: str, *, actor: str, reason: str) -> None:
+    """Revoke a user's authenticator and recovery codes; they enrol again at next login."""
+    auth.reset_totp(engine, username, actor=actor, reason=reason)
+
+
+def issue_temporary_password(engine: Engine, username: str, *, actor: str, reason: str,
+                             policy: auth.Policy) -> str:
+    """Give an active user a new temporary password (returned, shown once)."""
+    temp = temporary_password()
+    with engine.unit() as s:
+        auth.set_password(s, identity.get_user(s, username), temp, actor=acting_user(s, actor),
+                          policy=policy, reason=reason, temporary=True)
+    return temp
+
+
+def list_accounts(engine: Engine) -> list[Account]:
+    """Every person's and service's account (not the system user), by username."""
+    with engine.reader() as s:
+        users = s.execute(select(User).where(User.is_system.is_(False))
+                          .order_by(User.username)).scalars().all()
+        return [Account(u.username, u.full_name, u.active, u.locked_at is not None,
+                        u.totp_enabled_at is not None, tuple(sorted(identity.roles_of(s, u))))
+                for u in users]
+
+
+# ------------------------------------------------------------------ service accounts, tokens
+
+
+def create_service_account(engine: Engine, username: str, full_name: str, *,
+                           roles: tuple[str, ...], actor: str, reason: str) -> None:
+    """An account for another system: no password, it acts only through its API tokens."""
+    with engine.unit() as s:
+        api_tokens.create_service_account(s, username, full_name, roles=roles,
+                                          actor=acting_user(s, actor), reason=reason)
+
+
+def create_token(engine: Engine, username: str, *, actor: str, name: str,
+                 scopes: tuple[str, ...], expires_in_days: int,
+                 reason: str) -> api_tokens.CreatedToken:
+    """An API token for ``username``; its secret is in the result and nowhere else."""
+    with engine.unit() as s:
+        return api_tokens.create_token(s, identity.get_user(s, username),
+                                       actor=acting_user(s, actor), name=name, scopes=scopes,
+                                       expires_in_days=expires_in_days, reason=reason)
+
+
+def list_tokens(engine: Engine, username: str | None = None) -> list[api_tokens.TokenInfo]:
+    """Tokens (never their secrets) of ``username``, or of everyone; newest first."""
+    with engine.reader() as s:
+        owner = identity.get_user(s, username, active=False) if username else None
+        return api_tokens.list_tokens(s, owner)
+
+
+def revoke_token(engine: Engine, token: str, *, actor: str, reason: str) -> str:
+    """Revoke a token (by number or prefix) at once; returns its prefix."""
+    with engine.unit() as s:
+        row = api_tokens.find_token(s, token)
+        api_tokens.revoke_token(s, row, actor=acting_user(s, actor), reason=reason)
+        return row.prefix
