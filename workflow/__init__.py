@@ -35,7 +35,13 @@ _EXPORTS = {
         "DueDateLocked", "AccountLocked")},
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "AccountLocked", "CredentialsRejected", "DefinitionError", "DueDateLocked", "Engine",
+    "GuardFailed", "InactiveUser", "NotAuthorized", "ReasonRequired", "RecordNotFound",
+    "Result", "SegregationOfDuties", "SignatureRejected", "SignatureRequired", "StaleRecord",
+    "TrainingRequired", "TransitionNotAvailable", "UnknownUser", "UnknownWorkflow",
+    "ValidationFailed", "VouchedSignature", "VouchingVerifier", "WorkflowError", "open_engine",
+]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
     from workflow.bootstrap import open_engine
