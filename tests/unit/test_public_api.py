@@ -34,3 +34,7 @@ def test_importing_the_package_root_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "['workflow.clock']"
+
+
+def test_all_lists_exactly_what_the_package_exports():
+    assert sorted(workflow.__all__) == sorted(workflow._EXPORTS)
