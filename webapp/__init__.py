@@ -38,9 +38,9 @@ def _secret_key(instance: Path) -> str:
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app. ``config`` may carry ``QMS_ENGINE`` (an Engine, for tests) and
-    ``QMS_POLICY`` (a workflow.auth.Policy); otherwise both come from the environment."""
+    ``QMS_POLICY`` (a workflow.identity.policy.Policy); otherwise both come from the environment."""
     from workflow.db.engines import REPO_ROOT
-    from workflow.identity import auth
+    from workflow.identity.policy import Policy
 
     instance = Path(os.environ.get("QMS_INSTANCE_DIR", REPO_ROOT / "instance"))
     app = Flask(__name__, instance_path=str(instance.resolve()))
@@ -62,7 +62,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         from workflow.bootstrap import open_engine
 
         app.config["QMS_ENGINE"], _ = open_engine()
-    app.config.setdefault("QMS_POLICY", auth.Policy.from_env())
+    app.config.setdefault("QMS_POLICY", Policy.from_env())
 
     csrf.init_app(app)
     from . import (

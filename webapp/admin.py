@@ -19,7 +19,7 @@ from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from workflow.db.models import RoleGrant, User
 from workflow.errors import WorkflowError
-from workflow.identity import auth
+from workflow.identity import lockout, passwords, totp
 from workflow.identity import users as identity
 
 from .auth_views import roles_required
@@ -90,8 +90,8 @@ def create_user() -> Any:
             u = identity.create_user(s, form.username.data, form.full_name.data,
                                      email=form.email.data or "", timezone=form.timezone.data,
                                      actor=admin, reason=form.reason.data)
-            auth.set_password(s, u, temp, actor=admin, policy=policy(), reason=form.reason.data,
-                              temporary=True)
+            passwords.set_password(s, u, temp, actor=admin, policy=policy(), reason=form.reason.data,
+                                   temporary=True)
     except WorkflowError as exc:
         flash(str(exc), "error")
         return redirect(url_for("admin.users"))
@@ -152,10 +152,10 @@ def action(username: str) -> Any:
     me = current_user.username
     try:
         if form.action.data == "unlock":
-            auth.unlock(engine(), username, actor=me, reason=form.reason.data)
+            lockout.unlock(engine(), username, actor=me, reason=form.reason.data)
             flash(f"{username} is unlocked.", "success")
         elif form.action.data == "reset_totp":
-            auth.reset_totp(engine(), username, actor=me, reason=form.reason.data)
+            totp.reset_totp(engine(), username, actor=me, reason=form.reason.data)
             flash(f"{username}'s authenticator was reset; they enrol again at next login.",
                   "success")
         elif form.action.data == "deactivate":
@@ -168,9 +168,9 @@ def action(username: str) -> Any:
         elif form.action.data == "reset_password":
             temp = f"Tmp-{secrets.token_urlsafe(12)}"
             with engine().unit() as s:
-                auth.set_password(s, identity.get_user(s, username), temp,
-                                  actor=identity.get_user(s, me), policy=policy(),
-                                  reason=form.reason.data, temporary=True)
+                passwords.set_password(s, identity.get_user(s, username), temp,
+                                       actor=identity.get_user(s, me), policy=policy(),
+                                       reason=form.reason.data, temporary=True)
             flash(f"Temporary password for {username} (shown once): {temp}", "success")
         elif form.action.data == "revoke":
             with engine().unit() as s:

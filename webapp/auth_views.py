@@ -26,8 +26,16 @@ from markupsafe import Markup
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from workflow.errors import WorkflowError
-from workflow.identity import auth
+from webapp.qr import qr_svg
+from workflow.errors import (
+    AccountLocked,
+    LoginFailed,
+    SecondFactorFailed,
+    SessionEnded,
+    WorkflowError,
+)
+from workflow.identity import passwords, sessions
+from workflow.identity.totp import begin_totp_enrolment, confirm_totp_enrolment, pending_enrolment
 
 from .helpers import engine, policy, safe_next
 
@@ -75,8 +83,8 @@ def init_app(app: Flask) -> None:
         if not token:
             return None
         try:
-            info = auth.touch_session(engine(), token, policy())
-        except auth.SessionEnded as exc:
+            info = sessions.touch_session(engine(), token, policy())
+        except SessionEnded as exc:
             session.clear()
             g.session_ended = exc.message
             return None
@@ -131,9 +139,9 @@ def _safe_next(target: str | None) -> str:
     return safe_next(target, url_for("inbox.index"))
 
 
-def _begin_session(user_id: int, mfa: bool, checked: auth.PasswordChecked) -> Any:
-    token = auth.start_session(engine(), user_id, mfa=mfa,
-                               client=(request.user_agent.string or "")[:200])
+def _begin_session(user_id: int, mfa: bool, checked: sessions.PasswordChecked) -> Any:
+    token = sessions.start_session(engine(), user_id, mfa=mfa,
+                                   client=(request.user_agent.string or "")[:200])
     nxt = session.get("next")
     session.clear()  # a new session id at login (no fixation)
     session["token"] = token
@@ -159,9 +167,9 @@ def login() -> Any:
         session["next"] = request.args["next"]
     if form.validate_on_submit():
         try:
-            checked = auth.check_login_password(engine(), form.username.data,
-                                                form.password.data, policy())
-        except (auth.LoginFailed, auth.AccountLocked) as exc:
+            checked = sessions.check_login_password(engine(), form.username.data,
+                                                    form.password.data, policy())
+        except (LoginFailed, AccountLocked) as exc:
             flash(str(exc), "error")
             return render_template("auth/login.html", form=form), 401
         if checked.needs_totp:
@@ -180,15 +188,15 @@ def totp() -> Any:
     form = CodeForm()
     if form.validate_on_submit():
         try:
-            auth.check_login_totp(engine(), pending["user_id"], form.code.data, policy())
-        except (auth.SecondFactorFailed, auth.AccountLocked, auth.LoginFailed) as exc:
+            sessions.check_login_totp(engine(), pending["user_id"], form.code.data, policy())
+        except (SecondFactorFailed, AccountLocked, LoginFailed) as exc:
             flash(str(exc), "error")
-            if isinstance(exc, auth.AccountLocked | auth.LoginFailed):
+            if isinstance(exc, AccountLocked | LoginFailed):
                 session.pop("pending", None)
                 return redirect(url_for("auth.login"))
             return render_template("auth/totp.html", form=form), 401
-        checked = auth.PasswordChecked(pending["user_id"], "", True, False,
-                                       pending.get("must_change", False))
+        checked = sessions.PasswordChecked(pending["user_id"], "", True, False,
+                                           pending.get("must_change", False))
         return _begin_session(pending["user_id"], True, checked)
     return render_template("auth/totp.html", form=form)
 
@@ -199,22 +207,22 @@ def enrol() -> Any:
     form = CodeForm()
     # the pending secret lives encrypted in the database only, never in the cookie
     enrolment = None if request.method == "GET" else \
-        auth.pending_enrolment(engine(), current_user.username, policy())
+        pending_enrolment(engine(), current_user.username, policy())
     if enrolment is None:
         try:
-            enrolment = auth.begin_totp_enrolment(engine(), current_user.username, policy())
+            enrolment = begin_totp_enrolment(engine(), current_user.username, policy())
         except WorkflowError as exc:
             return render_template("auth/enrol.html", form=None, enrolled=True, message=str(exc))
     if form.validate_on_submit():
         try:
-            codes = auth.confirm_totp_enrolment(engine(), current_user.username, form.code.data)
-        except auth.SecondFactorFailed as exc:
+            codes = confirm_totp_enrolment(engine(), current_user.username, form.code.data)
+        except SecondFactorFailed as exc:
             flash(str(exc), "error")
         else:
             session.pop("must_enrol", None)
             return render_template("auth/recovery_codes.html", codes=codes)
     return render_template("auth/enrol.html", form=form, secret=enrolment.secret,
-                           qr=Markup(enrolment.qr_svg()),  # noqa: S704 - SVG we generated
+                           qr=Markup(qr_svg(enrolment.uri)),  # noqa: S704 - SVG we generated
                            required=session.get("must_enrol"))
 
 
@@ -227,9 +235,9 @@ def change_password() -> Any:
             flash("The two new passwords differ.", "error")
         else:
             try:
-                auth.change_password(engine(), current_user.username, form.current.data,
-                                     form.new.data, policy())
-            except auth.AccountLocked as exc:
+                passwords.change_password(engine(), current_user.username, form.current.data,
+                                          form.new.data, policy())
+            except AccountLocked as exc:
                 return _end("locked", str(exc), "error")
             except WorkflowError as exc:
                 flash(str(exc), "error")
@@ -244,7 +252,7 @@ def change_password() -> Any:
 def _end(reason: str, message: str, category: str = "info") -> Any:
     token = session.get("token")
     if token:
-        auth.end_session(engine(), token, reason)
+        sessions.end_session(engine(), token, reason)
     logout_user()
     session.clear()
     flash(message, category)  # after clear(): the flash lives in the session

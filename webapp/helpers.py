@@ -11,7 +11,7 @@ from flask_login import current_user
 
 from workflow import clock
 from workflow.engine.core import Engine
-from workflow.identity.auth import Policy
+from workflow.identity.policy import Policy
 
 
 def engine() -> Engine:

@@ -19,7 +19,7 @@ from workflow.errors import (
     ValidationFailed,
     WorkflowError,
 )
-from workflow.identity.auth import PasswordSignature
+from workflow.signatures.part11 import PasswordSignature
 from workflow.spec.fields import users_in
 
 from . import forms

@@ -20,8 +20,8 @@ from jsonschema import Draft7Validator
 
 from workflow import clock
 from workflow import errors as wf
-from workflow.identity import auth
 from workflow.identity import tokens as api_tokens
+from workflow.signatures.part11 import PasswordSignature
 
 from ..helpers import engine
 from .spec import Param, Route
@@ -274,10 +274,10 @@ def _normalise(result: Any, default_status: int) -> tuple[Any, int, dict[str, st
     return result, default_status, {}
 
 
-def signature_from(body: dict[str, Any] | None) -> auth.PasswordSignature | None:
+def signature_from(body: dict[str, Any] | None) -> PasswordSignature | None:
     """The signer's credentials from a request body; no session token (API signings always
     need every component)."""
     if not body:
         return None
     totp = (body.get("totp") or "").strip() or None
-    return auth.PasswordSignature(body["username"], body["password"], totp, session_token=None)
+    return PasswordSignature(body["username"], body["password"], totp, session_token=None)

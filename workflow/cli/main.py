@@ -115,7 +115,7 @@ def init(demo: bool) -> None:
         click.echo(f"  {line}")
     if demo:
         from workflow.demo import seed
-        from workflow.identity.auth import Part11Verifier
+        from workflow.signatures.part11 import Part11Verifier
 
         # demo records are seeded with vouched signatures (method "demo-seed"); people sign
         # with their own password (and authenticator) in the UI and API
@@ -226,7 +226,7 @@ def definitions_migrate(plan_file: str, dry_run: bool, actor: str | None, passwo
     (docs/definitions.md, "Migrating running records"). The plan is validated first; the
     migration is signed "Migration approved" with your password (and authenticator code)."""
     from workflow.change_control import plans as migration_plans
-    from workflow.identity.auth import PasswordSignature
+    from workflow.signatures.part11 import PasswordSignature
 
     plan = migration_plans.load_plan(plan_file)
     engine, _ = _engine()
@@ -343,8 +343,9 @@ def users_create(username: str, full_name: str, email: str, timezone: str,
     """Create a user with a temporary password that must be changed at first login."""
     import secrets
 
-    from workflow.identity import auth
+    from workflow.identity import passwords
     from workflow.identity import users as identity
+    from workflow.identity.policy import Policy
 
     engine, _ = _engine()
     why = _cli_reason(reason)
@@ -354,8 +355,8 @@ def users_create(username: str, full_name: str, email: str, timezone: str,
         actor = identity.system_user(s)
         u = identity.create_user(s, username, full_name, email=email, timezone=timezone,
                                  actor=actor, reason=why)
-        auth.set_password(s, u, password, actor=actor, policy=auth.Policy.from_env(),
-                          reason=why, temporary=True)
+        passwords.set_password(s, u, password, actor=actor, policy=Policy.from_env(),
+                               reason=why, temporary=True)
         for r in roles:
             identity.grant_role(s, u, r, actor=actor, reason=why)
     click.echo(f"created {username}" + (f" with roles {', '.join(roles)}" if roles else ""))
@@ -429,11 +430,11 @@ def users_deactivate(username: str, reason: str) -> None:
 @_friendly
 def users_unlock(username: str, reason: str) -> None:
     """Unlock an account locked after failed attempts."""
-    from workflow.identity import auth
+    from workflow.identity import lockout
     from workflow.identity import users as identity
 
     engine, _ = _engine()
-    auth.unlock(engine, username, actor=identity.SYSTEM_USERNAME, reason=_cli_reason(reason))
+    lockout.unlock(engine, username, actor=identity.SYSTEM_USERNAME, reason=_cli_reason(reason))
     click.echo(f"unlocked {username}")
 
 
@@ -443,11 +444,11 @@ def users_unlock(username: str, reason: str) -> None:
 @_friendly
 def users_reset_totp(username: str, reason: str) -> None:
     """Revoke USERNAME's authenticator and recovery codes (lost or compromised device)."""
-    from workflow.identity import auth
+    from workflow.identity import totp
     from workflow.identity import users as identity
 
     engine, _ = _engine()
-    auth.reset_totp(engine, username, actor=identity.SYSTEM_USERNAME, reason=_cli_reason(reason))
+    totp.reset_totp(engine, username, actor=identity.SYSTEM_USERNAME, reason=_cli_reason(reason))
     click.echo(f"authenticator reset for {username}; they enrol again at next login")
 
 
@@ -459,15 +460,16 @@ def users_set_password(username: str, reason: str) -> None:
     """Give USERNAME a new temporary password (they must change it at next login)."""
     import secrets
 
-    from workflow.identity import auth
+    from workflow.identity import passwords
     from workflow.identity import users as identity
+    from workflow.identity.policy import Policy
 
     engine, _ = _engine()
     password = f"Tmp-{secrets.token_urlsafe(12)}"
     with engine.unit() as s:
-        auth.set_password(s, identity.get_user(s, username), password,
-                          actor=identity.system_user(s), policy=auth.Policy.from_env(),
-                          reason=_cli_reason(reason), temporary=True)
+        passwords.set_password(s, identity.get_user(s, username), password,
+                               actor=identity.system_user(s), policy=Policy.from_env(),
+                               reason=_cli_reason(reason), temporary=True)
     click.echo(f"temporary password for {username} (shown once): {password}")
 
 

@@ -656,7 +656,7 @@ class Kpi:
         people = [User.active.is_(True), User.is_system.is_(False), User.created_at <= self.as_of]
         if key == "sec.totp_enrolled":
             if self.policy is None:
-                from workflow.identity.auth import Policy
+                from workflow.identity.policy import Policy
 
                 self.policy = Policy.from_env()
             enrolled = and_(User.totp_secret.is_not(None), User.totp_enabled_at.is_not(None),

@@ -878,7 +878,7 @@ def _check_definition_review(params: Mapping[str, Any]) -> list[tuple[tuple, str
 def password_expiry_reminders(ctx: JobContext) -> dict[str, Any]:
     """Remind users whose password expires within params.days (default 14), once per user
     and expiry date (R-P11-300b-1)."""
-    from workflow.identity.auth import Policy
+    from workflow.identity.policy import Policy
 
     policy = Policy.from_env()
     if not policy.max_age_days:

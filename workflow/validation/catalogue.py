@@ -290,7 +290,7 @@ def product_version() -> str:
 def configuration() -> list[dict[str, str]]:
     """The configuration in force: the effective security policy (defaults included) and
     every QMS_ environment variable that is set, secrets masked."""
-    from workflow.identity.auth import Policy
+    from workflow.identity.policy import Policy
 
     rows: dict[str, dict[str, str]] = {}
     try:
