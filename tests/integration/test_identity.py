@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from tests.conftest import TEST_KEY
 from workflow import clock
-from workflow.db.models import AuditEvent, OutboxMessage, Record, Signature, User
+from workflow.db.models import ApiToken, AuditEvent, OutboxMessage, Record, Signature, User
 from workflow.errors import (
     AccountLocked,
     CredentialsRejected,
@@ -30,6 +30,7 @@ from workflow.errors import (
     WorkflowError,
 )
 from workflow.identity import lockout, passwords, sessions
+from workflow.identity import tokens as api_tokens
 from workflow.identity import users as identity
 from workflow.identity.policy import Policy
 from workflow.identity.totp import begin_totp_enrolment, confirm_totp_enrolment, reset_totp
@@ -426,3 +427,26 @@ def test_create_user_refuses_bad_input(p11):
     with p11.reader() as s:
         assert s.execute(select(User).where(User.username == "valid.name")).first() is None
 
+
+# ------------------------------------------------------------------ API tokens
+
+
+def test_owner_only_revoke_refuses_another_users_token_and_changes_nothing(p11, org, person):
+    """R-P11-10g-1: revoking through the owner's path refuses someone else's token - even for
+    an administrator - and leaves the token, and the audit trail, untouched."""
+    person("ada", "admin")
+    with p11.unit() as s:
+        quinn = identity.get_user(s, "quinn")
+        tid = api_tokens.create_token(s, quinn, actor=quinn, name="q", scopes="read").info.id
+    for intruder in ("emma", "ada"):
+        with pytest.raises(NotAuthorized, match="no such token of yours"), p11.unit() as s:
+            api_tokens.revoke_own_token(s, tid, actor=identity.get_user(s, intruder))
+    with p11.reader() as s:
+        row = s.get(ApiToken, tid)
+        assert row.revoked_at is None and row.revoked_by_id is None
+    assert security_events(p11, "api_token_revoked") == []
+    with p11.unit() as s:  # its owner may
+        api_tokens.revoke_own_token(s, str(tid), actor=identity.get_user(s, "quinn"))
+    with p11.reader() as s:
+        assert s.get(ApiToken, tid).revoked_at is not None
+    assert security_events(p11, "api_token_revoked")[-1].reason == "revoked by its owner"
