@@ -71,6 +71,17 @@ class UnknownUser(WorkflowError):
         super().__init__(f"User {ref!r} does not exist.")
 
 
+class UsernameTaken(WorkflowError):
+    code = "username_taken"
+
+    def __init__(self, username: str):
+        self.username = username
+        super().__init__(
+            f"The username {username!r} is already taken (usernames are never reused, "
+            "even after deactivation)."
+        )
+
+
 class InactiveUser(WorkflowError):
     code = "inactive_user"
 
@@ -261,3 +272,23 @@ class SessionEnded(AuthError):
                           "lifetime": "Your session reached its maximum length; log in again.",
                           "logout": "You are logged out.",
                           }.get(reason, "Your session has ended; log in again."))
+
+
+# --------------------------------------------------------------------------- API tokens
+
+
+class TokenError(WorkflowError):
+    """A token management request is not possible (bad name, scopes, expiry...)."""
+
+    code = "token_invalid_request"
+
+
+class TokenRejected(WorkflowError):
+    """Authentication with a token failed. ``reason`` is one of: missing, malformed, unknown,
+    expired, revoked, inactive_user."""
+
+    code = "token_rejected"
+
+    def __init__(self, reason: str, message: str):
+        self.reason = reason
+        super().__init__(message)

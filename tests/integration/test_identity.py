@@ -27,6 +27,7 @@ from workflow.errors import (
     SecondFactorFailed,
     SessionEnded,
     SignatureRejected,
+    UsernameTaken,
     WorkflowError,
 )
 from workflow.identity import lockout, passwords, sessions
@@ -217,7 +218,7 @@ def test_username_is_never_reused(p11, org):
     with p11.unit() as s:
         identity.deactivate_user(s, identity.get_user(s, "emma"),
                                  actor=identity.system_user(s), reason="left")
-    with pytest.raises(identity.UsernameTaken), p11.unit() as s:
+    with pytest.raises(UsernameTaken), p11.unit() as s:
         identity.create_user(s, "EMMA", "Another Emma", actor=identity.system_user(s))
 
 

@@ -130,7 +130,7 @@ def authenticate(scope: str) -> api_tokens.Caller:
     """The caller of this request (401/403/429 as ApiError). Cookies play no part."""
     try:
         caller = api_tokens.authenticate(engine(), _bearer())
-    except api_tokens.TokenRejected as exc:
+    except wf.TokenRejected as exc:
         err = ApiError(401, _TOKEN_CODES.get(exc.reason, "token_invalid"), exc.message)
         err.headers["WWW-Authenticate"] = 'Bearer realm="qms"'
         raise err from None

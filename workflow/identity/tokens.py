@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from workflow import clock
 from workflow.audit import trail as audit
 from workflow.db.models import ApiToken, User
-from workflow.errors import AccountLocked, NotAuthorized, WorkflowError
+from workflow.errors import AccountLocked, NotAuthorized, TokenError, TokenRejected
 from workflow.identity import users as identity
 
 if TYPE_CHECKING:
@@ -48,23 +48,6 @@ PREFIX_LENGTH = 12  # "qms_" + 8 random characters, stored to recognise a token
 TOUCH_EVERY = timedelta(seconds=60)
 _NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,100}$")
 ADMIN_ROLE = "admin"
-
-
-class TokenError(WorkflowError):
-    """A token management request is not possible (bad name, scopes, expiry...)."""
-
-    code = "token_invalid_request"
-
-
-class TokenRejected(WorkflowError):
-    """Authentication with a token failed. ``reason`` is one of: missing, malformed, unknown,
-    expired, revoked, inactive_user."""
-
-    code = "token_rejected"
-
-    def __init__(self, reason: str, message: str):
-        self.reason = reason
-        super().__init__(message)
 
 
 @dataclass(frozen=True)
