@@ -52,8 +52,9 @@ from workflow.db.models import (
     User,
 )
 from workflow.engine.core import Engine
-from workflow.identity import auth
+from workflow.identity import passwords
 from workflow.identity import users as identity
+from workflow.identity.policy import Policy
 from workflow.registry import Registry
 from workflow.signatures.mac import VouchedSignature
 from workflow.spec.load import load_directory
@@ -100,7 +101,7 @@ def _people(engine: Engine, hot_user: str, rng: random.Random) -> dict[str, list
     roles = {"hot": ("capa_owner", "employee"), "qa": ("qa", "employee"),
              "owner": ("capa_owner", "change_owner", "deviation_owner", "employee"),
              "employee": ("employee",)}
-    policy = auth.Policy(totp_required_roles=())
+    policy = Policy(totp_required_roles=())
     with engine.unit() as s:
         system = identity.system_user(s)
         for d in load_directory().values():
@@ -113,8 +114,8 @@ def _people(engine: Engine, hot_user: str, rng: random.Random) -> dict[str, list
                     identity.grant_role(s, u, r, actor=system, reason="benchmark data")
         # only the people a benchmark logs in as get a (slow to hash) password
         for name in (hot_user, kinds["qa"][0]):
-            auth.set_password(s, identity.get_user(s, name), PASSWORD, actor=system,
-                              policy=policy)
+            passwords.set_password(s, identity.get_user(s, name), PASSWORD, actor=system,
+                                   policy=policy)
     return kinds
 
 

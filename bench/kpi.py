@@ -104,10 +104,10 @@ def main() -> None:
         os.environ.setdefault("QMS_INSTANCE_DIR", tmp)
         from bench.web import _login
         from webapp import create_app
-        from workflow.identity import auth
+        from workflow.identity.policy import Policy
 
         app = create_app({"SECRET_KEY": "bench", "QMS_ENGINE": engine,
-                          "QMS_POLICY": auth.Policy(totp_required_roles=())})
+                          "QMS_POLICY": Policy(totp_required_roles=())})
         c = _login(app, viewer, info["password"])
         assert c.get("/dashboard/").status_code == 200
         times = []

@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.datagen import generate  # noqa: E402
-from workflow.identity import auth
+from workflow.identity.policy import Policy
 
 TARGET_MS = 100.0
 
@@ -84,7 +84,7 @@ def main() -> None:
     os.environ.setdefault("QMS_INSTANCE_DIR", tmp)
     from webapp import create_app
 
-    policy = auth.Policy(totp_required_roles=())
+    policy = Policy(totp_required_roles=())
     app = create_app({"SECRET_KEY": "bench", "QMS_ENGINE": info["engine"],
                       "QMS_POLICY": policy})
     hot = _login(app, info["hot_user"], info["password"])

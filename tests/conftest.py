@@ -94,9 +94,9 @@ def shipped_definitions() -> dict[str, Any]:
 
 @pytest.fixture(scope="session", autouse=True)
 def fast_password_hashing() -> None:
-    from workflow.identity import auth
+    from workflow.identity import passwords
 
-    auth.use_fast_hashing_for_tests()
+    passwords.use_fast_hashing_for_tests()
 
 
 @pytest.fixture(autouse=True)

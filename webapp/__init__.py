@@ -36,7 +36,7 @@ def _secret_key(instance: Path) -> str:
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app. ``config`` may carry ``QMS_ENGINE`` (an Engine, for tests) and
-    ``QMS_POLICY`` (a workflow.identity.auth.Policy); otherwise both come from the environment."""
+    ``QMS_POLICY`` (a workflow.identity.policy.Policy); otherwise both come from the environment."""
     instance = Path(os.environ.get("QMS_INSTANCE_DIR", REPO_ROOT / "instance"))
     app = Flask(__name__, instance_path=str(instance.resolve()))
     app.config.update(
@@ -69,7 +69,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         records,
     )
     from workflow.bootstrap import open_engine
-    from workflow.identity.auth import Policy
+    from workflow.identity.policy import Policy
 
     if "QMS_ENGINE" not in app.config:
         app.config["QMS_ENGINE"], _ = open_engine()

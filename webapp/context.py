@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from workflow.db.models import User
 from workflow.engine.core import Engine
-from workflow.identity.auth import Policy
+from workflow.identity.policy import Policy
 
 
 def engine() -> Engine:

@@ -68,6 +68,19 @@ ERRORS: dict[type[wf.WorkflowError], ErrorEntry] = {
     wf.UnknownUser: REFUSED,
     wf.DueDateLocked: REFUSED,
     wf.DefinitionError: REFUSED,
+    wf.UsernameTaken: REFUSED,
+    # login, password and second-factor errors: the login pages answer them themselves; where
+    # one escapes to a generic handler it refused the change like any other rule
+    wf.AuthError: REFUSED,
+    wf.LoginFailed: REFUSED,
+    wf.PasswordExpired: REFUSED,
+    wf.PasswordRejected: REFUSED,
+    wf.SecondFactorFailed: REFUSED,
+    wf.SessionEnded: REFUSED,
+    # API token errors: webapp/api/core.py answers them with 401 and a reason-specific code
+    # before this table is consulted
+    wf.TokenError: REFUSED,
+    wf.TokenRejected: REFUSED,
 }
 """Errors raised elsewhere in workflow/ (login and password errors, draft and plan errors,
 PasswordExpired...) take the entry of their nearest listed base class."""

@@ -32,15 +32,19 @@ _EXPORTS = {
         "InactiveUser", "TransitionNotAvailable", "NotAuthorized", "SegregationOfDuties",
         "TrainingRequired", "ValidationFailed", "GuardFailed", "ReasonRequired",
         "SignatureRequired", "SignatureRejected", "CredentialsRejected", "StaleRecord",
-        "DueDateLocked", "AccountLocked")},
+        "DueDateLocked", "AccountLocked", "UsernameTaken", "AuthError", "LoginFailed",
+        "PasswordExpired", "PasswordRejected", "SecondFactorFailed", "SessionEnded",
+        "TokenError", "TokenRejected")},
 }
 
 __all__ = [
-    "AccountLocked", "CredentialsRejected", "DefinitionError", "DueDateLocked", "Engine",
-    "GuardFailed", "InactiveUser", "NotAuthorized", "ReasonRequired", "RecordNotFound",
-    "Result", "SegregationOfDuties", "SignatureRejected", "SignatureRequired", "StaleRecord",
-    "TrainingRequired", "TransitionNotAvailable", "UnknownUser", "UnknownWorkflow",
-    "ValidationFailed", "VouchedSignature", "VouchingVerifier", "WorkflowError", "open_engine",
+    "AccountLocked", "AuthError", "CredentialsRejected", "DefinitionError", "DueDateLocked",
+    "Engine", "GuardFailed", "InactiveUser", "LoginFailed", "NotAuthorized", "PasswordExpired",
+    "PasswordRejected", "ReasonRequired", "RecordNotFound", "Result", "SecondFactorFailed",
+    "SegregationOfDuties", "SessionEnded", "SignatureRejected", "SignatureRequired",
+    "StaleRecord", "TokenError", "TokenRejected", "TrainingRequired", "TransitionNotAvailable",
+    "UnknownUser", "UnknownWorkflow", "UsernameTaken", "ValidationFailed", "VouchedSignature",
+    "VouchingVerifier", "WorkflowError", "open_engine",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
@@ -48,22 +52,31 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from workflow.engine import Engine, Result
     from workflow.errors import (
         AccountLocked,
+        AuthError,
         CredentialsRejected,
         DefinitionError,
         DueDateLocked,
         GuardFailed,
         InactiveUser,
+        LoginFailed,
         NotAuthorized,
+        PasswordExpired,
+        PasswordRejected,
         ReasonRequired,
         RecordNotFound,
+        SecondFactorFailed,
         SegregationOfDuties,
+        SessionEnded,
         SignatureRejected,
         SignatureRequired,
         StaleRecord,
+        TokenError,
+        TokenRejected,
         TrainingRequired,
         TransitionNotAvailable,
         UnknownUser,
         UnknownWorkflow,
+        UsernameTaken,
         ValidationFailed,
         WorkflowError,
     )

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 def open_engine(url: str | None = None, verifier: CredentialVerifier | None = None
                 ) -> tuple[Engine, DBEngine]:
     """The engine for a process, signing through the Part 11 verifier unless told otherwise."""
-    from workflow.identity.auth import Part11Verifier
+    from workflow.signatures.part11 import Part11Verifier
 
     dbe = db.make_engine(url)
     key = load_signing_key()

@@ -14,8 +14,9 @@ from sqlalchemy import func, select
 from workflow import clock
 from workflow.db.models import Record
 from workflow.engine.core import Engine
-from workflow.identity import auth
+from workflow.identity import passwords
 from workflow.identity import users as identity
+from workflow.identity.policy import Policy
 from workflow.signatures.mac import VouchedSignature
 
 #: the demo users' password (printed by `make run`); never use demo data in production
@@ -51,8 +52,8 @@ def seed(engine: Engine) -> list[str]:
         for username, name, roles in DEMO_USERS:
             u = identity.create_user(s, username, name, email=f"{username}@demo.example",
                                      actor=system, reason="demo data")
-            auth.set_password(s, u, DEMO_PASSWORD, actor=system, policy=auth.Policy.from_env(),
-                              reason="demo data")
+            passwords.set_password(s, u, DEMO_PASSWORD, actor=system, policy=Policy.from_env(),
+                                   reason="demo data")
             for r in roles:
                 identity.grant_role(s, u, r, actor=system, reason="demo data")
     made: list[str] = []

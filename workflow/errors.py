@@ -71,6 +71,17 @@ class UnknownUser(WorkflowError):
         super().__init__(f"User {ref!r} does not exist.")
 
 
+class UsernameTaken(WorkflowError):
+    code = "username_taken"
+
+    def __init__(self, username: str):
+        self.username = username
+        super().__init__(
+            f"The username {username!r} is already taken (usernames are never reused, "
+            "even after deactivation)."
+        )
+
+
 class InactiveUser(WorkflowError):
     code = "inactive_user"
 
@@ -210,3 +221,74 @@ class TrainingRequired(NotAuthorized):
         super().__init__(
             f"{username} has no current training on {', '.join(missing)}; complete the "
             "training before doing this step.")
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+class AuthError(WorkflowError):
+    code = "auth_failed"
+
+
+class LoginFailed(AuthError):
+    """Deliberately vague: it does not tell whether the username exists."""
+
+    code = "login_failed"
+
+    def __init__(self) -> None:
+        super().__init__("Unknown username or wrong password.")
+
+
+class PasswordExpired(AuthError):
+    code = "password_expired"
+
+    def __init__(self) -> None:
+        super().__init__("Your password has expired (or was set by an administrator); "
+                         "choose a new one before you continue.")
+
+
+class PasswordRejected(AuthError):
+    code = "password_rejected"
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("The new password is not accepted: " + "; ".join(problems) + ".")
+
+
+class SecondFactorFailed(AuthError):
+    code = "second_factor_failed"
+
+    def __init__(self, message: str = "The authentication code is wrong, expired or was "
+                                      "already used."):
+        super().__init__(message)
+
+
+class SessionEnded(AuthError):
+    code = "session_ended"
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__({"idle": "Your session timed out after inactivity; log in again.",
+                          "lifetime": "Your session reached its maximum length; log in again.",
+                          "logout": "You are logged out.",
+                          }.get(reason, "Your session has ended; log in again."))
+
+
+# --------------------------------------------------------------------------- API tokens
+
+
+class TokenError(WorkflowError):
+    """A token management request is not possible (bad name, scopes, expiry...)."""
+
+    code = "token_invalid_request"
+
+
+class TokenRejected(WorkflowError):
+    """Authentication with a token failed. ``reason`` is one of: missing, malformed, unknown,
+    expired, revoked, inactive_user."""
+
+    code = "token_rejected"
+
+    def __init__(self, reason: str, message: str):
+        self.reason = reason
+        super().__init__(message)

@@ -24,8 +24,10 @@ from tests.web.conftest import PASSWORD, POLICY
 from workflow import clock
 from workflow.db.models import AuditEvent, Signature
 from workflow.engine.core import Engine
-from workflow.identity import auth
+from workflow.identity import passwords
 from workflow.identity import users as identity
+from workflow.identity.totp import begin_totp_enrolment, confirm_totp_enrolment
+from workflow.signatures.part11 import Part11Verifier
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -53,11 +55,11 @@ def add_user(eng: Engine, username: str, full_name: str, *roles: str, totp: bool
                                  timezone=timezone, actor=actor, reason="e2e")
         for role in roles:
             identity.grant_role(s, u, role, actor=actor, reason="e2e")
-        auth.set_password(s, u, PASSWORD, actor=actor, policy=POLICY)
+        passwords.set_password(s, u, PASSWORD, actor=actor, policy=POLICY)
     if not totp:
         return None
-    e = auth.begin_totp_enrolment(eng, username, POLICY)
-    auth.confirm_totp_enrolment(eng, username, pyotp.TOTP(e.secret).at(clock.now()))
+    e = begin_totp_enrolment(eng, username, POLICY)
+    confirm_totp_enrolment(eng, username, pyotp.TOTP(e.secret).at(clock.now()))
     return pyotp.TOTP(e.secret)
 
 
@@ -74,7 +76,7 @@ def live(committed_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setenv("QMS_INSTANCE_DIR", str(tmp_path))
     eng = committed_engine
-    eng.verifier = auth.Part11Verifier(TEST_KEY, POLICY)
+    eng.verifier = Part11Verifier(TEST_KEY, POLICY)
     totps = {}
     add_user(eng, "emma", "Emma Employee", "employee")
     add_user(eng, "olga", "Olga Owner", "capa_owner", "employee")

@@ -15,20 +15,37 @@ from sqlalchemy import select
 
 from tests.conftest import TEST_KEY
 from workflow import clock
-from workflow.db.models import AuditEvent, OutboxMessage, Record, Signature, User
-from workflow.errors import InactiveUser, NotAuthorized, SignatureRejected, WorkflowError
-from workflow.identity import auth
+from workflow.db.models import ApiToken, AuditEvent, OutboxMessage, Record, Signature, User
+from workflow.errors import (
+    AccountLocked,
+    CredentialsRejected,
+    InactiveUser,
+    LoginFailed,
+    NotAuthorized,
+    PasswordExpired,
+    PasswordRejected,
+    SecondFactorFailed,
+    SessionEnded,
+    SignatureRejected,
+    UsernameTaken,
+    WorkflowError,
+)
+from workflow.identity import lockout, passwords, sessions
+from workflow.identity import tokens as api_tokens
 from workflow.identity import users as identity
+from workflow.identity.policy import Policy
+from workflow.identity.totp import begin_totp_enrolment, confirm_totp_enrolment, reset_totp
+from workflow.signatures.part11 import Part11Verifier, PasswordSignature
 
 PW = "Correct-Horse-Battery-9"
-POLICY = auth.Policy(min_length=12, history=5, max_age_days=90, lockout_threshold=5,
-                     idle_minutes=15, session_hours=12, totp_required_roles=("qa", "admin"))
+POLICY = Policy(min_length=12, history=5, max_age_days=90, lockout_threshold=5,
+                idle_minutes=15, session_hours=12, totp_required_roles=("qa", "admin"))
 
 
 @pytest.fixture
 def p11(engine):
     """The engine with the real Part 11 verifier (no vouched signatures)."""
-    engine.verifier = auth.Part11Verifier(TEST_KEY, POLICY)
+    engine.verifier = Part11Verifier(TEST_KEY, POLICY)
     return engine
 
 
@@ -40,8 +57,8 @@ def person(p11, make_user):
         make_user(username, *roles)
         with p11.unit() as s:
             u = identity.get_user(s, username)
-            auth.set_password(s, u, password, actor=identity.system_user(s), policy=POLICY,
-                              reason="test")
+            passwords.set_password(s, u, password, actor=identity.system_user(s), policy=POLICY,
+                                   reason="test")
             u.must_change_password = False
         return username
 
@@ -49,17 +66,17 @@ def person(p11, make_user):
 
 
 def enrol(engine, username):
-    e = auth.begin_totp_enrolment(engine, username, POLICY)
+    e = begin_totp_enrolment(engine, username, POLICY)
     totp = pyotp.TOTP(e.secret)
-    codes = auth.confirm_totp_enrolment(engine, username, totp.at(clock.now()))
+    codes = confirm_totp_enrolment(engine, username, totp.at(clock.now()))
     return totp, codes
 
 
 def login(engine, username, password=PW, totp=None):
-    checked = auth.check_login_password(engine, username, password, POLICY)
+    checked = sessions.check_login_password(engine, username, password, POLICY)
     if checked.needs_totp:
-        auth.check_login_totp(engine, checked.user_id, totp.at(clock.now()), POLICY)
-    return auth.start_session(engine, checked.user_id, mfa=checked.needs_totp)
+        sessions.check_login_totp(engine, checked.user_id, totp.at(clock.now()), POLICY)
+    return sessions.start_session(engine, checked.user_id, mfa=checked.needs_totp)
 
 
 def capa_at_plan_approval(engine, emp, qa_submitter):
@@ -102,8 +119,8 @@ def test_password_is_hashed_with_argon2id(p11, org):
 ])
 def test_password_policy_refuses(p11, org, pw, problem):
     """R-P11-300b-1: the policy refuses short, username-containing and common passwords."""
-    with pytest.raises(auth.PasswordRejected, match=problem):
-        auth.change_password(p11, "quinn", PW, pw, POLICY)
+    with pytest.raises(PasswordRejected, match=problem):
+        passwords.change_password(p11, "quinn", PW, pw, POLICY)
 
 
 def test_last_five_passwords_cannot_be_reused(p11, org):
@@ -111,31 +128,31 @@ def test_last_five_passwords_cannot_be_reused(p11, org):
     pws = [f"Another-Secret-{i}-xyz" for i in range(5)]
     prev = PW
     for p in pws:
-        auth.change_password(p11, "quinn", prev, p, POLICY)
+        passwords.change_password(p11, "quinn", prev, p, POLICY)
         prev = p
-    with pytest.raises(auth.PasswordRejected, match="last 5"):
-        auth.change_password(p11, "quinn", prev, pws[1], POLICY)
-    auth.change_password(p11, "quinn", prev, PW, POLICY)  # six changes ago: allowed again
+    with pytest.raises(PasswordRejected, match="last 5"):
+        passwords.change_password(p11, "quinn", prev, pws[1], POLICY)
+    passwords.change_password(p11, "quinn", prev, PW, POLICY)  # six changes ago: allowed again
 
 
 def test_expired_password_forces_change_and_blocks_signing(p11, org):
     """R-P11-300b-1: an expired password forces a change before login completes or signing."""
     clock.advance(timedelta(days=91))
-    checked = auth.check_login_password(p11, "emma", PW, POLICY)
+    checked = sessions.check_login_password(p11, "emma", PW, POLICY)
     assert checked.must_change_password
     number = capa_at_plan_approval(p11, "emma", "quinn")
-    with pytest.raises(auth.PasswordExpired):
+    with pytest.raises(PasswordExpired):
         p11.fire(number, "approve_plan", "quentin",
-                 signature=auth.PasswordSignature("quentin", PW))
+                 signature=PasswordSignature("quentin", PW))
 
 
 def test_admin_reset_password_must_be_changed(p11, org):
     """R-P11-200-4: an administrator's password is temporary; the user must change it."""
     with p11.unit() as s:
-        auth.set_password(s, identity.get_user(s, "emma"), "Temporary-Pass-77",
-                          actor=identity.system_user(s), policy=POLICY, reason="forgotten",
-                          temporary=True)
-    assert auth.check_login_password(p11, "emma", "Temporary-Pass-77", POLICY).must_change_password
+        passwords.set_password(s, identity.get_user(s, "emma"), "Temporary-Pass-77",
+                               actor=identity.system_user(s), policy=POLICY, reason="forgotten",
+                               temporary=True)
+    assert sessions.check_login_password(p11, "emma", "Temporary-Pass-77", POLICY).must_change_password
     assert security_events(p11, "password_reset")[-1].reason == "forgotten"
 
 
@@ -145,29 +162,29 @@ def test_admin_reset_password_must_be_changed(p11, org):
 def test_login_failures_lock_the_account_and_notify_security(p11, org):
     """R-P11-300d-1: 5 consecutive failures lock the account; security is notified."""
     for _ in range(4):
-        with pytest.raises(auth.LoginFailed):
-            auth.check_login_password(p11, "emma", "wrong-password!!", POLICY)
-    with pytest.raises(auth.AccountLocked):
-        auth.check_login_password(p11, "emma", "wrong-password!!", POLICY)
-    with pytest.raises(auth.AccountLocked):  # even the right password now
-        auth.check_login_password(p11, "emma", PW, POLICY)
+        with pytest.raises(LoginFailed):
+            sessions.check_login_password(p11, "emma", "wrong-password!!", POLICY)
+    with pytest.raises(AccountLocked):
+        sessions.check_login_password(p11, "emma", "wrong-password!!", POLICY)
+    with pytest.raises(AccountLocked):  # even the right password now
+        sessions.check_login_password(p11, "emma", PW, POLICY)
     assert len(security_events(p11, "login_failed")) == 6
     assert len(security_events(p11, "account_locked")) == 1
     with p11.reader() as s:
         msg = s.execute(select(OutboxMessage).where(OutboxMessage.kind == "account_locked")
                         ).scalar_one()
         assert msg.recipient_role == "admin" and msg.subject == "account emma locked"
-    auth.unlock(p11, "emma", actor="system", reason="verified by phone")
-    assert auth.check_login_password(p11, "emma", PW, POLICY).username == "emma"
+    lockout.unlock(p11, "emma", actor="system", reason="verified by phone")
+    assert sessions.check_login_password(p11, "emma", PW, POLICY).username == "emma"
     assert security_events(p11, "account_unlocked")[-1].reason == "verified by phone"
 
 
 def test_unknown_user_and_wrong_password_give_the_same_message(p11, org):
     """R-P11-10d-1: login does not reveal which usernames exist."""
-    with pytest.raises(auth.LoginFailed) as a:
-        auth.check_login_password(p11, "nobody", PW, POLICY)
-    with pytest.raises(auth.LoginFailed) as b:
-        auth.check_login_password(p11, "emma", "not-the-password", POLICY)
+    with pytest.raises(LoginFailed) as a:
+        sessions.check_login_password(p11, "nobody", PW, POLICY)
+    with pytest.raises(LoginFailed) as b:
+        sessions.check_login_password(p11, "emma", "not-the-password", POLICY)
     assert str(a.value) == str(b.value)
 
 
@@ -175,16 +192,16 @@ def test_deactivated_user_can_neither_log_in_nor_sign(p11, org):
     """R-P11-10d-1 R-P11-10e-6: deactivated users cannot log in or sign; past signatures stay."""
     number = capa_at_plan_approval(p11, "emma", "quinn")
     p11.fire(number, "approve_plan", "quentin",
-             signature=auth.PasswordSignature("quentin", PW, totp=None) if False else
+             signature=PasswordSignature("quentin", PW, totp=None) if False else
              _enrolled_signature(p11, "quentin"))
     with p11.unit() as s:
         identity.deactivate_user(s, identity.get_user(s, "quentin"),
                                  actor=identity.system_user(s), reason="left the company")
-    with pytest.raises(auth.LoginFailed):
-        auth.check_login_password(p11, "quentin", PW, POLICY)
+    with pytest.raises(LoginFailed):
+        sessions.check_login_password(p11, "quentin", PW, POLICY)
     with pytest.raises((InactiveUser, NotAuthorized)):
         p11.fire(number, "cancel", "quentin", reason="x",
-                 signature=auth.PasswordSignature("quentin", PW))
+                 signature=PasswordSignature("quentin", PW))
     with p11.reader() as s:
         sig = s.execute(select(Signature).where(Signature.signer_username == "quentin")).scalar_one()
         assert sig.signer_name == "Quentin Tester"
@@ -193,7 +210,7 @@ def test_deactivated_user_can_neither_log_in_nor_sign(p11, org):
 def _enrolled_signature(engine, username):
     totp, _ = enrol(engine, username)
     clock.advance(timedelta(seconds=31))
-    return auth.PasswordSignature(username, PW, totp=totp.at(clock.now()))
+    return PasswordSignature(username, PW, totp=totp.at(clock.now()))
 
 
 def test_username_is_never_reused(p11, org):
@@ -201,7 +218,7 @@ def test_username_is_never_reused(p11, org):
     with p11.unit() as s:
         identity.deactivate_user(s, identity.get_user(s, "emma"),
                                  actor=identity.system_user(s), reason="left")
-    with pytest.raises(identity.UsernameTaken), p11.unit() as s:
+    with pytest.raises(UsernameTaken), p11.unit() as s:
         identity.create_user(s, "EMMA", "Another Emma", actor=identity.system_user(s))
 
 
@@ -213,47 +230,47 @@ def test_totp_code_is_accepted_once(p11, org):
     totp, codes = enrol(p11, "quinn")
     assert len(codes) == 10
     clock.advance(timedelta(seconds=60))
-    checked = auth.check_login_password(p11, "quinn", PW, POLICY)
+    checked = sessions.check_login_password(p11, "quinn", PW, POLICY)
     assert checked.needs_totp
     code = totp.at(clock.now())
-    assert auth.check_login_totp(p11, checked.user_id, code, POLICY) == "totp"
-    with pytest.raises(auth.SecondFactorFailed, match="already used"):
-        auth.check_login_totp(p11, checked.user_id, code, POLICY)
+    assert sessions.check_login_totp(p11, checked.user_id, code, POLICY) == "totp"
+    with pytest.raises(SecondFactorFailed, match="already used"):
+        sessions.check_login_totp(p11, checked.user_id, code, POLICY)
 
 
 def test_recovery_code_works_once(p11, org):
     _, codes = enrol(p11, "quinn")
-    uid = auth.check_login_password(p11, "quinn", PW, POLICY).user_id
-    assert auth.check_login_totp(p11, uid, codes[0], POLICY) == "recovery"
-    with pytest.raises(auth.SecondFactorFailed):
-        auth.check_login_totp(p11, uid, codes[0], POLICY)
+    uid = sessions.check_login_password(p11, "quinn", PW, POLICY).user_id
+    assert sessions.check_login_totp(p11, uid, codes[0], POLICY) == "recovery"
+    with pytest.raises(SecondFactorFailed):
+        sessions.check_login_totp(p11, uid, codes[0], POLICY)
 
 
 def test_enrolment_refuses_a_wrong_code(p11, org):
-    auth.begin_totp_enrolment(p11, "quinn", POLICY)
-    with pytest.raises(auth.SecondFactorFailed):
-        auth.confirm_totp_enrolment(p11, "quinn", "000000")
+    begin_totp_enrolment(p11, "quinn", POLICY)
+    with pytest.raises(SecondFactorFailed):
+        confirm_totp_enrolment(p11, "quinn", "000000")
     with p11.reader() as s:
         assert identity.get_user(s, "quinn").totp_enabled_at is None
 
 
 def test_qa_must_enrol_before_signing(p11, org):
     """R-P11-200-1: policy requires TOTP for QA; unenrolled QA cannot sign."""
-    assert auth.check_login_password(p11, "quinn", PW, POLICY).needs_enrolment
+    assert sessions.check_login_password(p11, "quinn", PW, POLICY).needs_enrolment
     number = capa_at_plan_approval(p11, "emma", "quinn")
     with pytest.raises(SignatureRejected, match="enrol"):
         p11.fire(number, "approve_plan", "quentin",
-                 signature=auth.PasswordSignature("quentin", PW))
+                 signature=PasswordSignature("quentin", PW))
 
 
 def test_reset_totp_revokes_the_authenticator(p11, org):
     """R-P11-300c-1: a reset authenticator no longer works; audited."""
     totp, _ = enrol(p11, "quinn")
-    auth.reset_totp(p11, "quinn", actor="system", reason="phone lost")
+    reset_totp(p11, "quinn", actor="system", reason="phone lost")
     clock.advance(timedelta(seconds=60))
-    uid = auth.check_login_password(p11, "quinn", PW, POLICY).user_id
-    with pytest.raises(auth.SecondFactorFailed):
-        auth.check_login_totp(p11, uid, totp.at(clock.now()), POLICY)
+    uid = sessions.check_login_password(p11, "quinn", PW, POLICY).user_id
+    with pytest.raises(SecondFactorFailed):
+        sessions.check_login_totp(p11, uid, totp.at(clock.now()), POLICY)
     assert security_events(p11, "totp_reset")[-1].reason == "phone lost"
 
 
@@ -266,9 +283,9 @@ def test_signature_refused_with_wrong_password_and_nothing_changes(p11, org):
     totp, _ = enrol(p11, "quentin")
     clock.advance(timedelta(seconds=31))
     before = p11.get(number)
-    with pytest.raises(auth.CredentialsRejected, match="password is wrong"):
+    with pytest.raises(CredentialsRejected, match="password is wrong"):
         p11.fire(number, "approve_plan", "quentin",
-                 signature=auth.PasswordSignature("quentin", "not-my-password", totp.at(clock.now())))
+                 signature=PasswordSignature("quentin", "not-my-password", totp.at(clock.now())))
     after = p11.get(number)
     assert (after.state, after.version) == (before.state, before.version)
     with p11.reader() as s:
@@ -280,29 +297,29 @@ def test_signature_refused_with_wrong_password_and_nothing_changes(p11, org):
 def test_signing_with_another_users_password_is_refused(p11, org):
     """R-P11-200-3: the signer must be the logged-in user; another's credentials fail."""
     number = capa_at_plan_approval(p11, "emma", "quinn")
-    with pytest.raises(auth.CredentialsRejected, match="only sign as yourself"):
+    with pytest.raises(CredentialsRejected, match="only sign as yourself"):
         p11.fire(number, "approve_plan", "quentin",
-                 signature=auth.PasswordSignature("quinn", PW))
+                 signature=PasswordSignature("quinn", PW))
     person_pw = "Own-Pass-For-Q-77"
     with p11.unit() as s:
-        auth.set_password(s, identity.get_user(s, "quentin"), person_pw,
-                          actor=identity.system_user(s), policy=POLICY)
-    with pytest.raises(auth.CredentialsRejected):  # quinn's password typed for quentin
-        p11.fire(number, "approve_plan", "quentin", signature=auth.PasswordSignature("quentin", PW))
+        passwords.set_password(s, identity.get_user(s, "quentin"), person_pw,
+                               actor=identity.system_user(s), policy=POLICY)
+    with pytest.raises(CredentialsRejected):  # quinn's password typed for quentin
+        p11.fire(number, "approve_plan", "quentin", signature=PasswordSignature("quentin", PW))
 
 
 def test_failed_signings_lock_the_account(p11, org):
     """R-P11-300d-1 R-P11-300d-2: five failed signatures lock the signer out."""
     number = capa_at_plan_approval(p11, "emma", "quinn")
     for _ in range(4):
-        with pytest.raises(auth.CredentialsRejected):
+        with pytest.raises(CredentialsRejected):
             p11.fire(number, "approve_plan", "quentin",
-                     signature=auth.PasswordSignature("quentin", "guess-guess-guess"))
-    with pytest.raises(auth.AccountLocked):
+                     signature=PasswordSignature("quentin", "guess-guess-guess"))
+    with pytest.raises(AccountLocked):
         p11.fire(number, "approve_plan", "quentin",
-                 signature=auth.PasswordSignature("quentin", "guess-guess-guess"))
-    with pytest.raises(auth.AccountLocked):
-        auth.check_login_password(p11, "quentin", PW, POLICY)
+                 signature=PasswordSignature("quentin", "guess-guess-guess"))
+    with pytest.raises(AccountLocked):
+        sessions.check_login_password(p11, "quentin", PW, POLICY)
     assert len(security_events(p11, "signature_failed")) == 5
 
 
@@ -316,20 +333,20 @@ def test_continuous_session_first_signing_needs_all_components(p11, org):
     n2 = capa_at_plan_approval(p11, "emma", "quinn")
     n3 = capa_at_plan_approval(p11, "emma", "quinn")
     clock.advance(timedelta(seconds=31))
-    with pytest.raises(auth.CredentialsRejected, match="code is required"):
+    with pytest.raises(CredentialsRejected, match="code is required"):
         p11.fire(n1, "approve_plan", "quentin",
-                 signature=auth.PasswordSignature("quentin", PW, session_token=token))
+                 signature=PasswordSignature("quentin", PW, session_token=token))
     clock.advance(timedelta(seconds=31))
-    r = p11.fire(n1, "approve_plan", "quentin", signature=auth.PasswordSignature(
+    r = p11.fire(n1, "approve_plan", "quentin", signature=PasswordSignature(
         "quentin", PW, totp=totp.at(clock.now()), session_token=token))
     assert r.state == "implementation"
     r = p11.fire(n2, "approve_plan", "quentin",
-                 signature=auth.PasswordSignature("quentin", PW, session_token=token))
+                 signature=PasswordSignature("quentin", PW, session_token=token))
     assert r.state == "implementation"
     clock.advance(timedelta(minutes=16))
     with pytest.raises(SignatureRejected, match="timed out"):
         p11.fire(n3, "approve_plan", "quentin",
-                 signature=auth.PasswordSignature("quentin", PW, session_token=token))
+                 signature=PasswordSignature("quentin", PW, session_token=token))
     with p11.reader() as s:
         methods = s.execute(select(Signature.method).order_by(Signature.id)).scalars().all()
     assert methods == ["password+totp", "password (session)"]
@@ -340,10 +357,10 @@ def test_without_a_session_every_signing_needs_every_component(p11, org):
     totp, _ = enrol(p11, "quentin")
     n1 = capa_at_plan_approval(p11, "emma", "quinn")
     clock.advance(timedelta(seconds=31))
-    with pytest.raises(auth.CredentialsRejected):
-        p11.fire(n1, "approve_plan", "quentin", signature=auth.PasswordSignature("quentin", PW))
+    with pytest.raises(CredentialsRejected):
+        p11.fire(n1, "approve_plan", "quentin", signature=PasswordSignature("quentin", PW))
     p11.fire(n1, "approve_plan", "quentin",
-             signature=auth.PasswordSignature("quentin", PW, totp=totp.at(clock.now())))
+             signature=PasswordSignature("quentin", PW, totp=totp.at(clock.now())))
 
 
 def test_signer_must_hold_the_role_at_signing(p11, org):
@@ -360,20 +377,20 @@ def test_signer_must_hold_the_role_at_signing(p11, org):
 def test_logout_ends_the_session_server_side(p11, org):
     """R-P11-200-2: logout ends the continuous session."""
     token = login(p11, "emma")
-    assert auth.touch_session(p11, token, POLICY).username == "emma"
-    auth.end_session(p11, token)
-    with pytest.raises(auth.SessionEnded):
-        auth.touch_session(p11, token, POLICY)
+    assert sessions.touch_session(p11, token, POLICY).username == "emma"
+    sessions.end_session(p11, token)
+    with pytest.raises(SessionEnded):
+        sessions.touch_session(p11, token, POLICY)
 
 
 def test_session_lifetime_and_idle_timeout(p11, org):
     token = login(p11, "emma")
     for _ in range(13):  # active every 14 minutes, but only for 12 hours in all
         clock.advance(timedelta(minutes=14))
-        auth.touch_session(p11, token, POLICY)
+        sessions.touch_session(p11, token, POLICY)
     clock.advance(timedelta(hours=10))
-    with pytest.raises(auth.SessionEnded, match="timed out"):
-        auth.touch_session(p11, token, POLICY)
+    with pytest.raises(SessionEnded, match="timed out"):
+        sessions.touch_session(p11, token, POLICY)
 
 
 def test_roles_and_grants_are_audited_with_reason_and_expiry(p11, org):
@@ -410,3 +427,27 @@ def test_create_user_refuses_bad_input(p11):
         identity.create_user(s, "valid.name", "  ", actor=identity.system_user(s))
     with p11.reader() as s:
         assert s.execute(select(User).where(User.username == "valid.name")).first() is None
+
+
+# ------------------------------------------------------------------ API tokens
+
+
+def test_owner_only_revoke_refuses_another_users_token_and_changes_nothing(p11, org, person):
+    """R-P11-10g-1: revoking through the owner's path refuses someone else's token - even for
+    an administrator - and leaves the token, and the audit trail, untouched."""
+    person("ada", "admin")
+    with p11.unit() as s:
+        quinn = identity.get_user(s, "quinn")
+        tid = api_tokens.create_token(s, quinn, actor=quinn, name="q", scopes="read").info.id
+    for intruder in ("emma", "ada"):
+        with pytest.raises(NotAuthorized, match="no such token of yours"), p11.unit() as s:
+            api_tokens.revoke_own_token(s, tid, actor=identity.get_user(s, intruder))
+    with p11.reader() as s:
+        row = s.get(ApiToken, tid)
+        assert row.revoked_at is None and row.revoked_by_id is None
+    assert security_events(p11, "api_token_revoked") == []
+    with p11.unit() as s:  # its owner may
+        api_tokens.revoke_own_token(s, str(tid), actor=identity.get_user(s, "quinn"))
+    with p11.reader() as s:
+        assert s.get(ApiToken, tid).revoked_at is not None
+    assert security_events(p11, "api_token_revoked")[-1].reason == "revoked by its owner"

@@ -11,10 +11,11 @@ from sqlalchemy import select
 
 from workflow.db.models import AuditEvent, RoleGrant
 from workflow.errors import WorkflowError
-from workflow.identity import admin, auth
+from workflow.identity import admin, sessions
 from workflow.identity import users as identity
+from workflow.identity.policy import Policy
 
-POLICY = auth.Policy(min_length=12, history=5, max_age_days=90, lockout_threshold=5,
+POLICY = Policy(min_length=12, history=5, max_age_days=90, lockout_threshold=5,
                      idle_minutes=15, session_hours=12, totp_required_roles=())
 
 
@@ -55,7 +56,7 @@ def test_created_user_has_a_temporary_password_and_roles(engine, make_user):
     created = admin.create_user(engine, " Zoe ", "Zoe Analyst", actor="ada", reason="hire",
                                 policy=POLICY, roles=("employee",))
     assert created.username == "zoe" and created.password.startswith("Tmp-")
-    assert auth.check_login_password(engine, "zoe", created.password, POLICY
+    assert sessions.check_login_password(engine, "zoe", created.password, POLICY
                                      ).must_change_password
     assert [a.roles for a in admin.list_accounts(engine) if a.username == "zoe"] == [
         ("employee",)]

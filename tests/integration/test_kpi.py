@@ -492,11 +492,12 @@ def test_totp_enrolment_share_of_users_who_require_it(engine, org):
     share enrolled: quinn enrolled, quentin not."""
     import pyotp
 
-    from workflow.identity import auth
+    from workflow.identity.policy import Policy
+    from workflow.identity.totp import begin_totp_enrolment, confirm_totp_enrolment
 
-    policy = auth.Policy(totp_required_roles=("qa",))
-    e = auth.begin_totp_enrolment(engine, "quinn", policy)
-    auth.confirm_totp_enrolment(engine, "quinn", pyotp.TOTP(e.secret).at(clock.now()))
+    policy = Policy(totp_required_roles=("qa",))
+    e = begin_totp_enrolment(engine, "quinn", policy)
+    confirm_totp_enrolment(engine, "quinn", pyotp.TOTP(e.secret).at(clock.now()))
     k = kpi(engine, "quinn", policy=policy)
     m = k.metric("sec.totp_enrolled")
     assert (m.numerator, m.denominator) == (1, 2)

@@ -32,9 +32,11 @@ from workflow.db import engines as db
 from workflow.db.models import AuditEvent, Record, Signature, Task, TaskStatus
 from workflow.engine.core import Engine
 from workflow.errors import CredentialsRejected, NotAuthorized, SignatureRequired
-from workflow.identity import auth
+from workflow.identity import passwords, totp
 from workflow.identity import users as identity
+from workflow.identity.policy import Policy
 from workflow.registry import Registry
+from workflow.signatures import part11
 from workflow.spec.load import DEFAULT_DEFINITIONS_DIR, load_text
 
 V1 = (DEFAULT_DEFINITIONS_DIR / "capa.yaml").read_text()
@@ -283,17 +285,17 @@ def test_bad_plan_files_are_refused_clearly():
         assert part in text, text
 
 
-POLICY = auth.Policy(totp_required_roles=())
+POLICY = Policy(totp_required_roles=())
 
 
 @pytest.fixture
 def p11(engine, people):
     """The real Part 11 verifier; quinn (qa) and olga (capa_owner) have passwords."""
-    engine.verifier = auth.Part11Verifier(TEST_KEY, POLICY)
+    engine.verifier = part11.Part11Verifier(TEST_KEY, POLICY)
     with engine.unit() as s:
         for name in (people["qa"], people["owner"]):
             u = identity.get_user(s, name)
-            auth.set_password(s, u, PW, actor=identity.system_user(s), policy=POLICY,
+            passwords.set_password(s, u, PW, actor=identity.system_user(s), policy=POLICY,
                               reason="test")
             u.must_change_password = False
     return engine
@@ -308,19 +310,19 @@ def test_signature_is_required_with_the_right_password_and_role(p11, people, cap
         execute(p11, plan(), people["qa"], None, "fix")
     with pytest.raises(CredentialsRejected, match="password is wrong"):
         execute(p11, plan(), people["qa"],
-                auth.PasswordSignature(people["qa"], "wrong-password"), "fix")
+                part11.PasswordSignature(people["qa"], "wrong-password"), "fix")
     with pytest.raises(NotAuthorized, match="Migration approved"):
         execute(p11, plan(), people["owner"],
-                auth.PasswordSignature(people["owner"], PW), "fix")
+                part11.PasswordSignature(people["owner"], PW), "fix")
     with pytest.raises(CredentialsRejected, match="not yours"):
-        execute(p11, plan(), people["qa"], auth.PasswordSignature(people["owner"], PW), "fix")
+        execute(p11, plan(), people["qa"], part11.PasswordSignature(people["owner"], PW), "fix")
     after = table_counts(p11)
     assert after[1:] == before[1:]  # no signature, task or record changed
     with p11.reader() as s:
         failed = s.execute(select(func.count()).select_from(AuditEvent).where(
             AuditEvent.action == "signature_failed")).scalar_one()
         assert failed == 2  # wrong password, wrong username: security events
-    out = execute(p11, plan(), people["qa"], auth.PasswordSignature(people["qa"], PW), "fix")
+    out = execute(p11, plan(), people["qa"], part11.PasswordSignature(people["qa"], PW), "fix")
     assert len(out.migrated) == 4
     with p11.reader() as s:
         methods = s.execute(select(Signature.method).where(
@@ -364,10 +366,10 @@ def test_cli_dry_run_and_signed_migration(qms, tmp_path):  # noqa: F811
                                          reason="test")
                 for r in roles:
                     identity.grant_role(s, u, r, actor=system, reason="test")
-                auth.set_password(s, u, PW, actor=system, policy=auth.Policy(), reason="test")
+                passwords.set_password(s, u, PW, actor=system, policy=Policy(), reason="test")
                 u.must_change_password = False
-        totp = pyotp.TOTP(auth.begin_totp_enrolment(eng, "quinn").secret)
-        auth.confirm_totp_enrolment(eng, "quinn", totp.at(clock.now()))
+        code = pyotp.TOTP(totp.begin_totp_enrolment(eng, "quinn").secret)
+        totp.confirm_totp_enrolment(eng, "quinn", code.at(clock.now()))
         number = eng.start("capa", "emma", {"title": "T", "description": "D"}).number
         publish(eng, V2)
     finally:
@@ -383,7 +385,7 @@ def test_cli_dry_run_and_signed_migration(qms, tmp_path):  # noqa: F811
             "--reason", "label fix"]
     r = run(qms, *args, "--totp", "000000", input=PW + "\n")
     assert r.exit_code == 1 and "error:" in r.stderr and "Nothing was signed" in r.stderr
-    r = run(qms, *args, "--totp", totp.at(clock.now()), input=PW + "\n")
+    r = run(qms, *args, "--totp", code.at(clock.now()), input=PW + "\n")
     assert r.exit_code == 0, r.output
     assert f"{number}: migrated to capa v2" in r.stdout
     assert "1 migrated, 0 skipped" in r.stdout

@@ -28,9 +28,10 @@ from workflow.db.models import (
     Signature,
     Task,
 )
-from workflow.errors import GuardFailed, RecordNotFound, SegregationOfDuties
-from workflow.identity import auth
+from workflow.errors import AccountLocked, GuardFailed, LoginFailed, RecordNotFound, SegregationOfDuties
+from workflow.identity import passwords, sessions
 from workflow.identity import users as identity
+from workflow.identity.policy import Policy
 from workflow.scheduling.jobs import default_jobs
 from workflow.scheduling.schedules import load_schedules_text
 from workflow.scheduling.service import run_due
@@ -304,7 +305,7 @@ def set_password(engine, username, when):
     clock.set(when)
     with engine.unit() as s:
         u = identity.get_user(s, username)
-        auth.set_password(s, u, f"Correct-Horse-{when:%m%d}-Battery", policy=auth.Policy(),
+        passwords.set_password(s, u, f"Correct-Horse-{when:%m%d}-Battery", policy=Policy(),
                           actor=identity.system_user(s), reason="test")
         u.must_change_password = False
 
@@ -353,15 +354,15 @@ def test_notify_action_and_lockout_set_the_kind_that_picks_the_template(engine, 
     capa = engine.get(engine.start("capa", people["emp"],
                                    {"title": "T", "description": "D"}).number)
     run_due(engine, load_schedules_text(MONTHLY, jobs=JOBS), jobs=JOBS)
-    policy = auth.Policy(lockout_threshold=2)
+    policy = Policy(lockout_threshold=2)
     with engine.unit() as s:
         u = identity.get_user(s, people["emp"])
-        auth.set_password(s, u, "Correct-Horse-Battery-9", policy=policy,
+        passwords.set_password(s, u, "Correct-Horse-Battery-9", policy=policy,
                           actor=identity.system_user(s), reason="test")
-    with pytest.raises(auth.LoginFailed):
-        auth.check_login_password(engine, people["emp"], "wrong-password!!", policy)
-    with pytest.raises(auth.AccountLocked):
-        auth.check_login_password(engine, people["emp"], "wrong-password!!", policy)
+    with pytest.raises(LoginFailed):
+        sessions.check_login_password(engine, people["emp"], "wrong-password!!", policy)
+    with pytest.raises(AccountLocked):
+        sessions.check_login_password(engine, people["emp"], "wrong-password!!", policy)
     with engine.reader() as s:
         kinds = {(m.record_id, m.kind) for m in s.execute(select(OutboxMessage)).scalars()}
         atr = s.execute(select(Record.id).where(Record.number == "ATR-2026-0001")).scalar_one()

@@ -14,7 +14,8 @@ from tests.integration.test_cli import KEY_HEX, Qms, _drop_database, _new_databa
 from workflow.db import engines as db
 from workflow.db.models import AuditEvent, User
 from workflow.engine.core import Engine
-from workflow.identity import auth
+from workflow.errors import AccountLocked, LoginFailed
+from workflow.identity import sessions
 from workflow.identity import users as identity
 from workflow.registry import Registry
 
@@ -56,7 +57,7 @@ def test_create_grant_revoke_deactivate_with_reasons(qms):
     temp = r.output.strip().rsplit(": ", 1)[1]
     eng, dbe = engine_on(qms.url)
     try:
-        checked = auth.check_login_password(eng, "zoe", temp)
+        checked = sessions.check_login_password(eng, "zoe", temp)
         assert checked.must_change_password
     finally:
         dbe.dispose()
@@ -79,8 +80,8 @@ def test_unlock_and_reset_totp(qms):
     eng, dbe = engine_on(qms.url)
     try:
         for _ in range(5):
-            with pytest.raises((auth.LoginFailed, auth.AccountLocked)):
-                auth.check_login_password(eng, "sam", "wrong-password-here")
+            with pytest.raises((LoginFailed, AccountLocked)):
+                sessions.check_login_password(eng, "sam", "wrong-password-here")
         with eng.reader() as s:
             assert identity.get_user(s, "sam").locked_at is not None
     finally:

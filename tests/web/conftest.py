@@ -12,17 +12,20 @@ from flask.testing import FlaskClient
 from tests.conftest import TEST_KEY
 from webapp import create_app
 from workflow import clock
-from workflow.identity import auth
+from workflow.identity import passwords
 from workflow.identity import users as identity
+from workflow.identity.policy import Policy
+from workflow.identity.totp import begin_totp_enrolment, confirm_totp_enrolment
+from workflow.signatures.part11 import Part11Verifier
 
 PASSWORD = "Correct-Horse-Battery-9"
-POLICY = auth.Policy(totp_required_roles=("admin",))
+POLICY = Policy(totp_required_roles=("admin",))
 
 
 @pytest.fixture
 def app(engine, tmp_path, monkeypatch):
     monkeypatch.setenv("QMS_INSTANCE_DIR", str(tmp_path))
-    engine.verifier = auth.Part11Verifier(TEST_KEY, POLICY)
+    engine.verifier = Part11Verifier(TEST_KEY, POLICY)
     app = create_app({"TESTING": True, "SECRET_KEY": "test", "QMS_ENGINE": engine,
                       "QMS_POLICY": POLICY})
     return app
@@ -41,10 +44,10 @@ def account(engine, make_user) -> Callable[..., str]:
         make_user(username, *roles)
         with engine.unit() as s:
             u = identity.get_user(s, username)
-            auth.set_password(s, u, PASSWORD, actor=identity.system_user(s), policy=POLICY)
+            passwords.set_password(s, u, PASSWORD, actor=identity.system_user(s), policy=POLICY)
         if totp:
-            e = auth.begin_totp_enrolment(engine, username, POLICY)
-            auth.confirm_totp_enrolment(engine, username, pyotp.TOTP(e.secret).at(clock.now()))
+            e = begin_totp_enrolment(engine, username, POLICY)
+            confirm_totp_enrolment(engine, username, pyotp.TOTP(e.secret).at(clock.now()))
             clock.advance(timedelta(seconds=31))
             accounts_totp[username] = pyotp.TOTP(e.secret)
         return username

@@ -18,7 +18,7 @@ from tests.web.conftest import PASSWORD, csrf, login
 from webapp import create_app
 from workflow import clock
 from workflow.db.models import ApiToken, AuditEvent, Record, Signature
-from workflow.errors import NotAuthorized, RecordNotFound
+from workflow.errors import NotAuthorized, RecordNotFound, TokenError
 from workflow.identity import tokens as api_tokens
 from workflow.identity import users as identity
 
@@ -142,12 +142,12 @@ def test_token_rules_people_create_their_own_admins_only_for_service_accounts(en
                                                  reason="LIMS interface")
         with pytest.raises(NotAuthorized):  # not an administrator
             api_tokens.create_token(s, lims, actor=emma, name="x", scopes="read", reason="r")
-        with pytest.raises(api_tokens.TokenError, match="never sign"):
+        with pytest.raises(TokenError, match="never sign"):
             api_tokens.create_token(s, lims, actor=ada, name="x", scopes="read write sign",
                                     reason="r")
-        with pytest.raises(api_tokens.TokenError, match="'write' scope too"):
+        with pytest.raises(TokenError, match="'write' scope too"):
             api_tokens.create_token(s, emma, actor=emma, name="x", scopes="read sign")
-        with pytest.raises(api_tokens.TokenError, match="1 to 366 days"):
+        with pytest.raises(TokenError, match="1 to 366 days"):
             api_tokens.create_token(s, emma, actor=emma, name="x", scopes="read",
                                     expires_in_days=0)
         with pytest.raises(NotAuthorized):

@@ -36,6 +36,15 @@ EXAMPLES: list[tuple[wf.WorkflowError, int, int, dict[str, object]]] = [
     (wf.AccountLocked("emma"), 403, 422, {}),
     (wf.CredentialsRejected("wrong password", user_id=1, detail="password"), 422, 422, {}),
     (wf.TrainingRequired("emma", ["SOP-1"]), 403, 403, {"missing": ["SOP-1"]}),
+    (wf.UsernameTaken("emma"), 422, 422, {}),
+    (wf.AuthError("refused"), 422, 422, {}),
+    (wf.LoginFailed(), 422, 422, {}),
+    (wf.PasswordExpired(), 422, 422, {}),
+    (wf.PasswordRejected(["too short"]), 422, 422, {}),
+    (wf.SecondFactorFailed(), 422, 422, {}),
+    (wf.SessionEnded("idle"), 422, 422, {}),
+    (wf.TokenError("bad scope"), 422, 422, {}),
+    (wf.TokenRejected("expired", "The token has expired."), 422, 422, {}),
 ]
 
 

@@ -22,8 +22,8 @@ from webapp.context import engine
 from webapp.errors import ApiError, api_error, error_response
 from workflow import clock
 from workflow import errors as wf
-from workflow.identity import auth
 from workflow.identity import tokens as api_tokens
+from workflow.signatures.part11 import PasswordSignature
 
 # ------------------------------------------------------------------ rate limiting
 
@@ -78,7 +78,7 @@ def authenticate(scope: str) -> api_tokens.Caller:
     """The caller of this request (401/403/429 as ApiError). Cookies play no part."""
     try:
         caller = api_tokens.authenticate(engine(), _bearer())
-    except api_tokens.TokenRejected as exc:
+    except wf.TokenRejected as exc:
         err = ApiError(401, _TOKEN_CODES.get(exc.reason, "token_invalid"), exc.message)
         err.headers["WWW-Authenticate"] = 'Bearer realm="qms"'
         raise err from None
@@ -222,10 +222,10 @@ def _normalise(result: Any, default_status: int) -> tuple[Any, int, dict[str, st
     return result, default_status, {}
 
 
-def signature_from(body: dict[str, Any] | None) -> auth.PasswordSignature | None:
+def signature_from(body: dict[str, Any] | None) -> PasswordSignature | None:
     """The signer's credentials from a request body; no session token (API signings always
     need every component)."""
     if not body:
         return None
     totp = (body.get("totp") or "").strip() or None
-    return auth.PasswordSignature(body["username"], body["password"], totp, session_token=None)
+    return PasswordSignature(body["username"], body["password"], totp, session_token=None)

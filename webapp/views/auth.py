@@ -30,9 +30,11 @@ from wtforms.validators import DataRequired, Length
 
 from webapp import errors
 from webapp.context import engine, policy, safe_next
+from webapp.qr import qr_svg
 from workflow.db.models import User
-from workflow.errors import WorkflowError
-from workflow.identity import auth
+from workflow.errors import AccountLocked, LoginFailed, SecondFactorFailed, SessionEnded, WorkflowError
+from workflow.identity import passwords, sessions
+from workflow.identity import totp as second_factor
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
@@ -78,8 +80,8 @@ def init_app(app: Flask) -> None:
         if not token:
             return None
         try:
-            info = auth.touch_session(engine(), token, policy())
-        except auth.SessionEnded as exc:
+            info = sessions.touch_session(engine(), token, policy())
+        except SessionEnded as exc:
             session.clear()
             g.session_ended = exc.message
             return None
@@ -132,8 +134,8 @@ def _safe_next(target: str | None) -> str:
     return safe_next(target, url_for("inbox.index"))
 
 
-def _begin_session(user_id: int, mfa: bool, checked: auth.PasswordChecked) -> Any:
-    token = auth.start_session(engine(), user_id, mfa=mfa,
+def _begin_session(user_id: int, mfa: bool, checked: sessions.PasswordChecked) -> Any:
+    token = sessions.start_session(engine(), user_id, mfa=mfa,
                                client=(request.user_agent.string or "")[:200])
     nxt = session.get("next")
     session.clear()  # a new session id at login (no fixation)
@@ -158,9 +160,9 @@ def login() -> Any:
         session["next"] = request.args["next"]
     if form.validate_on_submit():
         try:
-            checked = auth.check_login_password(engine(), form.username.data,
+            checked = sessions.check_login_password(engine(), form.username.data,
                                                 form.password.data, policy())
-        except (auth.LoginFailed, auth.AccountLocked) as exc:
+        except (LoginFailed, AccountLocked) as exc:
             errors.flash_error(exc)
             return render_template("auth/login.html", form=form), 401
         if checked.needs_totp:
@@ -179,14 +181,14 @@ def totp() -> Any:
     form = CodeForm()
     if form.validate_on_submit():
         try:
-            auth.check_login_totp(engine(), pending["user_id"], form.code.data, policy())
-        except (auth.SecondFactorFailed, auth.AccountLocked, auth.LoginFailed) as exc:
+            sessions.check_login_totp(engine(), pending["user_id"], form.code.data, policy())
+        except (SecondFactorFailed, AccountLocked, LoginFailed) as exc:
             errors.flash_error(exc)
-            if isinstance(exc, auth.AccountLocked | auth.LoginFailed):
+            if isinstance(exc, AccountLocked | LoginFailed):
                 session.pop("pending", None)
                 return redirect(url_for("auth.login"))
             return render_template("auth/totp.html", form=form), 401
-        checked = auth.PasswordChecked(pending["user_id"], "", True, False,
+        checked = sessions.PasswordChecked(pending["user_id"], "", True, False,
                                        pending.get("must_change", False))
         return _begin_session(pending["user_id"], True, checked)
     return render_template("auth/totp.html", form=form)
@@ -198,22 +200,23 @@ def enrol() -> Any:
     form = CodeForm()
     # the pending secret lives encrypted in the database only, never in the cookie
     enrolment = None if request.method == "GET" else \
-        auth.pending_enrolment(engine(), current_user.username, policy())
+        second_factor.pending_enrolment(engine(), current_user.username, policy())
     if enrolment is None:
         try:
-            enrolment = auth.begin_totp_enrolment(engine(), current_user.username, policy())
+            enrolment = second_factor.begin_totp_enrolment(engine(), current_user.username, policy())
         except WorkflowError as exc:
             return render_template("auth/enrol.html", form=None, enrolled=True, message=str(exc))
     if form.validate_on_submit():
         try:
-            codes = auth.confirm_totp_enrolment(engine(), current_user.username, form.code.data)
-        except auth.SecondFactorFailed as exc:
+            codes = second_factor.confirm_totp_enrolment(engine(), current_user.username,
+                                                         form.code.data)
+        except SecondFactorFailed as exc:
             errors.flash_error(exc)
         else:
             session.pop("must_enrol", None)
             return render_template("auth/recovery_codes.html", codes=codes)
     return render_template("auth/enrol.html", form=form, secret=enrolment.secret,
-                           qr=Markup(enrolment.qr_svg()),  # noqa: S704 - SVG we generated
+                           qr=Markup(qr_svg(enrolment.uri)),  # noqa: S704 - SVG we generated
                            required=session.get("must_enrol"))
 
 
@@ -226,9 +229,9 @@ def change_password() -> Any:
             flash("The two new passwords differ.", "error")
         else:
             try:
-                auth.change_password(engine(), current_user.username, form.current.data,
+                passwords.change_password(engine(), current_user.username, form.current.data,
                                      form.new.data, policy())
-            except auth.AccountLocked as exc:
+            except AccountLocked as exc:
                 return _end("locked", str(exc), "error")
             except WorkflowError as exc:
                 errors.flash_error(exc)
@@ -243,7 +246,7 @@ def change_password() -> Any:
 def _end(reason: str, message: str, category: str = "info") -> Any:
     token = session.get("token")
     if token:
-        auth.end_session(engine(), token, reason)
+        sessions.end_session(engine(), token, reason)
     logout_user()
     session.clear()
     flash(message, category)  # after clear(): the flash lives in the session

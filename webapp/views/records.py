@@ -23,7 +23,7 @@ from workflow.db.models import (
     User,
 )
 from workflow.errors import RecordNotFound, StaleRecord, ValidationFailed, WorkflowError
-from workflow.identity.auth import PasswordSignature
+from workflow.signatures.part11 import PasswordSignature
 from workflow.spec.fields import users_in
 
 bp = Blueprint("records", __name__, url_prefix="/records")

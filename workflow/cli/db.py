@@ -10,7 +10,7 @@ from workflow.cli.common import checked_engine, friendly, safe_url
 from workflow.db import engines as db
 from workflow.db.models import AuditEvent, Record, Signature, Task
 from workflow.demo import seed
-from workflow.identity.auth import Part11Verifier
+from workflow.signatures.part11 import Part11Verifier
 
 
 @click.group("db")

@@ -17,7 +17,7 @@ from workflow.change_control.publishing import publish_file
 from workflow.cli.common import checked_engine, cli_reason, friendly
 from workflow.db.models import DefinitionVersion
 from workflow.errors import DefinitionError, WorkflowError
-from workflow.identity.auth import PasswordSignature
+from workflow.signatures.part11 import PasswordSignature
 from workflow.spec.load import DEFAULT_DEFINITIONS_DIR, load_file, peek_keys
 
 

@@ -12,7 +12,7 @@ import click
 
 from workflow.cli.common import checked_engine, cli_reason, friendly
 from workflow.identity import admin
-from workflow.identity.auth import Policy
+from workflow.identity.policy import Policy
 from workflow.identity.users import SYSTEM_USERNAME
 
 

@@ -20,9 +20,10 @@ from sqlalchemy.orm import Session
 
 from workflow.db.models import User
 from workflow.errors import WorkflowError
-from workflow.identity import auth
+from workflow.identity import lockout, passwords, totp
 from workflow.identity import tokens as api_tokens
 from workflow.identity import users as identity
+from workflow.identity.policy import Policy
 
 if TYPE_CHECKING:
     from workflow.engine.core import Engine
@@ -67,7 +68,7 @@ def acting_user(session: Session, actor: str) -> User:
 
 
 def create_user(engine: Engine, username: str, full_name: str, *, actor: str, reason: str,
-                policy: auth.Policy, email: str = "", timezone: str = "UTC",
+                policy: Policy, email: str = "", timezone: str = "UTC",
                 roles: tuple[str, ...] = (), password: str | None = None) -> NewUser:
     """Create a user with a temporary password (``password``, or a generated one) that must be
     changed at first login, and grant ``roles``."""
@@ -76,7 +77,7 @@ def create_user(engine: Engine, username: str, full_name: str, *, actor: str, re
         admin = acting_user(s, actor)
         user = identity.create_user(s, username, full_name, email=email, timezone=timezone,
                                     actor=admin, reason=reason)
-        auth.set_password(s, user, temp, actor=admin, policy=policy, reason=reason,
+        passwords.set_password(s, user, temp, actor=admin, policy=policy, reason=reason,
                           temporary=True)
         for role in roles:
             identity.grant_role(s, user, role, actor=admin, reason=reason)
@@ -114,20 +115,20 @@ def deactivate_user(engine: Engine, username: str, *, actor: str, reason: str) -
 
 def unlock(engine: Engine, username: str, *, actor: str, reason: str) -> None:
     """Unlock an account locked after failed attempts."""
-    auth.unlock(engine, username, actor=actor, reason=reason)
+    lockout.unlock(engine, username, actor=actor, reason=reason)
 
 
 def reset_totp(engine: Engine, username: str, *, actor: str, reason: str) -> None:
     """Revoke a user's authenticator and recovery codes; they enrol again at next login."""
-    auth.reset_totp(engine, username, actor=actor, reason=reason)
+    totp.reset_totp(engine, username, actor=actor, reason=reason)
 
 
 def issue_temporary_password(engine: Engine, username: str, *, actor: str, reason: str,
-                             policy: auth.Policy) -> str:
+                             policy: Policy) -> str:
     """Give an active user a new temporary password (returned, shown once)."""
     temp = temporary_password()
     with engine.unit() as s:
-        auth.set_password(s, identity.get_user(s, username), temp, actor=acting_user(s, actor),
+        passwords.set_password(s, identity.get_user(s, username), temp, actor=acting_user(s, actor),
                           policy=policy, reason=reason, temporary=True)
     return temp
 

@@ -7,9 +7,10 @@
   a signed step still needs the signer's password (and TOTP code) in the request body, and
   the engine's Part 11 verifier checks them like in the UI (R-P11-200-1).
 * Every token expires (at most :data:`MAX_DAYS` days); it can be revoked at once by its
-  owner or an administrator (R-P11-300c-1). Creation and revocation are audited on the
-  system chain (R-A11-12-1); every use acts as the token's user, so the record audit trail
-  names that person or service account (R-P11-10h-1).
+  owner or an administrator (R-P11-300c-1); the owner's own path (:func:`revoke_own_token`,
+  the account page) refuses anyone else's token, an administrator's too. Creation and
+  revocation are audited on the system chain (R-A11-12-1); every use acts as the token's
+  user, so the record audit trail names that person or service account (R-P11-10h-1).
 * A user creates tokens for themselves. An administrator (or the ``qms`` command line)
   creates tokens only for *service accounts*: active accounts without a password, which can
   never log in or sign (R-P11-100a-2). Nobody can create a token for another person.
@@ -32,7 +33,7 @@ from sqlalchemy.orm import Session
 from workflow import clock
 from workflow.audit import trail as audit
 from workflow.db.models import ApiToken, User
-from workflow.errors import AccountLocked, NotAuthorized, WorkflowError
+from workflow.errors import AccountLocked, NotAuthorized, TokenError, TokenRejected
 from workflow.identity import users as identity
 
 if TYPE_CHECKING:
@@ -47,23 +48,6 @@ PREFIX_LENGTH = 12  # "qms_" + 8 random characters, stored to recognise a token
 TOUCH_EVERY = timedelta(seconds=60)
 _NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,100}$")
 ADMIN_ROLE = "admin"
-
-
-class TokenError(WorkflowError):
-    """A token management request is not possible (bad name, scopes, expiry...)."""
-
-    code = "token_invalid_request"
-
-
-class TokenRejected(WorkflowError):
-    """Authentication with a token failed. ``reason`` is one of: missing, malformed, unknown,
-    expired, revoked, inactive_user."""
-
-    code = "token_rejected"
-
-    def __init__(self, reason: str, message: str):
-        self.reason = reason
-        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -228,6 +212,22 @@ def revoke_token(session: Session, row: ApiToken, *, actor: User, reason: str = 
                        changes={"username": owner.username if owner else None,
                                 "token_id": row.id, "prefix": row.prefix, "name": row.name},
                        reason=(reason or "").strip() or None)
+
+
+def revoke_own_token(session: Session, ref: str | int, *, actor: User,
+                     reason: str = "revoked by its owner") -> ApiToken:
+    """The owner revokes one of their own tokens (the account page); returns it.
+
+    Raises:
+        NotAuthorized: the token belongs to someone else - refused even for an administrator,
+            and nothing about that token is changed or revealed.
+        TokenError: no such token, or it is already revoked.
+    """
+    row = find_token(session, ref)
+    if row.user_id != actor.id:
+        raise NotAuthorized("There is no such token of yours.")
+    revoke_token(session, row, actor=actor, reason=reason)
+    return row
 
 
 def list_tokens(session: Session, owner: User | None = None) -> list[TokenInfo]:

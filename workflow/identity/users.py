@@ -15,21 +15,10 @@ from sqlalchemy.orm import Session
 from workflow import clock, rules
 from workflow.audit import trail as audit
 from workflow.db.models import RoleGrant, User, UserSession
-from workflow.errors import InactiveUser, UnknownUser, WorkflowError
+from workflow.errors import InactiveUser, UnknownUser, UsernameTaken, WorkflowError
 
 USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
 SYSTEM_USERNAME = "system"
-
-
-class UsernameTaken(WorkflowError):
-    code = "username_taken"
-
-    def __init__(self, username: str):
-        self.username = username
-        super().__init__(
-            f"The username {username!r} is already taken (usernames are never reused, "
-            "even after deactivation)."
-        )
 
 
 # Statements on the engine's hot path are built once: building a statement and computing its

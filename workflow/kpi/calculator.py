@@ -21,7 +21,7 @@ from workflow import clock
 from workflow.audit.integrity import VERIFY_JOB
 from workflow.db.models import AuditEvent, JobRun, Record, RoleGrant, User
 from workflow.identity import users as identity
-from workflow.identity.auth import Policy
+from workflow.identity.policy import Policy
 from workflow.kpi.cohorts import COHORTS
 from workflow.kpi.context import Scope
 from workflow.kpi.periods import Period

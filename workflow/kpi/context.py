@@ -17,7 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from workflow.db.models import AuditEvent, DefinitionVersion, Record, RoleGrant, User
 from workflow.errors import WorkflowError
 from workflow.identity import users as identity
-from workflow.identity.auth import Policy
+from workflow.identity.policy import Policy
 from workflow.kpi.periods import Period
 from workflow.kpi.specs import DONE, VOID
 from workflow.registry import Registry

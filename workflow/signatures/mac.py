@@ -3,8 +3,8 @@
 The engine never checks passwords itself. It hands the caller's :class:`SignatureInput`
 to a :class:`CredentialVerifier`, which returns the signer and how they were
 authenticated. :class:`VouchedSignature` is for callers that already checked the
-credentials (the caller vouches for it); the identity module provides the verifier that
-checks password and TOTP (Part 11 §11.200).
+credentials (the caller vouches for it); :mod:`workflow.signatures.part11` provides the
+verifier that checks password and TOTP (Part 11 §11.200).
 
 Linking (§11.70): each signature stores the hash of the record content it signed and an
 HMAC over its own fields plus that hash, keyed by a server secret kept outside the database,
@@ -26,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from workflow import canonical
+from workflow.db.engines import REPO_ROOT
 from workflow.db.models import Signature, User
 from workflow.errors import InactiveUser, SignatureRejected
 
@@ -95,8 +96,6 @@ def load_signing_key() -> bytes:
         if len(key) < 32:
             raise SystemExit("QMS_SIGNATURE_KEY must be at least 32 bytes (64 hex digits)")
         return key
-    from workflow.db.engines import REPO_ROOT
-
     path = Path(os.environ.get("QMS_SIGNATURE_KEY_FILE",
                                Path(os.environ.get("QMS_INSTANCE_DIR", REPO_ROOT / "instance"))
                                / "signature.key"))

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 
 from workflow.db import engines as db
 from workflow.db.engines import REPO_ROOT
-from workflow.identity.auth import Policy
+from workflow.identity.policy import Policy
 from workflow.spec.load import DEFAULT_DEFINITIONS_DIR, load_directory
 from workflow.validation.catalogue import Catalogue
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from workflow.db.models import JobRun, Record, Task, TaskStatus, User
 from workflow.identity import users as identity
-from workflow.identity.auth import Policy
+from workflow.identity.policy import Policy
 from workflow.scheduling.context import JobContext
 from workflow.spec.model import parse_duration
 

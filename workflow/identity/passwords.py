@@ -1,0 +1,125 @@
+"""Passwords: argon2id (argon2-cffi); policy: minimum length, not containing the username,
+not among 20,000 common passwords, no reuse of the last N, expiry (R-P11-300b-1).
+
+Functions taking a ``session`` only flush; those taking an ``engine`` run their own unit.
+"""
+
+from __future__ import annotations
+
+import gzip
+from datetime import timedelta
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from workflow import clock
+from workflow.audit import trail as audit
+from workflow.db.models import PasswordHistory, User
+from workflow.errors import AccountLocked, LoginFailed, PasswordRejected, WorkflowError
+from workflow.identity import users as identity
+from workflow.identity.lockout import record_failure
+from workflow.identity.policy import Policy
+
+if TYPE_CHECKING:
+    from workflow.engine.core import Engine
+
+COMMON_PASSWORDS = Path(__file__).resolve().parents[1] / "data" / "common-passwords.txt.gz"
+_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
+
+
+def use_fast_hashing_for_tests() -> None:
+    """Cheaper argon2 parameters (tests only: hundreds of hashes per run). Verification reads
+    the parameters from each stored hash, so both kinds verify."""
+    global _hasher
+    _hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@cache
+def _common_passwords() -> frozenset[str]:
+    with gzip.open(COMMON_PASSWORDS, "rt", encoding="utf-8") as fh:
+        return frozenset(line.strip().lower() for line in fh if line.strip())
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def password_matches(stored: str | None, password: str) -> bool:
+    if not stored:
+        return False
+    try:
+        return _hasher.verify(stored, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def policy_problems(session: Session, user: User, password: str, policy: Policy) -> list[str]:
+    problems = []
+    if len(password) < policy.min_length:
+        problems.append(f"it must have at least {policy.min_length} characters")
+    if user.username.lower() in password.lower():
+        problems.append("it must not contain your username")
+    if password.lower() in _common_passwords() or password.strip().lower() in _common_passwords():
+        problems.append("it is one of the most commonly used passwords")
+    if policy.history and password_matches(user.password_hash, password):
+        problems.append(f"it must differ from your last {policy.history} passwords")
+    elif policy.history:
+        old = session.execute(
+            select(PasswordHistory.password_hash).where(PasswordHistory.user_id == user.id)
+            .order_by(PasswordHistory.id.desc()).limit(policy.history - 1)  # + the current one
+        ).scalars()
+        if any(password_matches(h, password) for h in old):
+            problems.append(f"it must differ from your last {policy.history} passwords")
+    return problems
+
+
+def set_password(session: Session, user: User, password: str, *, actor: User, policy: Policy,
+                 reason: str = "", temporary: bool = False) -> None:
+    """Set a password after checking the policy. An administrator's ``temporary`` password
+    must be changed at next login (R-P11-200-4). Audited; the password itself never is."""
+    problems = policy_problems(session, user, password, policy)
+    if problems:
+        raise PasswordRejected(problems)
+    now = clock.now()
+    if user.password_hash:
+        session.add(PasswordHistory(user_id=user.id, password_hash=user.password_hash, set_at=now))
+    user.password_hash = hash_password(password)
+    user.password_changed_at = now
+    user.must_change_password = temporary
+    audit.system_event(session, at=now, actor=actor,
+                       action="password_reset" if actor.id != user.id else "password_changed",
+                       changes={"username": user.username, "must_change_password": temporary},
+                       reason=reason or None)
+
+
+def password_expired(user: User, policy: Policy) -> bool:
+    if user.must_change_password:
+        return True
+    if not policy.max_age_days or user.password_changed_at is None:
+        return False
+    return clock.now() - user.password_changed_at > timedelta(days=policy.max_age_days)
+
+
+def change_password(engine: Engine, username: str, old: str, new: str,
+                    policy: Policy | None = None) -> None:
+    """The user changes their own password (also the forced change after expiry)."""
+    policy = policy or Policy.from_env()
+    failure: WorkflowError | None = None
+    with engine.unit() as session:
+        user = identity.get_user(session, username)
+        if user.locked_at is not None:
+            raise AccountLocked(user.username)
+        if not password_matches(user.password_hash, old):
+            locked = record_failure(session, user, action="password_change_failed",
+                                    detail="wrong current password", policy=policy)
+            failure = AccountLocked(user.username) if locked else LoginFailed()
+        else:
+            set_password(session, user, new, actor=user, policy=policy,
+                         reason="changed by the user")
+            return
+    raise failure

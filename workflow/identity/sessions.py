@@ -1,0 +1,191 @@
+"""Login and login sessions: password, then the second factor, then a server-side session
+row; idle timeout and absolute lifetime end it (R-P11-200-2). A failed login step is counted
+toward lockout (:mod:`workflow.identity.lockout`) before the error is raised.
+
+Functions taking a ``session`` only flush; those taking an ``engine`` run their own unit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from workflow import clock
+from workflow.audit import trail as audit
+from workflow.db.models import User, UserSession
+from workflow.errors import AccountLocked, LoginFailed, SecondFactorFailed, SessionEnded, WorkflowError
+from workflow.identity import users as identity
+from workflow.identity.lockout import record_failure
+from workflow.identity.passwords import password_expired, password_matches
+from workflow.identity.policy import Policy
+from workflow.identity.totp import check_second_factor, totp_enrolled, totp_required
+
+if TYPE_CHECKING:
+    from workflow.engine.core import Engine
+
+
+# --------------------------------------------------------------------------- login
+
+
+@dataclass(frozen=True)
+class PasswordChecked:
+    """Password accepted; what the login still needs before a session starts."""
+
+    user_id: int
+    username: str
+    needs_totp: bool  # enrolled: enter a code
+    needs_enrolment: bool  # required by role policy but not enrolled yet
+    must_change_password: bool
+
+
+def check_login_password(engine: Engine, username: str, password: str,
+                         policy: Policy | None = None) -> PasswordChecked:
+    """First login step. A failure is recorded (and may lock the account) before raising."""
+    policy = policy or Policy.from_env()
+    failure: WorkflowError | None = None
+    with engine.unit() as session:
+        user = identity.find_user(session, username.strip())
+        if user is None or user.is_system:
+            record_failure(session, None, action="login_failed", detail="unknown username",
+                           policy=policy, attempted=username.strip()[:64])
+            failure = LoginFailed()
+        elif not user.active:
+            record_failure(session, user, action="login_failed", detail="deactivated account",
+                           policy=policy)
+            failure = LoginFailed()
+        elif user.locked_at is not None:
+            record_failure(session, user, action="login_failed", detail="account locked",
+                           policy=policy)
+            failure = AccountLocked(user.username)
+        elif not password_matches(user.password_hash, password):
+            locked = record_failure(session, user, action="login_failed",
+                                    detail="wrong password", policy=policy)
+            failure = AccountLocked(user.username) if locked else LoginFailed()
+        else:
+            return PasswordChecked(
+                user_id=user.id, username=user.username,
+                needs_totp=totp_enrolled(user),
+                needs_enrolment=not totp_enrolled(user) and totp_required(session, user, policy),
+                must_change_password=password_expired(user, policy))
+    raise failure
+
+
+def check_login_totp(engine: Engine, user_id: int, code: str, policy: Policy | None = None) -> str:
+    """Second login step; a wrong or replayed code counts toward lockout."""
+    policy = policy or Policy.from_env()
+    failure: WorkflowError | None = None
+    with engine.unit() as session:
+        user = session.get(User, user_id)
+        if user is None or not user.active or user.locked_at is not None:
+            raise LoginFailed()
+        try:
+            return check_second_factor(session, user, code, engine.signing_key)
+        except SecondFactorFailed as exc:
+            locked = record_failure(session, user, action="login_failed",
+                                    detail="wrong authentication code", policy=policy)
+            failure = AccountLocked(user.username) if locked else exc
+    raise failure
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+def start_session(engine: Engine, user_id: int, *, mfa: bool, client: str = "") -> str:
+    """Open a server-side session after a complete login; returns the secret token."""
+    token = secrets.token_urlsafe(32)
+    with engine.unit() as session:
+        user = session.get(User, user_id)
+        if user is None or not user.active or user.locked_at is not None:
+            raise LoginFailed()
+        now = clock.now()
+        user.failed_attempts = 0
+        session.add(UserSession(token_hash=_token_hash(token), user_id=user.id, created_at=now,
+                                last_seen_at=now, mfa_at=now if mfa else None,
+                                client=client[:200]))
+        audit.system_event(session, at=now, actor=user, action="login",
+                           changes={"username": user.username, "mfa": mfa, "client": client[:200]})
+    return token
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass
+class SessionInfo:
+    id: int
+    user_id: int
+    username: str
+    created_at: datetime
+    last_seen_at: datetime
+    signed_before: bool
+    roles: set[str] = field(default_factory=set)
+
+
+def live_session(session: Session, token: str, policy: Policy) -> UserSession:
+    """The session row of ``token`` if it is still live; otherwise end it (idle or past its
+    lifetime) and raise :class:`SessionEnded`."""
+    row = session.execute(
+        select(UserSession).where(UserSession.token_hash == _token_hash(token))
+    ).scalar_one_or_none()
+    if row is None:
+        raise SessionEnded("unknown")
+    if row.ended_at is not None:
+        raise SessionEnded(row.end_reason or "ended")
+    now = clock.now()
+    reason = None
+    if now - row.last_seen_at > timedelta(minutes=policy.idle_minutes):
+        reason = "idle"
+    elif now - row.created_at > timedelta(hours=policy.session_hours):
+        reason = "lifetime"
+    if reason:
+        row.ended_at = now
+        row.end_reason = reason
+        session.flush()
+        raise SessionEnded(reason)
+    return row
+
+
+def touch_session(engine: Engine, token: str, policy: Policy | None = None) -> SessionInfo:
+    """Validate a session on each request and record the activity; raises SessionEnded
+    (after ending it server-side) on idle timeout or past its lifetime."""
+    policy = policy or Policy.from_env()
+    ended: SessionEnded | None = None
+    with engine.unit() as session:
+        try:
+            row = live_session(session, token, policy)
+        except SessionEnded as exc:
+            ended = exc
+        else:
+            user = session.get(User, row.user_id)
+            if user is None or not user.active or user.locked_at is not None:
+                row.ended_at = clock.now()
+                row.end_reason = "account disabled"
+                ended = SessionEnded("account disabled")
+            else:
+                row.last_seen_at = clock.now()
+                return SessionInfo(row.id, user.id, user.username, row.created_at,
+                                   row.last_seen_at, row.first_signed_at is not None,
+                                   identity.roles_of(session, user))
+    raise ended
+
+
+def end_session(engine: Engine, token: str, reason: str = "logout") -> None:
+    with engine.unit() as session:
+        row = session.execute(
+            select(UserSession).where(UserSession.token_hash == _token_hash(token))
+        ).scalar_one_or_none()
+        if row is None or row.ended_at is not None:
+            return
+        row.ended_at = clock.now()
+        row.end_reason = reason
+        user = session.get(User, row.user_id)
+        audit.system_event(session, at=row.ended_at, actor=user, action="logout",
+                           changes={"username": user.username if user else None,
+                                    "reason": reason})

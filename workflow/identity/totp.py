@@ -1,0 +1,189 @@
+"""TOTP (pyotp): enrolment confirmed by a code; a code is accepted once (replay refused);
+one-time recovery codes stored hashed; secrets encrypted with a key derived from the
+server key; per-role policy can require it (R-P11-300e-1).
+
+Functions taking a ``session`` only flush; those taking an ``engine`` run their own unit.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pyotp
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from workflow import clock
+from workflow.audit import trail as audit
+from workflow.db.models import RecoveryCode, User
+from workflow.errors import SecondFactorFailed, WorkflowError
+from workflow.identity import users as identity
+from workflow.identity.policy import Policy
+
+if TYPE_CHECKING:
+    from workflow.engine.core import Engine
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def _totp_key(server_key: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=b"qms totp secret v1").derive(server_key)
+
+
+def _encrypt(server_key: bytes, secret: str) -> str:
+    nonce = secrets.token_bytes(12)
+    ct = AESGCM(_totp_key(server_key)).encrypt(nonce, secret.encode(), b"totp")
+    return "v1:" + base64.b64encode(nonce + ct).decode()
+
+
+def _decrypt(server_key: bytes, blob: str) -> str:
+    raw = base64.b64decode(blob.removeprefix("v1:"))
+    return AESGCM(_totp_key(server_key)).decrypt(raw[:12], raw[12:], b"totp").decode()
+
+
+def _recovery_hash(server_key: bytes, code: str) -> str:
+    norm = code.replace("-", "").replace(" ", "").lower()
+    return hmac.new(server_key, b"recovery:" + norm.encode(), hashlib.sha256).hexdigest()
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def totp_required(session: Session, user: User, policy: Policy) -> bool:
+    return bool(identity.roles_of(session, user) & set(policy.totp_required_roles))
+
+
+def totp_enrolled(user: User) -> bool:
+    return user.totp_enabled_at is not None and user.totp_secret is not None
+
+
+def check_second_factor(session: Session, user: User, code: str | None, server_key: bytes) -> str:
+    """Accept a current TOTP code (once: replays within its window are refused) or an unused
+    recovery code. Returns "totp" or "recovery"; raises SecondFactorFailed."""
+    code = (code or "").strip().replace(" ", "")
+    if not code or not totp_enrolled(user):
+        raise SecondFactorFailed("An authentication code is required." if not code else
+                                 "No authenticator is enrolled for this account.")
+    if code.isdigit() and len(code) == 6:
+        totp = pyotp.TOTP(_decrypt(server_key, user.totp_secret or ""))
+        now = clock.now()
+        step = totp.timecode(now)
+        for offset in (0, -1, 1):
+            if hmac.compare_digest(totp.generate_otp(step + offset), code):
+                if user.totp_last_step is not None and step + offset <= user.totp_last_step:
+                    raise SecondFactorFailed("This authentication code was already used; wait "
+                                             "for the next one.")
+                user.totp_last_step = step + offset
+                return "totp"
+        raise SecondFactorFailed()
+    digest = _recovery_hash(server_key, code)
+    row = session.execute(
+        select(RecoveryCode).where(RecoveryCode.user_id == user.id,
+                                   RecoveryCode.code_hash == digest,
+                                   RecoveryCode.used_at.is_(None))
+    ).scalar_one_or_none()
+    if row is None:
+        raise SecondFactorFailed()
+    row.used_at = clock.now()
+    audit.system_event(session, at=clock.now(), actor=user, action="recovery_code_used",
+                       changes={"username": user.username})
+    return "recovery"
+
+
+# --------------------------------------------------------------------------- enrolment
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """A begun enrolment: the secret to type in and the provisioning URI (for a QR code)."""
+
+    secret: str
+    uri: str
+
+
+def begin_totp_enrolment(engine: Engine, username: str, policy: Policy | None = None) -> Enrolment:
+    """Store a new (not yet active) secret; the user confirms it with a code."""
+    policy = policy or Policy.from_env()
+    with engine.unit() as session:
+        user = identity.get_user(session, username)
+        if totp_enrolled(user):
+            raise WorkflowError("An authenticator is already enrolled for this account; an "
+                                "administrator must reset it before a new one is enrolled.")
+        secret = pyotp.random_base32()
+        user.totp_secret = _encrypt(engine.signing_key, secret)
+        user.totp_enabled_at = None
+        user.totp_last_step = None
+        uri = pyotp.TOTP(secret).provisioning_uri(name=user.username,
+                                                  issuer_name=policy.totp_issuer)
+        return Enrolment(secret=secret, uri=uri)
+
+
+def pending_enrolment(engine: Engine, username: str, policy: Policy | None = None
+                      ) -> Enrolment | None:
+    """The enrolment begun but not confirmed yet (to show the same QR code again)."""
+    policy = policy or Policy.from_env()
+    with engine.reader() as session:
+        user = identity.get_user(session, username)
+        if user.totp_secret is None or user.totp_enabled_at is not None:
+            return None
+        secret = _decrypt(engine.signing_key, user.totp_secret)
+        return Enrolment(secret, pyotp.TOTP(secret).provisioning_uri(
+            name=user.username, issuer_name=policy.totp_issuer))
+
+
+def confirm_totp_enrolment(engine: Engine, username: str, code: str) -> list[str]:
+    """Activate the pending secret with a correct code; returns 10 one-time recovery codes
+    (shown once, stored hashed)."""
+    with engine.unit() as session:
+        user = identity.get_user(session, username)
+        if user.totp_secret is None:
+            raise SecondFactorFailed("Start the enrolment first.")
+        totp = pyotp.TOTP(_decrypt(engine.signing_key, user.totp_secret))
+        step = totp.timecode(clock.now())
+        matched = [step + o for o in (0, -1, 1)
+                   if hmac.compare_digest(totp.generate_otp(step + o), (code or "").strip())]
+        if not matched:
+            raise SecondFactorFailed("The code does not match; check the time on your device "
+                                     "and try the current code.")
+        now = clock.now()
+        user.totp_enabled_at = now
+        user.totp_last_step = matched[0]  # the confirming code is spent
+        session.execute(update(RecoveryCode.__table__)
+                        .where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))
+                        .values(used_at=now))
+        codes = [f"{secrets.token_hex(2)}-{secrets.token_hex(2)}-{secrets.token_hex(2)}"
+                 for _ in range(10)]
+        for c in codes:
+            session.add(RecoveryCode(user_id=user.id, code_hash=_recovery_hash(engine.signing_key, c),
+                                     created_at=now))
+        audit.system_event(session, at=now, actor=user, action="totp_enrolled",
+                           changes={"username": user.username})
+        return codes
+
+
+def reset_totp(engine: Engine, username: str, *, actor: str, reason: str) -> None:
+    """Revoke a lost or compromised authenticator at once (R-P11-300c-1)."""
+    if not reason.strip():
+        raise WorkflowError("A reason is required to reset a user's authenticator.")
+    with engine.unit() as session:
+        user = identity.get_user(session, username, active=False)
+        admin = identity.get_user(session, actor)
+        now = clock.now()
+        user.totp_secret = None
+        user.totp_enabled_at = None
+        user.totp_last_step = None
+        session.execute(update(RecoveryCode.__table__)
+                        .where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))
+                        .values(used_at=now))
+        audit.system_event(session, at=now, actor=admin, action="totp_reset",
+                           changes={"username": user.username}, reason=reason)
