@@ -4,7 +4,7 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-25 10:30:00
 
-The KPI milestones (workflow/kpi.py ``Kpi._milestone``) look for the records that entered a
+The KPI milestones (workflow/kpi/context.py ``Scope.milestone``) look for the records that entered a
 milestone's stop state in the period (``ix_audit_events_to_state``: state, time); the
 effectiveness-check pass rate reads the transitions leaving one state in a period
 (``ix_audit_events_from_state``). bench/kpi.py: 100,000 records and 1,000,000 events.

@@ -6,7 +6,7 @@ Create Date: 2026-11-25 11:00:00
 
 A draft holds a definition's YAML source while a process owner edits it (optimistic saves
 by ``version``); submitting it starts a definition_change record whose QA-signed approval
-publishes it as the next immutable ``definition_versions`` row (workflow/drafts.py).
+publishes it as the next immutable ``definition_versions`` row (workflow/change_control/publishing.py).
 """
 
 from collections.abc import Sequence

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from tests.factories import sign
+from workflow.db.engines import REPO_ROOT
 from workflow.errors import TrainingRequired
 from workflow.identity import users as identity
+from workflow.kpi import Kpi
 from workflow.spec.load import load_text
 
 GATED = """\
@@ -83,3 +85,26 @@ def test_state_level_training_applies_to_anyone_acting_there(gated):
         gated.fire(r.number, "release", "quinn", signature=sign("quinn"))
     complete_training(gated, "quinn", "SOP-QA-1", "2")
     assert gated.fire(r.number, "release", "quinn", signature=sign("quinn")).state == "released"
+
+
+def test_gate_fails_closed_when_no_workflow_declares_the_training_capability(gated):
+    """R-P11-10i-1: training counts only through a workflow declaring the training capability;
+    a database whose newest training workflow declares none (an upgrade not yet published)
+    refuses gated steps instead of letting them through, and the training KPIs count nothing
+    instead of failing."""
+    complete_training(gated, "emma", "SOP-12", "5")
+    source = (REPO_ROOT / "definitions" / "training_assignment.yaml").read_text()
+    start = source.index("capabilities:")
+    without = source[:start] + source[source.index("\nroles:", start) + 1:]
+    d = load_text(without, "training_assignment.yaml")
+    assert d.capabilities.training is None
+    with gated.unit() as s:
+        gated.registry.publish(s, d, identity.system_user(s))
+    r = gated.start("sop_release", "emma", {"title": "SOP-22"})
+    with pytest.raises(TrainingRequired, match="SOP-12 version 5"):
+        gated.fire(r.number, "submit", "emma")
+    assert gated.get(r.number).state == "draft"
+    with gated.reader() as s:
+        k = Kpi(s, gated.registry, "quinn")
+        assert k.metric("trn.compliance").denominator == 0
+        assert k.training_by_document() == [] and k.training_by_role() == []

@@ -181,3 +181,20 @@ def test_durations():
     assert parse_duration("2w").days == 14
     with pytest.raises(ValueError):
         parse_duration("3 days")
+
+
+def test_training_capability_names_fields_of_the_right_type():
+    """R-P11-10i-1: the training capability (how the engine finds training records without
+    naming a workflow) must name declared fields of fitting types; each mistake at its line."""
+    ok = replace("fields:\n", "capabilities:\n  training: {trainee: who, document: title}\nfields:\n"
+                 "  who: {type: user}\n")
+    cap = load_text(ok).capabilities.training
+    assert (cap.trainee, cap.document, cap.version, cap.due) == ("who", "title", None, None)
+    assert load_text(BASE).capabilities.training is None
+    bad = replace("fields:\n", "capabilities:\n  training: {trainee: title, document: nope}\n"
+                  "fields:\n")
+    assert problems(bad) == [
+        "demo.yaml:8: capability training.trainee: field 'title' must be of type user",
+        "demo.yaml:8: capability training.document names unknown field 'nope'"]
+    (p,) = problems(replace("fields:\n", "capabilities:\n  training: {trainee: x}\nfields:\n"))
+    assert "demo.yaml:8" in p and "document" in p

@@ -243,7 +243,10 @@ class Kpi:
     def training_by_document(self) -> list[tuple[str, int, int]]:
         """(document, completed, due) per document, same cohort as trn.compliance."""
         c = self.cohort("trn.compliance").subquery()
-        doc = document_of(self.scope.training(SPECS['trn.compliance'].workflow or ''))
+        cap = self.scope.training(SPECS["trn.compliance"].workflow or "")
+        if cap is None:
+            return []
+        doc = document_of(cap)
         return [(str(d), int(h), int(n)) for d, h, n in self.session.execute(
             select(doc, func.sum(c.c.hit), func.count()).join(c, c.c.rid == Record.id)
             .group_by(doc).order_by(doc)).all()]
@@ -253,7 +256,10 @@ class Kpi:
         as trn.compliance (an assignment counts once in each of its trainee's roles)."""
         c = self.cohort("trn.compliance").subquery()
         g = RoleGrant
-        trainee = func.lower(trainee_of(self.scope.training(SPECS['trn.compliance'].workflow or '')))
+        cap = self.scope.training(SPECS["trn.compliance"].workflow or "")
+        if cap is None:
+            return []
+        trainee = func.lower(trainee_of(cap))
         return [(str(r), int(h), int(n)) for r, h, n in self.session.execute(
             select(g.role, func.sum(c.c.hit), func.count())
             .select_from(c).join(Record, Record.id == c.c.rid)

@@ -197,8 +197,10 @@ def _training_due_passed(s: Scope, workflow: str | None) -> ColumnElement[bool]:
 @cohort("trn.compliance")
 def training_compliance(s: Scope, spec: Spec, params: Mapping[str, str]) -> Select:
     workflow = spec.workflow or ""
-    active = exists().where(User.username == trainee_of(s.training(workflow)),
-                            User.active.is_(True))
+    cap = s.training(workflow)
+    if cap is None:
+        return empty_cohort()
+    active = exists().where(User.username == trainee_of(cap), User.active.is_(True))
     return s.rows(spec.workflow, [_training_due_passed(s, spec.workflow), ~s.void(), active],
                   case((training_done_clause(s.as_of, [workflow]), 1), else_=0), None)
 

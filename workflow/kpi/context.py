@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from workflow.db.models import AuditEvent, DefinitionVersion, Record, RoleGrant, User
-from workflow.errors import WorkflowError
 from workflow.identity import users as identity
 from workflow.identity.policy import Policy
 from workflow.kpi.periods import Period
@@ -66,15 +65,12 @@ class Scope:
                                     for h in hashes]
         return self._defs[workflow]
 
-    def training(self, workflow: str) -> TrainingCapability:
+    def training(self, workflow: str) -> TrainingCapability | None:
         """The fields naming trainee and document in ``workflow``'s training records (its
-        newest version's ``training`` capability)."""
+        newest version's ``training`` capability); None when it declares none (its training
+        metrics then count nothing)."""
         defs = self.definitions(workflow)
-        cap = defs[-1].capabilities.training if defs else None
-        if cap is None:
-            raise WorkflowError(f"{workflow} declares no training capability: its training "
-                                "metrics cannot be computed")
-        return cap
+        return defs[-1].capabilities.training if defs else None
 
     def all_definitions(self) -> Iterator[WorkflowDefinition]:
         """Every published version of every workflow (lazily: read when iterated)."""
