@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from workflow import clock, rules
+from workflow import clock, outbox, rules
 from workflow.db.models import Notification, OutboxMessage, Record, RoleGrant, User
 
 from .channels import Mailer, SmtpSettings
@@ -161,11 +161,10 @@ def _fan_out(uow: UnitOfWork, now: datetime, settings: SmtpSettings | None,
                 if settings is None or not u.email:
                     continue
                 digest = u.notify_mode == "digest"
-                s.add(OutboxMessage(
-                    created_at=now, record_id=msg.record_id, recipient_user_id=u.id,
-                    subject=subject, body=body, kind=msg.kind, status="pending", attempts=0,
-                    channel="digest" if digest else "email",
-                    next_attempt_at=next_digest_at(u, now) if digest else None))
+                outbox.enqueue(s, at=now, record_id=msg.record_id, recipient_user_id=u.id,
+                               subject=subject, body=body, kind=msg.kind,
+                               channel="digest" if digest else "email",
+                               next_attempt_at=next_digest_at(u, now) if digest else None)
             report.messages += 1
 
 

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from workflow import clock
+from workflow import clock, outbox
 from workflow.audit import trail as audit
-from workflow.db.models import OutboxMessage, User
+from workflow.db.models import User
 from workflow.errors import WorkflowError
 from workflow.identity import users as identity
 from workflow.identity.policy import Policy
@@ -41,12 +41,11 @@ def record_failure(session: Session, user: User | None, *, action: str, detail: 
         audit.system_event(session, at=now, actor=user, action="account_locked",
                            changes={"username": user.username,
                                     "failed_attempts": user.failed_attempts})
-        session.add(OutboxMessage(created_at=now, record_id=None,
-                                  recipient_role=policy.security_role, recipient_user_id=None,
-                                  subject=f"account {user.username} locked",
-                                  body=f"{user.full_name} ({user.username}) was locked after "
-                                       f"{user.failed_attempts} failed attempts ({detail}).",
-                                  status="pending", attempts=0, kind="account_locked"))
+        outbox.enqueue(session, at=now, recipient_role=policy.security_role,
+                       subject=f"account {user.username} locked",
+                       body=f"{user.full_name} ({user.username}) was locked after "
+                            f"{user.failed_attempts} failed attempts ({detail}).",
+                       kind="account_locked")
         return True
     return False
 

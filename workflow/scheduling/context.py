@@ -13,7 +13,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from workflow.db.models import OutboxMessage, Record, User
+from workflow import outbox
+from workflow.db.models import Record, User
 from workflow.engine.core import Engine
 from workflow.identity import users as identity
 from workflow.scheduling import claims
@@ -72,9 +73,8 @@ class JobContext:
                record_id: int | None = None, role: str | None = None,
                user_id: int | None = None) -> None:
         """Queue a message (delivered after commit by notifications/)."""
-        session.add(OutboxMessage(created_at=self.now, record_id=record_id, recipient_role=role,
-                                  recipient_user_id=user_id, subject=subject[:300], body=body,
-                                  status="pending", attempts=0, kind=kind, channel="all"))
+        outbox.enqueue(session, at=self.now, record_id=record_id, recipient_role=role,
+                       recipient_user_id=user_id, subject=subject, body=body, kind=kind)
 
 
 @dataclass(frozen=True)
