@@ -47,6 +47,7 @@ REFUSED = ErrorEntry(422, "Not possible")
 ERRORS: dict[type[wf.WorkflowError], ErrorEntry] = {
     wf.WorkflowError: REFUSED,
     wf.RecordNotFound: ErrorEntry(404, "Not found"),
+    wf.TaskNotFound: ErrorEntry(404, "Not found"),
     wf.StaleRecord: ErrorEntry(409, "Changed meanwhile", (("current_version", "actual"),
                                                           ("expected_version", "expected"))),
     wf.NotAuthorized: ErrorEntry(403, "Not allowed", (("required_roles", "required_roles"),)),

@@ -29,7 +29,8 @@ _EXPORTS = {
     "VouchingVerifier": "workflow.signatures.mac",
     **{name: "workflow.errors" for name in (
         "WorkflowError", "DefinitionError", "UnknownWorkflow", "RecordNotFound", "UnknownUser",
-        "InactiveUser", "TransitionNotAvailable", "NotAuthorized", "SegregationOfDuties",
+        "InactiveUser", "TaskNotFound", "TransitionNotAvailable", "NotAuthorized",
+        "SegregationOfDuties",
         "TrainingRequired", "ValidationFailed", "GuardFailed", "ReasonRequired",
         "SignatureRequired", "SignatureRejected", "CredentialsRejected", "StaleRecord",
         "DueDateLocked", "AccountLocked", "UsernameTaken", "AuthError", "LoginFailed",
@@ -42,9 +43,9 @@ __all__ = [
     "Engine", "GuardFailed", "InactiveUser", "LoginFailed", "NotAuthorized", "PasswordExpired",
     "PasswordRejected", "ReasonRequired", "RecordNotFound", "Result", "SecondFactorFailed",
     "SegregationOfDuties", "SessionEnded", "SignatureRejected", "SignatureRequired",
-    "StaleRecord", "TokenError", "TokenRejected", "TrainingRequired", "TransitionNotAvailable",
-    "UnknownUser", "UnknownWorkflow", "UsernameTaken", "ValidationFailed", "VouchedSignature",
-    "VouchingVerifier", "WorkflowError", "open_engine",
+    "StaleRecord", "TaskNotFound", "TokenError", "TokenRejected", "TrainingRequired",
+    "TransitionNotAvailable", "UnknownUser", "UnknownWorkflow", "UsernameTaken",
+    "ValidationFailed", "VouchedSignature", "VouchingVerifier", "WorkflowError", "open_engine",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
@@ -70,6 +71,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
         SignatureRejected,
         SignatureRequired,
         StaleRecord,
+        TaskNotFound,
         TokenError,
         TokenRejected,
         TrainingRequired,

@@ -63,6 +63,17 @@ class RecordNotFound(WorkflowError):
         super().__init__(f"Record {ref} does not exist or is not visible to you.")
 
 
+class TaskNotFound(WorkflowError):
+    """The task does not exist, or its record is hidden from the person asking (so task ids
+    cannot be used to probe records)."""
+
+    code = "not_found"
+
+    def __init__(self, task_id: int):
+        self.task_id = task_id
+        super().__init__(f"Task #{task_id} does not exist or is not visible to you.")
+
+
 class UnknownUser(WorkflowError):
     code = "unknown_user"
 

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, func, literal, or_, select
 from sqlalchemy.orm import Session
 
-from workflow import clock
+from workflow import clock, rules
 from workflow.audit import trail as audit
 from workflow.db import records
 from workflow.db.models import Record, Task, TaskStatus, User
-from workflow.errors import NotAuthorized, WorkflowError
+from workflow.errors import NotAuthorized, TaskNotFound, WorkflowError
 from workflow.identity import users as identity
 
 if TYPE_CHECKING:
@@ -114,11 +114,23 @@ def inbox(
     return InboxPage(out, nxt, counts, sum(counts.values()))
 
 
-def _task_for_change(session: Session, engine: Engine, task_id: int, user: User
-                     ) -> tuple[Task, Record]:
+def visible_task(session: Session, engine: Engine, task_id: int, user: User) -> Task:
+    """The task, if its record is visible to ``user`` (rules.can_see); else TaskNotFound,
+    whether it does not exist or is hidden (no probing of records through task ids)."""
     task = session.get(Task, task_id)
     if task is None:
-        raise WorkflowError(f"There is no task #{task_id}.")
+        raise TaskNotFound(task_id)
+    rec = session.get(Record, task.record_id)
+    assert rec is not None  # tasks.record_id is a foreign key
+    d = engine.registry.by_hash(session, rec.definition_hash).definition
+    if not rules.can_see(session, d, rec, user, identity.roles_of(session, user)):
+        raise TaskNotFound(task_id)
+    return task
+
+
+def _task_for_change(session: Session, engine: Engine, task_id: int, user: User
+                     ) -> tuple[Task, Record]:
+    task = visible_task(session, engine, task_id, user)
     rec = records.lock(session, task.record_id)
     session.refresh(task)
     if task.status != TaskStatus.OPEN:

@@ -18,6 +18,7 @@ EXAMPLES: list[tuple[wf.WorkflowError, int, int, dict[str, object]]] = [
     (wf.DefinitionError([wf.Problem("x.yaml", 3, "bad")]), 422, 422, {}),
     (wf.UnknownWorkflow("nope"), 422, 422, {}),
     (wf.RecordNotFound("CAPA-2026-0001"), 404, 404, {}),
+    (wf.TaskNotFound(7), 404, 404, {}),
     (wf.UnknownUser("nobody"), 422, 422, {}),
     (wf.InactiveUser("emma"), 403, 422, {}),
     (wf.TransitionNotAvailable("CAPA-1", "close", "open", ["assign"]), 422, 422,
