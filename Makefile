@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+LINT_STAMP := $(VENV)/.lint-installed
 
 .PHONY: run test test-pg bench lint clean
 
@@ -32,8 +33,16 @@ bench: $(STAMP)
 	$(BIN)/python bench/web.py
 	$(BIN)/python bench/kpi.py
 
-lint: $(STAMP)
+$(LINT_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[lint]'
+	touch $(LINT_STAMP)
+
+# the static checks CI runs: style, types (workflow.spec and workflow.engine strict, the rest
+# held to .ci/mypy-baseline.txt), import contracts (layers, forbidden imports, no cycles)
+lint: $(LINT_STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/python .ci/mypy_check.py
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

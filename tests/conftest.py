@@ -35,6 +35,11 @@ from workflow.spec.load import load_directory
 pytest_plugins = ["tests.traceability"]  # requirement IDs -> tests (docs/requirements.yaml)
 
 LAYERS = ("unit", "integration", "web", "e2e")
+# fixtures that need a database (directly or through another fixture): not in tests/unit
+DATABASE_FIXTURES = frozenset({
+    "database_url", "db_engine", "engine", "committed_url", "committed_engine", "make_user",
+    "people", "app", "client", "account",
+})
 TEST_KEY = bytes.fromhex("11" * 32)
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -47,6 +52,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if layer not in LAYERS:
             raise pytest.UsageError(f"{rel}: tests must live in one of tests/{{{','.join(LAYERS)}}}")
         item.add_marker(getattr(pytest.mark, layer))
+        if layer == "unit":
+            # fixturenames is the closure: a fixture that itself needs the database counts too
+            uses = DATABASE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+            if uses:
+                raise pytest.UsageError(f"{item.nodeid}: tests/unit may not use a database "
+                                        f"(fixture {', '.join(sorted(uses))}); move it to tests/integration")
 
 
 def pytest_configure(config: pytest.Config) -> None:

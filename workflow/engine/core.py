@@ -29,7 +29,8 @@ from workflow.db import records
 from workflow.db.models import Record, User
 from workflow.db.uow import UnitOfWork
 from workflow.engine import access, actions, extensions, lifecycle, timers
-from workflow.engine.context import ActionKind, Ctx, Result, as_actor, result_of
+from workflow.engine.context import ActionKind, Ctx, as_actor, result_of
+from workflow.engine.context import Result as Result  # re-exported: callers import it from here
 from workflow.errors import (
     AccountLocked,
     CredentialsRejected,
@@ -250,7 +251,7 @@ class Engine:
             return
         with self.unit() as session:
             locked = record(session, exc)
-            username = session.get(User, exc.user_id).username if exc.user_id else ""
+            username = session.get_one(User, exc.user_id).username if exc.user_id else ""
         if locked:
             raise AccountLocked(username) from exc
 

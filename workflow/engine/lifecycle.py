@@ -76,7 +76,7 @@ def create(ctx: Ctx, compiled: Compiled, user: User, data: dict[str, Any], *,
     )
     # inserted with Core and kept out of the session; later changes (audit head, state...)
     # are written back at commit like a locked record's
-    rec = Record(id=session.execute(st.INSERT_RECORD, row).inserted_primary_key[0], **row)
+    rec = Record(id=st.inserted_id(session.execute(st.INSERT_RECORD, row)), **row)
     records.track(session, rec)
     ctx.created.append(rec.number)
     changes: dict[str, Any] = {k: [None, v] for k, v in clean.items()}

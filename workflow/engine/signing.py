@@ -72,7 +72,7 @@ def store(ctx: Ctx, rec: Record, user: User, *, transition: str, meaning: str, r
     # row goes in as one Core INSERT rather than through an ORM flush (which would also
     # write the record row early, and again at commit)
     row["mac"] = compute_mac(ctx.signing_key, Signature(**row), rec.number)
-    sig_id: int = ctx.session.execute(st.INSERT_SIGNATURE, row).inserted_primary_key[0]
+    sig_id = st.inserted_id(ctx.session.execute(st.INSERT_SIGNATURE, row))
     audit.record_event(ctx.session, rec, at=ctx.now, actor=user, action="sign",
                        transition=transition,
                        changes={"signature": {"id": sig_id, "meaning": meaning, "role": role,

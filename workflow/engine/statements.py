@@ -9,11 +9,14 @@ workflow/db/records.py.)
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, insert, select, update
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Result, Table, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from workflow.db.models import (
     AuditEvent,
+    Base,
     Record,
     RecordCounter,
     Signature,
@@ -23,6 +26,22 @@ from workflow.db.models import (
     TimerStatus,
     User,
 )
+
+
+def table_of(model: type[Base]) -> Table:
+    """The model's Core Table: declarative types ``__table__`` as any FromClause, which
+    insert()/update() do not accept for typing; every model here is mapped to a Table."""
+    return cast(Table, model.__table__)
+
+
+def inserted_id(result: Result[Any]) -> int:
+    """The primary key a one-row Core INSERT generated (Session.execute types its result as
+    a plain Result, and ``inserted_primary_key`` as optional; neither is so here)."""
+    key = cast(CursorResult[Any], result).inserted_primary_key
+    assert key is not None
+    new_id: int = key[0]
+    return new_id
+
 
 users = User.__table__.c
 records = Record.__table__.c
@@ -49,32 +68,32 @@ DID_STEP = select(events.transition).where(
 EARLIER_SIGNATURES = select(signatures.signer_id, signatures.signer_role).where(
     signatures.record_id == bindparam("rid"), signatures.transition == bindparam("transition"),
     signatures.state_visit == bindparam("visit"))
-INSERT_SIGNATURE = insert(Signature.__table__)
+INSERT_SIGNATURE = insert(table_of(Signature))
 
-INSERT_TASKS = insert(Task.__table__)
-INSERT_TIMER = insert(Timer.__table__)
-CLOSE_TASKS = update(Task.__table__).where(
+INSERT_TASKS = insert(table_of(Task))
+INSERT_TIMER = insert(table_of(Timer))
+CLOSE_TASKS = update(table_of(Task)).where(
     tasks.record_id == bindparam("rid"), tasks.status == TaskStatus.OPEN,
 ).values(status=TaskStatus.DONE, closed_at=bindparam("now"), closed_by_id=bindparam("uid"),
          closed_by_transition=bindparam("transition"))
-CLOSE_ROLE_TASK = update(Task.__table__).where(
+CLOSE_ROLE_TASK = update(table_of(Task)).where(
     tasks.record_id == bindparam("rid"), tasks.status == TaskStatus.OPEN,
     tasks.role == bindparam("b_role"),
 ).values(status=TaskStatus.DONE, closed_at=bindparam("now"), closed_by_id=bindparam("uid"),
          closed_by_transition=bindparam("transition"))
-CANCEL_TIMERS = update(Timer.__table__).where(
+CANCEL_TIMERS = update(table_of(Timer)).where(
     timers.record_id == bindparam("rid"), timers.status == TimerStatus.PENDING,
 ).values(status=TimerStatus.CANCELLED)
 COUNTER_ROW = {
-    name: upsert(RecordCounter.__table__)
+    name: upsert(table_of(RecordCounter))
     .values(prefix=bindparam("p"), year=bindparam("y"), last_value=0)
     .on_conflict_do_nothing(index_elements=["prefix", "year"])
     for name, upsert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
 }
 BUMP_COUNTER = (
-    update(RecordCounter.__table__)
+    update(table_of(RecordCounter))
     .where(counters.prefix == bindparam("p"), counters.year == bindparam("y"))
     .values(last_value=counters.last_value + 1)
     .returning(counters.last_value)
 )
-INSERT_RECORD = insert(Record.__table__)
+INSERT_RECORD = insert(table_of(Record))
