@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 from workflow import canonical, clock
 from workflow.audit import trail as audit
 from workflow.db import engines as db
-from workflow.db import records
+from workflow.db import seals
 from workflow.db.models import (
     AuditEvent,
     Record,
@@ -283,7 +283,7 @@ def _clone(t: dict[str, Any], ids: _Ids, prefix: str, *, created_at: Any, title:
         rec.update(data=data, version=version, updated_at=events[-1]["at"])
     rec["audit_head"] = prev
     rec["audit_seq"] = len(events)
-    rec["seal"] = records.record_seal(KEY, SimpleNamespace(**rec))
+    rec["seal"] = seals.record_seal(KEY, SimpleNamespace(**rec))
     return rec, tasks, events
 
 

@@ -13,6 +13,7 @@ from tests.factories import sign
 from workflow import canonical, clock
 from workflow.audit import integrity
 from workflow.db.models import AuditEvent, OutboxMessage, Record, RecordLink, Signature, Task, TaskStatus
+from workflow.db.seals import mac_ok
 from workflow.errors import (
     GuardFailed,
     NotAuthorized,
@@ -22,7 +23,6 @@ from workflow.errors import (
     ValidationFailed,
 )
 from workflow.identity import users as identity
-from workflow.signatures.mac import mac_ok
 
 RATIONALE = "Isolated operator slip; the SOP and training are adequate."  # >= 20 characters
 

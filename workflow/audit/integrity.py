@@ -22,8 +22,7 @@ from sqlalchemy.orm import Session
 from workflow import canonical, clock
 from workflow.audit.trail import ChainProblem, VerifyReport, record_chain, verify_chain
 from workflow.db.models import AuditChain, AuditEvent, JobRun, Record, Signature
-from workflow.db.records import record_seal
-from workflow.signatures.mac import mac_ok
+from workflow.db.seals import mac_ok, record_seal
 
 BATCH = 500
 #: the JobRun.job name under which integrity verification results are stored

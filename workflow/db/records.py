@@ -7,20 +7,18 @@ unit flushes or commits. The ORM flush of that one row cost ~0.12 ms a unit, mor
 statement (measured). Like the audit rows, the write is a write-back hook of the unit of
 work (workflow/db/uow.py), so no exit path can skip it, and a rollback discards it.
 
-Each written row carries a seal: a keyed hash over its sealed columns, so verify-audit names
-a row edited with plain SQL.
+Each written row carries a seal (workflow/db/seals.py), so verify-audit names a row edited
+with plain SQL.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from workflow.canonical import keyed_hash
 from workflow.db.engines import is_sqlite
 from workflow.db.models import Record
+from workflow.db.seals import record_seal
 from workflow.db.uow import session_key
 from workflow.errors import RecordNotFound, StaleRecord
 
@@ -35,22 +33,11 @@ _UPDATE_RECORD = update(Record.__table__).where(
     _records.id == bindparam("_id"), _records.version == bindparam("_stored_version"))
 _RECORD_VERSION = select(_records.version).where(_records.id == bindparam("_id"))
 
-#: the record columns a seal covers: everything that says what the record is and holds
-SEALED = ("id", "number", "workflow_key", "definition_id", "definition_hash", "title", "state",
-          "state_visit", "data", "version", "created_by_id", "created_at", "closed_at",
-          "outcome", "due_original", "due_current", "audit_seq", "audit_head")
-
 _TRACKED = "qms_tracked_records"
 # definition_id/definition_hash change only in a signed migration (change_control/migrate.py)
 _WRITABLE = ("title", "state", "state_visit", "data", "version", "updated_at", "closed_at",
              "outcome", "due_current", "audit_seq", "audit_head", "seal",
              "definition_id", "definition_hash")
-
-
-def record_seal(key: bytes, rec: Any) -> str:
-    """The record row's seal: a keyed hash over its sealed columns (verify-audit checks it,
-    so a row edited with plain SQL is named)."""
-    return keyed_hash(key, {k: getattr(rec, k) for k in SEALED})
 
 
 def get(session: Session, ref: int | str) -> Record:

@@ -15,8 +15,8 @@ their queues are discarded.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,6 +36,19 @@ def session_key(session: Session) -> bytes:
         # fail closed: an audit event or a seal must never be written unkeyed
         raise RuntimeError("audit events are written only inside a write unit (UnitOfWork.write)")
     return bytes(key)
+
+
+class Units(Protocol):
+    """What a command below the engine needs of it (the Engine provides it): write and read
+    units and the server key. Typing commands with this instead of the Engine keeps the
+    layers pointing one way (identity never imports the engine)."""
+
+    @property
+    def signing_key(self) -> bytes: ...
+
+    def unit(self) -> AbstractContextManager[Session]: ...
+
+    def reader(self) -> AbstractContextManager[Session]: ...
 
 
 class UnitOfWork:

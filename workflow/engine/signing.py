@@ -10,11 +10,11 @@ from typing import Any
 from workflow import canonical
 from workflow.audit import trail as audit
 from workflow.db.models import Record, Signature, User
+from workflow.db.seals import compute_mac
 from workflow.engine import access
 from workflow.engine import statements as st
 from workflow.engine.context import Ctx
 from workflow.errors import NotAuthorized, SegregationOfDuties, SignatureRejected
-from workflow.signatures.mac import compute_mac
 from workflow.spec.model import TransitionSpec
 
 

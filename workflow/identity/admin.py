@@ -13,20 +13,17 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from workflow.db.models import User
+from workflow.db.uow import Units
 from workflow.errors import WorkflowError
 from workflow.identity import lockout, passwords, totp
 from workflow.identity import tokens as api_tokens
 from workflow.identity import users as identity
 from workflow.identity.policy import Policy
-
-if TYPE_CHECKING:
-    from workflow.engine.core import Engine
 
 
 @dataclass(frozen=True)
@@ -67,7 +64,7 @@ def acting_user(session: Session, actor: str) -> User:
     return identity.get_user(session, actor)
 
 
-def create_user(engine: Engine, username: str, full_name: str, *, actor: str, reason: str,
+def create_user(engine: Units, username: str, full_name: str, *, actor: str, reason: str,
                 policy: Policy, email: str = "", timezone: str = "UTC",
                 roles: tuple[str, ...] = (), password: str | None = None) -> NewUser:
     """Create a user with a temporary password (``password``, or a generated one) that must be
@@ -84,7 +81,7 @@ def create_user(engine: Engine, username: str, full_name: str, *, actor: str, re
         return NewUser(user.username, temp)
 
 
-def grant_role(engine: Engine, username: str, role: str, *, actor: str, reason: str,
+def grant_role(engine: Units, username: str, role: str, *, actor: str, reason: str,
                expires_on: date | None = None) -> None:
     """Grant ``role`` to an active user, until the end of ``expires_on`` (UTC) if given."""
     with engine.unit() as s:
@@ -93,7 +90,7 @@ def grant_role(engine: Engine, username: str, role: str, *, actor: str, reason: 
                             expires_at=end_of_day(expires_on) if expires_on else None)
 
 
-def revoke_role(engine: Engine, username: str, role: str, *, actor: str, reason: str) -> None:
+def revoke_role(engine: Units, username: str, role: str, *, actor: str, reason: str) -> None:
     """Revoke ``role`` from a user (effective at once); refused when they do not hold it."""
     with engine.unit() as s:
         n = identity.revoke_role(s, identity.get_user(s, username, active=False), role,
@@ -102,7 +99,7 @@ def revoke_role(engine: Engine, username: str, role: str, *, actor: str, reason:
             raise WorkflowError(f"{username} does not hold the role {role!r}.")
 
 
-def deactivate_user(engine: Engine, username: str, *, actor: str, reason: str) -> None:
+def deactivate_user(engine: Units, username: str, *, actor: str, reason: str) -> None:
     """Deactivate a user: no login, no signing, open sessions end; past signatures stay
     valid. An administrator cannot deactivate their own account."""
     with engine.unit() as s:
@@ -113,17 +110,17 @@ def deactivate_user(engine: Engine, username: str, *, actor: str, reason: str) -
         identity.deactivate_user(s, user, actor=admin, reason=reason)
 
 
-def unlock(engine: Engine, username: str, *, actor: str, reason: str) -> None:
+def unlock(engine: Units, username: str, *, actor: str, reason: str) -> None:
     """Unlock an account locked after failed attempts."""
     lockout.unlock(engine, username, actor=actor, reason=reason)
 
 
-def reset_totp(engine: Engine, username: str, *, actor: str, reason: str) -> None:
+def reset_totp(engine: Units, username: str, *, actor: str, reason: str) -> None:
     """Revoke a user's authenticator and recovery codes; they enrol again at next login."""
     totp.reset_totp(engine, username, actor=actor, reason=reason)
 
 
-def issue_temporary_password(engine: Engine, username: str, *, actor: str, reason: str,
+def issue_temporary_password(engine: Units, username: str, *, actor: str, reason: str,
                              policy: Policy) -> str:
     """Give an active user a new temporary password (returned, shown once)."""
     temp = temporary_password()
@@ -133,7 +130,7 @@ def issue_temporary_password(engine: Engine, username: str, *, actor: str, reaso
     return temp
 
 
-def list_accounts(engine: Engine) -> list[Account]:
+def list_accounts(engine: Units) -> list[Account]:
     """Every person's and service's account (not the system user), by username."""
     with engine.reader() as s:
         users = s.execute(select(User).where(User.is_system.is_(False))
@@ -146,7 +143,7 @@ def list_accounts(engine: Engine) -> list[Account]:
 # ------------------------------------------------------------------ service accounts, tokens
 
 
-def create_service_account(engine: Engine, username: str, full_name: str, *,
+def create_service_account(engine: Units, username: str, full_name: str, *,
                            roles: tuple[str, ...], actor: str, reason: str) -> None:
     """An account for another system: no password, it acts only through its API tokens."""
     with engine.unit() as s:
@@ -154,7 +151,7 @@ def create_service_account(engine: Engine, username: str, full_name: str, *,
                                           actor=acting_user(s, actor), reason=reason)
 
 
-def create_token(engine: Engine, username: str, *, actor: str, name: str,
+def create_token(engine: Units, username: str, *, actor: str, name: str,
                  scopes: tuple[str, ...], expires_in_days: int,
                  reason: str) -> api_tokens.CreatedToken:
     """An API token for ``username``; its secret is in the result and nowhere else."""
@@ -164,14 +161,14 @@ def create_token(engine: Engine, username: str, *, actor: str, name: str,
                                        expires_in_days=expires_in_days, reason=reason)
 
 
-def list_tokens(engine: Engine, username: str | None = None) -> list[api_tokens.TokenInfo]:
+def list_tokens(engine: Units, username: str | None = None) -> list[api_tokens.TokenInfo]:
     """Tokens (never their secrets) of ``username``, or of everyone; newest first."""
     with engine.reader() as s:
         owner = identity.get_user(s, username, active=False) if username else None
         return api_tokens.list_tokens(s, owner)
 
 
-def revoke_token(engine: Engine, token: str, *, actor: str, reason: str) -> str:
+def revoke_token(engine: Units, token: str, *, actor: str, reason: str) -> str:
     """Revoke a token (by number or prefix) at once; returns its prefix."""
     with engine.unit() as s:
         row = api_tokens.find_token(s, token)

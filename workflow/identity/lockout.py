@@ -8,19 +8,15 @@ refused business change has rolled back.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from sqlalchemy.orm import Session
 
 from workflow import clock, outbox
 from workflow.audit import trail as audit
 from workflow.db.models import User
+from workflow.db.uow import Units
 from workflow.errors import WorkflowError
 from workflow.identity import users as identity
 from workflow.identity.policy import Policy
-
-if TYPE_CHECKING:
-    from workflow.engine.core import Engine
 
 
 def record_failure(session: Session, user: User | None, *, action: str, detail: str,
@@ -50,7 +46,7 @@ def record_failure(session: Session, user: User | None, *, action: str, detail: 
     return False
 
 
-def unlock(engine: Engine, username: str, *, actor: str, reason: str) -> None:
+def unlock(engine: Units, username: str, *, actor: str, reason: str) -> None:
     if not reason.strip():
         raise WorkflowError("A reason is required to unlock an account.")
     with engine.unit() as session:

@@ -10,7 +10,6 @@ import gzip
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -20,13 +19,11 @@ from sqlalchemy.orm import Session
 from workflow import clock
 from workflow.audit import trail as audit
 from workflow.db.models import PasswordHistory, User
+from workflow.db.uow import Units
 from workflow.errors import AccountLocked, LoginFailed, PasswordRejected, WorkflowError
 from workflow.identity import users as identity
 from workflow.identity.lockout import record_failure
 from workflow.identity.policy import Policy
-
-if TYPE_CHECKING:
-    from workflow.engine.core import Engine
 
 COMMON_PASSWORDS = Path(__file__).resolve().parents[1] / "data" / "common-passwords.txt.gz"
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
@@ -105,7 +102,7 @@ def password_expired(user: User, policy: Policy) -> bool:
     return clock.now() - user.password_changed_at > timedelta(days=policy.max_age_days)
 
 
-def change_password(engine: Engine, username: str, old: str, new: str,
+def change_password(engine: Units, username: str, old: str, new: str,
                     policy: Policy | None = None) -> None:
     """The user changes their own password (also the forced change after expiry)."""
     policy = policy or Policy.from_env()

@@ -11,7 +11,6 @@ import hashlib
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,16 +18,13 @@ from sqlalchemy.orm import Session
 from workflow import clock
 from workflow.audit import trail as audit
 from workflow.db.models import User, UserSession
+from workflow.db.uow import Units
 from workflow.errors import AccountLocked, LoginFailed, SecondFactorFailed, SessionEnded, WorkflowError
 from workflow.identity import users as identity
 from workflow.identity.lockout import record_failure
 from workflow.identity.passwords import password_expired, password_matches
 from workflow.identity.policy import Policy
 from workflow.identity.totp import check_second_factor, totp_enrolled, totp_required
-
-if TYPE_CHECKING:
-    from workflow.engine.core import Engine
-
 
 # --------------------------------------------------------------------------- login
 
@@ -44,7 +40,7 @@ class PasswordChecked:
     must_change_password: bool
 
 
-def check_login_password(engine: Engine, username: str, password: str,
+def check_login_password(engine: Units, username: str, password: str,
                          policy: Policy | None = None) -> PasswordChecked:
     """First login step. A failure is recorded (and may lock the account) before raising."""
     policy = policy or Policy.from_env()
@@ -76,7 +72,7 @@ def check_login_password(engine: Engine, username: str, password: str,
     raise failure
 
 
-def check_login_totp(engine: Engine, user_id: int, code: str, policy: Policy | None = None) -> str:
+def check_login_totp(engine: Units, user_id: int, code: str, policy: Policy | None = None) -> str:
     """Second login step; a wrong or replayed code counts toward lockout."""
     policy = policy or Policy.from_env()
     failure: WorkflowError | None = None
@@ -96,7 +92,7 @@ def check_login_totp(engine: Engine, user_id: int, code: str, policy: Policy | N
 # --------------------------------------------------------------------------- sessions
 
 
-def start_session(engine: Engine, user_id: int, *, mfa: bool, client: str = "") -> str:
+def start_session(engine: Units, user_id: int, *, mfa: bool, client: str = "") -> str:
     """Open a server-side session after a complete login; returns the secret token."""
     token = secrets.token_urlsafe(32)
     with engine.unit() as session:
@@ -152,7 +148,7 @@ def live_session(session: Session, token: str, policy: Policy) -> UserSession:
     return row
 
 
-def touch_session(engine: Engine, token: str, policy: Policy | None = None) -> SessionInfo:
+def touch_session(engine: Units, token: str, policy: Policy | None = None) -> SessionInfo:
     """Validate a session on each request and record the activity; raises SessionEnded
     (after ending it server-side) on idle timeout or past its lifetime."""
     policy = policy or Policy.from_env()
@@ -176,7 +172,7 @@ def touch_session(engine: Engine, token: str, policy: Policy | None = None) -> S
     raise ended
 
 
-def end_session(engine: Engine, token: str, reason: str = "logout") -> None:
+def end_session(engine: Units, token: str, reason: str = "logout") -> None:
     with engine.unit() as session:
         row = session.execute(
             select(UserSession).where(UserSession.token_hash == _token_hash(token))

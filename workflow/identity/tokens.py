@@ -25,7 +25,6 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
@@ -33,11 +32,9 @@ from sqlalchemy.orm import Session
 from workflow import clock
 from workflow.audit import trail as audit
 from workflow.db.models import ApiToken, User
+from workflow.db.uow import Units
 from workflow.errors import AccountLocked, NotAuthorized, TokenError, TokenRejected
 from workflow.identity import users as identity
-
-if TYPE_CHECKING:
-    from workflow.engine.core import Engine
 
 SCOPES = ("read", "write", "sign")
 DEFAULT_DAYS = 90
@@ -264,7 +261,7 @@ _TOUCH = update(ApiToken.__table__).where(ApiToken.__table__.c.id == bindparam("
     .values(last_used_at=bindparam("now"))
 
 
-def authenticate(engine: Engine, secret: str | None) -> Caller:
+def authenticate(engine: Units, secret: str | None) -> Caller:
     """The caller a presented token stands for; raises :class:`TokenRejected`.
 
     The token's user must still be active and not locked: deactivation and lockout stop

@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import pyotp
 from cryptography.hazmat.primitives import hashes
@@ -24,13 +23,10 @@ from sqlalchemy.orm import Session
 from workflow import clock
 from workflow.audit import trail as audit
 from workflow.db.models import RecoveryCode, User
+from workflow.db.uow import Units
 from workflow.errors import SecondFactorFailed, WorkflowError
 from workflow.identity import users as identity
 from workflow.identity.policy import Policy
-
-if TYPE_CHECKING:
-    from workflow.engine.core import Engine
-
 
 # --------------------------------------------------------------------------- secrets
 
@@ -111,7 +107,7 @@ class Enrolment:
     uri: str
 
 
-def begin_totp_enrolment(engine: Engine, username: str, policy: Policy | None = None) -> Enrolment:
+def begin_totp_enrolment(engine: Units, username: str, policy: Policy | None = None) -> Enrolment:
     """Store a new (not yet active) secret; the user confirms it with a code."""
     policy = policy or Policy.from_env()
     with engine.unit() as session:
@@ -128,7 +124,7 @@ def begin_totp_enrolment(engine: Engine, username: str, policy: Policy | None = 
         return Enrolment(secret=secret, uri=uri)
 
 
-def pending_enrolment(engine: Engine, username: str, policy: Policy | None = None
+def pending_enrolment(engine: Units, username: str, policy: Policy | None = None
                       ) -> Enrolment | None:
     """The enrolment begun but not confirmed yet (to show the same QR code again)."""
     policy = policy or Policy.from_env()
@@ -141,7 +137,7 @@ def pending_enrolment(engine: Engine, username: str, policy: Policy | None = Non
             name=user.username, issuer_name=policy.totp_issuer))
 
 
-def confirm_totp_enrolment(engine: Engine, username: str, code: str) -> list[str]:
+def confirm_totp_enrolment(engine: Units, username: str, code: str) -> list[str]:
     """Activate the pending secret with a correct code; returns 10 one-time recovery codes
     (shown once, stored hashed)."""
     with engine.unit() as session:
@@ -171,7 +167,7 @@ def confirm_totp_enrolment(engine: Engine, username: str, code: str) -> list[str
         return codes
 
 
-def reset_totp(engine: Engine, username: str, *, actor: str, reason: str) -> None:
+def reset_totp(engine: Units, username: str, *, actor: str, reason: str) -> None:
     """Revoke a lost or compromised authenticator at once (R-P11-300c-1)."""
     if not reason.strip():
         raise WorkflowError("A reason is required to reset a user's authenticator.")

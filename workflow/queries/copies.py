@@ -20,7 +20,7 @@ from workflow.audit import trail as audit
 from workflow.audit.trail import event_payload
 from workflow.canonical import keyed_hash
 from workflow.db.models import AuditEvent, DefinitionVersion, Record, RecordLink, Signature, User
-from workflow.db.records import SEALED, record_seal
+from workflow.db.seals import SEALED, record_seal
 from workflow.registry import Registry
 
 FORMAT = "qms-true-copy/1"

@@ -13,8 +13,6 @@ so a signature row copied to another record or edited no longer verifies.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import os
 import secrets
@@ -25,9 +23,8 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from workflow import canonical
 from workflow.db.engines import REPO_ROOT
-from workflow.db.models import Signature, User
+from workflow.db.models import User
 from workflow.errors import InactiveUser, SignatureRejected
 
 log = logging.getLogger(__name__)
@@ -106,30 +103,3 @@ def load_signing_key() -> bytes:
             fh.write(secrets.token_hex(32))
         log.warning("created a new signature key at %s: back it up apart from the database", path)
     return bytes.fromhex(path.read_text().strip())
-
-
-def mac_payload(sig: Signature, record_number: str) -> dict[str, Any]:
-    return {
-        "record_id": sig.record_id,
-        "record_number": record_number,
-        "record_version": sig.record_version,
-        "state_visit": sig.state_visit,
-        "transition": sig.transition,
-        "meaning": sig.meaning,
-        "signer_id": sig.signer_id,
-        "signer_username": sig.signer_username,
-        "signer_name": sig.signer_name,
-        "signer_role": sig.signer_role,
-        "method": sig.method,
-        "signed_at": sig.signed_at,
-        "content_hash": sig.content_hash,
-    }
-
-
-def compute_mac(key: bytes, sig: Signature, record_number: str) -> str:
-    msg = canonical.dumps(mac_payload(sig, record_number)).encode()
-    return hmac.new(key, msg, hashlib.sha256).hexdigest()
-
-
-def mac_ok(key: bytes, sig: Signature, record_number: str) -> bool:
-    return hmac.compare_digest(compute_mac(key, sig, record_number), sig.mac)
