@@ -9,8 +9,10 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from workflow import config
+from workflow.cli import main
 from workflow.config import REPO_ROOT, VARIABLES, Settings
 from workflow.errors import ConfigError
 from workflow.identity.policy import Policy
@@ -207,3 +209,11 @@ def test_readme_table_lists_exactly_the_settings_variables() -> None:
         documented = _as_documented(getattr(defaults, field_name))
         if documented is not None:
             assert table[name] == documented, f"README default of {name}: {table[name]}"
+
+
+def test_qms_reports_a_bad_variable_in_one_line_before_touching_anything() -> None:
+    result = CliRunner(env={"QMS_DIGEST_HOUR": "24"}).invoke(main, ["stats"])
+    assert result.exit_code == 1
+    assert "error: QMS_DIGEST_HOUR must be an hour from 0 to 23, got '24'" in result.output
+    assert "Traceback" not in result.output
+    assert config.settings().digest_hour == 7  # the command left no settings behind
