@@ -8,7 +8,6 @@ optional (URL-encode special characters). ``QMS_SMTP_FROM`` is the sender addres
 from __future__ import annotations
 
 import logging
-import os
 import smtplib
 import ssl
 from collections.abc import Mapping
@@ -18,7 +17,7 @@ from email.utils import format_datetime, make_msgid
 from types import TracebackType
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from workflow import clock
+from workflow import clock, config
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +58,20 @@ class SmtpSettings:
                    use_ssl=use_ssl, starttls=starttls, **kw)  # type: ignore[arg-type]
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> SmtpSettings | None:
-        """None when QMS_SMTP_URL is unset (e-mail off; in-app messages still work)."""
-        env = os.environ if env is None else env
-        url = env.get("QMS_SMTP_URL", "").strip()
+    def from_settings(cls, settings: config.Settings | None = None) -> SmtpSettings | None:
+        """None when QMS_SMTP_URL is unset (e-mail off; in-app messages still work).
+        ``settings``: default, this process's (:func:`workflow.config.settings`)."""
+        s = settings if settings is not None else config.settings()
+        url = (s.smtp_url or "").strip()
         if not url:
             return None
-        return cls.from_url(
-            url, sender=env.get("QMS_SMTP_FROM", "qms@localhost"),
-            timeout=float(env.get("QMS_SMTP_TIMEOUT", "10")),
-            max_attempts=max(1, int(env.get("QMS_SMTP_MAX_ATTEMPTS", "5"))),
-            retry_seconds=max(1, int(env.get("QMS_SMTP_RETRY_SECONDS", "60"))))
+        return cls.from_url(url, sender=s.smtp_from, timeout=s.smtp_timeout,
+                            max_attempts=s.smtp_max_attempts, retry_seconds=s.smtp_retry_seconds)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SmtpSettings | None:
+        """The e-mail settings of an environment mapping (``QMS_SMTP_*``)."""
+        return cls.from_settings(config.Settings.from_env(env))
 
     def redacted(self) -> str:
         scheme = "smtps" if self.use_ssl else "smtp"

@@ -21,7 +21,6 @@ marks the row sends that e-mail again.
 from __future__ import annotations
 
 import logging
-import os
 from collections import defaultdict
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
@@ -32,7 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from workflow import clock, outbox, rules
+from workflow import clock, config, outbox, rules
 from workflow.db.models import Notification, OutboxMessage, Record, RoleGrant, User
 
 from .channels import Mailer, SmtpSettings
@@ -73,7 +72,7 @@ def dispatch(uow: UnitOfWork, *, now: datetime | None = None, smtp: Any = _ENV,
     """Deliver what is due now. ``smtp``: settings (None: e-mail off); from the environment
     unless given. The units of ``uow`` do the writes; nothing here commits on its own."""
     now = now or clock.now()
-    settings: SmtpSettings | None = SmtpSettings.from_env() if smtp is _ENV else smtp
+    settings: SmtpSettings | None = SmtpSettings.from_settings() if smtp is _ENV else smtp
     report = DispatchReport()
     _fan_out(uow, now, settings, report, batch)
     if settings is not None:
@@ -105,7 +104,7 @@ def recipients(session: Session, msg: OutboxMessage, now: datetime) -> list[User
 
 def next_digest_at(user: User, now: datetime) -> datetime:
     """The next ``QMS_DIGEST_HOUR`` o'clock (default 7) in the person's time zone."""
-    hour = int(os.environ.get("QMS_DIGEST_HOUR", "7"))
+    hour = config.settings().digest_hour
     try:
         zone = ZoneInfo(user.timezone or "UTC")
     except (ZoneInfoNotFoundError, ValueError):

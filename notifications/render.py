@@ -4,12 +4,13 @@ record (``QMS_BASE_URL``)."""
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
+
+from workflow import config
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 #: each template renders its subject block, this line, then its body block
@@ -17,7 +18,8 @@ _SEPARATOR = "%%BODY%%"
 
 
 def base_url() -> str:
-    return os.environ.get("QMS_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
+    """QMS_BASE_URL, without a trailing slash."""
+    return config.settings().base_url
 
 
 def record_path(number: str | None) -> str | None:

@@ -25,6 +25,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.orm import sessionmaker
 
 from workflow import clock
+from workflow import config as qms_config
 from workflow.bootstrap import action_kinds
 from workflow.db import engines as db
 from workflow.engine.core import Engine
@@ -108,6 +109,25 @@ def fast_password_hashing() -> None:
     from workflow.identity import passwords
 
     passwords.use_fast_hashing_for_tests()
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test reads the ``QMS_`` variables afresh (workflow.config caches them per
+    process), also after it changes one with ``monkeypatch.setenv``/``delenv``: a fixture
+    may have built an Engine (and so read the settings) before the test sets its variable."""
+    qms_config.reset()
+    for name in ("setenv", "delenv"):
+        change = getattr(monkeypatch, name)
+
+        def change_and_reset(*args: Any, _change: Callable[..., None] = change,
+                             **kwargs: Any) -> None:
+            _change(*args, **kwargs)
+            qms_config.reset()
+
+        setattr(monkeypatch, name, change_and_reset)
+    yield
+    qms_config.reset()
 
 
 @pytest.fixture(autouse=True)

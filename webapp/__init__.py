@@ -10,21 +10,20 @@ from __future__ import annotations
 import os
 import secrets
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from flask import Flask, request
 from flask_wtf.csrf import CSRFProtect
 
-from workflow.db.engines import REPO_ROOT
+from workflow import config as qms_config
 
 csrf = CSRFProtect()
 
 
-def _secret_key(instance: Path) -> str:
-    env = os.environ.get("QMS_SECRET_KEY")
-    if env:
-        return env
+def _secret_key(settings: qms_config.Settings) -> str:
+    if settings.secret_key:
+        return settings.secret_key
+    instance = settings.instance_dir
     path = instance / "flask-secret.key"
     if not path.exists():
         instance.mkdir(parents=True, exist_ok=True)
@@ -34,15 +33,17 @@ def _secret_key(instance: Path) -> str:
     return path.read_text().strip()
 
 
-def create_app(config: dict[str, Any] | None = None) -> Flask:
+def create_app(config: dict[str, Any] | None = None,
+               settings: qms_config.Settings | None = None) -> Flask:
     """Build the app. ``config`` may carry ``QMS_ENGINE`` (an Engine, for tests) and
-    ``QMS_POLICY`` (a workflow.identity.policy.Policy); otherwise both come from the environment."""
-    instance = Path(os.environ.get("QMS_INSTANCE_DIR", REPO_ROOT / "instance"))
-    app = Flask(__name__, instance_path=str(instance.resolve()))
+    ``QMS_POLICY`` (a workflow.identity.policy.Policy); otherwise both are built from
+    ``settings`` (default: the process's, read from the ``QMS_`` environment variables)."""
+    settings = settings if settings is not None else qms_config.settings()
+    app = Flask(__name__, instance_path=str(settings.instance_dir.resolve()))
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=os.environ.get("QMS_COOKIE_SECURE", "0") == "1",
+        SESSION_COOKIE_SECURE=settings.cookie_secure,
         SESSION_COOKIE_NAME="qms_session",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
@@ -52,7 +53,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if config:
         app.config.update(config)
     if not app.config.get("SECRET_KEY"):
-        app.config["SECRET_KEY"] = _secret_key(instance)
+        app.config["SECRET_KEY"] = _secret_key(settings)
     # Imported here, not at the top: the ``qms`` console script (webapp/cli.py) imports this
     # package, and loading the views and the engine with it made every command start slower
     # (measured: `import webapp.cli` 0.95 s -> 1.7 s).
@@ -72,8 +73,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from workflow.identity.policy import Policy
 
     if "QMS_ENGINE" not in app.config:
-        app.config["QMS_ENGINE"], _ = open_engine()
-    app.config.setdefault("QMS_POLICY", Policy.from_env())
+        app.config["QMS_ENGINE"], _ = open_engine(settings=settings)
+    app.config.setdefault("QMS_POLICY", Policy.from_settings(settings))
+    app.config.setdefault("QMS_API_RATE_PER_MINUTE", settings.api_rate_per_minute)
 
     csrf.init_app(app)
     auth.init_app(app)

@@ -82,6 +82,9 @@ ERRORS: dict[type[wf.WorkflowError], ErrorEntry] = {
     # before this table is consulted
     wf.TokenError: REFUSED,
     wf.TokenRejected: REFUSED,
+    # a malformed QMS_ variable: raised when a process starts (workflow/config.py), so it
+    # reaches no request unless the settings were first read in one
+    wf.ConfigError: ErrorEntry(500, "Server misconfigured"),
 }
 """Errors raised elsewhere in workflow/ (login and password errors, draft and plan errors,
 PasswordExpired...) take the entry of their nearest listed base class."""

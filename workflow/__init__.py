@@ -35,11 +35,11 @@ _EXPORTS = {
         "SignatureRequired", "SignatureRejected", "CredentialsRejected", "StaleRecord",
         "DueDateLocked", "AccountLocked", "UsernameTaken", "AuthError", "LoginFailed",
         "PasswordExpired", "PasswordRejected", "SecondFactorFailed", "SessionEnded",
-        "TokenError", "TokenRejected")},
+        "TokenError", "TokenRejected", "ConfigError")},
 }
 
 __all__ = [
-    "AccountLocked", "AuthError", "CredentialsRejected", "DefinitionError", "DueDateLocked",
+    "AccountLocked", "AuthError", "ConfigError", "CredentialsRejected", "DefinitionError", "DueDateLocked",
     "Engine", "GuardFailed", "InactiveUser", "LoginFailed", "NotAuthorized", "PasswordExpired",
     "PasswordRejected", "ReasonRequired", "RecordNotFound", "Result", "SecondFactorFailed",
     "SegregationOfDuties", "SessionEnded", "SignatureRejected", "SignatureRequired",
@@ -54,6 +54,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from workflow.errors import (
         AccountLocked,
         AuthError,
+        ConfigError,
         CredentialsRejected,
         DefinitionError,
         DueDateLocked,

@@ -7,10 +7,12 @@ from pathlib import Path
 
 from sqlalchemy import Engine as DBEngine
 
+from workflow import config
 from workflow.change_control import actions as change_control_actions
 from workflow.db import engines as db
 from workflow.engine.context import ActionKind
 from workflow.engine.core import Engine
+from workflow.identity.policy import Policy
 from workflow.identity.users import system_user
 from workflow.signatures.mac import CredentialVerifier, load_signing_key
 from workflow.spec.load import DEFAULT_DEFINITIONS_DIR, load_directory
@@ -18,15 +20,18 @@ from workflow.spec.load import DEFAULT_DEFINITIONS_DIR, load_directory
 log = logging.getLogger(__name__)
 
 
-def open_engine(url: str | None = None, verifier: CredentialVerifier | None = None
-                ) -> tuple[Engine, DBEngine]:
-    """The engine for a process, signing through the Part 11 verifier unless told otherwise."""
+def open_engine(url: str | None = None, verifier: CredentialVerifier | None = None,
+                settings: config.Settings | None = None) -> tuple[Engine, DBEngine]:
+    """The engine for a process, built from ``settings`` (default: this process's, read from
+    the environment once), signing through the Part 11 verifier unless told otherwise."""
     from workflow.signatures.part11 import Part11Verifier
 
-    dbe = db.make_engine(url)
-    key = load_signing_key()
+    s = settings if settings is not None else config.settings()
+    dbe = db.make_engine(url or db.default_database_url(s))
+    key = load_signing_key(s)
     return Engine(db.make_sessionmaker(dbe), key,
-                  verifier=verifier or Part11Verifier(key), actions=action_kinds()), dbe
+                  verifier=verifier or Part11Verifier(key, Policy.from_settings(s)),
+                  system_name=s.system_name, actions=action_kinds()), dbe
 
 
 def action_kinds() -> dict[str, ActionKind]:

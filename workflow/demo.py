@@ -52,7 +52,7 @@ def seed(engine: Engine) -> list[str]:
         for username, name, roles in DEMO_USERS:
             u = identity.create_user(s, username, name, email=f"{username}@demo.example",
                                      actor=system, reason="demo data")
-            passwords.set_password(s, u, DEMO_PASSWORD, actor=system, policy=Policy.from_env(),
+            passwords.set_password(s, u, DEMO_PASSWORD, actor=system, policy=Policy.from_settings(),
                                    reason="demo data")
             for r in roles:
                 identity.grant_role(s, u, r, actor=system, reason="demo data")

@@ -303,3 +303,17 @@ class TokenRejected(WorkflowError):
     def __init__(self, reason: str, message: str):
         self.reason = reason
         super().__init__(message)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+class ConfigError(WorkflowError):
+    """A ``QMS_`` environment variable is malformed. ``variable`` names it; the message says
+    what is wrong and what was given."""
+
+    code = "config_invalid"
+
+    def __init__(self, variable: str, message: str):
+        self.variable = variable
+        super().__init__(message)

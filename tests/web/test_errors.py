@@ -46,6 +46,8 @@ EXAMPLES: list[tuple[wf.WorkflowError, int, int, dict[str, object]]] = [
     (wf.SessionEnded("idle"), 422, 422, {}),
     (wf.TokenError("bad scope"), 422, 422, {}),
     (wf.TokenRejected("expired", "The token has expired."), 422, 422, {}),
+    (wf.ConfigError("QMS_DIGEST_HOUR", "QMS_DIGEST_HOUR must be an hour from 0 to 23, got '24'"),
+     500, 500, {}),
 ]
 
 

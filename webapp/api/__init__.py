@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from flask import Blueprint, Flask, request
@@ -60,7 +59,8 @@ class _NoCookiesForApi(SessionInterface):
 
 
 def _rate(app: Flask) -> int:
-    raw = app.config.get("QMS_API_RATE_PER_MINUTE", os.environ.get("QMS_API_RATE_PER_MINUTE"))
+    # create_app sets it from Settings (QMS_API_RATE_PER_MINUTE); a test's config may override
+    raw = app.config.get("QMS_API_RATE_PER_MINUTE")
     if raw is None or raw == "":
         return 600
     try:

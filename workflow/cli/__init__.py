@@ -13,7 +13,9 @@ import logging
 
 import click
 
+from workflow import config
 from workflow.cli.audit import export, verify_audit
+from workflow.cli.common import CliError
 from workflow.cli.db import db_group, init, stats
 from workflow.cli.definitions import definitions_group
 from workflow.cli.jobs import jobs_group, notifications_group, scheduler, timers_group
@@ -21,6 +23,7 @@ from workflow.cli.records import records_group
 from workflow.cli.tokens import tokens_group
 from workflow.cli.users import users_group
 from workflow.cli.validation import validation_report
+from workflow.errors import ConfigError
 
 
 @click.group()
@@ -29,6 +32,14 @@ def main(verbose: bool) -> None:
     """QMS workflow engine: deviations, CAPAs, change control, access reviews, training."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    # a command reads the QMS_ variables as they are when it starts, checks them before it
+    # does anything, and leaves no settings behind (several commands can run in one process)
+    config.reset()
+    click.get_current_context().call_on_close(config.reset)
+    try:
+        config.settings()
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
 
 
 for command in (db_group, init, stats, definitions_group, verify_audit, export, users_group,

@@ -39,7 +39,7 @@ def users_create(username: str, full_name: str, email: str, timezone: str,
     password = sys.stdin.readline().rstrip("\n") if password_stdin else None
     created = admin.create_user(engine, username, full_name, email=email, timezone=timezone,
                                 roles=roles, actor=SYSTEM_USERNAME, reason=why,
-                                policy=Policy.from_env(), password=password)
+                                policy=Policy.from_settings(), password=password)
     click.echo(f"created {username}" + (f" with roles {', '.join(roles)}" if roles else ""))
     if not password_stdin:
         click.echo("temporary password (shown once, must be changed at first login): "
@@ -123,7 +123,7 @@ def users_set_password(username: str, reason: str) -> None:
     engine, _ = checked_engine()
     password = admin.issue_temporary_password(engine, username, actor=SYSTEM_USERNAME,
                                               reason=cli_reason(reason),
-                                              policy=Policy.from_env())
+                                              policy=Policy.from_settings())
     click.echo(f"temporary password for {username} (shown once): {password}")
 
 

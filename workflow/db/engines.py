@@ -8,24 +8,25 @@ read-only sessions use a plain deferred ``BEGIN`` and never block writers under 
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from workflow import config
+from workflow.config import REPO_ROOT
+
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 WRITE = {"qms_write": True}
 
 
-def default_database_url() -> str:
-    url = os.environ.get("QMS_DATABASE_URL")
-    if url:
-        return url
-    instance = Path(os.environ.get("QMS_INSTANCE_DIR", REPO_ROOT / "instance"))
+def default_database_url(settings: config.Settings | None = None) -> str:
+    """QMS_DATABASE_URL, else a SQLite file in QMS_INSTANCE_DIR (created if missing)."""
+    s = settings if settings is not None else config.settings()
+    if s.database_url:
+        return s.database_url
+    instance = s.instance_dir
     instance.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{instance / 'qms.db'}"
 

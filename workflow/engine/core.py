@@ -15,7 +15,6 @@ on-enter actions), ``actions`` (the built-in action kinds), ``extensions``, ``ti
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -23,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from workflow import clock, rules
+from workflow import clock, config, rules
 from workflow.audit import trail as audit
 from workflow.db import records
 from workflow.db.models import Record, User
@@ -82,7 +81,7 @@ class Engine:
             else unit_of_work(sessions, signing_key)
         #: how this QMS is named in access reviews (QMS_SYSTEM_NAME); its own grants are
         #: revoked by revoke_grants actions of reviews of this system
-        self.system_name = system_name or os.environ.get("QMS_SYSTEM_NAME", "QMS")
+        self.system_name = system_name or config.settings().system_name
         self.signing_key = signing_key
         self.verifier: CredentialVerifier = verifier or VouchingVerifier()
         self.registry = registry or Registry()

@@ -105,7 +105,7 @@ def password_expired(user: User, policy: Policy) -> bool:
 def change_password(engine: Units, username: str, old: str, new: str,
                     policy: Policy | None = None) -> None:
     """The user changes their own password (also the forced change after expiry)."""
-    policy = policy or Policy.from_env()
+    policy = policy or Policy.from_settings()
     failure: WorkflowError | None = None
     with engine.unit() as session:
         user = identity.get_user(session, username)

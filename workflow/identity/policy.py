@@ -1,22 +1,14 @@
 """The security policy: password rules, lockout threshold, session limits, who needs TOTP.
 
-Every value can be set by a ``QMS_`` environment variable, read when a policy is built.
+Every value is set by a ``QMS_`` environment variable, read once into
+:class:`workflow.config.Settings`.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SystemExit(f"{name} must be a whole number, not {raw!r}") from None
+from workflow import config
 
 
 @dataclass(frozen=True)
@@ -34,17 +26,17 @@ class Policy:
     security_role: str = "admin"  # who is notified of lockouts
 
     @classmethod
-    def from_env(cls) -> Policy:
-        roles = os.environ.get("QMS_TOTP_REQUIRED_ROLES")
+    def from_settings(cls, settings: config.Settings | None = None) -> Policy:
+        """The policy of ``settings`` (default: this process's, :func:`workflow.config.settings`)."""
+        s = settings if settings is not None else config.settings()
         return cls(
-            min_length=_env_int("QMS_PASSWORD_MIN_LENGTH", 12),
-            history=_env_int("QMS_PASSWORD_HISTORY", 5),
-            max_age_days=_env_int("QMS_PASSWORD_MAX_AGE_DAYS", 90),
-            lockout_threshold=_env_int("QMS_LOCKOUT_THRESHOLD", 5),
-            idle_minutes=_env_int("QMS_SESSION_IDLE_MINUTES", 15),
-            session_hours=_env_int("QMS_SESSION_MAX_HOURS", 12),
-            totp_required_roles=tuple(r.strip() for r in roles.split(",") if r.strip())
-            if roles is not None else ("qa", "admin"),
-            totp_issuer=os.environ.get("QMS_TOTP_ISSUER", "QMS"),
-            security_role=os.environ.get("QMS_SECURITY_ROLE", "admin"),
+            min_length=s.password_min_length,
+            history=s.password_history,
+            max_age_days=s.password_max_age_days,
+            lockout_threshold=s.lockout_threshold,
+            idle_minutes=s.session_idle_minutes,
+            session_hours=s.session_max_hours,
+            totp_required_roles=s.totp_required_roles,
+            totp_issuer=s.totp_issuer,
+            security_role=s.security_role,
         )

@@ -43,7 +43,7 @@ class PasswordChecked:
 def check_login_password(engine: Units, username: str, password: str,
                          policy: Policy | None = None) -> PasswordChecked:
     """First login step. A failure is recorded (and may lock the account) before raising."""
-    policy = policy or Policy.from_env()
+    policy = policy or Policy.from_settings()
     failure: WorkflowError | None = None
     with engine.unit() as session:
         user = identity.find_user(session, username.strip())
@@ -74,7 +74,7 @@ def check_login_password(engine: Units, username: str, password: str,
 
 def check_login_totp(engine: Units, user_id: int, code: str, policy: Policy | None = None) -> str:
     """Second login step; a wrong or replayed code counts toward lockout."""
-    policy = policy or Policy.from_env()
+    policy = policy or Policy.from_settings()
     failure: WorkflowError | None = None
     with engine.unit() as session:
         user = session.get(User, user_id)
@@ -151,7 +151,7 @@ def live_session(session: Session, token: str, policy: Policy) -> UserSession:
 def touch_session(engine: Units, token: str, policy: Policy | None = None) -> SessionInfo:
     """Validate a session on each request and record the activity; raises SessionEnded
     (after ending it server-side) on idle timeout or past its lifetime."""
-    policy = policy or Policy.from_env()
+    policy = policy or Policy.from_settings()
     ended: SessionEnded | None = None
     with engine.unit() as session:
         try:

@@ -109,7 +109,7 @@ class Enrolment:
 
 def begin_totp_enrolment(engine: Units, username: str, policy: Policy | None = None) -> Enrolment:
     """Store a new (not yet active) secret; the user confirms it with a code."""
-    policy = policy or Policy.from_env()
+    policy = policy or Policy.from_settings()
     with engine.unit() as session:
         user = identity.get_user(session, username)
         if totp_enrolled(user):
@@ -127,7 +127,7 @@ def begin_totp_enrolment(engine: Units, username: str, policy: Policy | None = N
 def pending_enrolment(engine: Units, username: str, policy: Policy | None = None
                       ) -> Enrolment | None:
     """The enrolment begun but not confirmed yet (to show the same QR code again)."""
-    policy = policy or Policy.from_env()
+    policy = policy or Policy.from_settings()
     with engine.reader() as session:
         user = identity.get_user(session, username)
         if user.totp_secret is None or user.totp_enabled_at is not None:

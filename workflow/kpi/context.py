@@ -52,7 +52,7 @@ class Scope:
 
     def totp_policy(self) -> Policy:
         if self.policy is None:
-            self.policy = Policy.from_env()
+            self.policy = Policy.from_settings()
         return self.policy
 
     def definitions(self, workflow: str) -> list[WorkflowDefinition]:

@@ -6,11 +6,13 @@ The cohort behind each metric is in :mod:`workflow.kpi.cohorts`, keyed like :dat
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
+
+from workflow import config
 
 DONE, VOID = "done", "void"
 #: audit actions of the system chain that the security metrics count (workflow/identity/auth.py)
@@ -50,10 +52,10 @@ DEFAULT_THRESHOLDS: dict[str, dict[str, Any]] = {
 }
 
 
-def load_thresholds(path: str | None = None) -> dict[str, dict[str, Any]]:
+def load_thresholds(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """The defaults, overridden by the YAML file ``path`` (or QMS_KPI_THRESHOLDS)."""
     out = {k: dict(v) for k, v in DEFAULT_THRESHOLDS.items()}
-    path = path or os.environ.get("QMS_KPI_THRESHOLDS")
+    path = path or config.settings().kpi_thresholds
     if path:
         with open(path, encoding="utf-8") as fh:
             doc = yaml.safe_load(fh) or {}

@@ -14,7 +14,6 @@ not replayed.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any, Protocol
 
 from apscheduler.triggers.cron import CronTrigger
 
+from workflow import config
 from workflow.errors import Problem, WorkflowError
 from workflow.spec.load import DEFAULT_DEFINITIONS_DIR
 from workflow.spec.source import compose, line_of
@@ -146,8 +146,10 @@ class Schedule:
         return f"{self.name}: job {self.job}, {when}"
 
 
-def schedules_file() -> Path:
-    return Path(os.environ.get("QMS_SCHEDULES_FILE") or DEFAULT_SCHEDULES_FILE)
+def schedules_file(settings: config.Settings | None = None) -> Path:
+    """QMS_SCHEDULES_FILE, else the shipped definitions/schedules/schedules.yaml."""
+    s = settings if settings is not None else config.settings()
+    return s.schedules_file or DEFAULT_SCHEDULES_FILE
 
 
 def load_schedules(path: str | Path | None = None, *,

@@ -17,13 +17,12 @@ import logging
 import os
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from workflow.db.engines import REPO_ROOT
+from workflow import config
 from workflow.db.models import User
 from workflow.errors import InactiveUser, SignatureRejected
 
@@ -78,24 +77,16 @@ class VouchingVerifier:
 # --------------------------------------------------------------------------- key and MAC
 
 
-def load_signing_key() -> bytes:
+def load_signing_key(settings: config.Settings | None = None) -> bytes:
     """The server key for signature MACs, from QMS_SIGNATURE_KEY (hex) or a key file.
 
     The file (QMS_SIGNATURE_KEY_FILE, default instance/signature.key) is created with a
     random key on first use; it must be backed up with, but stored apart from, the database.
     """
-    env = os.environ.get("QMS_SIGNATURE_KEY")
-    if env:
-        try:
-            key = bytes.fromhex(env)
-        except ValueError:
-            raise SystemExit("QMS_SIGNATURE_KEY must be hex (e.g. `openssl rand -hex 32`)") from None
-        if len(key) < 32:
-            raise SystemExit("QMS_SIGNATURE_KEY must be at least 32 bytes (64 hex digits)")
-        return key
-    path = Path(os.environ.get("QMS_SIGNATURE_KEY_FILE",
-                               Path(os.environ.get("QMS_INSTANCE_DIR", REPO_ROOT / "instance"))
-                               / "signature.key"))
+    s = settings if settings is not None else config.settings()
+    if s.signature_key is not None:  # hex and length checked by Settings
+        return s.signature_key
+    path = s.signature_key_path
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

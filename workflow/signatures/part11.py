@@ -62,7 +62,7 @@ class Part11Verifier:
     def __init__(self, server_key: bytes, policy: Policy | None = None,
                  allow_vouched: bool = False) -> None:
         self.server_key = server_key
-        self.policy = policy or Policy.from_env()
+        self.policy = policy or Policy.from_settings()
         #: only for seeding demo data: accept VouchedSignature (never in the web or API)
         self.allow_vouched = allow_vouched
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from workflow.db.engines import REPO_ROOT
+from workflow.config import REPO_ROOT
 
 DEFAULT_CATALOGUE = REPO_ROOT / "docs" / "requirements.yaml"
 RESULTS_FORMAT = "qms-trace-results/1"

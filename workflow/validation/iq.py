@@ -5,7 +5,6 @@ shipped definitions and migrations. Every list is sorted."""
 from __future__ import annotations
 
 import hashlib
-import os
 import platform
 import re
 import subprocess
@@ -18,8 +17,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from workflow import config
+from workflow.config import REPO_ROOT
 from workflow.db import engines as db
-from workflow.db.engines import REPO_ROOT
+from workflow.errors import ConfigError
 from workflow.identity.policy import Policy
 from workflow.spec.load import DEFAULT_DEFINITIONS_DIR, load_directory
 from workflow.validation.catalogue import Catalogue
@@ -90,14 +91,14 @@ def configuration() -> list[dict[str, str]]:
     every QMS_ environment variable that is set, secrets masked."""
     rows: dict[str, dict[str, str]] = {}
     try:
-        policy = Policy.from_env()
+        policy = Policy.from_settings(config.Settings.from_env())
         for k, v in sorted(vars(policy).items()):
             rows[f"policy.{k}"] = {"name": f"policy.{k}",
                                    "value": ",".join(v) if isinstance(v, tuple) else str(v),
                                    "source": "effective"}
-    except SystemExit as exc:  # a malformed QMS_ variable: show it, do not stop the report
+    except ConfigError as exc:  # a malformed QMS_ variable: show it, do not stop the report
         rows["policy"] = {"name": "policy", "value": f"invalid: {exc}", "source": "effective"}
-    env = {k: v for k, v in os.environ.items() if k.startswith("QMS_")}
+    env = config.qms_variables()
     if "QMS_DATABASE_URL" not in env:
         rows["QMS_DATABASE_URL"] = {"name": "QMS_DATABASE_URL", "source": "default",
                                     "value": "sqlite:///<QMS_INSTANCE_DIR>/qms.db"}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shlex
 import subprocess
 import sys
@@ -21,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workflow.db.engines import REPO_ROOT
+from workflow import config
+from workflow.config import REPO_ROOT
 from workflow.engine.core import Engine, Result
 from workflow.validation.catalogue import (
     RESULTS_FORMAT,
@@ -134,8 +134,7 @@ def run_suite(results_path: Path, extra_args: Iterable[str] = ()) -> tuple[int, 
            "--trace-report", str(results_path), *extra_args]
     # the tests build their own databases; the installation's QMS_ settings (its database,
     # its keys) are kept away from them, except the documented test database variable
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("QMS_") or k == "QMS_TEST_DATABASE_URL"}
+    env = config.environment_without_qms(keep=("QMS_TEST_DATABASE_URL",))
     log.info("running %s", " ".join(cmd))
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, env=env)
     return proc.returncode, proc.stdout + proc.stderr
@@ -143,7 +142,7 @@ def run_suite(results_path: Path, extra_args: Iterable[str] = ()) -> tuple[int, 
 
 def default_out_dir() -> Path:
     """<QMS_INSTANCE_DIR>/validation-report (instance/ in the checkout by default)."""
-    return Path(os.environ.get("QMS_INSTANCE_DIR", REPO_ROOT / "instance")) / "validation-report"
+    return config.settings().instance_dir / "validation-report"
 
 
 def write_pack(*, results_path: str | Path | None = None, out_dir: str | Path | None = None,

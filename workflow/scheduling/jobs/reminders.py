@@ -115,7 +115,7 @@ def capa_effectiveness_due(ctx: JobContext) -> dict[str, Any]:
 def password_expiry_reminders(ctx: JobContext) -> dict[str, Any]:
     """Remind users whose password expires within params.days (default 14), once per user
     and expiry date (R-P11-300b-1)."""
-    policy = Policy.from_env()
+    policy = Policy.from_settings()
     if not policy.max_age_days:
         return {}
     days = int(ctx.params.get("days", 14))

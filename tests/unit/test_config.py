@@ -1,0 +1,219 @@
+"""workflow.config: every QMS_ variable parsed and validated once, with errors that name the
+variable; and the README's configuration table lists exactly the variables Settings knows."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from workflow import config
+from workflow.cli import main
+from workflow.config import REPO_ROOT, VARIABLES, Settings
+from workflow.errors import ConfigError
+from workflow.identity.policy import Policy
+
+KEY_HEX = "ab" * 32
+
+#: a value for every variable, none of them the default
+EVERY = {
+    "QMS_DATABASE_URL": "postgresql+psycopg://qms@db/qms",
+    "QMS_INSTANCE_DIR": "/srv/qms",
+    "QMS_SIGNATURE_KEY": KEY_HEX,
+    "QMS_SIGNATURE_KEY_FILE": "/etc/qms/signature.key",
+    "QMS_SECRET_KEY": "flask-secret",
+    "QMS_COOKIE_SECURE": "1",
+    "QMS_API_RATE_PER_MINUTE": "0",
+    "QMS_BASE_URL": "https://qms.example.com/",
+    "QMS_PASSWORD_MIN_LENGTH": "14",
+    "QMS_PASSWORD_HISTORY": "8",
+    "QMS_PASSWORD_MAX_AGE_DAYS": "0",
+    "QMS_LOCKOUT_THRESHOLD": "3",
+    "QMS_SESSION_IDLE_MINUTES": "10",
+    "QMS_SESSION_MAX_HOURS": "8",
+    "QMS_TOTP_REQUIRED_ROLES": " qa, admin ,author,",
+    "QMS_TOTP_ISSUER": "ACME QMS",
+    "QMS_SECURITY_ROLE": "security",
+    "QMS_SYSTEM_NAME": "ACME-QMS",
+    "QMS_SCHEDULES_FILE": "/etc/qms/schedules.yaml",
+    "QMS_KPI_THRESHOLDS": "/etc/qms/kpi.yaml",
+    "QMS_SMTP_URL": "smtp://mail:2525",
+    "QMS_SMTP_FROM": "qa@example.com",
+    "QMS_SMTP_MAX_ATTEMPTS": "7",
+    "QMS_SMTP_RETRY_SECONDS": "30",
+    "QMS_SMTP_TIMEOUT": "2.5",
+    "QMS_DIGEST_HOUR": "0",
+}
+
+
+def test_every_variable_is_parsed() -> None:
+    assert set(EVERY) == set(VARIABLES)
+    s = Settings.from_env(EVERY)
+    assert s == Settings(
+        database_url="postgresql+psycopg://qms@db/qms", instance_dir=Path("/srv/qms"),
+        signature_key=bytes.fromhex(KEY_HEX), signature_key_file=Path("/etc/qms/signature.key"),
+        secret_key="flask-secret", cookie_secure=True, api_rate_per_minute=0,
+        base_url="https://qms.example.com", password_min_length=14, password_history=8,
+        password_max_age_days=0, lockout_threshold=3, session_idle_minutes=10,
+        session_max_hours=8, totp_required_roles=("qa", "admin", "author"),
+        totp_issuer="ACME QMS", security_role="security", system_name="ACME-QMS",
+        schedules_file=Path("/etc/qms/schedules.yaml"), kpi_thresholds=Path("/etc/qms/kpi.yaml"),
+        smtp_url="smtp://mail:2525", smtp_from="qa@example.com", smtp_max_attempts=7,
+        smtp_retry_seconds=30, smtp_timeout=2.5, digest_hour=0)
+    assert s.signature_key_path == Path("/etc/qms/signature.key")
+    for f in fields(Settings):  # every field differs from its default: each one was read
+        assert getattr(s, f.name) != f.default, f.name
+
+
+def test_defaults() -> None:
+    s = Settings.from_env({})
+    assert s == Settings()
+    assert s.database_url is None and s.signature_key is None and s.smtp_url is None
+    assert s.instance_dir == REPO_ROOT / "instance"
+    assert s.signature_key_path == REPO_ROOT / "instance" / "signature.key"
+    assert (s.password_min_length, s.password_history, s.password_max_age_days) == (12, 5, 90)
+    assert (s.lockout_threshold, s.session_idle_minutes, s.session_max_hours) == (5, 15, 12)
+    assert s.totp_required_roles == ("qa", "admin")
+    assert (s.totp_issuer, s.security_role, s.system_name) == ("QMS", "admin", "QMS")
+    assert (s.cookie_secure, s.api_rate_per_minute, s.digest_hour) == (False, 600, 7)
+    assert s.base_url == "http://127.0.0.1:5000"
+    assert (s.smtp_from, s.smtp_max_attempts, s.smtp_retry_seconds, s.smtp_timeout) == \
+        ("qms@localhost", 5, 60, 10.0)
+
+
+def test_empty_means_unset_except_for_the_totp_roles() -> None:
+    assert Settings.from_env({name: "" for name in VARIABLES if name != "QMS_TOTP_REQUIRED_ROLES"}
+                             ) == Settings()
+    assert Settings.from_env({"QMS_TOTP_REQUIRED_ROLES": ""}).totp_required_roles == ()
+
+
+def test_instance_dir_moves_the_key_file() -> None:
+    s = Settings.from_env({"QMS_INSTANCE_DIR": "/srv/qms"})
+    assert s.signature_key_path == Path("/srv/qms/signature.key")
+
+
+def test_smtp_attempts_and_delay_are_at_least_one() -> None:
+    s = Settings.from_env({"QMS_SMTP_MAX_ATTEMPTS": "0", "QMS_SMTP_RETRY_SECONDS": "0"})
+    assert (s.smtp_max_attempts, s.smtp_retry_seconds) == (1, 1)
+
+
+BAD = [
+    ("QMS_SESSION_IDLE_MINUTES", "ten",
+     "QMS_SESSION_IDLE_MINUTES must be a whole number of minutes, got 'ten'"),
+    ("QMS_SESSION_MAX_HOURS", "1.5", "QMS_SESSION_MAX_HOURS must be a whole number of hours"),
+    ("QMS_PASSWORD_MIN_LENGTH", "twelve", "QMS_PASSWORD_MIN_LENGTH must be a whole number"),
+    ("QMS_PASSWORD_HISTORY", "-1", "QMS_PASSWORD_HISTORY must be 0 or more passwords"),
+    ("QMS_PASSWORD_MAX_AGE_DAYS", "90d", "QMS_PASSWORD_MAX_AGE_DAYS must be a whole number"),
+    ("QMS_LOCKOUT_THRESHOLD", "x", "QMS_LOCKOUT_THRESHOLD must be a whole number"),
+    ("QMS_API_RATE_PER_MINUTE", "-5", "QMS_API_RATE_PER_MINUTE must be 0 or more"),
+    ("QMS_SMTP_MAX_ATTEMPTS", "many", "QMS_SMTP_MAX_ATTEMPTS must be a whole number"),
+    ("QMS_SMTP_RETRY_SECONDS", "1m", "QMS_SMTP_RETRY_SECONDS must be a whole number"),
+    ("QMS_SMTP_TIMEOUT", "0", "QMS_SMTP_TIMEOUT must be a number of seconds above 0, got '0'"),
+    ("QMS_SMTP_TIMEOUT", "soon", "QMS_SMTP_TIMEOUT must be a number of seconds"),
+    ("QMS_DIGEST_HOUR", "24", "QMS_DIGEST_HOUR must be an hour from 0 to 23, got '24'"),
+    ("QMS_DIGEST_HOUR", "7am", "QMS_DIGEST_HOUR must be an hour from 0 to 23"),
+    ("QMS_COOKIE_SECURE", "yes", "QMS_COOKIE_SECURE must be 1 (on) or 0 (off), got 'yes'"),
+    ("QMS_SIGNATURE_KEY", "not-hex", "QMS_SIGNATURE_KEY must be hex"),
+    ("QMS_SIGNATURE_KEY", "ab" * 16, "QMS_SIGNATURE_KEY must be at least 32 bytes"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "message"), BAD)
+def test_a_bad_value_is_refused_naming_the_variable(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({name: value})
+    assert caught.value.variable == name
+    assert str(caught.value).startswith(message)
+    assert caught.value.code == "config_invalid"
+
+
+def test_the_process_settings_are_read_once_until_reset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QMS_SYSTEM_NAME", "first")
+    first = config.settings()
+    assert first.system_name == "first" and config.settings() is first
+    os.environ["QMS_SYSTEM_NAME"] = "second"  # behind monkeypatch's back: not seen
+    try:
+        assert config.settings().system_name == "first"
+        config.reset()
+        assert config.settings().system_name == "second"
+    finally:
+        monkeypatch.setenv("QMS_SYSTEM_NAME", "first")  # restored on teardown
+
+
+def test_policy_from_settings() -> None:
+    s = Settings.from_env({"QMS_PASSWORD_MIN_LENGTH": "20", "QMS_SESSION_IDLE_MINUTES": "5",
+                           "QMS_TOTP_REQUIRED_ROLES": "qa", "QMS_SECURITY_ROLE": "sec"})
+    p = Policy.from_settings(s)
+    assert (p.min_length, p.idle_minutes, p.totp_required_roles, p.security_role) == \
+        (20, 5, ("qa",), "sec")
+    assert Policy.from_settings(Settings()) == Policy()
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    text = repr(Settings.from_env(EVERY))
+    assert KEY_HEX not in text and "flask-secret" not in text and "mail:2525" not in text
+
+
+def test_environment_helpers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QMS_DATABASE_URL", "sqlite:///x.db")
+    monkeypatch.setenv("QMS_TEST_DATABASE_URL", "postgresql+psycopg://t")
+    monkeypatch.setenv("OTHER_VARIABLE", "kept")
+    assert config.qms_variables()["QMS_DATABASE_URL"] == "sqlite:///x.db"
+    assert "OTHER_VARIABLE" not in config.qms_variables()
+    child = config.environment_without_qms(keep=("QMS_TEST_DATABASE_URL",))
+    assert "QMS_DATABASE_URL" not in child and child["OTHER_VARIABLE"] == "kept"
+    assert child["QMS_TEST_DATABASE_URL"] == "postgresql+psycopg://t"
+
+
+# ------------------------------------------------------------------ README table
+
+
+def _readme_table() -> dict[str, str]:
+    """variable -> its default cell, from the README's "## Configuration" table."""
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, str] = {}
+    for line in section.splitlines():
+        m = re.match(r"\| `(QMS_[A-Z0-9_]+)` \| ([^|]*) \|", line)
+        if m:
+            assert m.group(1) not in rows, f"README lists {m.group(1)} twice"
+            rows[m.group(1)] = m.group(2).strip()
+    return rows
+
+
+def _as_documented(value: object) -> str | None:
+    """How a plain default is written in the README's default column (None: described
+    in words there, e.g. a generated key or a path relative to the instance)."""
+    if isinstance(value, bool):
+        return f"`{int(value)}`"
+    if isinstance(value, float):
+        return f"`{value:g}`"
+    if isinstance(value, int | str):
+        return f"`{value}`"
+    if isinstance(value, tuple):
+        return f"`{','.join(value)}`"
+    return None
+
+
+def test_readme_table_lists_exactly_the_settings_variables() -> None:
+    table = _readme_table()
+    assert sorted(table) == sorted(VARIABLES), (
+        f"README only: {sorted(set(table) - set(VARIABLES))}; "
+        f"Settings only: {sorted(set(VARIABLES) - set(table))}")
+    defaults = Settings()
+    for name, field_name in VARIABLES.items():
+        documented = _as_documented(getattr(defaults, field_name))
+        if documented is not None:
+            assert table[name] == documented, f"README default of {name}: {table[name]}"
+
+
+def test_qms_reports_a_bad_variable_in_one_line_before_touching_anything() -> None:
+    result = CliRunner(env={"QMS_DIGEST_HOUR": "24"}).invoke(main, ["stats"])
+    assert result.exit_code == 1
+    assert "error: QMS_DIGEST_HOUR must be an hour from 0 to 23, got '24'" in result.output
+    assert "Traceback" not in result.output
+    assert config.settings().digest_hour == 7  # the command left no settings behind

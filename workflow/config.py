@@ -1,0 +1,224 @@
+"""Settings: every ``QMS_`` environment variable, parsed and validated once.
+
+:meth:`Settings.from_env` is the one place the process environment is read. A malformed
+value stops the process at start-up with a :class:`~workflow.errors.ConfigError` that names
+the variable, instead of failing later in the middle of a request or a job. Processes use
+the cached :func:`settings`; tests that change the environment call :func:`reset`.
+
+An empty variable counts as unset (its default applies), except ``QMS_TOTP_REQUIRED_ROLES``,
+where an empty list means that no role must use an authenticator.
+
+The README's configuration table lists exactly these variables (tests/unit/test_config.py).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workflow.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PREFIX = "QMS_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The configuration of a process. Field ``x_y`` comes from ``QMS_X_Y`` (see
+    :data:`VARIABLES` for the two exceptions); defaults are the documented ones."""
+
+    # --- storage and keys
+    database_url: str | None = None  # None: SQLite file in instance_dir
+    instance_dir: Path = REPO_ROOT / "instance"
+    signature_key: bytes | None = field(default=None, repr=False)  # None: from the key file
+    signature_key_file: Path | None = None  # None: instance_dir / signature.key
+    secret_key: str | None = field(default=None, repr=False)  # None: instance file
+    # --- web
+    cookie_secure: bool = False
+    api_rate_per_minute: int = 600  # 0: no limit
+    base_url: str = "http://127.0.0.1:5000"
+    # --- security policy (workflow.identity.policy.Policy.from_settings)
+    password_min_length: int = 12
+    password_history: int = 5
+    password_max_age_days: int = 90  # 0 disables expiry
+    lockout_threshold: int = 5
+    session_idle_minutes: int = 15
+    session_max_hours: int = 12
+    totp_required_roles: tuple[str, ...] = ("qa", "admin")
+    totp_issuer: str = "QMS"
+    security_role: str = "admin"
+    # --- engine, scheduler, dashboard
+    system_name: str = "QMS"
+    schedules_file: Path | None = None  # None: the shipped definitions/schedules/schedules.yaml
+    kpi_thresholds: Path | None = None
+    # --- notifications
+    smtp_url: str | None = field(default=None, repr=False)  # None: e-mail off
+    smtp_from: str = "qms@localhost"
+    smtp_max_attempts: int = 5
+    smtp_retry_seconds: int = 60
+    smtp_timeout: float = 10.0
+    digest_hour: int = 7
+
+    @property
+    def signature_key_path(self) -> Path:
+        """The key file used when ``QMS_SIGNATURE_KEY`` is not set."""
+        return self.signature_key_file or self.instance_dir / "signature.key"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Parse and validate every ``QMS_`` variable of ``environ`` (default: the process
+        environment); raise :class:`ConfigError` naming the first malformed one."""
+        env = _Reader(os.environ if environ is None else environ)
+        d = cls()
+        roles = env.raw("QMS_TOTP_REQUIRED_ROLES")
+        return cls(
+            database_url=env.text("QMS_DATABASE_URL", None),
+            instance_dir=env.path("QMS_INSTANCE_DIR") or d.instance_dir,
+            signature_key=env.hex_key("QMS_SIGNATURE_KEY"),
+            signature_key_file=env.path("QMS_SIGNATURE_KEY_FILE"),
+            secret_key=env.text("QMS_SECRET_KEY", None),
+            cookie_secure=env.flag("QMS_COOKIE_SECURE", d.cookie_secure),
+            api_rate_per_minute=env.whole("QMS_API_RATE_PER_MINUTE", d.api_rate_per_minute,
+                                          "requests per minute (0: no limit)"),
+            base_url=(env.text("QMS_BASE_URL", None) or d.base_url).rstrip("/"),
+            password_min_length=env.whole("QMS_PASSWORD_MIN_LENGTH", d.password_min_length,
+                                          "characters"),
+            password_history=env.whole("QMS_PASSWORD_HISTORY", d.password_history, "passwords"),
+            password_max_age_days=env.whole("QMS_PASSWORD_MAX_AGE_DAYS",
+                                            d.password_max_age_days, "days (0: no expiry)"),
+            lockout_threshold=env.whole("QMS_LOCKOUT_THRESHOLD", d.lockout_threshold,
+                                        "failed attempts"),
+            session_idle_minutes=env.whole("QMS_SESSION_IDLE_MINUTES", d.session_idle_minutes,
+                                           "minutes"),
+            session_max_hours=env.whole("QMS_SESSION_MAX_HOURS", d.session_max_hours, "hours"),
+            totp_required_roles=d.totp_required_roles if roles is None
+            else tuple(r.strip() for r in roles.split(",") if r.strip()),
+            totp_issuer=env.text("QMS_TOTP_ISSUER", d.totp_issuer),
+            security_role=env.text("QMS_SECURITY_ROLE", d.security_role),
+            system_name=env.text("QMS_SYSTEM_NAME", d.system_name),
+            schedules_file=env.path("QMS_SCHEDULES_FILE"),
+            kpi_thresholds=env.path("QMS_KPI_THRESHOLDS"),
+            smtp_url=env.text("QMS_SMTP_URL", None),
+            smtp_from=env.text("QMS_SMTP_FROM", d.smtp_from),
+            # fewer than one attempt or a zero delay make no sense: at least 1 (as before)
+            smtp_max_attempts=max(1, env.whole("QMS_SMTP_MAX_ATTEMPTS", d.smtp_max_attempts,
+                                               "attempts")),
+            smtp_retry_seconds=max(1, env.whole("QMS_SMTP_RETRY_SECONDS",
+                                                d.smtp_retry_seconds, "seconds")),
+            smtp_timeout=env.seconds("QMS_SMTP_TIMEOUT", d.smtp_timeout),
+            digest_hour=env.hour("QMS_DIGEST_HOUR", d.digest_hour),
+        )
+
+
+#: every variable Settings reads -> its field (the README table lists exactly these)
+VARIABLES: dict[str, str] = {
+    f"{PREFIX}{name.upper()}": name for name in Settings.__dataclass_fields__
+}
+
+
+class _Reader:
+    """Typed reads of one environment mapping; each refusal names the variable."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self.environ = environ
+
+    def raw(self, name: str) -> str | None:
+        return self.environ.get(name)
+
+    def text(self, name: str, default: str | None) -> str | None:
+        return self.environ.get(name) or default
+
+    def path(self, name: str) -> Path | None:
+        value = self.text(name, None)
+        return Path(value) if value else None
+
+    def whole(self, name: str, default: int, unit: str) -> int:
+        value = self.text(name, None)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError(name, f"{name} must be a whole number of {unit}, "
+                                    f"got {value!r}") from None
+        if number < 0:
+            raise ConfigError(name, f"{name} must be 0 or more {unit}, got {value!r}")
+        return number
+
+    def seconds(self, name: str, default: float) -> float:
+        value = self.text(name, None)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if not number > 0:
+            raise ConfigError(name, f"{name} must be a number of seconds above 0, got {value!r}")
+        return number
+
+    def hour(self, name: str, default: int) -> int:
+        value = self.text(name, None)
+        if value is None:
+            return default
+        value = value.strip()
+        if not value.isdigit() or not 0 <= int(value) <= 23:
+            raise ConfigError(name, f"{name} must be an hour from 0 to 23, got {value!r}")
+        return int(value)
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.text(name, None)
+        if value is None:
+            return default
+        if value.strip() not in ("0", "1"):
+            raise ConfigError(name, f"{name} must be 1 (on) or 0 (off), got {value!r}")
+        return value.strip() == "1"
+
+    def hex_key(self, name: str) -> bytes | None:
+        value = self.text(name, None)
+        if value is None:
+            return None
+        try:
+            key = bytes.fromhex(value)
+        except ValueError:
+            raise ConfigError(name, f"{name} must be hex (e.g. `openssl rand -hex 32`)") from None
+        if len(key) < 32:
+            raise ConfigError(name, f"{name} must be at least 32 bytes (64 hex digits), "
+                                    f"got {len(key)}")
+        return key
+
+
+# --------------------------------------------------------------------------- the process's
+
+
+_current: Settings | None = None
+
+
+def settings() -> Settings:
+    """This process's settings, read from the environment on first use."""
+    global _current
+    if _current is None:
+        _current = Settings.from_env()
+    return _current
+
+
+def reset() -> None:
+    """Forget the cached settings: the next :func:`settings` reads the environment again
+    (tests that change ``QMS_`` variables)."""
+    global _current
+    _current = None
+
+
+def qms_variables(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Every ``QMS_`` variable that is set, as given (the IQ report lists them, masked)."""
+    env = os.environ if environ is None else environ
+    return {k: v for k, v in env.items() if k.startswith(PREFIX)}
+
+
+def environment_without_qms(keep: Iterable[str] = ()) -> dict[str, str]:
+    """The process environment minus its ``QMS_`` variables except ``keep``: for a child
+    process that must not see this installation's database and keys."""
+    kept = set(keep)
+    return {k: v for k, v in os.environ.items() if not k.startswith(PREFIX) or k in kept}
