@@ -14,7 +14,7 @@ from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from webapp import errors
-from webapp.context import engine
+from webapp.context import engine, read_session
 from webapp.forms import choices
 from workflow.errors import WorkflowError
 from workflow.identity import tokens as api_tokens
@@ -42,8 +42,8 @@ class RevokeForm(FlaskForm):
 
 
 def _tokens() -> list[api_tokens.TokenInfo]:
-    with engine().reader() as s:
-        return api_tokens.list_tokens(s, identity.get_user(s, current_user.username))
+    s = read_session()
+    return api_tokens.list_tokens(s, identity.get_user(s, current_user.username))
 
 
 @bp.route("/", methods=["GET", "POST"])

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, render_template, request
 from sqlalchemy import select
 
-from webapp.context import engine
+from webapp.context import read_session
 from webapp.views.auth import roles_required
 from workflow.db.models import AuditEvent, Record
 
@@ -49,14 +49,14 @@ def index() -> Any:
         q = q.where(AuditEvent.id < before)
     fmt_csv = a.get("format") == "csv"
     q = q.order_by(AuditEvent.id.desc())
-    with engine().reader() as s:
-        actions = s.execute(select(AuditEvent.action).distinct().order_by(AuditEvent.action)
-                            ).scalars().all()
-        if fmt_csv:
-            rows = s.execute(q).all()
-            return csv_response([ev for ev, _ in rows], "audit-trail.csv",
-                                numbers={ev.id: n for ev, n in rows})
-        rows = s.execute(q.limit(PAGE + 1)).all()
+    s = read_session()
+    actions = s.execute(select(AuditEvent.action).distinct().order_by(AuditEvent.action)
+                        ).scalars().all()
+    if fmt_csv:
+        rows = s.execute(q).all()
+        return csv_response([ev for ev, _ in rows], "audit-trail.csv",
+                            numbers={ev.id: n for ev, n in rows})
+    rows = s.execute(q.limit(PAGE + 1)).all()
     more = rows[PAGE][0].id + 1 if len(rows) > PAGE else None
     return render_template("audit/index.html", rows=rows[:PAGE], actions=actions, args=a,
                            more=rows[PAGE - 1][0].id if more else None)

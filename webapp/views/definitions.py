@@ -24,7 +24,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 
 from webapp import errors
-from webapp.context import engine
+from webapp.context import engine, read_session
 from webapp.diagram import render_svg
 from workflow.change_control import drafts, publishing
 from workflow.change_control import dry_run as dry_runs
@@ -122,10 +122,10 @@ class _AnyKey(dict):
 
 def _changes(key: str) -> list[Record]:
     """The definition_change records of ``key``: its approval history."""
-    with engine().reader() as s:
-        return list(s.execute(select(Record).where(
-            Record.workflow_key == drafts.CHANGE_WORKFLOW,
-            Record.data["definition"].as_string() == key).order_by(Record.id)).scalars())
+    s = read_session()
+    return list(s.execute(select(Record).where(
+        Record.workflow_key == drafts.CHANGE_WORKFLOW,
+        Record.data["definition"].as_string() == key).order_by(Record.id)).scalars())
 
 
 @bp.route("/")

@@ -12,7 +12,7 @@ from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
 from webapp import errors
-from webapp.context import engine, safe_next
+from webapp.context import engine, read_session, safe_next
 from webapp.forms import choices
 from workflow import tasks as wf_inbox
 from workflow.db.models import DefinitionVersion, Task, User
@@ -28,9 +28,9 @@ class DelegateForm(FlaskForm):
 
 
 def _workflows() -> dict[str, str]:
-    with engine().reader() as s:
-        rows = s.execute(select(DefinitionVersion.key, DefinitionVersion.title)
-                         .order_by(DefinitionVersion.key, DefinitionVersion.version)).all()
+    s = read_session()
+    rows = s.execute(select(DefinitionVersion.key, DefinitionVersion.title)
+                     .order_by(DefinitionVersion.key, DefinitionVersion.version)).all()
     return {k: t for k, t in rows}
 
 
@@ -46,22 +46,22 @@ def index() -> Any:
     if wf and wf not in workflows:
         wf = None
     try:
-        with engine().reader() as s:
-            user = identity.get_user(s, current_user.username)
-            page = wf_inbox.inbox(s, user, workflow=wf, state=args.get("state") or None,
-                                  overdue=args.get("overdue") == "1",
-                                  search=(args.get("q") or "").strip()[:100] or None,
-                                  scope=scope, cursor=args.get("after") or None,
-                                  limit=25)
+        s = read_session()
+        user = identity.get_user(s, current_user.username)
+        page = wf_inbox.inbox(s, user, workflow=wf, state=args.get("state") or None,
+                              overdue=args.get("overdue") == "1",
+                              search=(args.get("q") or "").strip()[:100] or None,
+                              scope=scope, cursor=args.get("after") or None,
+                              limit=25)
     except WorkflowError as exc:
         errors.flash_error(exc)
         return redirect(url_for("inbox.index"))
     defs = {}
-    with engine().reader() as s:
-        for row in page.rows:
-            if row.definition_hash not in defs:
-                defs[row.definition_hash] = engine().registry.by_hash(
-                    s, row.definition_hash).definition
+    s = read_session()
+    for row in page.rows:
+        if row.definition_hash not in defs:
+            defs[row.definition_hash] = engine().registry.by_hash(
+                s, row.definition_hash).definition
     return render_template("inbox/index.html", page=page, workflows=workflows, wf=wf,
                            scope=scope, args=args, defs=defs)
 
@@ -69,8 +69,8 @@ def index() -> Any:
 def _visible_task(task_id: int) -> Task:
     """The task, or 404 when it does not exist or its record is hidden from the user (so
     task ids cannot be used to probe records, and no message names a hidden record)."""
-    with engine().reader() as s:
-        task = s.get(Task, task_id)
+    s = read_session()
+    task = s.get(Task, task_id)
     if task is None:
         abort(404)
     try:
@@ -113,10 +113,10 @@ def delegate(task_id: int) -> Any:
     if task.assignee_id != current_user.id:
         abort(403, description="Only the person holding a task can delegate it.")
     form = DelegateForm()
-    with engine().reader() as s:
-        users = s.execute(select(User.username, User.full_name).where(
-            User.active.is_(True), User.is_system.is_(False), User.id != current_user.id)
-            .order_by(User.full_name)).all()
+    s = read_session()
+    users = s.execute(select(User.username, User.full_name).where(
+        User.active.is_(True), User.is_system.is_(False), User.id != current_user.id)
+        .order_by(User.full_name)).all()
     form.to.choices = choices([(u.username, f"{u.full_name} ({u.username})") for u in users],
                               blank=False)
     if form.validate_on_submit():

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 
 from notifications import unread_count
 from notifications.dispatcher import dead_letters, requeue
-from webapp.context import engine, safe_next
+from webapp.context import engine, read_session, safe_next
 from webapp.views.auth import roles_required
 from workflow import clock
 from workflow.audit import trail as audit
@@ -32,8 +32,8 @@ def _bell() -> dict[str, Any]:
     def unread_notifications() -> int:
         """Counted once per request, only when a page shows the bell."""
         if "qms_unread" not in g:
-            with engine().reader() as s:
-                g.qms_unread = unread_count(s, current_user.id)
+            s = read_session()
+            g.qms_unread = unread_count(s, current_user.id)
         return g.qms_unread
 
     return {"unread_notifications": unread_notifications}
@@ -43,12 +43,12 @@ def _bell() -> dict[str, Any]:
 @login_required
 def index() -> Any:
     unread_only = request.args.get("unread") == "1"
-    with engine().reader() as s:
-        q = select(Notification).where(Notification.user_id == current_user.id)
-        if unread_only:
-            q = q.where(Notification.read_at.is_(None))
-        items = s.execute(q.order_by(Notification.id.desc()).limit(200)).scalars().all()
-        mode = identity.get_user(s, current_user.username).notify_mode
+    s = read_session()
+    q = select(Notification).where(Notification.user_id == current_user.id)
+    if unread_only:
+        q = q.where(Notification.read_at.is_(None))
+    items = s.execute(q.order_by(Notification.id.desc()).limit(200)).scalars().all()
+    mode = identity.get_user(s, current_user.username).notify_mode
     return render_template("notifications/index.html", items=items, unread_only=unread_only,
                            mode=mode, modes=MODES)
 
@@ -97,8 +97,8 @@ def preference() -> Any:
 @bp.route("/admin/notifications/dead")
 @roles_required("admin")
 def dead() -> Any:
-    with engine().reader() as s:
-        rows = dead_letters(s)
+    s = read_session()
+    rows = dead_letters(s)
     return render_template("notifications/dead.html", rows=rows)
 
 
