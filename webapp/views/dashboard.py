@@ -21,9 +21,7 @@ from flask_login import current_user
 from webapp import charts
 from webapp.context import engine, read_session
 from webapp.views.auth import roles_required
-from workflow import clock
-from workflow.audit.integrity import store_verification
-from workflow.audit.integrity import verify as run_verify
+from workflow.audit.integrity import verify_and_store
 from workflow.kpi import SECURITY_ACTIONS, SPECS, Kpi, Period
 
 log = logging.getLogger(__name__)
@@ -235,11 +233,7 @@ def series(name: str) -> Any:
 @roles_required(*VERIFY_ROLES)
 def verify() -> Any:
     """Run verify-audit now and keep its result (it reads every chain: never on page view)."""
-    started = clock.now()
-    s = read_session()  # a read transaction: writers are not held up meanwhile
-    report = run_verify(s, engine().signing_key)
-    with engine().unit() as s:
-        store_verification(s, report, started, f"web:{current_user.username}")
+    report = verify_and_store(engine(), f"web:{current_user.username}")
     if report.ok:
         flash(f"Verification passed: {report.chains} chains, {report.events} events, "
               f"{report.signatures} signatures.", "success")

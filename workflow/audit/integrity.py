@@ -14,7 +14,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import String, cast, literal, select
 from sqlalchemy.orm import Session
@@ -24,6 +24,9 @@ from workflow.audit.trail import ChainProblem, VerifyReport, record_chain, verif
 from workflow.db.models import AuditChain, AuditEvent, JobRun, Record, Signature
 from workflow.db.records import record_seal
 from workflow.signatures.mac import mac_ok
+
+if TYPE_CHECKING:  # the engine imports the audit package; typing only
+    from workflow.engine.core import Engine
 
 BATCH = 500
 #: the JobRun.job name under which integrity verification results are stored
@@ -195,3 +198,15 @@ def store_verification(session: Session, report: VerifyReport, started: datetime
     session.add(run)
     session.flush()
     return run
+
+
+def verify_and_store(engine: Engine, runner: str) -> VerifyReport:
+    """Verify every chain in a read transaction (writers are not held up meanwhile), then
+    keep the result for the dashboard's data-integrity tile in a unit of its own
+    (``qms verify-audit`` and the dashboard's verify button)."""
+    started = clock.now()
+    with engine.reader() as session:
+        report = verify(session, engine.signing_key)
+    with engine.unit() as session:
+        store_verification(session, report, started, runner)
+    return report

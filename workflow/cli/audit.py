@@ -8,8 +8,7 @@ import sys
 
 import click
 
-from workflow import clock
-from workflow.audit.integrity import store_verification, verify
+from workflow.audit.integrity import verify_and_store
 from workflow.cli.common import checked_engine, cli_reason, friendly, operator
 from workflow.identity.users import system_user
 from workflow.queries.copies import export_record, record_pdf
@@ -19,12 +18,8 @@ from workflow.queries.copies import export_record, record_pdf
 def verify_audit() -> None:
     """Recompute every audit chain and signature; exit non-zero naming the first problem."""
     engine, _ = checked_engine()
-    started = clock.now()
-    with engine.reader() as s:
-        report = verify(s, engine.signing_key)
     # kept for the dashboard's data-integrity tile (last run, result, events verified)
-    with engine.unit() as s:
-        store_verification(s, report, started, operator())
+    report = verify_and_store(engine, operator())
     if report.ok:
         click.echo(f"OK: {report.chains} chains, {report.events} events, "
                    f"{report.signatures} signatures verified")
