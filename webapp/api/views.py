@@ -31,13 +31,12 @@ from workflow.db.models import (
     DefinitionVersion,
     Record,
     Task,
-    User,
 )
 from workflow.errors import WorkflowError
 from workflow.identity import tokens as api_tokens
 from workflow.identity import users as identity
 from workflow.kpi import SPECS, Kpi, Period
-from workflow.queries import records
+from workflow.queries import definitions, records
 
 Caller = api_tokens.Caller
 
@@ -104,11 +103,7 @@ def list_records(caller: Caller, query: dict[str, Any]) -> Any:
     s = read_session()
     user = identity.get_user(s, caller.username)
     roles = identity.roles_of(s, user)
-    hashes = []
-    for h in s.execute(select(DefinitionVersion.content_hash)).scalars():
-        d = engine().registry.by_hash(s, h).definition
-        if roles & (set(d.roles) | set(d.start_roles)):
-            hashes.append(h)
+    hashes = definitions.visible_definition_hashes(s, engine().registry, roles)
     q = select(Record).where(or_(
         Record.definition_hash.in_(hashes or [""]),
         Record.created_by_id == user.id,
@@ -154,7 +149,8 @@ def _transition(t: Any) -> dict[str, Any]:
 
 def list_transitions(caller: Caller, number: str) -> Any:
     rec = _visible(caller, number)
-    available = engine().available_transitions(rec.number, caller.username)
+    available = engine().available_transitions(rec.number, caller.username,
+                                               session=read_session())
     return {"record": rec.number, "version": rec.version, "state": rec.state,
             "items": [_transition(t) for t in available]}
 
@@ -239,21 +235,14 @@ def _versions(rows: list[DefinitionVersion]) -> list[dict[str, Any]]:
 
 
 def list_definitions(caller: Caller) -> Any:
-    s = read_session()
-    rows = s.execute(select(DefinitionVersion).order_by(DefinitionVersion.key,
-                                                        DefinitionVersion.version)
-                     ).scalars().all()
-    by_key: dict[str, list[DefinitionVersion]] = {}
-    for r in rows:
-        by_key.setdefault(r.key, []).append(r)
+    by_key = definitions.versions_by_key(read_session())
     return {"items": [{"key": k, "title": v[-1].title, "latest_version": v[-1].version,
                        "versions": _versions(v)} for k, v in by_key.items()]}
 
 
 def get_definition(caller: Caller, key: str, query: dict[str, Any]) -> Any:
     s = read_session()
-    rows = s.execute(select(DefinitionVersion).where(DefinitionVersion.key == key)
-                     .order_by(DefinitionVersion.version)).scalars().all()
+    rows = definitions.versions_of(s, key)
     wanted = query["version"]
     row = rows[-1] if rows and wanted is None else \
         next((r for r in rows if r.version == wanted), None)
@@ -261,10 +250,9 @@ def get_definition(caller: Caller, key: str, query: dict[str, Any]) -> Any:
         raise ApiError(404, "not_found", f"There is no published workflow {key!r}"
                        + (f" version {wanted}." if wanted is not None and rows else "."))
     d = engine().registry.by_hash(s, row.content_hash).definition
-    publisher = s.get(User, row.published_by_id) if row.published_by_id else None
     return {"key": row.key, "title": row.title, "version": row.version,
             "content_hash": row.content_hash, "published_at": _iso(row.published_at),
-            "published_by": publisher.username if publisher else None,
+            "published_by": definitions.publisher_of(s, row),
             "source": row.source,
             "start": {"roles": list(d.start_roles), "fields": list(d.start_edits),
                       "requires": list(d.start_requires)},

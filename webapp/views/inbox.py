@@ -7,7 +7,6 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
-from sqlalchemy import select
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
@@ -15,9 +14,10 @@ from webapp import errors
 from webapp.context import engine, read_session, safe_next
 from webapp.forms import choices
 from workflow import tasks as wf_inbox
-from workflow.db.models import DefinitionVersion, Task, User
+from workflow.db.models import Task
 from workflow.errors import RecordNotFound, WorkflowError
 from workflow.identity import users as identity
+from workflow.queries import definitions, directories
 
 bp = Blueprint("inbox", __name__)
 
@@ -28,10 +28,7 @@ class DelegateForm(FlaskForm):
 
 
 def _workflows() -> dict[str, str]:
-    s = read_session()
-    rows = s.execute(select(DefinitionVersion.key, DefinitionVersion.title)
-                     .order_by(DefinitionVersion.key, DefinitionVersion.version)).all()
-    return {k: t for k, t in rows}
+    return definitions.workflow_titles(read_session())
 
 
 @bp.route("/")
@@ -74,7 +71,7 @@ def _visible_task(task_id: int) -> Task:
     if task is None:
         abort(404)
     try:
-        engine().get(task.record_id, viewer=current_user.username)
+        engine().get(task.record_id, viewer=current_user.username, session=s)
     except RecordNotFound:
         abort(404)
     return task
@@ -113,11 +110,8 @@ def delegate(task_id: int) -> Any:
     if task.assignee_id != current_user.id:
         abort(403, description="Only the person holding a task can delegate it.")
     form = DelegateForm()
-    s = read_session()
-    users = s.execute(select(User.username, User.full_name).where(
-        User.active.is_(True), User.is_system.is_(False), User.id != current_user.id)
-        .order_by(User.full_name)).all()
-    form.to.choices = choices([(u.username, f"{u.full_name} ({u.username})") for u in users],
+    form.to.choices = choices(directories.pickable_users(read_session(),
+                                                         excluding=current_user.id),
                               blank=False)
     if form.validate_on_submit():
         try:
