@@ -11,7 +11,6 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from webapp.api import spec
@@ -30,7 +29,6 @@ from workflow import tasks as wf_inbox
 from workflow.db.models import (
     DefinitionVersion,
     Record,
-    Task,
 )
 from workflow.errors import WorkflowError
 from workflow.identity import tokens as api_tokens
@@ -103,23 +101,11 @@ def list_records(caller: Caller, query: dict[str, Any]) -> Any:
     s = read_session()
     user = identity.get_user(s, caller.username)
     roles = identity.roles_of(s, user)
-    hashes = definitions.visible_definition_hashes(s, engine().registry, roles)
-    q = select(Record).where(or_(
-        Record.definition_hash.in_(hashes or [""]),
-        Record.created_by_id == user.id,
-        exists().where(Task.record_id == Record.id, Task.assignee_id == user.id)))
-    if query["workflow"]:
-        q = q.where(Record.workflow_key == query["workflow"])
-    if query["state"]:
-        q = q.where(Record.state == query["state"])
-    if query["q"]:
-        text = query["q"].strip().lower()
-        q = q.where(or_(func.lower(Record.number).contains(text, autoescape=True),
-                        func.lower(Record.title).contains(text, autoescape=True)))
-    if after is not None:
-        q = q.where(Record.id < int(after))
     limit = query["limit"]
-    rows = s.execute(q.order_by(Record.id.desc()).limit(limit + 1)).scalars().all()
+    rows = records.visible_records(
+        s, engine().registry, user, roles, workflow=query["workflow"] or None,
+        state=query["state"] or None, text=query["q"] or None,
+        before_id=int(after) if after is not None else None, limit=limit)
     items = [_summary(s, r) for r in rows[:limit]]
     nxt = encode_cursor(str(rows[limit - 1].id)) if len(rows) > limit else None
     return {"items": items, "next_cursor": nxt}

@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import or_, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from workflow.db.models import AuditEvent, Record, RecordLink, Signature, Task, TaskStatus, User
+from workflow.queries.definitions import visible_definition_hashes
 from workflow.queries.directories import people_names
+from workflow.registry import Registry
 from workflow.spec.fields import users_in
 from workflow.spec.model import TransitionSpec, WorkflowDefinition
 
@@ -105,3 +107,28 @@ def record_page(session: Session, engine: Engine, number: str, viewer: str) -> R
         tasks=open_tasks(session, rec),
         available=engine.available_transitions(rec.number, viewer, session=session),
         people=field_people(session, d, rec))
+
+
+def visible_records(session: Session, registry: Registry, user: User, roles: set[str], *,
+                    workflow: str | None = None, state: str | None = None,
+                    text: str | None = None, before_id: int | None = None,
+                    limit: int = 50) -> list[Record]:
+    """Records ``user`` may see (the engine's visibility rule as a query: a role of the
+    record's workflow version, the initiator, or a task assigned to them), newest first;
+    up to ``limit`` + 1 rows, so the caller can tell whether a next page exists."""
+    hashes = visible_definition_hashes(session, registry, roles)
+    q = select(Record).where(or_(
+        Record.definition_hash.in_(hashes or [""]),
+        Record.created_by_id == user.id,
+        exists().where(Task.record_id == Record.id, Task.assignee_id == user.id)))
+    if workflow:
+        q = q.where(Record.workflow_key == workflow)
+    if state:
+        q = q.where(Record.state == state)
+    if text:
+        text = text.strip().lower()
+        q = q.where(or_(func.lower(Record.number).contains(text, autoescape=True),
+                        func.lower(Record.title).contains(text, autoescape=True)))
+    if before_id is not None:
+        q = q.where(Record.id < before_id)
+    return list(session.execute(q.order_by(Record.id.desc()).limit(limit + 1)).scalars())
