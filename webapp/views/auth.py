@@ -31,10 +31,10 @@ from wtforms.validators import DataRequired, Length
 from webapp import errors
 from webapp.context import engine, keep_read_session, policy, read_session, safe_next
 from webapp.qr import qr_svg
-from workflow.db.models import User
 from workflow.errors import AccountLocked, LoginFailed, SecondFactorFailed, SessionEnded, WorkflowError
 from workflow.identity import passwords, sessions
 from workflow.identity import totp as second_factor
+from workflow.queries import directories
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
@@ -89,7 +89,7 @@ def init_app(app: Flask) -> None:
             session.clear()
             g.session_ended = exc.message
             return None
-        u = read_session().get(User, info.user_id)
+        u = directories.person(read_session(), info.user_id)
         return CurrentUser(u.id, u.username, u.full_name, u.timezone, info.roles,
                            info.signed_before)
 
@@ -148,7 +148,7 @@ def _begin_session(user_id: int, mfa: bool, checked: sessions.PasswordChecked) -
         session["must_change_password"] = True
     if checked.needs_enrolment:
         session["must_enrol"] = True
-    u = read_session().get(User, user_id)
+    u = directories.person(read_session(), user_id)
     login_user(CurrentUser(u.id, u.username, u.full_name, u.timezone))
     return redirect(_safe_next(nxt))
 

@@ -17,7 +17,7 @@ from workflow import tasks as wf_inbox
 from workflow.db.models import Task
 from workflow.errors import RecordNotFound, WorkflowError
 from workflow.identity import users as identity
-from workflow.queries import definitions, directories
+from workflow.queries import definitions, directories, records
 
 bp = Blueprint("inbox", __name__)
 
@@ -67,7 +67,7 @@ def _visible_task(task_id: int) -> Task:
     """The task, or 404 when it does not exist or its record is hidden from the user (so
     task ids cannot be used to probe records, and no message names a hidden record)."""
     s = read_session()
-    task = s.get(Task, task_id)
+    task = records.task(s, task_id)
     if task is None:
         abort(404)
     try:

@@ -38,3 +38,8 @@ def grants_of(session: Session, user: User) -> list[RoleGrant]:
     """Every role grant ``user`` ever had, newest first (revoked ones too)."""
     return list(session.execute(select(RoleGrant).where(RoleGrant.user_id == user.id)
                                 .order_by(RoleGrant.granted_at.desc())).scalars())
+
+
+def person(session: Session, user_id: int) -> User | None:
+    """The account with id ``user_id`` (None when there is none)."""
+    return session.get(User, user_id)
