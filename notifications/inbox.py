@@ -5,8 +5,9 @@ session; marking read is a command that opens its own unit (``uow``: anything wi
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from workflow import clock
@@ -34,7 +35,9 @@ def mark_read(uow: UnitOfWork, user_id: int, ids: Iterable[int] | None = None) -
         wanted = None if ids is None else sorted(set(ids))
         if wanted is not None:
             q = q.where(Notification.id.in_(wanted))
-        done = s.execute(q.values(read_at=clock.now())).rowcount
+        result: CursorResult[Any] = s.execute(  # type: ignore[assignment]  # an UPDATE's
+            q.values(read_at=clock.now()))
+        done = result.rowcount
         if wanted is not None and done < len(wanted):
             found = set(s.execute(select(Notification.id).where(
                 Notification.id.in_(wanted))).scalars())

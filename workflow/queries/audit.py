@@ -24,7 +24,7 @@ class AuditFilter:
     before_id: int | None = None  # the page cursor: events older than this id
 
 
-def _query(f: AuditFilter) -> Select[tuple[AuditEvent, str | None]]:
+def _query(f: AuditFilter) -> Select[AuditEvent, str]:
     q = select(AuditEvent, Record.number).outerjoin(Record, Record.id == AuditEvent.record_id)
     if f.user:
         q = q.where(AuditEvent.actor_name.ilike(f"%{f.user[:100]}%"))
@@ -48,7 +48,7 @@ def search(session: Session, f: AuditFilter, limit: int | None = None
     q = _query(f)
     if limit is not None:
         q = q.limit(limit)
-    return [(ev, number) for ev, number in session.execute(q)]
+    return [(row[0], row[1]) for row in session.execute(q)]
 
 
 def actions(session: Session) -> list[str]:
