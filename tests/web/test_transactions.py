@@ -144,3 +144,42 @@ def test_a_read_after_a_write_in_the_same_request_sees_the_write(client, record,
     assert r.status_code == 200, r.get_json()
     assert r.get_json()["record"]["state"] == engine.get(record).state != rec.state
     assert kinds == ["read", "write", "read"]
+
+
+class TestWithRealCommits:
+    """The same requests on a database of its own with real commits (the other tests nest
+    every unit as a SAVEPOINT on one connection, where every session sees every write):
+    a write during a request is committed and seen by the next read."""
+
+    @pytest.fixture
+    def engine(self, committed_engine):
+        return committed_engine
+
+    def test_record_page_and_signing_post(self, client, record, engine):
+        r, kinds = count(lambda: client.get(f"/records/{record}"))
+        assert r.status_code == 200 and kinds == ["read"]
+        rec = engine.get(record)
+        token = csrf(client, f"/records/{record}/do/cancel")
+        r, kinds = count(lambda: client.post(f"/records/{record}/do/cancel", data={
+            "csrf_token": token, "expected_version": str(rec.version), "sig_username": "quinn",
+            "sig_password": PASSWORD, "reason": "duplicate report"}))
+        assert r.status_code == 302 and kinds == ["read", "write"]
+        after = engine.get(record)
+        assert after.state != rec.state
+        page = client.get(r.headers["Location"]).get_data(as_text=True)
+        assert engine.definition_of(after).states[after.state].label in page
+
+    def test_api_fire_answers_with_the_committed_state(self, client, record, engine):
+        with engine.unit() as s:
+            quinn = identity.get_user(s, "quinn")
+            tok = api_tokens.create_token(s, quinn, actor=quinn, name="t",
+                                          scopes="read write sign").secret
+        headers = {"Authorization": f"Bearer {tok}"}
+        rec = engine.get(record)
+        r = client.post(f"/api/v1/records/{record}/transitions/cancel", headers=headers, json={
+            "expected_version": rec.version, "reason": "duplicate report",
+            "signature": {"username": "quinn", "password": PASSWORD}})
+        assert r.status_code == 200, r.get_json()
+        body = r.get_json()["record"]
+        assert body["state"] == engine.get(record).state != rec.state
+        assert body["version"] == rec.version + 1
