@@ -57,7 +57,7 @@ def create_app(config: dict[str, Any] | None = None,
     # Imported here, not at the top: the ``qms`` console script (webapp/cli.py) imports this
     # package, and loading the views and the engine with it made every command start slower
     # (measured: `import webapp.cli` 0.95 s -> 1.7 s).
-    from webapp import api, errors, filters
+    from webapp import api, context, errors, filters
     from webapp.views import (
         admin,
         api_tokens,
@@ -78,6 +78,7 @@ def create_app(config: dict[str, Any] | None = None,
     app.config.setdefault("QMS_API_RATE_PER_MINUTE", settings.api_rate_per_minute)
 
     csrf.init_app(app)
+    context.init_app(app)  # the request's one read session, closed in teardown
     auth.init_app(app)
     for module in (auth, inbox, records, audit, admin, api_tokens, notifications, dashboard,
                    definitions):

@@ -74,15 +74,15 @@ class Settings:
         d = cls()
         roles = env.raw("QMS_TOTP_REQUIRED_ROLES")
         return cls(
-            database_url=env.text("QMS_DATABASE_URL", None),
+            database_url=env.optional("QMS_DATABASE_URL"),
             instance_dir=env.path("QMS_INSTANCE_DIR") or d.instance_dir,
             signature_key=env.hex_key("QMS_SIGNATURE_KEY"),
             signature_key_file=env.path("QMS_SIGNATURE_KEY_FILE"),
-            secret_key=env.text("QMS_SECRET_KEY", None),
+            secret_key=env.optional("QMS_SECRET_KEY"),
             cookie_secure=env.flag("QMS_COOKIE_SECURE", d.cookie_secure),
             api_rate_per_minute=env.whole("QMS_API_RATE_PER_MINUTE", d.api_rate_per_minute,
                                           "requests per minute (0: no limit)"),
-            base_url=(env.text("QMS_BASE_URL", None) or d.base_url).rstrip("/"),
+            base_url=env.text("QMS_BASE_URL", d.base_url).rstrip("/"),
             password_min_length=env.whole("QMS_PASSWORD_MIN_LENGTH", d.password_min_length,
                                           "characters"),
             password_history=env.whole("QMS_PASSWORD_HISTORY", d.password_history, "passwords"),
@@ -100,7 +100,7 @@ class Settings:
             system_name=env.text("QMS_SYSTEM_NAME", d.system_name),
             schedules_file=env.path("QMS_SCHEDULES_FILE"),
             kpi_thresholds=env.path("QMS_KPI_THRESHOLDS"),
-            smtp_url=env.text("QMS_SMTP_URL", None),
+            smtp_url=env.optional("QMS_SMTP_URL"),
             smtp_from=env.text("QMS_SMTP_FROM", d.smtp_from),
             # fewer than one attempt or a zero delay make no sense: at least 1 (as before)
             smtp_max_attempts=max(1, env.whole("QMS_SMTP_MAX_ATTEMPTS", d.smtp_max_attempts,
@@ -127,15 +127,18 @@ class _Reader:
     def raw(self, name: str) -> str | None:
         return self.environ.get(name)
 
-    def text(self, name: str, default: str | None) -> str | None:
+    def text(self, name: str, default: str) -> str:
         return self.environ.get(name) or default
 
+    def optional(self, name: str) -> str | None:
+        return self.environ.get(name) or None
+
     def path(self, name: str) -> Path | None:
-        value = self.text(name, None)
+        value = self.optional(name)
         return Path(value) if value else None
 
     def whole(self, name: str, default: int, unit: str) -> int:
-        value = self.text(name, None)
+        value = self.optional(name)
         if value is None:
             return default
         try:
@@ -148,7 +151,7 @@ class _Reader:
         return number
 
     def seconds(self, name: str, default: float) -> float:
-        value = self.text(name, None)
+        value = self.optional(name)
         if value is None:
             return default
         try:
@@ -160,7 +163,7 @@ class _Reader:
         return number
 
     def hour(self, name: str, default: int) -> int:
-        value = self.text(name, None)
+        value = self.optional(name)
         if value is None:
             return default
         value = value.strip()
@@ -169,7 +172,7 @@ class _Reader:
         return int(value)
 
     def flag(self, name: str, default: bool) -> bool:
-        value = self.text(name, None)
+        value = self.optional(name)
         if value is None:
             return default
         if value.strip() not in ("0", "1"):
@@ -177,7 +180,7 @@ class _Reader:
         return value.strip() == "1"
 
     def hex_key(self, name: str) -> bytes | None:
-        value = self.text(name, None)
+        value = self.optional(name)
         if value is None:
             return None
         try:

@@ -18,7 +18,7 @@ from flask import current_app, jsonify, request
 from jsonschema import Draft7Validator
 
 from webapp.api.spec import Param, Route
-from webapp.context import engine
+from webapp.context import engine, keep_read_session, read_session
 from webapp.errors import ApiError, api_error, error_response
 from workflow import clock
 from workflow import errors as wf
@@ -77,7 +77,10 @@ def _bearer() -> str | None:
 def authenticate(scope: str) -> api_tokens.Caller:
     """The caller of this request (401/403/429 as ApiError). Cookies play no part."""
     try:
-        caller = api_tokens.authenticate(engine(), _bearer())
+        # reads through the request's session; the throttled last-used write is never
+        # read back by the request
+        with keep_read_session():
+            caller = api_tokens.authenticate(engine(), _bearer(), session=read_session())
     except wf.TokenRejected as exc:
         err = ApiError(401, _TOKEN_CODES.get(exc.reason, "token_invalid"), exc.message)
         err.headers["WWW-Authenticate"] = 'Bearer realm="qms"'

@@ -11,7 +11,6 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from webapp.api import spec
@@ -23,23 +22,19 @@ from webapp.api.core import (
     signature_from,
 )
 from webapp.api.spec import Param, Route
-from webapp.context import engine
+from webapp.context import engine, read_session
 from webapp.errors import ApiError
 from workflow import clock
 from workflow import tasks as wf_inbox
 from workflow.db.models import (
-    AuditEvent,
     DefinitionVersion,
     Record,
-    RecordLink,
-    Signature,
-    Task,
-    User,
 )
 from workflow.errors import WorkflowError
 from workflow.identity import tokens as api_tokens
 from workflow.identity import users as identity
 from workflow.kpi import SPECS, Kpi, Period
+from workflow.queries import definitions, records
 
 Caller = api_tokens.Caller
 
@@ -64,28 +59,23 @@ def _summary(session: Session, rec: Record) -> dict[str, Any]:
     }
 
 
-def _record(session: Session, rec: Record) -> dict[str, Any]:
-    creator = session.get(User, rec.created_by_id)
-    out = _summary(session, rec)
-    links = []
-    other = Record.__table__.alias("other")
-    for link, number in session.execute(
-            select(RecordLink, other.c.number).join(other, other.c.id == RecordLink.target_id)
-            .where(RecordLink.source_id == rec.id).order_by(RecordLink.id)):
-        links.append({"number": number, "kind": link.kind, "direction": "outgoing"})
-    for link, number in session.execute(
-            select(RecordLink, other.c.number).join(other, other.c.id == RecordLink.source_id)
-            .where(RecordLink.target_id == rec.id).order_by(RecordLink.id)):
-        links.append({"number": number, "kind": link.kind, "direction": "incoming"})
+def _record(page: records.RecordPage) -> dict[str, Any]:
+    rec, creator = page.record, page.creator
+    out = _summary(read_session(), rec)
+    outgoing = [{"number": other.number, "kind": link.kind, "direction": "outgoing"}
+                for link, other in page.links if link.source_id == rec.id]
+    incoming = [{"number": other.number, "kind": link.kind, "direction": "incoming"}
+                for link, other in page.links if link.source_id != rec.id]
     out.update(definition_hash=rec.definition_hash, data=rec.data,
-               created_by={"username": creator.username, "name": creator.full_name},
-               due_original=_iso(rec.due_original), links=links)
+               created_by={"username": creator.username, "name": creator.full_name}
+               if creator else None,
+               due_original=_iso(rec.due_original), links=outgoing + incoming)
     return out
 
 
 def _visible(caller: Caller, number: str) -> Record:
     """The record if the caller may see it (the engine decides); 404 otherwise."""
-    return engine().get(number, viewer=caller.username)
+    return engine().get(number, viewer=caller.username, session=read_session())
 
 
 # ------------------------------------------------------------------ views
@@ -108,47 +98,27 @@ def list_records(caller: Caller, query: dict[str, Any]) -> Any:
     if after is not None and not after.isdigit():
         raise ApiError(400, "bad_cursor", "The cursor is not valid; start again from the "
                                           "first page.")
-    with engine().reader() as s:
-        user = identity.get_user(s, caller.username)
-        roles = identity.roles_of(s, user)
-        hashes = []
-        for h in s.execute(select(DefinitionVersion.content_hash)).scalars():
-            d = engine().registry.by_hash(s, h).definition
-            if roles & (set(d.roles) | set(d.start_roles)):
-                hashes.append(h)
-        q = select(Record).where(or_(
-            Record.definition_hash.in_(hashes or [""]),
-            Record.created_by_id == user.id,
-            exists().where(Task.record_id == Record.id, Task.assignee_id == user.id)))
-        if query["workflow"]:
-            q = q.where(Record.workflow_key == query["workflow"])
-        if query["state"]:
-            q = q.where(Record.state == query["state"])
-        if query["q"]:
-            text = query["q"].strip().lower()
-            q = q.where(or_(func.lower(Record.number).contains(text, autoescape=True),
-                            func.lower(Record.title).contains(text, autoescape=True)))
-        if after is not None:
-            q = q.where(Record.id < int(after))
-        limit = query["limit"]
-        rows = s.execute(q.order_by(Record.id.desc()).limit(limit + 1)).scalars().all()
-        items = [_summary(s, r) for r in rows[:limit]]
-        nxt = encode_cursor(str(rows[limit - 1].id)) if len(rows) > limit else None
+    s = read_session()
+    user = identity.get_user(s, caller.username)
+    roles = identity.roles_of(s, user)
+    limit = query["limit"]
+    rows = records.visible_records(
+        s, engine().registry, user, roles, workflow=query["workflow"] or None,
+        state=query["state"] or None, text=query["q"] or None,
+        before_id=int(after) if after is not None else None, limit=limit)
+    items = [_summary(s, r) for r in rows[:limit]]
+    nxt = encode_cursor(str(rows[limit - 1].id)) if len(rows) > limit else None
     return {"items": items, "next_cursor": nxt}
 
 
 def get_record(caller: Caller, number: str) -> Any:
-    rec = _visible(caller, number)
-    with engine().reader() as s:
-        return _record(s, rec)
+    return _record(records.record_page(read_session(), engine(), number, caller.username))
 
 
 def create_record(caller: Caller, body: dict[str, Any]) -> Any:
     r = engine().start(body["workflow"], caller.username, body["data"],
                        reason=(body.get("reason") or "").strip() or None)
-    rec = engine().get(r.number, viewer=caller.username)
-    with engine().reader() as s:
-        out = _record(s, rec)
+    out = _record(records.record_page(read_session(), engine(), r.number, caller.username))
     return out, 201, {"Location": f"{spec.API_PREFIX}/records/{r.number}"}
 
 
@@ -165,7 +135,8 @@ def _transition(t: Any) -> dict[str, Any]:
 
 def list_transitions(caller: Caller, number: str) -> Any:
     rec = _visible(caller, number)
-    available = engine().available_transitions(rec.number, caller.username)
+    available = engine().available_transitions(rec.number, caller.username,
+                                               session=read_session())
     return {"record": rec.number, "version": rec.version, "state": rec.state,
             "items": [_transition(t) for t in available]}
 
@@ -179,19 +150,14 @@ def fire_transition(caller: Caller, number: str, transition: str, body: dict[str
                       signature=signature_from(signature),
                       reason=(body.get("reason") or "").strip() or None,
                       expected_version=body["expected_version"])
-    rec = engine().get(r.number, viewer=caller.username)
-    with engine().reader() as s:
-        record = _record(s, rec)
+    record = _record(records.record_page(read_session(), engine(), r.number, caller.username))
     return {"record": record, "moved": r.moved, "signatures_needed": r.signatures_needed,
             "signature_id": r.signature_id, "created": [n for n in r.created if n != r.number]}
 
 
 def record_audit(caller: Caller, number: str) -> Any:
     rec = _visible(caller, number)
-    with engine().reader() as s:
-        rows = s.execute(select(AuditEvent, User.username)
-                         .outerjoin(User, User.id == AuditEvent.actor_id)
-                         .where(AuditEvent.record_id == rec.id).order_by(AuditEvent.seq)).all()
+    rows = records.audit_events(read_session(), rec)
     return {"record": rec.number, "items": [{
         "seq": ev.seq, "at": _iso(ev.at), "actor": ev.actor_name, "actor_username": username,
         "action": ev.action, "transition": ev.transition, "from_state": ev.from_state,
@@ -202,9 +168,7 @@ def record_audit(caller: Caller, number: str) -> Any:
 
 def record_signatures(caller: Caller, number: str) -> Any:
     rec = _visible(caller, number)
-    with engine().reader() as s:
-        sigs = s.execute(select(Signature).where(Signature.record_id == rec.id)
-                         .order_by(Signature.id)).scalars().all()
+    sigs = records.signatures(read_session(), rec)
     return {"record": rec.number, "items": [{
         "id": sig.id,
         "manifestation": {
@@ -232,14 +196,14 @@ def list_tasks(caller: Caller, query: dict[str, Any]) -> Any:
             raise ApiError(400, "bad_cursor", "The cursor is not valid; start again from the "
                                               "first page.")
     now = clock.now()
-    with engine().reader() as s:
-        user = identity.get_user(s, caller.username)
-        try:
-            page = wf_inbox.inbox(s, user, workflow=query["workflow"], state=query["state"],
-                                  overdue=query["overdue"], search=query["q"],
-                                  scope=query["scope"], cursor=cursor, limit=query["limit"])
-        except WorkflowError as exc:
-            raise ApiError(400, "bad_cursor", exc.message) from None
+    s = read_session()
+    user = identity.get_user(s, caller.username)
+    try:
+        page = wf_inbox.inbox(s, user, workflow=query["workflow"], state=query["state"],
+                              overdue=query["overdue"], search=query["q"],
+                              scope=query["scope"], cursor=cursor, limit=query["limit"])
+    except WorkflowError as exc:
+        raise ApiError(400, "bad_cursor", exc.message) from None
     return {
         "items": [{"task_id": r.task_id, "number": r.number, "title": r.title,
                    "workflow": r.workflow, "state": r.state, "role": r.role,
@@ -257,36 +221,28 @@ def _versions(rows: list[DefinitionVersion]) -> list[dict[str, Any]]:
 
 
 def list_definitions(caller: Caller) -> Any:
-    with engine().reader() as s:
-        rows = s.execute(select(DefinitionVersion).order_by(DefinitionVersion.key,
-                                                            DefinitionVersion.version)
-                         ).scalars().all()
-    by_key: dict[str, list[DefinitionVersion]] = {}
-    for r in rows:
-        by_key.setdefault(r.key, []).append(r)
+    by_key = definitions.versions_by_key(read_session())
     return {"items": [{"key": k, "title": v[-1].title, "latest_version": v[-1].version,
                        "versions": _versions(v)} for k, v in by_key.items()]}
 
 
 def get_definition(caller: Caller, key: str, query: dict[str, Any]) -> Any:
-    with engine().reader() as s:
-        rows = s.execute(select(DefinitionVersion).where(DefinitionVersion.key == key)
-                         .order_by(DefinitionVersion.version)).scalars().all()
-        wanted = query["version"]
-        row = rows[-1] if rows and wanted is None else \
-            next((r for r in rows if r.version == wanted), None)
-        if row is None:
-            raise ApiError(404, "not_found", f"There is no published workflow {key!r}"
-                           + (f" version {wanted}." if wanted is not None and rows else "."))
-        d = engine().registry.by_hash(s, row.content_hash).definition
-        publisher = s.get(User, row.published_by_id) if row.published_by_id else None
-        return {"key": row.key, "title": row.title, "version": row.version,
-                "content_hash": row.content_hash, "published_at": _iso(row.published_at),
-                "published_by": publisher.username if publisher else None,
-                "source": row.source,
-                "start": {"roles": list(d.start_roles), "fields": list(d.start_edits),
-                          "requires": list(d.start_requires)},
-                "versions": _versions(rows)}
+    s = read_session()
+    rows = definitions.versions_of(s, key)
+    wanted = query["version"]
+    row = rows[-1] if rows and wanted is None else \
+        next((r for r in rows if r.version == wanted), None)
+    if row is None:
+        raise ApiError(404, "not_found", f"There is no published workflow {key!r}"
+                       + (f" version {wanted}." if wanted is not None and rows else "."))
+    d = engine().registry.by_hash(s, row.content_hash).definition
+    return {"key": row.key, "title": row.title, "version": row.version,
+            "content_hash": row.content_hash, "published_at": _iso(row.published_at),
+            "published_by": definitions.publisher_of(s, row),
+            "source": row.source,
+            "start": {"roles": list(d.start_roles), "fields": list(d.start_edits),
+                      "requires": list(d.start_requires)},
+            "versions": _versions(rows)}
 
 
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -308,10 +264,10 @@ def list_kpis(caller: Caller, query: dict[str, Any]) -> Any:
     keys = [k for k, sp in SPECS.items()
             if (sp.workflow == wf if wf else
                 sp.workflow is not None or _SYSTEM_KPI_ROLES & set(caller.roles))]
-    with engine().reader() as s:
-        k = Kpi(s, engine().registry, caller.username, period)
-        metrics = k.metrics(keys)
-        as_of = k.as_of
+    s = read_session()
+    k = Kpi(s, engine().registry, caller.username, period)
+    metrics = k.metrics(keys)
+    as_of = k.as_of
     return {
         "period": {"from": period.start.strftime("%Y-%m"),
                    "to": (period.end - timedelta(days=1)).strftime("%Y-%m"),

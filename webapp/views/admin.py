@@ -13,18 +13,17 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from sqlalchemy import select
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from webapp import errors
-from webapp.context import engine, policy
+from webapp.context import engine, policy, read_session
 from webapp.forms import choices
 from webapp.views.auth import roles_required
-from workflow.db.models import DefinitionVersion, RoleGrant, User
 from workflow.errors import WorkflowError
 from workflow.identity import admin as accounts
 from workflow.identity import users as identity
+from workflow.queries import definitions, directories
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 ROLE_RE = r"^[a-z][a-z0-9_]{0,39}$"
@@ -57,20 +56,15 @@ class ReasonForm(FlaskForm):
 
 
 def _system_roles() -> list[str]:
-    roles: set[str] = {"admin"}
-    with engine().reader() as s:
-        for key in s.execute(select(DefinitionVersion.key).distinct()).scalars():
-            roles |= set(engine().registry.latest(s, key).definition.roles)
-    return sorted(roles)
+    return definitions.system_roles(read_session(), engine().registry)
 
 
 @bp.route("/users")
 @roles_required("admin")
 def users() -> Any:
-    with engine().reader() as s:
-        rows = s.execute(select(User).where(User.is_system.is_(False)).order_by(User.username)
-                         ).scalars().all()
-        roles = {u.id: sorted(identity.roles_of(s, u)) for u in rows}
+    s = read_session()
+    rows = directories.accounts(s)
+    roles = {u.id: sorted(identity.roles_of(s, u)) for u in rows}
     return render_template("admin/users.html", users=rows, roles=roles, form=CreateUserForm())
 
 
@@ -97,13 +91,12 @@ def create_user() -> Any:
 @bp.route("/users/<username>", methods=["GET"])
 @roles_required("admin")
 def user(username: str) -> Any:
-    with engine().reader() as s:
-        u = identity.find_user(s, username)
-        if u is None or u.is_system:
-            abort(404)
-        grants = s.execute(select(RoleGrant).where(RoleGrant.user_id == u.id)
-                           .order_by(RoleGrant.granted_at.desc())).scalars().all()
-        active_roles = identity.roles_of(s, u)
+    s = read_session()
+    u = identity.find_user(s, username)
+    if u is None or u.is_system:
+        abort(404)
+    grants = directories.grants_of(s, u)
+    active_roles = identity.roles_of(s, u)
     return render_template("admin/user.html", u=u, grants=grants, active_roles=active_roles,
                            grant_form=GrantForm(), action_form=ReasonForm(),
                            system_roles=_system_roles())

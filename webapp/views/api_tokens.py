@@ -14,7 +14,7 @@ from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from webapp import errors
-from webapp.context import engine
+from webapp.context import engine, read_session
 from webapp.forms import choices
 from workflow.errors import WorkflowError
 from workflow.identity import tokens as api_tokens
@@ -42,8 +42,8 @@ class RevokeForm(FlaskForm):
 
 
 def _tokens() -> list[api_tokens.TokenInfo]:
-    with engine().reader() as s:
-        return api_tokens.list_tokens(s, identity.get_user(s, current_user.username))
+    s = read_session()
+    return api_tokens.list_tokens(s, identity.get_user(s, current_user.username))
 
 
 @bp.route("/", methods=["GET", "POST"])
@@ -54,10 +54,8 @@ def index() -> Any:
     status = 200
     if form.validate_on_submit():
         try:
-            with engine().unit() as s:
-                me = identity.get_user(s, current_user.username)
-                created = api_tokens.create_token(s, me, actor=me, name=form.name.data,
-                                                  scopes=form.scopes.data,
+            created = api_tokens.create_own_token(engine(), current_user.username,
+                                                  name=form.name.data, scopes=form.scopes.data,
                                                   expires_in_days=int(form.expires.data))
         except WorkflowError as exc:
             errors.flash_error(exc)
@@ -74,10 +72,8 @@ def revoke() -> Any:
     form = RevokeForm()
     if form.validate_on_submit():
         try:
-            with engine().unit() as s:
-                me = identity.get_user(s, current_user.username)
-                row = api_tokens.revoke_own_token(s, str(form.token_id.data), actor=me)
-                prefix = row.prefix
+            prefix = api_tokens.revoke_own(engine(), current_user.username,
+                                           str(form.token_id.data))
         except WorkflowError as exc:
             errors.flash_error(exc)
         else:

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, render_template, request
-from sqlalchemy import select
 
-from webapp.context import engine
+from webapp.context import read_session
 from webapp.views.auth import roles_required
-from workflow.db.models import AuditEvent, Record
+from workflow.db.models import AuditEvent
+from workflow.queries import audit as audit_trail
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 PAGE = 100
@@ -33,30 +33,17 @@ def _day(value: str | None, end: bool = False) -> datetime | None:
 @roles_required("qa", "admin", "isms")
 def index() -> Any:
     a = request.args
-    q = select(AuditEvent, Record.number).outerjoin(Record, Record.id == AuditEvent.record_id)
-    if a.get("user"):
-        q = q.where(AuditEvent.actor_name.ilike(f"%{a['user'][:100]}%"))
-    if a.get("record"):
-        q = q.where(Record.number == a["record"].strip().upper())
-    if a.get("action"):
-        q = q.where(AuditEvent.action == a["action"])
-    if _day(a.get("from")):
-        q = q.where(AuditEvent.at >= _day(a.get("from")))
-    if _day(a.get("to"), end=True):
-        q = q.where(AuditEvent.at < _day(a.get("to"), end=True))
-    before = a.get("before", type=int)
-    if before:
-        q = q.where(AuditEvent.id < before)
-    fmt_csv = a.get("format") == "csv"
-    q = q.order_by(AuditEvent.id.desc())
-    with engine().reader() as s:
-        actions = s.execute(select(AuditEvent.action).distinct().order_by(AuditEvent.action)
-                            ).scalars().all()
-        if fmt_csv:
-            rows = s.execute(q).all()
-            return csv_response([ev for ev, _ in rows], "audit-trail.csv",
-                                numbers={ev.id: n for ev, n in rows})
-        rows = s.execute(q.limit(PAGE + 1)).all()
+    f = audit_trail.AuditFilter(user=a.get("user") or "", record=a.get("record") or "",
+                                action=a.get("action") or "", since=_day(a.get("from")),
+                                until=_day(a.get("to"), end=True),
+                                before_id=a.get("before", type=int))
+    s = read_session()
+    actions = audit_trail.actions(s)
+    if a.get("format") == "csv":
+        rows = audit_trail.search(s, f)
+        return csv_response([ev for ev, _ in rows], "audit-trail.csv",
+                            numbers={ev.id: n for ev, n in rows})
+    rows = audit_trail.search(s, f, limit=PAGE + 1)
     more = rows[PAGE][0].id + 1 if len(rows) > PAGE else None
     return render_template("audit/index.html", rows=rows[:PAGE], actions=actions, args=a,
                            more=rows[PAGE - 1][0].id if more else None)

@@ -29,12 +29,12 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from webapp import errors
-from webapp.context import engine, policy, safe_next
+from webapp.context import engine, keep_read_session, policy, read_session, safe_next
 from webapp.qr import qr_svg
-from workflow.db.models import User
 from workflow.errors import AccountLocked, LoginFailed, SecondFactorFailed, SessionEnded, WorkflowError
 from workflow.identity import passwords, sessions
 from workflow.identity import totp as second_factor
+from workflow.queries import directories
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
@@ -80,15 +80,18 @@ def init_app(app: Flask) -> None:
         if not token:
             return None
         try:
-            info = sessions.touch_session(engine(), token, policy())
+            # reads through the request's session; writes only when the throttled
+            # last-seen refresh is due or the session ends (workflow/identity/sessions.py)
+            with keep_read_session():
+                info = sessions.current_session(engine(), token, policy(),
+                                                session=read_session())
         except SessionEnded as exc:
             session.clear()
             g.session_ended = exc.message
             return None
-        with engine().reader() as s:
-            u = s.get(User, info.user_id)
-            return CurrentUser(u.id, u.username, u.full_name, u.timezone, info.roles,
-                               info.signed_before)
+        u = directories.person(read_session(), info.user_id)
+        return CurrentUser(u.id, u.username, u.full_name, u.timezone, info.roles,
+                           info.signed_before)
 
     @login_manager.unauthorized_handler
     def _unauthorized() -> Any:
@@ -145,9 +148,8 @@ def _begin_session(user_id: int, mfa: bool, checked: sessions.PasswordChecked) -
         session["must_change_password"] = True
     if checked.needs_enrolment:
         session["must_enrol"] = True
-    with engine().reader() as s:
-        u = s.get(User, user_id)
-        login_user(CurrentUser(u.id, u.username, u.full_name, u.timezone))
+    u = directories.person(read_session(), user_id)
+    login_user(CurrentUser(u.id, u.username, u.full_name, u.timezone))
     return redirect(_safe_next(nxt))
 
 

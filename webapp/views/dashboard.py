@@ -19,11 +19,9 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask_login import current_user
 
 from webapp import charts
-from webapp.context import engine
+from webapp.context import engine, read_session
 from webapp.views.auth import roles_required
-from workflow import clock
-from workflow.audit.integrity import store_verification
-from workflow.audit.integrity import verify as run_verify
+from workflow.audit.integrity import verify_and_store
 from workflow.kpi import SECURITY_ACTIONS, SPECS, Kpi, Period
 
 log = logging.getLogger(__name__)
@@ -105,17 +103,17 @@ def _kpi(session: Any) -> Kpi:
 def index() -> Any:
     sections = _sections()
     keys = [k for _, _, ks in sections for k in ks]
-    with engine().reader() as s:
-        k = _kpi(s)
-        metrics = k.metrics(keys)
-        shown = {key for key, _, _ in sections}
-        dev = k.deviations_by_class() if "deviation" in shown else None
-        flow = k.flow("capa") if "capa" in shown else None
-        sec = k.security_by_month() if "security" in shown else None
-        docs = k.training_by_document() if "training_assignment" in shown else None
-        verification = k.last_verification()
-        period, as_of = k.period, k.as_of
-        thresholds = k.thresholds
+    s = read_session()
+    k = _kpi(s)
+    metrics = k.metrics(keys)
+    shown = {key for key, _, _ in sections}
+    dev = k.deviations_by_class() if "deviation" in shown else None
+    flow = k.flow("capa") if "capa" in shown else None
+    sec = k.security_by_month() if "security" in shown else None
+    docs = k.training_by_document() if "training_assignment" in shown else None
+    verification = k.last_verification()
+    period, as_of = k.period, k.as_of
+    thresholds = k.thresholds
     chart: dict[str, Any] = {}
     if dev is not None:
         links = {(m, c): url_for("dashboard.drill", metric="dev.created") + "?" +
@@ -161,11 +159,11 @@ def drill(metric: str) -> Any:
         abort(403, description="Security metrics need one of the roles: qa, admin, isms.")
     part = "num" if request.args.get("part") == "num" else "all"
     params = {k: request.args[k] for k in ("month", "classification") if request.args.get(k)}
-    with engine().reader() as s:
-        k = _kpi(s)
-        rows = k.drill(metric, part, **params)
-        m = k.metric(metric) if not params else None
-        period, as_of = k.period, k.as_of
+    s = read_session()
+    k = _kpi(s)
+    rows = k.drill(metric, part, **params)
+    m = k.metric(metric) if not params else None
+    period, as_of = k.period, k.as_of
     events = spec.workflow is None
     if request.args.get("format") == "csv":
         name = f"{metric}-{part}.csv"
@@ -191,10 +189,10 @@ def drill(metric: str) -> Any:
 def export() -> Any:
     """Every metric on the page as one table."""
     keys = [k for _, _, ks in _sections() for k in ks]
-    with engine().reader() as s:
-        k = _kpi(s)
-        metrics = k.metrics(keys)
-        period, as_of = k.period, k.as_of
+    s = read_session()
+    k = _kpi(s)
+    metrics = k.metrics(keys)
+    period, as_of = k.period, k.as_of
     return _csv(([m.key, m.label, "" if m.value is None else m.value, m.show,
                   "" if m.numerator is None else m.numerator,
                   "" if m.denominator is None else m.denominator,
@@ -209,25 +207,25 @@ def export() -> Any:
 @roles_required(*VIEW_ROLES)
 def series(name: str) -> Any:
     """The monthly tables behind the charts."""
-    with engine().reader() as s:
-        k = _kpi(s)
-        if name == "deviations":
-            data = k.deviations_by_class()
-            return _csv(([m, *(data[m].get(c, 0) for c in CLASSES)] for m in data),
-                        ["month", *CLASSES], "deviations-by-month.csv")
-        if name == "capa-flow":
-            data = k.flow("capa")
-            return _csv(([m, data[m]["opened"], data[m]["closed"]] for m in data),
-                        ["month", "opened", "closed"], "capa-flow-by-month.csv")
-        if name == "training-documents":
-            return _csv(([d, c, n, f"{c / n:.4f}" if n else ""]
-                         for d, c, n in k.training_by_document()),
-                        ["document", "completed", "due", "compliance"], "training-by-document.csv")
-        if name == "security" and current_user.has(*SECURITY_ROLES):
-            data = k.security_by_month()
-            actions = list(SECURITY_ACTIONS.values())
-            return _csv(([m, *(data[m].get(a, 0) for a in actions)] for m in data),
-                        ["month", *actions], "security-by-month.csv")
+    s = read_session()
+    k = _kpi(s)
+    if name == "deviations":
+        data = k.deviations_by_class()
+        return _csv(([m, *(data[m].get(c, 0) for c in CLASSES)] for m in data),
+                    ["month", *CLASSES], "deviations-by-month.csv")
+    if name == "capa-flow":
+        data = k.flow("capa")
+        return _csv(([m, data[m]["opened"], data[m]["closed"]] for m in data),
+                    ["month", "opened", "closed"], "capa-flow-by-month.csv")
+    if name == "training-documents":
+        return _csv(([d, c, n, f"{c / n:.4f}" if n else ""]
+                     for d, c, n in k.training_by_document()),
+                    ["document", "completed", "due", "compliance"], "training-by-document.csv")
+    if name == "security" and current_user.has(*SECURITY_ROLES):
+        data = k.security_by_month()
+        actions = list(SECURITY_ACTIONS.values())
+        return _csv(([m, *(data[m].get(a, 0) for a in actions)] for m in data),
+                    ["month", *actions], "security-by-month.csv")
     abort(404)
 
 
@@ -235,11 +233,7 @@ def series(name: str) -> Any:
 @roles_required(*VERIFY_ROLES)
 def verify() -> Any:
     """Run verify-audit now and keep its result (it reads every chain: never on page view)."""
-    started = clock.now()
-    with engine().reader() as s:  # a read transaction: writers are not held up meanwhile
-        report = run_verify(s, engine().signing_key)
-    with engine().unit() as s:
-        store_verification(s, report, started, f"web:{current_user.username}")
+    report = verify_and_store(engine(), f"web:{current_user.username}")
     if report.ok:
         flash(f"Verification passed: {report.chains} chains, {report.events} events, "
               f"{report.signatures} signatures.", "success")

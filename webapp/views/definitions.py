@@ -21,10 +21,9 @@ from flask import (
 )
 from flask_login import current_user, login_required
 from markupsafe import Markup
-from sqlalchemy import select
 
 from webapp import errors
-from webapp.context import engine
+from webapp.context import engine, read_session
 from webapp.diagram import render_svg
 from workflow.change_control import drafts, publishing
 from workflow.change_control import dry_run as dry_runs
@@ -36,6 +35,7 @@ from workflow.errors import (
     ValidationFailed,
     WorkflowError,
 )
+from workflow.queries import definitions
 from workflow.spec.load import load_text
 
 bp = Blueprint("definitions", __name__, url_prefix="/definitions")
@@ -122,10 +122,7 @@ class _AnyKey(dict):
 
 def _changes(key: str) -> list[Record]:
     """The definition_change records of ``key``: its approval history."""
-    with engine().reader() as s:
-        return list(s.execute(select(Record).where(
-            Record.workflow_key == drafts.CHANGE_WORKFLOW,
-            Record.data["definition"].as_string() == key).order_by(Record.id)).scalars())
+    return definitions.definition_changes(read_session(), key, drafts.CHANGE_WORKFLOW)
 
 
 @bp.route("/")

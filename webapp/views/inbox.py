@@ -7,17 +7,17 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
-from sqlalchemy import select
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
 from webapp import errors
-from webapp.context import engine, safe_next
+from webapp.context import engine, read_session, safe_next
 from webapp.forms import choices
 from workflow import tasks as wf_inbox
-from workflow.db.models import DefinitionVersion, Task, User
+from workflow.db.models import Task
 from workflow.errors import RecordNotFound, WorkflowError
 from workflow.identity import users as identity
+from workflow.queries import definitions, directories, records
 
 bp = Blueprint("inbox", __name__)
 
@@ -28,10 +28,7 @@ class DelegateForm(FlaskForm):
 
 
 def _workflows() -> dict[str, str]:
-    with engine().reader() as s:
-        rows = s.execute(select(DefinitionVersion.key, DefinitionVersion.title)
-                         .order_by(DefinitionVersion.key, DefinitionVersion.version)).all()
-    return {k: t for k, t in rows}
+    return definitions.workflow_titles(read_session())
 
 
 @bp.route("/")
@@ -46,22 +43,22 @@ def index() -> Any:
     if wf and wf not in workflows:
         wf = None
     try:
-        with engine().reader() as s:
-            user = identity.get_user(s, current_user.username)
-            page = wf_inbox.inbox(s, user, workflow=wf, state=args.get("state") or None,
-                                  overdue=args.get("overdue") == "1",
-                                  search=(args.get("q") or "").strip()[:100] or None,
-                                  scope=scope, cursor=args.get("after") or None,
-                                  limit=25)
+        s = read_session()
+        user = identity.get_user(s, current_user.username)
+        page = wf_inbox.inbox(s, user, workflow=wf, state=args.get("state") or None,
+                              overdue=args.get("overdue") == "1",
+                              search=(args.get("q") or "").strip()[:100] or None,
+                              scope=scope, cursor=args.get("after") or None,
+                              limit=25)
     except WorkflowError as exc:
         errors.flash_error(exc)
         return redirect(url_for("inbox.index"))
     defs = {}
-    with engine().reader() as s:
-        for row in page.rows:
-            if row.definition_hash not in defs:
-                defs[row.definition_hash] = engine().registry.by_hash(
-                    s, row.definition_hash).definition
+    s = read_session()
+    for row in page.rows:
+        if row.definition_hash not in defs:
+            defs[row.definition_hash] = engine().registry.by_hash(
+                s, row.definition_hash).definition
     return render_template("inbox/index.html", page=page, workflows=workflows, wf=wf,
                            scope=scope, args=args, defs=defs)
 
@@ -69,12 +66,12 @@ def index() -> Any:
 def _visible_task(task_id: int) -> Task:
     """The task, or 404 when it does not exist or its record is hidden from the user (so
     task ids cannot be used to probe records, and no message names a hidden record)."""
-    with engine().reader() as s:
-        task = s.get(Task, task_id)
+    s = read_session()
+    task = records.task(s, task_id)
     if task is None:
         abort(404)
     try:
-        engine().get(task.record_id, viewer=current_user.username)
+        engine().get(task.record_id, viewer=current_user.username, session=s)
     except RecordNotFound:
         abort(404)
     return task
@@ -113,11 +110,8 @@ def delegate(task_id: int) -> Any:
     if task.assignee_id != current_user.id:
         abort(403, description="Only the person holding a task can delegate it.")
     form = DelegateForm()
-    with engine().reader() as s:
-        users = s.execute(select(User.username, User.full_name).where(
-            User.active.is_(True), User.is_system.is_(False), User.id != current_user.id)
-            .order_by(User.full_name)).all()
-    form.to.choices = choices([(u.username, f"{u.full_name} ({u.username})") for u in users],
+    form.to.choices = choices(directories.pickable_users(read_session(),
+                                                         excluding=current_user.id),
                               blank=False)
     if form.validate_on_submit():
         try:

@@ -12,15 +12,11 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from sqlalchemy import select, update
 
-from notifications import unread_count
+from notifications import inbox, unread_count
 from notifications.dispatcher import dead_letters, requeue
-from webapp.context import engine, safe_next
+from webapp.context import engine, read_session, safe_next
 from webapp.views.auth import roles_required
-from workflow import clock
-from workflow.audit import trail as audit
-from workflow.db.models import Notification
 from workflow.identity import users as identity
 
 bp = Blueprint("notifications", __name__)
@@ -32,8 +28,8 @@ def _bell() -> dict[str, Any]:
     def unread_notifications() -> int:
         """Counted once per request, only when a page shows the bell."""
         if "qms_unread" not in g:
-            with engine().reader() as s:
-                g.qms_unread = unread_count(s, current_user.id)
+            s = read_session()
+            g.qms_unread = unread_count(s, current_user.id)
         return g.qms_unread
 
     return {"unread_notifications": unread_notifications}
@@ -43,12 +39,9 @@ def _bell() -> dict[str, Any]:
 @login_required
 def index() -> Any:
     unread_only = request.args.get("unread") == "1"
-    with engine().reader() as s:
-        q = select(Notification).where(Notification.user_id == current_user.id)
-        if unread_only:
-            q = q.where(Notification.read_at.is_(None))
-        items = s.execute(q.order_by(Notification.id.desc()).limit(200)).scalars().all()
-        mode = identity.get_user(s, current_user.username).notify_mode
+    s = read_session()
+    items = inbox.notifications_of(s, current_user.id, unread_only=unread_only)
+    mode = identity.get_user(s, current_user.username).notify_mode
     return render_template("notifications/index.html", items=items, unread_only=unread_only,
                            mode=mode, modes=MODES)
 
@@ -56,22 +49,15 @@ def index() -> Any:
 @bp.route("/notifications/<int:notification_id>/read", methods=["POST"])
 @login_required
 def mark_read(notification_id: int) -> Any:
-    with engine().unit() as s:
-        done = s.execute(update(Notification).where(
-            Notification.id == notification_id, Notification.user_id == current_user.id,
-            Notification.read_at.is_(None)).values(read_at=clock.now())).rowcount
-        if not done and s.get(Notification, notification_id) is None:
-            abort(404)
+    if inbox.mark_read(engine(), current_user.id, [notification_id]) is None:
+        abort(404)
     return redirect(safe_next(request.form.get("back"), url_for("notifications.index")))
 
 
 @bp.route("/notifications/read-all", methods=["POST"])
 @login_required
 def mark_all_read() -> Any:
-    with engine().unit() as s:
-        n = s.execute(update(Notification).where(
-            Notification.user_id == current_user.id, Notification.read_at.is_(None))
-            .values(read_at=clock.now())).rowcount
+    n = inbox.mark_read(engine(), current_user.id) or 0
     flash(f"{n} notification{'' if n == 1 else 's'} marked as read.", "success")
     return redirect(url_for("notifications.index"))
 
@@ -83,13 +69,7 @@ def preference() -> Any:
     if mode not in MODES:
         flash("Choose immediately or once a day.", "error")
         return redirect(url_for("notifications.index"))
-    with engine().unit() as s:
-        user = identity.get_user(s, current_user.username)
-        if user.notify_mode != mode:
-            audit.system_event(s, at=clock.now(), actor=user, action="notify_mode_changed",
-                               changes={"username": user.username,
-                                        "notify_mode": [user.notify_mode, mode]})
-            user.notify_mode = mode
+    identity.set_notify_mode(engine(), current_user.username, mode)
     flash(f"E-mail notifications: {MODES[mode].lower()}.", "success")
     return redirect(url_for("notifications.index"))
 
@@ -97,8 +77,8 @@ def preference() -> Any:
 @bp.route("/admin/notifications/dead")
 @roles_required("admin")
 def dead() -> Any:
-    with engine().reader() as s:
-        rows = dead_letters(s)
+    s = read_session()
+    rows = dead_letters(s)
     return render_template("notifications/dead.html", rows=rows)
 
 

@@ -7,45 +7,26 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
-from sqlalchemy import or_, select
 
 from webapp import errors, forms
-from webapp.context import engine, people_names
+from webapp.context import engine, read_session
 from webapp.views.audit import csv_response
-from workflow.db.models import (
-    AuditEvent,
-    DefinitionVersion,
-    Record,
-    RecordLink,
-    Signature,
-    Task,
-    TaskStatus,
-    User,
-)
+from workflow.db.models import Record
 from workflow.errors import RecordNotFound, StaleRecord, ValidationFailed, WorkflowError
+from workflow.queries import definitions, directories, records
 from workflow.signatures.part11 import PasswordSignature
-from workflow.spec.fields import users_in
 
 bp = Blueprint("records", __name__, url_prefix="/records")
 
 
 def _users() -> list[tuple[str, str]]:
-    with engine().reader() as s:
-        rows = s.execute(select(User.username, User.full_name).where(
-            User.active.is_(True), User.is_system.is_(False)).order_by(User.full_name)).all()
-    return [(u, f"{n} ({u})") for u, n in rows]
+    return directories.pickable_users(read_session())
 
 
 def _startable() -> list[Any]:
     """Workflows the current user may start (newest versions)."""
-    with engine().reader() as s:
-        keys = s.execute(select(DefinitionVersion.key).distinct()).scalars().all()
-        out = []
-        for k in sorted(keys):
-            d = engine().registry.latest(s, k).definition
-            if current_user.has(*d.start_roles):
-                out.append(d)
-        return out
+    return [d for d in definitions.latest_definitions(read_session(), engine().registry)
+            if current_user.has(*d.start_roles)]
 
 
 @bp.route("/new")
@@ -59,10 +40,8 @@ def choose() -> Any:
 def new(workflow: str) -> Any:
     d = next((x for x in _startable() if x.key == workflow), None)
     if d is None:
-        with engine().reader() as s:
-            known = s.execute(select(DefinitionVersion.id).where(
-                DefinitionVersion.key == workflow).limit(1)).first() is not None
-        if known:  # an action the user may not take: 403; an unknown workflow: 404
+        # an action the user may not take: 403; an unknown workflow: 404
+        if definitions.is_known(read_session(), workflow):
             abort(403, description="None of your roles may start this kind of record.")
         abort(404)
     Form = forms.build_form(d, d.start_edits, _users())
@@ -93,40 +72,23 @@ def _field_errors(form: Any, exc: ValidationFailed) -> None:
 
 
 def _load(number: str) -> tuple[Record, Any]:
-    rec = engine().get(number, viewer=current_user.username)  # 404 when not visible
-    d = engine().definition_of(rec)
-    return rec, d
+    return records.visible_record(read_session(), engine(), number,  # 404 when not visible
+                                  current_user.username)
 
 
 @bp.route("/<number>")
 @login_required
 def view(number: str) -> Any:
-    rec, d = _load(number)
-    with engine().reader() as s:
-        events = s.execute(select(AuditEvent).where(AuditEvent.record_id == rec.id)
-                           .order_by(AuditEvent.seq)).scalars().all()
-        sigs = s.execute(select(Signature).where(Signature.record_id == rec.id)
-                         .order_by(Signature.id)).scalars().all()
-        links = s.execute(
-            select(RecordLink, Record).join(
-                Record, or_(Record.id == RecordLink.target_id, Record.id == RecordLink.source_id))
-            .where(or_(RecordLink.source_id == rec.id, RecordLink.target_id == rec.id),
-                   Record.id != rec.id)).all()
-        tasks = s.execute(select(Task, User.full_name).outerjoin(User, User.id == Task.assignee_id)
-                          .where(Task.record_id == rec.id, Task.status == TaskStatus.OPEN)).all()
-        creator = s.get(User, rec.created_by_id)
-    available = engine().available_transitions(rec.number, current_user.username)
-    return render_template("records/view.html", rec=rec, d=d, events=events, sigs=sigs,
-                           links=links, tasks=tasks, available=available, creator=creator,
-                           people=_people(d, rec))
+    page = records.record_page(read_session(), engine(), number, current_user.username)
+    return render_template("records/view.html", rec=page.record, d=page.definition,
+                           events=page.events, sigs=page.signatures, links=page.links,
+                           tasks=page.tasks, available=page.available, creator=page.creator,
+                           people=page.people)
 
 
 def _people(d: Any, rec: Record) -> dict[str, str]:
     """Printed names for the usernames the record's user fields hold."""
-    names: set[str] = set()
-    for spec in d.fields.values():
-        names.update(users_in(spec, rec.data.get(spec.name)))
-    return people_names(names)
+    return records.field_people(read_session(), d, rec)
 
 
 @bp.route("/<number>/do/<transition>", methods=["GET", "POST"])
@@ -139,7 +101,8 @@ def fire(number: str, transition: str) -> Any:
               f"{transition.replace('_', ' ')!r} is not possible now.", "error")
         return redirect(url_for("records.view", number=rec.number))
     if request.method == "GET" and t.name not in {
-            x.name for x in engine().available_transitions(rec.number, current_user.username)}:
+            x.name for x in engine().available_transitions(rec.number, current_user.username,
+                                                            session=read_session())}:
         # the form of a step the user may not take is not offered (the engine refuses the
         # POST too): their roles do not allow it, or separation of duties bars them
         abort(403, description=f"{t.label!r} on {rec.number} is not open to you: it needs "
@@ -203,9 +166,7 @@ def fire(number: str, transition: str) -> Any:
 @login_required
 def audit(number: str) -> Any:
     rec, d = _load(number)
-    with engine().reader() as s:
-        events = s.execute(select(AuditEvent).where(AuditEvent.record_id == rec.id)
-                           .order_by(AuditEvent.seq)).scalars().all()
+    events = [ev for ev, _ in records.audit_events(read_session(), rec)]
     if request.args.get("format") == "csv":
         return csv_response(events, f"{rec.number}-audit-trail.csv",
                             numbers={ev.id: rec.number for ev in events})

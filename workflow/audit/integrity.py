@@ -23,6 +23,7 @@ from workflow import canonical, clock
 from workflow.audit.trail import ChainProblem, VerifyReport, record_chain, verify_chain
 from workflow.db.models import AuditChain, AuditEvent, JobRun, Record, Signature
 from workflow.db.seals import mac_ok, record_seal
+from workflow.db.uow import Units
 
 BATCH = 500
 #: the JobRun.job name under which integrity verification results are stored
@@ -194,3 +195,15 @@ def store_verification(session: Session, report: VerifyReport, started: datetime
     session.add(run)
     session.flush()
     return run
+
+
+def verify_and_store(engine: Units, runner: str) -> VerifyReport:
+    """Verify every chain in a read transaction (writers are not held up meanwhile), then
+    keep the result for the dashboard's data-integrity tile in a unit of its own
+    (``qms verify-audit`` and the dashboard's verify button)."""
+    started = clock.now()
+    with engine.reader() as session:
+        report = verify(session, engine.signing_key)
+    with engine.unit() as session:
+        store_verification(session, report, started, runner)
+    return report

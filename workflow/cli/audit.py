@@ -8,23 +8,18 @@ import sys
 
 import click
 
-from workflow import clock
-from workflow.audit.integrity import store_verification, verify
+from workflow.audit.integrity import verify_and_store
 from workflow.cli.common import checked_engine, cli_reason, friendly, operator
-from workflow.identity.users import system_user
-from workflow.queries.copies import export_record, record_pdf
+from workflow.queries import copies
+from workflow.queries.copies import record_pdf
 
 
 @click.command("verify-audit")
 def verify_audit() -> None:
     """Recompute every audit chain and signature; exit non-zero naming the first problem."""
     engine, _ = checked_engine()
-    started = clock.now()
-    with engine.reader() as s:
-        report = verify(s, engine.signing_key)
     # kept for the dashboard's data-integrity tile (last run, result, events verified)
-    with engine.unit() as s:
-        store_verification(s, report, started, operator())
+    report = verify_and_store(engine, operator())
     if report.ok:
         click.echo(f"OK: {report.chains} chains, {report.events} events, "
                    f"{report.signatures} signatures verified")
@@ -52,8 +47,7 @@ def export(number: str, fmt: str, output: str | None, reason: str) -> None:
     if fmt == "pdf" and not output:
         raise click.UsageError("--format pdf needs --output FILE")
     engine, _ = checked_engine()
-    with engine.unit() as s:
-        doc = export_record(s, engine.registry, number, system_user(s), fmt, cli_reason(reason))
+    doc = copies.export(engine, number, fmt, cli_reason(reason))
     if fmt == "pdf" and output:  # (--format pdf without --output was refused above)
         with open(output, "wb") as fh:
             fh.write(record_pdf(doc))

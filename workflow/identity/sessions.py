@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -91,6 +93,14 @@ def check_login_totp(engine: Units, user_id: int, code: str, policy: Policy | No
 
 # --------------------------------------------------------------------------- sessions
 
+#: A request writes the session row's last-seen time only when the stored one is at least
+#: this old (issue #12: a page view is one read transaction, not a write). The idle timeout
+#: is still computed exactly from the STORED last-seen time, so with a throttle of T the
+#: stored time lags the last request by less than T: a session may end up to T sooner than
+#: "idle minutes after the last request", never later (the policy's idle limit is never
+#: exceeded). Login, logout, signing and security events write at once, unthrottled.
+TOUCH_EVERY = timedelta(seconds=60)
+
 
 def start_session(engine: Units, user_id: int, *, mfa: bool, client: str = "") -> str:
     """Open a server-side session after a complete login; returns the secret token."""
@@ -146,6 +156,48 @@ def live_session(session: Session, token: str, policy: Policy) -> UserSession:
         session.flush()
         raise SessionEnded(reason)
     return row
+
+
+def _expired(row: UserSession, now: datetime, policy: Policy) -> bool:
+    return (now - row.last_seen_at > timedelta(minutes=policy.idle_minutes)
+            or now - row.created_at > timedelta(hours=policy.session_hours))
+
+
+@contextmanager
+def _reading(engine: Units, session: Session | None) -> Iterator[Session]:
+    if session is not None:
+        yield session
+    else:
+        with engine.reader() as s:
+            yield s
+
+
+def current_session(engine: Units, token: str, policy: Policy | None = None, *,
+                    session: Session | None = None,
+                    touch_every: timedelta = TOUCH_EVERY) -> SessionInfo:
+    """Validate a session on a request, writing only when needed: the session row's
+    last-seen time when it is ``touch_every`` old or older (see :data:`TOUCH_EVERY`), or
+    ending a session that is idle, past its lifetime or whose account is disabled (then
+    :class:`SessionEnded` is raised). ``session``: the caller's read session (one per web
+    request), else a read unit of its own. When a write is due, :func:`touch_session` runs
+    it in its own unit and decides again there."""
+    policy = policy or Policy.from_settings()
+    with _reading(engine, session) as s:
+        row = s.execute(
+            select(UserSession).where(UserSession.token_hash == _token_hash(token))
+        ).scalar_one_or_none()
+        if row is None:
+            raise SessionEnded("unknown")
+        if row.ended_at is not None:
+            raise SessionEnded(row.end_reason or "ended")
+        now = clock.now()
+        user = s.get(User, row.user_id)
+        if (user is not None and user.active and user.locked_at is None
+                and not _expired(row, now, policy) and now - row.last_seen_at < touch_every):
+            return SessionInfo(row.id, user.id, user.username, row.created_at,
+                               row.last_seen_at, row.first_signed_at is not None,
+                               identity.roles_of(s, user))
+    return touch_session(engine, token, policy)
 
 
 def touch_session(engine: Units, token: str, policy: Policy | None = None) -> SessionInfo:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -261,11 +262,30 @@ _TOUCH = update(ApiToken.__table__).where(ApiToken.__table__.c.id == bindparam("
     .values(last_used_at=bindparam("now"))
 
 
-def authenticate(engine: Units, secret: str | None) -> Caller:
+def create_own_token(engine: Units, username: str, *, name: str, scopes: object,
+                     expires_in_days: int = DEFAULT_DAYS) -> CreatedToken:
+    """A person creates a token for themselves (the account page), in its own unit."""
+    with engine.unit() as session:
+        me = identity.get_user(session, username)
+        return create_token(session, me, actor=me, name=name, scopes=scopes,
+                            expires_in_days=expires_in_days)
+
+
+def revoke_own(engine: Units, username: str, ref: str | int) -> str:
+    """:func:`revoke_own_token` in its own unit; returns the revoked token's prefix."""
+    with engine.unit() as session:
+        me = identity.get_user(session, username)
+        return revoke_own_token(session, ref, actor=me).prefix
+
+
+def authenticate(engine: Units, secret: str | None, *,
+                 session: Session | None = None) -> Caller:
     """The caller a presented token stands for; raises :class:`TokenRejected`.
 
     The token's user must still be active and not locked: deactivation and lockout stop
-    their tokens at once. ``last_used_at`` is updated (at most once a minute).
+    their tokens at once. ``last_used_at`` is updated (at most once a minute, in a unit of
+    its own). ``session``: the caller's read session (one per API request), else a read
+    unit of its own.
     """
     if not secret:
         raise TokenRejected("missing", "This API needs an 'Authorization: Bearer <token>' "
@@ -273,7 +293,7 @@ def authenticate(engine: Units, secret: str | None) -> Caller:
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         raise TokenRejected("malformed", "The bearer token is not a QMS API token.")
     now = clock.now()
-    with engine.reader() as session:
+    with nullcontext(session) if session is not None else engine.reader() as session:
         found = session.execute(_BY_HASH, {"h": token_hash(secret)}).first()
         if found is None:
             raise TokenRejected("unknown", "The API token is not valid.")

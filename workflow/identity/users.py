@@ -1,7 +1,8 @@
 """Users and role grants (the minimal model the engine needs; Part 11 credentials, lockout
 and TOTP are added by the identity issue without reshaping this).
 
-Functions here only flush; the caller's unit of work (``Engine.unit()``) commits.
+Functions taking a ``session`` only flush; the caller's unit of work (``Engine.unit()``)
+commits. Those taking an ``engine`` are commands that run their own unit.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 from workflow import clock, rules
 from workflow.audit import trail as audit
 from workflow.db.models import RoleGrant, User, UserSession
+from workflow.db.uow import Units
 from workflow.errors import InactiveUser, UnknownUser, UsernameTaken, WorkflowError
 
 USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
@@ -156,3 +158,17 @@ def roles_of(session: Session, user: User, at: datetime | None = None) -> set[st
         return set()
     rows = session.execute(_ROLES_OF, {"user_id": user.id, "at": at or clock.now()})
     return {role for (role,) in rows}  # (a ScalarResult costs more than the query here)
+
+
+def set_notify_mode(engine: Units, username: str, mode: str) -> bool:
+    """Set how ``username`` gets e-mail notifications (``immediate`` or ``digest``), in its
+    own unit; a change is audited (``notify_mode_changed``). Returns whether it changed."""
+    with engine.unit() as session:
+        user = get_user(session, username)
+        if user.notify_mode == mode:
+            return False
+        audit.system_event(session, at=clock.now(), actor=user, action="notify_mode_changed",
+                           changes={"username": user.username,
+                                    "notify_mode": [user.notify_mode, mode]})
+        user.notify_mode = mode
+        return True

@@ -12,15 +12,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from workflow import canonical, clock
 from workflow.audit import trail as audit
 from workflow.audit.trail import event_payload
 from workflow.canonical import keyed_hash
-from workflow.db.models import AuditEvent, DefinitionVersion, Record, RecordLink, Signature, User
+from workflow.db.models import DefinitionVersion, Record, User
 from workflow.db.seals import SEALED, record_seal
+from workflow.engine.core import Engine
+from workflow.errors import RecordNotFound
+from workflow.identity import users as identity
+from workflow.queries import records
 from workflow.registry import Registry
 
 FORMAT = "qms-true-copy/1"
@@ -34,15 +38,10 @@ def record_copy(session: Session, registry: Registry, rec: Record) -> dict[str, 
     """The JSON true copy of ``rec`` (plain JSON types only)."""
     d = registry.by_hash(session, rec.definition_hash).definition
     dv = session.get(DefinitionVersion, rec.definition_id)
-    events = session.execute(select(AuditEvent).where(AuditEvent.record_id == rec.id)
-                             .order_by(AuditEvent.seq)).scalars().all()
-    sigs = session.execute(select(Signature).where(Signature.record_id == rec.id)
-                           .order_by(Signature.id)).scalars().all()
-    links = session.execute(
-        select(RecordLink, Record).join(
-            Record, or_(Record.id == RecordLink.target_id, Record.id == RecordLink.source_id))
-        .where(or_(RecordLink.source_id == rec.id, RecordLink.target_id == rec.id),
-               Record.id != rec.id).order_by(RecordLink.id)).all()
+    # the same reads as the record page (workflow/queries/records.py): they cannot diverge
+    events = [ev for ev, _ in records.audit_events(session, rec)]
+    sigs = records.signatures(session, rec)
+    links = records.links(session, rec)
     creator = session.get(User, rec.created_by_id)
     fields = []
     for spec in d.fields.values():
@@ -134,8 +133,6 @@ def export_record(session: Session, registry: Registry, number: str, actor: User
     rec = session.execute(select(Record).where(Record.number == number.strip().upper())
                           ).scalar_one_or_none()
     if rec is None:
-        from workflow.errors import RecordNotFound
-
         raise RecordNotFound(number)
     doc = record_copy(session, registry, rec)
     audit.system_event(session, at=clock.now(), actor=actor, action="record_exported",
@@ -143,6 +140,15 @@ def export_record(session: Session, registry: Registry, number: str, actor: User
                                 "sha256": canonical.sha256(doc)},
                        reason=reason)
     return doc
+
+
+def export(engine: Engine, number: str, fmt: str, reason: str,
+           actor: str | None = None) -> dict[str, Any]:
+    """The command: build the true copy of ``number`` and audit its export, in one unit;
+    ``actor`` is the person exporting (the system account when not given: ``qms export``)."""
+    with engine.unit() as session:
+        user = identity.get_user(session, actor) if actor else identity.system_user(session)
+        return export_record(session, engine.registry, number, user, fmt, reason)
 
 
 def record_pdf(doc: dict[str, Any]) -> bytes:

@@ -1,0 +1,144 @@
+"""The record page as a read model: what a person may see of one record, read in the
+caller's session (one read transaction per web request, issue #12).
+
+The web record page, the API's record endpoints and the true copy (workflow/queries/copies.py)
+all read a record's audit events, signatures and links through these functions, so what
+they show cannot diverge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from workflow import rules
+from workflow.db.models import (
+    AuditEvent,
+    DefinitionVersion,
+    Record,
+    RecordLink,
+    Signature,
+    Task,
+    TaskStatus,
+    User,
+)
+from workflow.engine.core import Engine
+from workflow.queries.directories import people_names
+from workflow.registry import Registry
+from workflow.spec.fields import users_in
+from workflow.spec.model import TransitionSpec, WorkflowDefinition
+
+
+@dataclass(frozen=True)
+class RecordPage:
+    """Everything the record page shows, read in one session."""
+
+    record: Record
+    definition: WorkflowDefinition
+    definition_version: int
+    creator: User | None
+    #: the audit trail, oldest first
+    events: list[AuditEvent]
+    #: audit event id -> the actor's username (None for an event without an actor row)
+    actor_usernames: dict[int, str | None]
+    signatures: list[Signature]
+    #: (link, the record at its other end), in the order the links were made
+    links: list[tuple[RecordLink, Record]]
+    #: open tasks with the assignee's printed name
+    tasks: list[tuple[Task, str | None]]
+    #: transitions the viewer may fire now
+    available: list[TransitionSpec]
+    #: printed names of the usernames the record's user fields hold
+    people: dict[str, str]
+
+
+def audit_events(session: Session, rec: Record) -> list[tuple[AuditEvent, str | None]]:
+    """The record's audit trail, oldest first, each event with its actor's username."""
+    return [(ev, username) for ev, username in session.execute(
+        select(AuditEvent, User.username).outerjoin(User, User.id == AuditEvent.actor_id)
+        .where(AuditEvent.record_id == rec.id).order_by(AuditEvent.seq))]
+
+
+def signatures(session: Session, rec: Record) -> list[Signature]:
+    """The record's signatures, in the order they were given."""
+    return list(session.execute(select(Signature).where(Signature.record_id == rec.id)
+                                .order_by(Signature.id)).scalars())
+
+
+def links(session: Session, rec: Record) -> list[tuple[RecordLink, Record]]:
+    """(link, the record at its other end) for links from and to ``rec``, oldest first."""
+    return [(link, other) for link, other in session.execute(
+        select(RecordLink, Record).join(
+            Record, or_(Record.id == RecordLink.target_id, Record.id == RecordLink.source_id))
+        .where(or_(RecordLink.source_id == rec.id, RecordLink.target_id == rec.id),
+               Record.id != rec.id).order_by(RecordLink.id))]
+
+
+def open_tasks(session: Session, rec: Record) -> list[tuple[Task, str | None]]:
+    """The record's open tasks with the assignee's printed name."""
+    return [(task, name) for task, name in session.execute(
+        select(Task, User.full_name).outerjoin(User, User.id == Task.assignee_id)
+        .where(Task.record_id == rec.id, Task.status == TaskStatus.OPEN).order_by(Task.id))]
+
+
+def field_people(session: Session, d: WorkflowDefinition, rec: Record) -> dict[str, str]:
+    """Printed names for the usernames the record's user fields hold."""
+    names: set[str] = set()
+    for spec in d.fields.values():
+        names.update(users_in(spec, rec.data.get(spec.name)))
+    return people_names(session, names)
+
+
+def visible_record(session: Session, engine: Engine, number: str, viewer: str
+                   ) -> tuple[Record, WorkflowDefinition]:
+    """The record and its definition; RecordNotFound when ``viewer`` may not see it (the
+    engine decides, R-P11-10d-2: no probing)."""
+    rec = engine.get(number, viewer=viewer, session=session)
+    return rec, engine.definition_of(rec, session=session)
+
+
+def record_page(session: Session, engine: Engine, number: str, viewer: str) -> RecordPage:
+    """The record page of ``number`` as ``viewer`` sees it (RecordNotFound when not
+    visible). Reads only; ``session`` is the caller's read session."""
+    rec, d = visible_record(session, engine, number, viewer)
+    compiled = engine.registry.by_hash(session, rec.definition_hash)
+    trail = audit_events(session, rec)
+    return RecordPage(
+        record=rec, definition=d, definition_version=compiled.version,
+        creator=session.get(User, rec.created_by_id),
+        events=[ev for ev, _ in trail], actor_usernames={ev.id: u for ev, u in trail},
+        signatures=signatures(session, rec), links=links(session, rec),
+        tasks=open_tasks(session, rec),
+        available=engine.available_transitions(rec.number, viewer, session=session),
+        people=field_people(session, d, rec))
+
+
+def visible_records(session: Session, registry: Registry, user: User, roles: set[str], *,
+                    workflow: str | None = None, state: str | None = None,
+                    text: str | None = None, before_id: int | None = None,
+                    limit: int = 50) -> list[Record]:
+    """Records ``user`` may see (rules.visible_clause, the SQL twin of the engine's check),
+    newest first; up to ``limit`` + 1 rows, so the caller can tell whether a next page
+    exists."""
+    published = [registry.by_hash(session, h).definition
+                 for h in session.execute(select(DefinitionVersion.content_hash)).scalars()]
+    q = select(Record).where(rules.visible_clause(user, roles, published))
+    if workflow:
+        q = q.where(Record.workflow_key == workflow)
+    if state:
+        q = q.where(Record.state == state)
+    if text:
+        text = text.strip().lower()
+        q = q.where(or_(func.lower(Record.number).contains(text, autoescape=True),
+                        func.lower(Record.title).contains(text, autoescape=True)))
+    if before_id is not None:
+        q = q.where(Record.id < before_id)
+    return list(session.execute(q.order_by(Record.id.desc()).limit(limit + 1)).scalars())
+
+
+def task(session: Session, task_id: int) -> Task | None:
+    """The task with id ``task_id`` (None when there is none); visibility is the caller's
+    check (through its record)."""
+    return session.get(Task, task_id)
