@@ -1,4 +1,7 @@
-"""Wiring for processes (CLI, web, scheduler): one database engine, one Engine per process."""
+"""Wiring for processes (CLI, web, scheduler): Settings -> database engine -> unit of work ->
+Engine (with the Part 11 verifier and the action kinds features add) and the job registry the
+scheduler runs. One database engine and one Engine per process; nothing below this module
+reads the environment or knows which features exist."""
 
 from __future__ import annotations
 
@@ -6,15 +9,20 @@ import logging
 from pathlib import Path
 
 from sqlalchemy import Engine as DBEngine
+from sqlalchemy import select
 
 from workflow import config
 from workflow.change_control import actions as change_control_actions
 from workflow.db import engines as db
+from workflow.db.models import DefinitionVersion
 from workflow.engine.context import ActionKind
 from workflow.engine.core import Engine
 from workflow.identity.policy import Policy
 from workflow.identity.users import system_user
+from workflow.scheduling.context import Jobs
+from workflow.scheduling.jobs import default_jobs
 from workflow.signatures.mac import CredentialVerifier, load_signing_key
+from workflow.signatures.part11 import Part11Verifier
 from workflow.spec.load import DEFAULT_DEFINITIONS_DIR, load_directory
 
 log = logging.getLogger(__name__)
@@ -24,8 +32,6 @@ def open_engine(url: str | None = None, verifier: CredentialVerifier | None = No
                 settings: config.Settings | None = None) -> tuple[Engine, DBEngine]:
     """The engine for a process, built from ``settings`` (default: this process's, read from
     the environment once), signing through the Part 11 verifier unless told otherwise."""
-    from workflow.signatures.part11 import Part11Verifier
-
     s = settings if settings is not None else config.settings()
     dbe = db.make_engine(url or db.default_database_url(s))
     key = load_signing_key(s)
@@ -39,6 +45,11 @@ def action_kinds() -> dict[str, ActionKind]:
     return dict(change_control_actions.ACTIONS)
 
 
+def job_registry() -> Jobs:
+    """The jobs a schedules file may name (the scheduler and ``qms jobs`` run these)."""
+    return default_jobs()
+
+
 def load_definitions(engine: Engine, directory: str | Path | None = None,
                      reason: str = "loaded by qms init") -> list[str]:
     """Publish the shipped definitions that are new to this database (initial set-up, or a
@@ -48,10 +59,6 @@ def load_definitions(engine: Engine, directory: str | Path | None = None,
     change under change control (Annex 11 §10), made with ``qms definitions publish FILE``
     and published only when QA signs. Returns a line per definition.
     """
-    from sqlalchemy import select
-
-    from workflow.db.models import DefinitionVersion
-
     directory = Path(directory or DEFAULT_DEFINITIONS_DIR)
     defs = load_directory(directory)
     lines = []

@@ -9,10 +9,10 @@ import sys
 import click
 
 from notifications.dispatcher import dead_letters, dispatch
+from workflow.bootstrap import job_registry
 from workflow.cli.common import CliError, checked_engine, friendly
 from workflow.scheduling import claims, runner, service
 from workflow.scheduling import schedules as schedule_file
-from workflow.scheduling.jobs import default_jobs
 
 
 @click.command("scheduler")
@@ -24,10 +24,10 @@ def scheduler(once: bool) -> None:
     APScheduler is the clock (one tick a minute, in memory); the database decides what runs:
     each job runs once per period however many schedulers share the database, and a scheduler
     that was down runs a missed period once when it starts."""
-    schedules = schedule_file.load_schedules(jobs=default_jobs())
+    schedules = schedule_file.load_schedules(jobs=job_registry())
     engine, _ = checked_engine()
     if once:
-        lines = service.run_due(engine, schedules, jobs=default_jobs())
+        lines = service.run_due(engine, schedules, jobs=job_registry())
         for line in lines:
             click.echo(line)
         click.echo(f"{len(lines)} schedule(s) did something")
@@ -35,7 +35,7 @@ def scheduler(once: bool) -> None:
     logging.getLogger().setLevel(logging.INFO)
     click.echo(f"scheduler {claims.runner_name()}: {len(schedules)} schedule(s); "
                "Ctrl-C stops it")
-    service.serve(engine, schedules, jobs=default_jobs())
+    service.serve(engine, schedules, jobs=job_registry())
 
 
 @click.group("jobs")
@@ -47,7 +47,7 @@ def jobs_group() -> None:
 @friendly
 def jobs_list() -> None:
     """Each schedule with its job, when it runs and its last run."""
-    schedules = schedule_file.load_schedules(jobs=default_jobs())
+    schedules = schedule_file.load_schedules(jobs=job_registry())
     engine, _ = checked_engine()
     runs = claims.last_runs(engine)
     for s in schedules.values():
@@ -58,7 +58,7 @@ def jobs_list() -> None:
         click.echo(f"{s.name:26} {s.job:24} "
                    f"{f'{s.cron} per {s.period}' if s.cron else 'every minute':32} "
                    f"last: {last}")
-    click.echo("jobs: " + ", ".join(sorted(default_jobs())))
+    click.echo("jobs: " + ", ".join(sorted(job_registry())))
 
 
 @jobs_group.command("run")
@@ -66,11 +66,11 @@ def jobs_list() -> None:
 @friendly
 def jobs_run(name: str) -> None:
     """Run schedule NAME now (still once per period: a done period is not run again)."""
-    schedules = schedule_file.load_schedules(jobs=default_jobs())
+    schedules = schedule_file.load_schedules(jobs=job_registry())
     if name not in schedules:
         raise CliError(f"no schedule {name!r}; schedules: {', '.join(schedules)}")
     engine, _ = checked_engine()
-    line = runner.run_now(engine, schedules[name], jobs=default_jobs())
+    line = runner.run_now(engine, schedules[name], jobs=job_registry())
     click.echo(line)
     if ": FAILED:" in line:
         sys.exit(1)
@@ -81,7 +81,7 @@ def jobs_run(name: str) -> None:
 def jobs_validate(file: str | None) -> None:
     """Validate the schedules file; print every problem as file:line: message."""
     try:
-        schedules = schedule_file.load_schedules(file, jobs=default_jobs())
+        schedules = schedule_file.load_schedules(file, jobs=job_registry())
     except schedule_file.ScheduleError as exc:
         for p in exc.problems:
             click.echo(str(p))
