@@ -114,9 +114,11 @@ def inbox(
     return InboxPage(out, nxt, counts, sum(counts.values()))
 
 
-def visible_task(session: Session, engine: Engine, task_id: int, user: User) -> Task:
-    """The task, if its record is visible to ``user`` (rules.can_see); else TaskNotFound,
-    whether it does not exist or is hidden (no probing of records through task ids)."""
+def visible_task(session: Session, engine: Engine, task_id: int, viewer: str | User) -> Task:
+    """The task, if its record is visible to ``viewer`` (rules.can_see); else TaskNotFound,
+    whether it does not exist or is hidden (no probing of records through task ids). Reads
+    only: the inbox pages call it on their read session, the commands below in their unit."""
+    user = viewer if isinstance(viewer, User) else identity.get_user(session, viewer)
     task = session.get(Task, task_id)
     if task is None:
         raise TaskNotFound(task_id)

@@ -15,9 +15,9 @@ from webapp.context import engine, read_session, safe_next
 from webapp.forms import choices
 from workflow import tasks as wf_inbox
 from workflow.db.models import Task
-from workflow.errors import RecordNotFound, WorkflowError
+from workflow.errors import TaskNotFound, WorkflowError
 from workflow.identity import users as identity
-from workflow.queries import definitions, directories, records
+from workflow.queries import definitions, directories
 
 bp = Blueprint("inbox", __name__)
 
@@ -66,15 +66,10 @@ def index() -> Any:
 def _visible_task(task_id: int) -> Task:
     """The task, or 404 when it does not exist or its record is hidden from the user (so
     task ids cannot be used to probe records, and no message names a hidden record)."""
-    s = read_session()
-    task = records.task(s, task_id)
-    if task is None:
-        abort(404)
     try:
-        engine().get(task.record_id, viewer=current_user.username, session=s)
-    except RecordNotFound:
+        return wf_inbox.visible_task(read_session(), engine(), task_id, current_user.username)
+    except TaskNotFound:
         abort(404)
-    return task
 
 
 @bp.route("/tasks/<int:task_id>/claim", methods=["POST"])

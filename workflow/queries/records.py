@@ -136,9 +136,3 @@ def visible_records(session: Session, registry: Registry, user: User, roles: set
     if before_id is not None:
         q = q.where(Record.id < before_id)
     return list(session.execute(q.order_by(Record.id.desc()).limit(limit + 1)).scalars())
-
-
-def task(session: Session, task_id: int) -> Task | None:
-    """The task with id ``task_id`` (None when there is none); visibility is the caller's
-    check (through its record)."""
-    return session.get(Task, task_id)
