@@ -34,6 +34,7 @@ from workflow.errors import WorkflowError
 from workflow.identity import tokens as api_tokens
 from workflow.identity import users as identity
 from workflow.kpi import SPECS, Kpi, Period
+from workflow.kpi.specs import SYSTEM_METRIC_ROLES
 from workflow.queries import definitions, records
 
 Caller = api_tokens.Caller
@@ -247,7 +248,7 @@ def get_definition(caller: Caller, key: str, query: dict[str, Any]) -> Any:
 
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 #: system-wide metrics (security events, user accounts): as on the dashboard
-_SYSTEM_KPI_ROLES = {"qa", "admin", "isms"}
+_SYSTEM_KPI_ROLES = set(SYSTEM_METRIC_ROLES)
 KPI_WORKFLOWS = sorted({s.workflow for s in SPECS.values() if s.workflow})
 
 

@@ -23,6 +23,7 @@ from webapp.views.auth import roles_required
 from workflow.errors import WorkflowError
 from workflow.identity import admin as accounts
 from workflow.identity import users as identity
+from workflow.identity.admin import ADMIN_ROLE
 from workflow.queries import definitions, directories
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -60,7 +61,7 @@ def _system_roles() -> list[str]:
 
 
 @bp.route("/users")
-@roles_required("admin")
+@roles_required(ADMIN_ROLE)
 def users() -> Any:
     s = read_session()
     rows = directories.accounts(s)
@@ -69,7 +70,7 @@ def users() -> Any:
 
 
 @bp.route("/users/new", methods=["POST"])
-@roles_required("admin")
+@roles_required(ADMIN_ROLE)
 def create_user() -> Any:
     form = CreateUserForm()
     if not form.validate_on_submit():
@@ -89,7 +90,7 @@ def create_user() -> Any:
 
 
 @bp.route("/users/<username>", methods=["GET"])
-@roles_required("admin")
+@roles_required(ADMIN_ROLE)
 def user(username: str) -> Any:
     s = read_session()
     u = identity.find_user(s, username)
@@ -103,7 +104,7 @@ def user(username: str) -> Any:
 
 
 @bp.route("/users/<username>/grant", methods=["POST"])
-@roles_required("admin")
+@roles_required(ADMIN_ROLE)
 def grant(username: str) -> Any:
     form = GrantForm()
     if not form.validate_on_submit():
@@ -127,7 +128,7 @@ def grant(username: str) -> Any:
 
 
 @bp.route("/users/<username>/action", methods=["POST"])
-@roles_required("admin")
+@roles_required(ADMIN_ROLE)
 def action(username: str) -> Any:
     form = ReasonForm()
     if not form.validate_on_submit():

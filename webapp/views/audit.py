@@ -12,6 +12,7 @@ from flask import Blueprint, Response, render_template, request
 
 from webapp.context import read_session
 from webapp.views.auth import roles_required
+from workflow.audit.trail import SYSTEM_TRAIL_ROLES
 from workflow.db.models import AuditEvent
 from workflow.queries import audit as audit_trail
 
@@ -30,7 +31,7 @@ def _day(value: str | None, end: bool = False) -> datetime | None:
 
 
 @bp.route("/")
-@roles_required("qa", "admin", "isms")
+@roles_required(*SYSTEM_TRAIL_ROLES)
 def index() -> Any:
     a = request.args
     f = audit_trail.AuditFilter(user=a.get("user") or "", record=a.get("record") or "",

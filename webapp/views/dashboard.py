@@ -21,15 +21,18 @@ from flask_login import current_user
 from webapp import charts
 from webapp.context import engine, read_session
 from webapp.views.auth import roles_required
+from workflow.audit import integrity
 from workflow.audit.integrity import verify_and_store
 from workflow.kpi import SECURITY_ACTIONS, SPECS, Kpi, Period
+from workflow.kpi import specs as kpi_specs
 
 log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
-VIEW_ROLES = ("qa", "admin", "isms", "process_owner")
-SECURITY_ROLES = ("qa", "admin", "isms")
-VERIFY_ROLES = ("qa", "admin")
+# who may see what: the rules live with the KPIs and the integrity check
+VIEW_ROLES = kpi_specs.VIEW_ROLES
+SECURITY_ROLES = kpi_specs.SYSTEM_METRIC_ROLES
+VERIFY_ROLES = integrity.VERIFY_ROLES
 
 #: (area key, title, workflow filter value, metric keys)
 SECTIONS: list[tuple[str, str, list[str]]] = [
@@ -156,7 +159,8 @@ def drill(metric: str) -> Any:
     if spec is None:
         abort(404)
     if spec.workflow is None and not current_user.has(*SECURITY_ROLES):
-        abort(403, description="Security metrics need one of the roles: qa, admin, isms.")
+        abort(403, description="Security metrics need one of the roles: "
+                               f"{', '.join(SECURITY_ROLES)}.")
     part = "num" if request.args.get("part") == "num" else "all"
     params = {k: request.args[k] for k in ("month", "classification") if request.args.get(k)}
     s = read_session()

@@ -18,6 +18,7 @@ from notifications.dispatcher import dead_letters, requeue
 from webapp.context import engine, read_session, safe_next
 from webapp.views.auth import roles_required
 from workflow.identity import users as identity
+from workflow.identity.admin import ADMIN_ROLE
 
 bp = Blueprint("notifications", __name__)
 MODES = {"immediate": "Immediately", "digest": "Once a day (digest)"}
@@ -75,7 +76,7 @@ def preference() -> Any:
 
 
 @bp.route("/admin/notifications/dead")
-@roles_required("admin")
+@roles_required(ADMIN_ROLE)
 def dead() -> Any:
     s = read_session()
     rows = dead_letters(s)
@@ -83,7 +84,7 @@ def dead() -> Any:
 
 
 @bp.route("/admin/notifications/dead/<int:outbox_id>/retry", methods=["POST"])
-@roles_required("admin")
+@roles_required(ADMIN_ROLE)
 def retry(outbox_id: int) -> Any:
     if requeue(engine(), outbox_id):
         flash(f"Message #{outbox_id} queued again; the dispatcher retries it within a minute.",

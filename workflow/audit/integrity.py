@@ -197,6 +197,10 @@ def store_verification(session: Session, report: VerifyReport, started: datetime
     return run
 
 
+#: who may run verify-audit from the dashboard (``qms verify-audit`` is the operator's)
+VERIFY_ROLES = ("qa", "admin")
+
+
 def verify_and_store(engine: Units, runner: str) -> VerifyReport:
     """Verify every chain in a read transaction (writers are not held up meanwhile), then
     keep the result for the dashboard's data-integrity tile in a unit of its own

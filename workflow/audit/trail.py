@@ -23,6 +23,8 @@ from workflow.db.models import AuditChain, AuditEvent, Record, User
 from workflow.db.uow import session_key
 
 GENESIS = "0" * 64
+#: who may read the system audit trail (logins, grants, definitions, exports)
+SYSTEM_TRAIL_ROLES = ("qa", "admin", "isms")
 SYSTEM_CHAIN = "system"
 
 

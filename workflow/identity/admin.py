@@ -25,6 +25,9 @@ from workflow.identity import tokens as api_tokens
 from workflow.identity import users as identity
 from workflow.identity.policy import Policy
 
+#: the role that administers accounts and grants (the admin pages, dead letters)
+ADMIN_ROLE = "admin"
+
 
 @dataclass(frozen=True)
 class NewUser:

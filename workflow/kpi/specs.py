@@ -18,6 +18,11 @@ DONE, VOID = "done", "void"
 #: audit actions of the system chain that the security metrics count (workflow/identity/auth.py)
 SECURITY_ACTIONS = {"sec.failed_logins": "login_failed", "sec.lockouts": "account_locked",
                     "sec.signature_failures": "signature_failed"}
+#: who may open the KPI dashboard and the KPI API
+VIEW_ROLES = ("qa", "admin", "isms", "process_owner")
+#: who may see the system-wide metrics (security events, user accounts): record-based metrics
+#: count only what the viewer may see, these count everything
+SYSTEM_METRIC_ROLES = ("qa", "admin", "isms")
 #: system metrics whose cohort is user accounts (rid = users.id), not records or events
 USER_METRICS = ("ar.uncovered", "sec.totp_enrolled")
 
