@@ -145,11 +145,7 @@ def live_session(session: Session, token: str, policy: Policy) -> UserSession:
     if row.ended_at is not None:
         raise SessionEnded(row.end_reason or "ended")
     now = clock.now()
-    reason = None
-    if now - row.last_seen_at > timedelta(minutes=policy.idle_minutes):
-        reason = "idle"
-    elif now - row.created_at > timedelta(hours=policy.session_hours):
-        reason = "lifetime"
+    reason = expiry(row, now, policy)
     if reason:
         row.ended_at = now
         row.end_reason = reason
@@ -158,9 +154,14 @@ def live_session(session: Session, token: str, policy: Policy) -> UserSession:
     return row
 
 
-def _expired(row: UserSession, now: datetime, policy: Policy) -> bool:
-    return (now - row.last_seen_at > timedelta(minutes=policy.idle_minutes)
-            or now - row.created_at > timedelta(hours=policy.session_hours))
+def expiry(row: UserSession, now: datetime, policy: Policy) -> str | None:
+    """Why a login session has ended by ``now``: ``idle`` (no request for longer than the
+    idle timeout), ``lifetime`` (older than its maximum length), or None while it is live."""
+    if now - row.last_seen_at > timedelta(minutes=policy.idle_minutes):
+        return "idle"
+    if now - row.created_at > timedelta(hours=policy.session_hours):
+        return "lifetime"
+    return None
 
 
 @contextmanager
@@ -193,7 +194,7 @@ def current_session(engine: Units, token: str, policy: Policy | None = None, *,
         now = clock.now()
         user = s.get(User, row.user_id)
         if (user is not None and user.active and user.locked_at is None
-                and not _expired(row, now, policy) and now - row.last_seen_at < touch_every):
+                and expiry(row, now, policy) is None and now - row.last_seen_at < touch_every):
             return SessionInfo(row.id, user.id, user.username, row.created_at,
                                row.last_seen_at, row.first_signed_at is not None,
                                identity.roles_of(s, user))
