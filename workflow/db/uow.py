@@ -25,6 +25,8 @@ from workflow.db.engines import WRITE
 
 #: where a write unit puts the server key on its session, for keyed hashes
 KEY = "qms_key"
+#: marks a read unit's session: it must never write
+READ_ONLY = "qms_read_only"
 
 Hook = Callable[[Session], None]
 
@@ -74,6 +76,10 @@ class UnitOfWork:
 
     # the hooks, in the order given
     def _before_flush(self, session: Session, _ctx: Any, _instances: Any) -> None:
+        if session.info.get(READ_ONLY):
+            # fail closed: a change made to an object read for display must not be written
+            # when the read unit ends (a web request's read session lives the whole request)
+            raise RuntimeError("a read unit never writes; change data through a command")
         for hook in self.before_write:
             hook(session)
 
@@ -104,6 +110,7 @@ class UnitOfWork:
     def read(self) -> Iterator[Session]:
         """A read-only snapshot (never commits; under WAL it never blocks writers)."""
         session = self.sessions()
+        session.info[READ_ONLY] = True
         try:
             with session.begin():
                 yield session
