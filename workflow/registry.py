@@ -18,7 +18,7 @@ from workflow.spec.load import load_text
 from workflow.spec.machine import Compiled, compile_machine
 from workflow.spec.model import WorkflowDefinition
 
-# built once: every start runs _LATEST_HASH (see the note on pre-built statements in engine.py)
+# built once: every start runs _LATEST_HASH (see workflow/engine/statements.py)
 _versions = DefinitionVersion.__table__.c
 _LATEST_HASH = (select(_versions.content_hash).where(_versions.key == bindparam("key"))
                 .order_by(_versions.version.desc()).limit(1))

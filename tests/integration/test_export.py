@@ -1,4 +1,4 @@
-"""True copies (workflow/export.py, ``qms export``): complete, checkable, audited."""
+"""True copies (workflow/queries/copies.py, ``qms export``): complete, checkable, audited."""
 
 from __future__ import annotations
 

@@ -98,7 +98,7 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     is_system: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
-    # credentials (workflow/auth.py); secrets are never shown, only hashes/ciphertext stored
+    # credentials (workflow/identity/); secrets are never shown, only hashes/ciphertext stored
     password_hash: Mapped[str | None] = mapped_column(String(200))
     password_changed_at: Mapped[datetime | None]
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False,
@@ -457,7 +457,7 @@ class DraftStatus(enum.StrEnum):
 
 
 class DefinitionDraft(Base):
-    """A process owner's working copy of a workflow definition (workflow/drafts.py).
+    """A process owner's working copy of a workflow definition (workflow/change_control/drafts.py).
 
     Editable while ``draft``; submitting starts a definition_change record (DCR) and makes it
     ``in_approval``; QA's signed approval publishes it as the next version (``published``).

@@ -15,7 +15,7 @@ import yaml
 from workflow import config
 
 DONE, VOID = "done", "void"
-#: audit actions of the system chain that the security metrics count (workflow/identity/auth.py)
+#: audit actions of the system chain that the security metrics count (written by identity/)
 SECURITY_ACTIONS = {"sec.failed_logins": "login_failed", "sec.lockouts": "account_locked",
                     "sec.signature_failures": "signature_failed"}
 #: who may open the KPI dashboard and the KPI API
