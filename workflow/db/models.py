@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     false,
@@ -60,6 +61,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # every model here maps one Table (DeclarativeBase types it as any FromClause), so Core
+    # statements can be built from it: insert(Model.__table__)
+    __table__: ClassVar[Table]
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON}
 
 

@@ -14,7 +14,6 @@ from workflow.db import records
 from workflow.db.models import DueDateExtension, ExtensionStatus, Task, TaskStatus, User
 from workflow.engine import signing
 from workflow.engine.context import Ctx, Result, result_of
-from workflow.engine.statements import table_of
 from workflow.errors import (
     DueDateLocked,
     NotAuthorized,
@@ -118,7 +117,7 @@ def decide(ctx: Ctx, extension_id: int, user: User, approve: bool, signature: An
     old = rec.due_current
     rec.due_current = ext.new_due
     session.execute(
-        update(table_of(Task))
+        update(Task.__table__)
         .where(Task.record_id == rec.id, Task.status == TaskStatus.OPEN, Task.due_at == old)
         .values(due_at=ext.new_due)
     )

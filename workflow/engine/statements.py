@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, Table, bindparam, insert, select, update
+from sqlalchemy import CursorResult, Result, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from workflow.db.models import (
     AuditEvent,
-    Base,
     Record,
     RecordCounter,
     Signature,
@@ -26,12 +25,6 @@ from workflow.db.models import (
     TimerStatus,
     User,
 )
-
-
-def table_of(model: type[Base]) -> Table:
-    """The model's Core Table: declarative types ``__table__`` as any FromClause, which
-    insert()/update() do not accept for typing; every model here is mapped to a Table."""
-    return cast(Table, model.__table__)
 
 
 def inserted_id(result: Result[Any]) -> int:
@@ -68,32 +61,32 @@ DID_STEP = select(events.transition).where(
 EARLIER_SIGNATURES = select(signatures.signer_id, signatures.signer_role).where(
     signatures.record_id == bindparam("rid"), signatures.transition == bindparam("transition"),
     signatures.state_visit == bindparam("visit"))
-INSERT_SIGNATURE = insert(table_of(Signature))
+INSERT_SIGNATURE = insert(Signature.__table__)
 
-INSERT_TASKS = insert(table_of(Task))
-INSERT_TIMER = insert(table_of(Timer))
-CLOSE_TASKS = update(table_of(Task)).where(
+INSERT_TASKS = insert(Task.__table__)
+INSERT_TIMER = insert(Timer.__table__)
+CLOSE_TASKS = update(Task.__table__).where(
     tasks.record_id == bindparam("rid"), tasks.status == TaskStatus.OPEN,
 ).values(status=TaskStatus.DONE, closed_at=bindparam("now"), closed_by_id=bindparam("uid"),
          closed_by_transition=bindparam("transition"))
-CLOSE_ROLE_TASK = update(table_of(Task)).where(
+CLOSE_ROLE_TASK = update(Task.__table__).where(
     tasks.record_id == bindparam("rid"), tasks.status == TaskStatus.OPEN,
     tasks.role == bindparam("b_role"),
 ).values(status=TaskStatus.DONE, closed_at=bindparam("now"), closed_by_id=bindparam("uid"),
          closed_by_transition=bindparam("transition"))
-CANCEL_TIMERS = update(table_of(Timer)).where(
+CANCEL_TIMERS = update(Timer.__table__).where(
     timers.record_id == bindparam("rid"), timers.status == TimerStatus.PENDING,
 ).values(status=TimerStatus.CANCELLED)
 COUNTER_ROW = {
-    name: upsert(table_of(RecordCounter))
+    name: upsert(RecordCounter.__table__)
     .values(prefix=bindparam("p"), year=bindparam("y"), last_value=0)
     .on_conflict_do_nothing(index_elements=["prefix", "year"])
     for name, upsert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
 }
 BUMP_COUNTER = (
-    update(table_of(RecordCounter))
+    update(RecordCounter.__table__)
     .where(counters.prefix == bindparam("p"), counters.year == bindparam("y"))
     .values(last_value=counters.last_value + 1)
     .returning(counters.last_value)
 )
-INSERT_RECORD = insert(table_of(Record))
+INSERT_RECORD = insert(Record.__table__)
