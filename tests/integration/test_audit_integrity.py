@@ -111,8 +111,9 @@ UPDATES = {
 @pytest.mark.parametrize("table", APPEND_ONLY)
 @pytest.mark.parametrize("verb", ["UPDATE", "DELETE"])
 def test_database_refuses_update_and_delete(engine, trail, table, verb):
-    """R-P11-10e-3 R-P11-10c-1 R-P11-10k-1: UPDATE and DELETE on the audit trail, signatures
-    and published definitions are refused by a trigger, and the row stays as it was."""
+    """R-P11-10e-3 R-P11-10c-1 R-P11-10k-1 R-P11-10c-2: UPDATE and DELETE on the audit trail,
+    signatures and published definitions are refused by a trigger, and the row stays as it
+    was: nothing can purge them (the product has no purge function either)."""
     row_id = first_id(engine, table)
     before = snapshot(engine, table, row_id)
     count = sql(engine, f"SELECT count(*) FROM {table}")[0][0]
