@@ -15,15 +15,16 @@ from workflow import config
 class Policy:
     """Security policy; every value can be set by a ``QMS_`` environment variable."""
 
-    min_length: int = 12
-    history: int = 5
-    max_age_days: int = 90  # 0 disables expiry
-    lockout_threshold: int = 5
-    idle_minutes: int = 15
-    session_hours: int = 12
-    totp_required_roles: tuple[str, ...] = ("qa", "admin")
-    totp_issuer: str = "QMS"
-    security_role: str = "admin"  # who is notified of lockouts
+    # the defaults are Settings' (workflow/config.py): one home for each default value
+    min_length: int = config.Settings.password_min_length
+    history: int = config.Settings.password_history
+    max_age_days: int = config.Settings.password_max_age_days  # 0 disables expiry
+    lockout_threshold: int = config.Settings.lockout_threshold
+    idle_minutes: int = config.Settings.session_idle_minutes
+    session_hours: int = config.Settings.session_max_hours
+    totp_required_roles: tuple[str, ...] = config.Settings.totp_required_roles
+    totp_issuer: str = config.Settings.totp_issuer
+    security_role: str = config.Settings.security_role  # who is notified of lockouts
 
     @classmethod
     def from_settings(cls, settings: config.Settings | None = None) -> Policy:

@@ -134,9 +134,8 @@ class SessionInfo:
     roles: set[str] = field(default_factory=set)
 
 
-def live_session(session: Session, token: str, policy: Policy) -> UserSession:
-    """The session row of ``token`` if it is still live; otherwise end it (idle or past its
-    lifetime) and raise :class:`SessionEnded`."""
+def open_session_row(session: Session, token: str) -> UserSession:
+    """The session row of ``token``; SessionEnded when there is none or it was ended."""
     row = session.execute(
         select(UserSession).where(UserSession.token_hash == _token_hash(token))
     ).scalar_one_or_none()
@@ -144,6 +143,13 @@ def live_session(session: Session, token: str, policy: Policy) -> UserSession:
         raise SessionEnded("unknown")
     if row.ended_at is not None:
         raise SessionEnded(row.end_reason or "ended")
+    return row
+
+
+def live_session(session: Session, token: str, policy: Policy) -> UserSession:
+    """The session row of ``token`` if it is still live; otherwise end it (idle or past its
+    lifetime) and raise :class:`SessionEnded`."""
+    row = open_session_row(session, token)
     now = clock.now()
     reason = expiry(row, now, policy)
     if reason:
@@ -184,13 +190,7 @@ def current_session(engine: Units, token: str, policy: Policy | None = None, *,
     it in its own unit and decides again there."""
     policy = policy or Policy.from_settings()
     with _reading(engine, session) as s:
-        row = s.execute(
-            select(UserSession).where(UserSession.token_hash == _token_hash(token))
-        ).scalar_one_or_none()
-        if row is None:
-            raise SessionEnded("unknown")
-        if row.ended_at is not None:
-            raise SessionEnded(row.end_reason or "ended")
+        row = open_session_row(s, token)
         now = clock.now()
         user = s.get(User, row.user_id)
         if (user is not None and user.active and user.locked_at is None
