@@ -5,12 +5,15 @@ from __future__ import annotations
 import copy
 import json
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import func, select
 
 from tests.conftest import TEST_KEY
 from tests.factories import sign
 from workflow.db.models import AuditEvent
+from workflow.errors import RecordNotFound
 from workflow.identity import users as identity
+from workflow.queries import copies
 from workflow.queries.copies import check_copy, export_record
 
 
@@ -83,3 +86,14 @@ def test_pdf_copy_contains_signature_manifestations_and_audit_entries(engine, pe
         assert needle in flat, needle
     for ev in doc["audit_trail"]:
         assert ev["hash"][:16] in flat.replace(" ", ""), ev["seq"]
+
+
+def test_export_of_an_unknown_record_is_refused_and_audits_nothing(engine):
+    """R-P11-10b-1: asking for the copy of a record that does not exist is a clear refusal,
+    and no export is recorded on the system chain."""
+    with engine.reader() as s:
+        before = s.execute(select(func.count()).select_from(AuditEvent)).scalar_one()
+    with pytest.raises(RecordNotFound, match="nope-2026-0001 does not exist"):
+        copies.export(engine, "nope-2026-0001", "json", "inspection")
+    with engine.reader() as s:
+        assert s.execute(select(func.count()).select_from(AuditEvent)).scalar_one() == before
