@@ -85,6 +85,11 @@ ERRORS: dict[type[wf.WorkflowError], ErrorEntry] = {
     # a malformed QMS_ variable: raised when a process starts (workflow/config.py), so it
     # reaches no request unless the settings were first read in one
     wf.ConfigError: ErrorEntry(500, "Server misconfigured"),
+    # a row the engine would act on was changed outside the application: refused, nothing
+    # was changed (verify-audit names it)
+    wf.TamperedData: ErrorEntry(409, "Integrity check failed"),
+    wf.DefinitionTampered: ErrorEntry(409, "Integrity check failed"),
+    wf.UntrustedGrant: ErrorEntry(403, "Not allowed", (("required_roles", "required_roles"),)),
 }
 """Errors raised elsewhere in workflow/ (login and password errors, draft and plan errors,
 PasswordExpired...) take the entry of their nearest listed base class."""

@@ -317,3 +317,52 @@ class ConfigError(WorkflowError):
     def __init__(self, variable: str, message: str):
         self.variable = variable
         super().__init__(message)
+
+
+class TamperedData(WorkflowError):
+    """A row the engine would act on fails its integrity check (a keyed seal or a content
+    hash): it was changed outside the application, so it is not trusted. ``what`` names the
+    kind of row, ``where`` the row itself."""
+
+    code = "tampered_data"
+
+    def __init__(self, what: str, where: str, message: str | None = None):
+        self.what = what
+        self.where = where
+        super().__init__(message or (
+            f"The {what} {where} fails its integrity check: it was changed outside the "
+            "application, so it is not used. An administrator should run `qms verify-audit`."))
+
+
+class DefinitionTampered(TamperedData):
+    """A published definition version's stored source no longer has its recorded content
+    hash: it is refused, so no record runs under it."""
+
+    code = "definition_tampered"
+
+    def __init__(self, key: str, version: int, stored: str, actual: str | None):
+        self.key = key
+        self.version = version
+        found = (f"its source hashes to {actual[:12]}" if actual
+                 else "its source no longer loads")
+        super().__init__(
+            "workflow definition", f"{key} v{version}",
+            f"Workflow definition {key} version {version} was changed outside the application: "
+            f"{found}, not to its published hash {stored[:12]}. It is "
+            "refused, so its records cannot move; an administrator should run "
+            "`qms verify-audit` and restore the published version.")
+
+
+class UntrustedGrant(NotAuthorized):
+    """The role a step needs is held only through a role grant whose seal is broken (the
+    grant was inserted or changed outside the application): it is not honoured."""
+
+    code = "untrusted_grant"
+
+    def __init__(self, username: str, roles: tuple[str, ...]):
+        self.username = username
+        names = ", ".join(roles)
+        super().__init__(
+            f"The grant of {names} to {username} fails its integrity check (it was inserted or "
+            "changed outside the application), so it is not honoured. An administrator should "
+            "run `qms verify-audit`.", required_roles=roles)

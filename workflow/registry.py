@@ -1,6 +1,11 @@
 """Published definition versions: publishing, lookup by key or content hash, and the
 compiled version (:class:`~workflow.spec.machine.Compiled`), built once per version and
-cached."""
+cached.
+
+Nothing is compiled on trust: the stored source's canonical hash is recomputed and must equal
+the version's recorded ``content_hash`` (the hash records and signatures are bound to);
+otherwise :class:`~workflow.errors.DefinitionTampered` is raised and no record runs under it.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from sqlalchemy.orm import Session
 from workflow import clock
 from workflow.audit import trail as audit
 from workflow.db.models import DefinitionVersion, User
-from workflow.errors import UnknownWorkflow
+from workflow.errors import DefinitionError, DefinitionTampered, UnknownWorkflow
 from workflow.spec.load import load_text
 from workflow.spec.machine import Compiled, compile_machine
 from workflow.spec.model import WorkflowDefinition
@@ -36,8 +41,7 @@ class Registry:
         with self._lock:
             hit = self._by_hash.get(row.content_hash)
             if hit is None:
-                d = load_text(row.source, origin=f"{row.key} v{row.version}",
-                              known_workflows=_AnyWorkflow())
+                d = source_of(row)
                 hit = Compiled(row.id, row.version, d, compile_machine(d))
                 self._by_hash[row.content_hash] = hit
             return hit
@@ -86,6 +90,23 @@ class Registry:
                                     "content_hash": d.content_hash},
                            reason=reason or None)
         return row, True
+
+
+def source_of(row: Any) -> WorkflowDefinition:
+    """The definition a published version's stored source describes, after checking that the
+    source still has the version's content hash (``row``: a definition_versions row).
+
+    Raises:
+        DefinitionTampered: the source (or its hash) was changed outside the application.
+    """
+    try:
+        d = load_text(row.source, origin=f"{row.key} v{row.version}",
+                      known_workflows=_AnyWorkflow())
+    except DefinitionError:
+        raise DefinitionTampered(row.key, row.version, row.content_hash, None) from None
+    if d.content_hash != row.content_hash:
+        raise DefinitionTampered(row.key, row.version, row.content_hash, d.content_hash)
+    return d
 
 
 class _AnyWorkflow(dict[str, WorkflowDefinition | None]):

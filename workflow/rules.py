@@ -7,6 +7,9 @@ the rule cannot drift between the record page, the API list and the dashboard.
 
 - visibility: who may see a record (``can_see`` / ``visible_clause``);
 - active grant: whether a role grant counts at a time (``grant_active`` / ``active_grant_clause``);
+  authority (the engine's role checks, ``identity.users.roles_of``) also needs the grant's
+  keyed seal to hold (``grant_trusted``; HMAC has no SQL twin: listings and KPIs use the
+  clause, verify-audit names every grant with a broken seal);
 - training completed: whether a training record shows a completed training
   (``training_done`` / ``training_done_clause``), for the workflows that declare the
   ``training`` capability (``training_workflows``) - the engine never names them.
@@ -23,6 +26,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from workflow.db.models import Record, RoleGrant, Task, User
+from workflow.db.seals import seal_ok
 from workflow.spec.model import TrainingCapability, WorkflowDefinition
 
 #: the outcome of a record closed as completed (final state ``outcome: done``)
@@ -77,6 +81,13 @@ def grant_active(grant: Any, at: datetime) -> bool:
     return (grant.granted_at <= at
             and (grant.revoked_at is None or grant.revoked_at > at)
             and (grant.expires_at is None or grant.expires_at > at))
+
+
+def grant_trusted(key: bytes, grant: Any) -> bool:
+    """The grant row carries its seal (written by the command that granted or revoked it):
+    a row inserted or edited with plain SQL is not honoured. ``grant``: a role_grants row
+    with its sealed columns and seal."""
+    return seal_ok(key, "role_grants", grant)
 
 
 def active_grant_clause(at: Any) -> ColumnElement[bool]:

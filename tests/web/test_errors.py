@@ -48,6 +48,9 @@ EXAMPLES: list[tuple[wf.WorkflowError, int, int, dict[str, object]]] = [
     (wf.TokenRejected("expired", "The token has expired."), 422, 422, {}),
     (wf.ConfigError("QMS_DIGEST_HOUR", "QMS_DIGEST_HOUR must be an hour from 0 to 23, got '24'"),
      500, 500, {}),
+    (wf.TamperedData("role grant", "#7"), 409, 409, {}),
+    (wf.DefinitionTampered("capa", 1, "a" * 64, "b" * 64), 409, 409, {}),
+    (wf.UntrustedGrant("quinn", ("qa",)), 403, 403, {"required_roles": ["qa"]}),
 ]
 
 

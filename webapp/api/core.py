@@ -63,7 +63,8 @@ def limiter() -> RateLimiter:
 
 _TOKEN_CODES = {"missing": "token_missing", "malformed": "token_invalid",
                 "unknown": "token_invalid", "expired": "token_expired",
-                "revoked": "token_revoked", "inactive_user": "account_deactivated"}
+                "revoked": "token_revoked", "inactive_user": "account_deactivated",
+                "tampered": "token_tampered"}
 
 
 def _bearer() -> str | None:

@@ -31,7 +31,14 @@ from wtforms.validators import DataRequired, Length
 from webapp import errors
 from webapp.context import engine, keep_read_session, policy, read_session, safe_next
 from webapp.qr import qr_svg
-from workflow.errors import AccountLocked, LoginFailed, SecondFactorFailed, SessionEnded, WorkflowError
+from workflow.errors import (
+    AccountLocked,
+    LoginFailed,
+    SecondFactorFailed,
+    SessionEnded,
+    TamperedData,
+    WorkflowError,
+)
 from workflow.identity import passwords, sessions
 from workflow.identity import totp as second_factor
 from workflow.queries import directories
@@ -164,7 +171,7 @@ def login() -> Any:
         try:
             checked = sessions.check_login_password(engine(), form.username.data,
                                                 form.password.data, policy())
-        except (LoginFailed, AccountLocked) as exc:
+        except (LoginFailed, AccountLocked, TamperedData) as exc:
             errors.flash_error(exc)
             return render_template("auth/login.html", form=form), 401
         if checked.needs_totp:

@@ -135,13 +135,20 @@ def system_event(
     reason: str | None = None,
     chain: str = SYSTEM_CHAIN,
 ) -> AuditEvent:
-    """Append an event to a non-record chain (logins, grants, definitions...)."""
+    """Append an event to a non-record chain (logins, grants, definitions...).
+
+    The chain's head row (``audit_chains``) is sealed like a record row (workflow/db/seals.py,
+    by the unit of work), so a cut tail with a rewound head is named by verify-audit."""
     head = session.execute(
         select(AuditChain).where(AuditChain.name == chain).with_for_update()
     ).scalar_one_or_none()
     if head is None:
         head = AuditChain(name=chain, seq=0, head="")
         session.add(head)
+        # written now: units run without autoflush, and a second event of this unit must
+        # find this head instead of adding another row for the same chain (which failed
+        # with an IntegrityError on audit_chains on an empty database)
+        session.flush()
     head.seq += 1
     ev = AuditEvent(
         chain=chain,
@@ -166,17 +173,39 @@ def system_event(
 # --------------------------------------------------------------------------- verification
 
 
+#: the kinds of problem verify-audit reports (``ChainProblem.kind``)
+KINDS = ("chain", "record", "signature", "definition", "seal", "replay", "numbering",
+         "protection")
+
+
 @dataclass
 class ChainProblem:
+    """One problem verify-audit found: ``kind`` (see :data:`KINDS`; other checks may add
+    their own), where (``chain``: a chain name or another place such as ``users`` or
+    ``trigger audit_events_no_update``; ``seq`` and ``event_id`` for an event) and a message
+    a person can act on."""
+
     chain: str
     seq: int | None
     event_id: int | None
     message: str
+    kind: str = "chain"
 
-    def __str__(self) -> str:
+    @property
+    def where(self) -> str:
         where = f"{self.chain} event #{self.seq}" if self.seq is not None else self.chain
         ident = f" (row id {self.event_id})" if self.event_id is not None else ""
-        return f"{where}{ident}: {self.message}"
+        return where + ident
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"kind": self.kind, "where": self.where, "message": self.message}
+
+
+#: the public name of a verify-audit problem
+Problem = ChainProblem
 
 
 @dataclass

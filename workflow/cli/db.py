@@ -6,10 +6,12 @@ import click
 from sqlalchemy import func, select
 
 from workflow.bootstrap import load_definitions
-from workflow.cli.common import checked_engine, friendly, safe_url
+from workflow.audit.integrity import seal_existing
+from workflow.cli.common import checked_engine, friendly, operator, safe_url
 from workflow.db import engines as db
 from workflow.db.models import AuditEvent, Record, Signature, Task
 from workflow.demo import seed
+from workflow.engine.core import Engine
 from workflow.signatures.part11 import Part11Verifier
 
 
@@ -22,9 +24,28 @@ def db_group() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Create or upgrade the database schema."""
-    dbe = db.make_engine()
+    engine, dbe = checked_engine(check_schema=False)
     db.upgrade(dbe, revision)
     click.echo(f"database at revision {db.current_revision(dbe)} ({safe_url(dbe)})")
+    if db.current_revision(dbe) == db.head_revision():
+        _seal(engine)
+
+
+def _seal(engine: Engine) -> None:
+    """Seal the security rows an older version wrote without a seal (migration 0008)."""
+    done = seal_existing(engine, operator())
+    for table, rows in done.items():
+        click.echo(f"sealed {len(rows)} {table} row(s) written before the security seals")
+
+
+@db_group.command("seal")
+@friendly
+def db_seal() -> None:
+    """Seal the users, role grants, API tokens and chain heads written before the security
+    seals existed (run by `qms db upgrade` and `qms init`; idempotent, audited)."""
+    engine, _ = checked_engine()
+    _seal(engine)
+    click.echo("every security row carries its seal")
 
 
 @db_group.command("current")
@@ -42,6 +63,7 @@ def init(demo: bool) -> None:
     engine, dbe = checked_engine(check_schema=False)
     db.upgrade(dbe)
     click.echo(f"database ready at revision {db.current_revision(dbe)} ({safe_url(dbe)})")
+    _seal(engine)
     for line in load_definitions(engine):
         click.echo(f"  {line}")
     if demo:

@@ -115,6 +115,7 @@ class User(Base):
     deactivated_at: Mapped[datetime | None]
     notify_mode: Mapped[str] = mapped_column(String(20), default="immediate",
                                              server_default="immediate")  # or "digest"
+    seal: Mapped[str] = mapped_column(String(64), default="", server_default="")  # db.seals.row_seal
 
     # usernames are unique regardless of case and never reused (R-P11-300a-1)
     __table_args__ = (Index("uq_users_username_lower", func.lower(username), unique=True),)
@@ -133,6 +134,7 @@ class RoleGrant(Base):
     revoked_at: Mapped[datetime | None]
     revoked_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     revoke_reason: Mapped[str | None] = mapped_column(Text)
+    seal: Mapped[str] = mapped_column(String(64), default="", server_default="")  # db.seals.row_seal
 
 
 class DefinitionVersion(Base):
@@ -316,6 +318,7 @@ class AuditChain(Base):
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, default=0)
     head: Mapped[str] = mapped_column(String(64), default="")
+    seal: Mapped[str] = mapped_column(String(64), default="", server_default="")  # db.seals.row_seal
 
 
 class AuditEvent(Base):
@@ -451,6 +454,7 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None]
     revoked_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     last_used_at: Mapped[datetime | None]
+    seal: Mapped[str] = mapped_column(String(64), default="", server_default="")  # db.seals.row_seal
 
 
 class DraftStatus(enum.StrEnum):

@@ -32,11 +32,14 @@ Hook = Callable[[Session], None]
 
 
 def session_key(session: Session) -> bytes:
-    """The server key of the write unit ``session`` belongs to."""
+    """The server key of the unit ``session`` belongs to (write units use it to hash and
+    seal, read units to check seals)."""
     key = session.info.get(KEY)
     if not key:
-        # fail closed: an audit event or a seal must never be written unkeyed
-        raise RuntimeError("audit events are written only inside a write unit (UnitOfWork.write)")
+        # fail closed: an audit event or a seal must never be written (or a seal trusted)
+        # unkeyed
+        raise RuntimeError("audit events and seals need a unit of work's session "
+                           "(UnitOfWork.write or read)")
     return bytes(key)
 
 
@@ -62,15 +65,20 @@ class UnitOfWork:
         key: the server key (kept outside the database) for audit hashes and record seals.
         before_write: hooks run, in this order, before every flush and before commit.
         on_rollback: hooks run after a rollback (they forget what was queued).
+        after_flush: hooks run after each flush, before its objects leave ``session.new``
+            (the seals of rows that got their id from the database).
     """
 
     def __init__(self, sessions: sessionmaker[Session], key: bytes, *,
-                 before_write: Sequence[Hook] = (), on_rollback: Sequence[Hook] = ()) -> None:
+                 before_write: Sequence[Hook] = (), on_rollback: Sequence[Hook] = (),
+                 after_flush: Sequence[Hook] = ()) -> None:
         self.sessions: sessionmaker[Session] = sessionmaker(class_=sessions.class_, **sessions.kw)
         self.key = key
         self.before_write = tuple(before_write)
         self.on_rollback = tuple(on_rollback)
+        self.after_flush = tuple(after_flush)
         event.listen(self.sessions, "before_flush", self._before_flush)
+        event.listen(self.sessions, "after_flush", self._after_flush)
         event.listen(self.sessions, "before_commit", self._before_commit)
         event.listen(self.sessions, "after_rollback", self._after_rollback)
 
@@ -81,6 +89,10 @@ class UnitOfWork:
             # when the read unit ends (a web request's read session lives the whole request)
             raise RuntimeError("a read unit never writes; change data through a command")
         for hook in self.before_write:
+            hook(session)
+
+    def _after_flush(self, session: Session, _ctx: Any) -> None:
+        for hook in self.after_flush:
             hook(session)
 
     def _before_commit(self, session: Session) -> None:
@@ -111,6 +123,7 @@ class UnitOfWork:
         """A read-only snapshot (never commits; under WAL it never blocks writers)."""
         session = self.sessions()
         session.info[READ_ONLY] = True
+        session.info[KEY] = self.key  # to check seals, never to write
         try:
             with session.begin():
                 yield session
@@ -128,7 +141,8 @@ class UnitOfWork:
                 yield UnitOfWork(
                     sessionmaker(bind=conn, join_transaction_mode="create_savepoint",
                                  expire_on_commit=False),
-                    self.key, before_write=self.before_write, on_rollback=self.on_rollback)
+                    self.key, before_write=self.before_write, on_rollback=self.on_rollback,
+                    after_flush=self.after_flush)
                 outer.rollback()
         finally:
             session.close()

@@ -14,7 +14,9 @@ from workflow.errors import (
     RecordNotFound,
     SegregationOfDuties,
     TrainingRequired,
+    UntrustedGrant,
 )
+from workflow.identity import users as identity
 from workflow.spec.model import TransitionSpec, WorkflowDefinition
 
 
@@ -37,6 +39,10 @@ def authorise(session: Session, d: WorkflowDefinition, rec: Record, t: Transitio
     if not allowed and "assignee" in t.roles and is_assignee(session, rec, user):
         allowed = {"assignee"}
     if not allowed and not user.is_system:
+        forged = identity.untrusted_roles(session, user) & set(t.roles)
+        if forged:
+            # the role is held only through a grant changed outside the application
+            raise UntrustedGrant(user.username, tuple(sorted(forged)))
         names = ", ".join(role_label(d, r) for r in t.roles)
         raise NotAuthorized(
             f"{t.label} on {rec.number} needs one of these roles: {names}.",

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from workflow import clock, config, rules
 from workflow.audit import trail as audit
-from workflow.db import records
+from workflow.db import records, seals
 from workflow.db.models import Record, User
 from workflow.db.uow import UnitOfWork
 from workflow.engine import access, actions, extensions, lifecycle, timers
@@ -48,10 +48,13 @@ log = logging.getLogger(__name__)
 
 def unit_of_work(sessions: sessionmaker[Session], signing_key: bytes) -> UnitOfWork:
     """The engine's unit of work: queued audit events are inserted first, then the changed
-    record rows are written back (sealed over their final audit head)."""
+    record rows are written back (sealed over their final audit head), then the changed rows
+    of the security tables (users, grants, tokens, chain heads) are sealed; rows inserted
+    with a database-assigned id are sealed right after their flush."""
     return UnitOfWork(sessions, signing_key,
-                      before_write=(audit.flush_pending, records.write_back),
-                      on_rollback=(audit.discard_pending, records.discard))
+                      before_write=(audit.flush_pending, records.write_back, seals.seal_changed),
+                      on_rollback=(audit.discard_pending, records.discard),
+                      after_flush=(seals.seal_inserted,))
 
 
 class Engine:

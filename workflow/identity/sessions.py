@@ -20,8 +20,16 @@ from sqlalchemy.orm import Session
 from workflow import clock
 from workflow.audit import trail as audit
 from workflow.db.models import User, UserSession
+from workflow.db.seals import seal_ok
 from workflow.db.uow import Units
-from workflow.errors import AccountLocked, LoginFailed, SecondFactorFailed, SessionEnded, WorkflowError
+from workflow.errors import (
+    AccountLocked,
+    LoginFailed,
+    SecondFactorFailed,
+    SessionEnded,
+    TamperedData,
+    WorkflowError,
+)
 from workflow.identity import users as identity
 from workflow.identity.lockout import record_failure
 from workflow.identity.passwords import password_expired, password_matches
@@ -53,6 +61,13 @@ def check_login_password(engine: Units, username: str, password: str,
             record_failure(session, None, action="login_failed", detail="unknown username",
                            policy=policy, attempted=username.strip()[:64])
             failure = LoginFailed()
+        elif not seal_ok(engine.signing_key, "users", user):
+            # the account row (password hash, lockout, active...) was changed outside the
+            # application: refused, and a security event says why (the row is left alone)
+            audit.system_event(session, at=clock.now(), actor=None, action="login_failed",
+                               changes={"username": user.username,
+                                        "detail": "account fails its integrity check"})
+            failure = TamperedData("user account", user.username)
         elif not user.active:
             record_failure(session, user, action="login_failed", detail="deactivated account",
                            policy=policy)

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from workflow import clock
 from workflow.audit import trail as audit
 from workflow.db.models import ApiToken, User
+from workflow.db.seals import seal_ok
 from workflow.db.uow import Units
 from workflow.errors import AccountLocked, NotAuthorized, TokenError, TokenRejected
 from workflow.identity import users as identity
@@ -298,6 +299,12 @@ def authenticate(engine: Units, secret: str | None, *,
         if found is None:
             raise TokenRejected("unknown", "The API token is not valid.")
         row, user = found
+        if not seal_ok(engine.signing_key, "api_tokens", row):
+            raise TokenRejected("tampered", f"The API token {row.prefix} fails its integrity "
+                                            "check (changed outside the application).")
+        if not seal_ok(engine.signing_key, "users", user):
+            raise TokenRejected("tampered", f"The account {user.username} fails its integrity "
+                                            "check (changed outside the application).")
         if row.revoked_at is not None:
             raise TokenRejected("revoked", f"The API token {row.prefix} was revoked.")
         if row.expires_at is not None and row.expires_at <= now:

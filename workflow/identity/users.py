@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 from workflow import clock, rules
 from workflow.audit import trail as audit
 from workflow.db.models import RoleGrant, User, UserSession
-from workflow.db.uow import Units
+from workflow.db.seals import SEALED_COLUMNS
+from workflow.db.uow import Units, session_key
 from workflow.errors import InactiveUser, UnknownUser, UsernameTaken, WorkflowError
 
 USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
@@ -27,7 +28,8 @@ SYSTEM_USERNAME = "system"
 # cache key costs more than running it (measured 40-90 us per call, on every transition).
 _USER_BY_NAME = select(User).where(func.lower(User.username) == bindparam("username"))
 _grants = RoleGrant.__table__.c
-_ROLES_OF = select(_grants.role).where(
+# the grant rows with their sealed columns: a grant counts only when its seal holds
+_GRANTS_OF = select(*(_grants[c] for c in (*SEALED_COLUMNS["role_grants"], "seal"))).where(
     _grants.user_id == bindparam("user_id"), rules.active_grant_clause(bindparam("at")))
 
 
@@ -153,11 +155,31 @@ def revoke_role(session: Session, user: User, role: str, *, actor: User, reason:
 
 
 def roles_of(session: Session, user: User, at: datetime | None = None) -> set[str]:
-    """Roles the user holds now: granted, not revoked, not expired, user active."""
+    """Roles the user holds now: granted, not revoked, not expired, user active, and the
+    grant's seal holds (a grant inserted or edited with plain SQL is not honoured; see
+    :func:`untrusted_roles`)."""
     if not user.active:
         return set()
-    rows = session.execute(_ROLES_OF, {"user_id": user.id, "at": at or clock.now()})
-    return {role for (role,) in rows}  # (a ScalarResult costs more than the query here)
+    key = session_key(session)
+    trusted: set[str] = set()
+    forged: set[str] = set()
+    for g in session.execute(_GRANTS_OF, {"user_id": user.id, "at": at or clock.now()}):
+        (trusted if rules.grant_trusted(key, g) else forged).add(g.role)
+    session.info.setdefault(_UNTRUSTED, {})[user.id] = forged - trusted
+    return trusted
+
+
+_UNTRUSTED = "qms_untrusted_roles"
+
+
+def untrusted_roles(session: Session, user: User) -> set[str]:
+    """Roles an active grant names for the user that are not honoured because the grant's
+    seal is broken, as found by the last :func:`roles_of` of this session (the engine names
+    them when it refuses a step)."""
+    found = session.info.get(_UNTRUSTED, {})
+    if user.id not in found:
+        roles_of(session, user)
+    return set(session.info.get(_UNTRUSTED, {}).get(user.id, ()))
 
 
 def set_notify_mode(engine: Units, username: str, mode: str) -> bool:
