@@ -53,6 +53,7 @@ class Settings:
     system_name: str = "QMS"
     schedules_file: Path | None = None  # None: the shipped definitions/schedules/schedules.yaml
     kpi_thresholds: Path | None = None
+    verify_workers: int = 0  # verify-audit processes; 0: automatic (1 for small databases)
     # --- notifications
     smtp_url: str | None = field(default=None, repr=False)  # None: e-mail off
     smtp_from: str = "qms@localhost"
@@ -100,6 +101,8 @@ class Settings:
             system_name=env.text("QMS_SYSTEM_NAME", d.system_name),
             schedules_file=env.path("QMS_SCHEDULES_FILE"),
             kpi_thresholds=env.path("QMS_KPI_THRESHOLDS"),
+            verify_workers=env.whole("QMS_VERIFY_WORKERS", d.verify_workers,
+                                     "processes (0: automatic)"),
             smtp_url=env.optional("QMS_SMTP_URL"),
             smtp_from=env.text("QMS_SMTP_FROM", d.smtp_from),
             # fewer than one attempt or a zero delay make no sense: at least 1 (as before)

@@ -10,7 +10,6 @@ otherwise :class:`~workflow.errors.DefinitionTampered` is raised and no record r
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
@@ -18,8 +17,8 @@ from sqlalchemy.orm import Session
 from workflow import clock
 from workflow.audit import trail as audit
 from workflow.db.models import DefinitionVersion, User
-from workflow.errors import DefinitionError, DefinitionTampered, UnknownWorkflow
-from workflow.spec.load import load_text
+from workflow.errors import UnknownWorkflow
+from workflow.spec.load import published
 from workflow.spec.machine import Compiled, compile_machine
 from workflow.spec.model import WorkflowDefinition
 
@@ -41,7 +40,7 @@ class Registry:
         with self._lock:
             hit = self._by_hash.get(row.content_hash)
             if hit is None:
-                d = source_of(row)
+                d = published(row)
                 hit = Compiled(row.id, row.version, d, compile_machine(d))
                 self._by_hash[row.content_hash] = hit
             return hit
@@ -90,31 +89,3 @@ class Registry:
                                     "content_hash": d.content_hash},
                            reason=reason or None)
         return row, True
-
-
-def source_of(row: Any) -> WorkflowDefinition:
-    """The definition a published version's stored source describes, after checking that the
-    source still has the version's content hash (``row``: a definition_versions row).
-
-    Raises:
-        DefinitionTampered: the source (or its hash) was changed outside the application.
-    """
-    try:
-        d = load_text(row.source, origin=f"{row.key} v{row.version}",
-                      known_workflows=_AnyWorkflow())
-    except DefinitionError:
-        raise DefinitionTampered(row.key, row.version, row.content_hash, None) from None
-    if d.content_hash != row.content_hash:
-        raise DefinitionTampered(row.key, row.version, row.content_hash, d.content_hash)
-    return d
-
-
-class _AnyWorkflow(dict[str, WorkflowDefinition | None]):
-    """Published sources were validated against their siblings when published; when
-    recompiling one alone, accept references to any workflow key."""
-
-    def __contains__(self, key: object) -> bool:
-        return True
-
-    def get(self, key: object, default: Any = None) -> None:
-        return None

@@ -167,7 +167,9 @@ def test_altered_event_is_named_first(engine, trail):
     assert (first.chain, first.seq, first.event_id) == (f"record:{trail['a']}", 3, target.id)
     assert "altered" in first.message
     assert str(first).startswith(f"record:{trail['a']} event #3 (row id {target.id})")
-    assert all(p.chain == f"record:{trail['a']}" for p in r.problems)  # b is still fine
+    # b is still fine; the removed protection is named too (after the data it let change)
+    assert all(p.chain == f"record:{trail['a']}" for p in r.problems if p.kind != "protection")
+    assert any(p.kind == "protection" and "audit_events" in p.chain for p in r.problems)
 
 
 def test_altered_event_with_recomputed_hash_is_reported(engine, trail):
@@ -433,6 +435,11 @@ def test_verify_audit_cli_names_first_broken_event(verified_db):
     no_tb = result.exception is None or isinstance(result.exception, SystemExit)
     assert no_tb and "Traceback" not in result.output
     lines = result.stderr.splitlines()
-    assert lines[0].startswith("FAILED: 1 problem(s) in ")
+    # the altered event, then the removed trigger(s) that let it happen
+    removed = (["audit_events_no_update", "audit_events_no_delete"]
+               if dialect(engine) == "sqlite" else ["audit_events_append_only"])
+    assert lines[0].startswith(f"FAILED: {1 + len(removed)} problem(s) in ")
     assert lines[1] == (f"first: record:{rec_id} event #2 (row id {target.id}): content does not "
                         "match its hash (the row was altered)")
+    assert [line.split(": ")[1] for line in lines[2:]] == [
+        f"[protection] trigger {name}" for name in removed]

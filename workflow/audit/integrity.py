@@ -1,183 +1,171 @@
-"""``qms verify-audit``: recompute every audit chain and signature, and replay each record.
+"""``qms verify-audit``: "OK" only when nothing the engine relies on was changed behind its
+back. What is checked, in the order problems are reported (every problem is reported, the
+first one first, each with its kind, where and a message):
 
-For each record chain it checks sequence, links and hashes (see :mod:`workflow.audit`),
-then replays the events (created values, field changes, state transitions, migrations to
-another definition version) and compares the result with the record row, so a record edited
-behind the application's back is named.
-Every signature's MAC is recomputed (a signature copied to another record fails) and its
-content hash is compared with the record's content replayed to the moment of signing.
+1. every record: its chain (sequence, links, keyed hashes), the replay of its events against
+   its row, its seal, its signatures' MACs and content hashes; events or signatures of a
+   record id without a row (a deleted record) - :mod:`workflow.audit.chains`, in parallel
+   worker processes on large databases (record chains are independent);
+2. every non-record chain (``system``...) and its head's seal (a cut tail with a rewound
+   head); events filed under another record's chain, events of an unknown chain;
+3. every published definition version: its source still has its content hash;
+4. every users, role_grants and api_tokens row: its keyed seal;
+5. the system chain replayed against those tables (grants, revocations, tokens, accounts,
+   passwords, locks, deactivations: each row explained by its event and back);
+6. record numbers against the counters (a gap is a deleted record);
+7. the protections: the append-only triggers (and whatever :func:`add_check` registered,
+   e.g. the runtime role's privileges on PostgreSQL).
+
+Checks 2-7 are in :mod:`workflow.audit.checks`.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import uuid
-from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, cast, literal, select
+from sqlalchemy import Connection, String, cast, create_engine, func, literal, select
+from sqlalchemy.engine import Engine as DBEngine
 from sqlalchemy.orm import Session
 
-from workflow import canonical, clock
-from workflow.audit.trail import ChainProblem, VerifyReport, record_chain, verify_chain
-from workflow.db.models import AuditChain, AuditEvent, JobRun, Record, Signature
+from workflow import clock
+from workflow.audit import checks
 from workflow.audit import trail as audit
-from workflow.db.seals import mac_ok, record_seal, seal_unsealed
+from workflow.audit.chains import Counts, ranges, verify_range
+from workflow.audit.trail import ChainProblem, VerifyReport
+from workflow.config import settings
+from workflow.db.models import AuditChain, AuditEvent, JobRun
+from workflow.db.seals import seal_unsealed
 from workflow.db.uow import Units
 
-BATCH = 500
 #: the JobRun.job name under which integrity verification results are stored
 VERIFY_JOB = "verify_audit"
+#: below this many audit events, "automatic" workers means one (starting processes costs
+#: more than it saves)
+PARALLEL_FROM = 200_000
+#: at most this many problems are kept with a stored result (all are in the report)
+STORED_PROBLEMS = 50
+
+Check = Callable[[Connection, bytes], Iterable[ChainProblem]]
+_CHECKS: list[Check] = []
 
 
-def verify(session: Session, key: bytes) -> VerifyReport:
+def add_check(check: Check) -> None:
+    """Register another check run at the end of every verification (after the triggers),
+    e.g. the runtime role's privileges on PostgreSQL: ``check(connection, key)`` yields
+    :class:`~workflow.audit.trail.ChainProblem` s (pick a ``kind`` of your own)."""
+    if check not in _CHECKS:
+        _CHECKS.append(check)
+
+
+def protections(conn: Connection, key: bytes) -> Iterable[ChainProblem]:
+    """The protections verify-audit itself relies on: the append-only triggers, then every
+    check registered with :func:`add_check`."""
+    yield from checks.triggers(conn)
+    for check in list(_CHECKS):
+        yield from check(conn, key)
+
+
+def verify(session: Session, key: bytes, *, workers: int = 1,
+           url: str | None = None) -> VerifyReport:
+    """Verify everything (see the module's docstring) in ``session``'s transaction, or, with
+    ``workers`` > 1 and the database ``url``, the record chains in that many processes (each
+    range of records in a read transaction of its own)."""
     report = VerifyReport()
-    # record chains, a batch of records at a time (memory stays flat)
-    last_id = 0
-    while True:
-        records = session.execute(
-            select(Record).where(Record.id > last_id).order_by(Record.id).limit(BATCH)
-        ).scalars().all()
-        if not records:
-            break
-        ids = [r.id for r in records]
-        events: dict[int, list[AuditEvent]] = defaultdict(list)
-        for ev in session.execute(
-            select(AuditEvent).where(AuditEvent.chain.in_([record_chain(i) for i in ids]))
-            .order_by(AuditEvent.chain, AuditEvent.seq)
-        ).scalars():
-            events[ev.record_id or -1].append(ev)
-        sigs: dict[int, list[Signature]] = defaultdict(list)
-        for s in session.execute(select(Signature).where(Signature.record_id.in_(ids))).scalars():
-            sigs[s.record_id].append(s)
-        for rec in records:
-            report.chains += 1
-            evs = events.get(rec.id, [])
-            report.events += len(evs)
-            chain = record_chain(rec.id)
-            problems = list(verify_chain(chain, evs, rec.audit_seq, rec.audit_head, key))
-            if not problems:
-                problems = list(_replay(rec, evs, {s.id: s for s in sigs.get(rec.id, [])}, key))
-            if rec.seal != record_seal(key, rec):
-                problems.append(ChainProblem(
-                    chain, None, None,
-                    f"{rec.number}: the record row does not match its seal: it was changed "
-                    "outside the application"))
-            for s in sigs.get(rec.id, []):
-                report.signatures += 1
-                if not mac_ok(key, s, rec.number):
-                    problems.append(ChainProblem(
-                        chain, None, None,
-                        f"signature #{s.id} ({s.meaning!r} by {s.signer_name}) does not verify: "
-                        "it was altered or does not belong to this record"))
-            report.problems.extend(problems)
-        last_id = ids[-1]
-        session.expunge_all()
-    # non-record chains (system events: users, grants, definitions...)
-    for head in session.execute(select(AuditChain).order_by(AuditChain.name)).scalars():
-        evs = list(session.execute(
-            select(AuditEvent).where(AuditEvent.chain == head.name).order_by(AuditEvent.seq)
-        ).scalars())
-        report.chains += 1
-        report.events += len(evs)
-        report.problems.extend(verify_chain(head.name, evs, head.seq, head.head, key))
-    # an event filed under one record but chained under another (or none) would be shown
-    # in that record's trail without ever being verified
-    misfiled = session.execute(
-        select(AuditEvent.id, AuditEvent.chain, AuditEvent.record_id).where(
-            AuditEvent.record_id.is_not(None),
-            AuditEvent.chain != literal("record:") + cast(AuditEvent.record_id, String))
-        .limit(1)
-    ).first()
-    if misfiled:
-        report.problems.append(ChainProblem(
-            misfiled.chain, None, misfiled.id,
-            f"event belongs to record id {misfiled.record_id} but is filed in another chain "
-            "(inserted outside the application)"))
-    stray = session.execute(
-        select(AuditEvent.chain).where(
-            AuditEvent.record_id.is_(None),
-            AuditEvent.chain.not_in(select(AuditChain.name)))
-        .limit(1)
-    ).scalar_one_or_none()
-    if stray:
-        report.problems.append(ChainProblem(stray, None, None, "events of an unknown chain"))
+    conn = session.connection()
+    parts = ranges(conn)
+    if workers > 1 and url and len(parts) > 1:
+        for counts in _in_workers(url, key, parts, workers):
+            _merge(report, counts)
+    else:
+        for lo, hi in parts:
+            _merge(report, verify_range(conn, key, lo, hi))
+    replayed: list[Any] = []
+    found = checks.system_chains(conn, key, replayed)
+    chains, events = next(found)
+    report.chains += chains
+    report.events += events
+    report.problems.extend(found)
+    report.problems.extend(_misfiled(conn))
+    report.problems.extend(checks.definitions(conn))
+    tables = checks.security_tables(conn)
+    report.problems.extend(checks.seals(key, tables))
+    report.problems.extend(checks.replay(tables, replayed))
+    report.problems.extend(checks.numbering(conn))
+    report.problems.extend(protections(conn, key))
     return report
 
 
-def _replay(rec: Record, events: list[AuditEvent], sigs: dict[int, Signature], key: bytes
-            ) -> Iterator[ChainProblem]:
-    chain = record_chain(rec.id)
-    data: dict[str, Any] = {}
-    state: str | None = None
-    rules: str | None = None  # the definition hash in force (changes only by "migrated")
-    seen_sigs: set[int] = set()
-    for ev in events:
-        if ev.action == "create":
-            rules = ev.definition_hash
-        if ev.action in ("create", "update", "migrated"):
-            if ev.action == "migrated":
-                # a signed migration plan (workflow/migration_plans.py): the definition hash
-                # and the state change, dropped fields leave ([old, None] under "fields")
-                old_rules, new_rules = ev.changes.get("definition_hash") or [None, None]
-                if ev.from_state != state or old_rules != rules:
-                    yield ChainProblem(chain, ev.seq, ev.id,
-                                       f"migrates from {ev.from_state!r} under {old_rules!r} "
-                                       f"but the record was in {state!r} under {rules!r}")
-                    return
-                state, rules = ev.to_state, new_rules
-            changes = ev.changes.get("fields", {}) if ev.action == "migrated" else ev.changes
-            for name, change in changes.items():
-                old, new = change
-                if data.get(name) != old:
-                    yield ChainProblem(chain, ev.seq, ev.id,
-                                       f"field {name!r} was {data.get(name)!r} before this event, "
-                                       f"but the event says {old!r}")
-                    return
-                if new is None:
-                    data.pop(name, None)
-                else:
-                    data[name] = new
-            if ev.action == "create":
-                state = ev.to_state
-        elif ev.action == "transition":
-            if ev.from_state != state:
-                yield ChainProblem(chain, ev.seq, ev.id,
-                                   f"moves from {ev.from_state!r} but the record was in {state!r}")
-                return
-            state = ev.to_state
-        elif ev.action == "sign":
-            info = ev.changes.get("signature", {})
-            sig = sigs.get(info.get("id"))
-            if sig is None:
-                yield ChainProblem(chain, ev.seq, ev.id,
-                                   f"signature #{info.get('id')} recorded here is missing")
-                return
-            seen_sigs.add(sig.id)
-            expected = canonical.sha256(canonical.record_content(
-                rec.number, rec.workflow_key, ev.definition_hash or rec.definition_hash, data))
-            if sig.content_hash != expected or info.get("content_hash") != sig.content_hash:
-                yield ChainProblem(chain, ev.seq, ev.id,
-                                   f"signature #{sig.id} ({sig.meaning!r}) was given on content "
-                                   "that differs from the record's history")
-                return
-    for sid in sorted(set(sigs) - seen_sigs):
-        yield ChainProblem(chain, None, None,
-                           f"signature #{sid} is not recorded in the audit trail")
-    if data != rec.data:
-        changed = sorted(k for k in set(data) | set(rec.data) if data.get(k) != rec.data.get(k))
-        yield ChainProblem(chain, None, None,
-                           f"{rec.number}: record data differs from its audit trail "
-                           f"(fields {', '.join(changed)}): edited outside the application")
-    if state != rec.state:
-        yield ChainProblem(chain, None, None,
-                           f"{rec.number}: record is in state {rec.state!r} but its audit trail "
-                           f"ends in {state!r}: edited outside the application")
-    if rules is not None and rules != rec.definition_hash:
-        yield ChainProblem(chain, None, None,
-                           f"{rec.number}: record runs under definition {rec.definition_hash!r} "
-                           f"but its audit trail says {rules!r}: edited outside the application")
+def _merge(report: VerifyReport, counts: Counts) -> None:
+    report.chains += counts.chains
+    report.events += counts.events
+    report.signatures += counts.signatures
+    report.problems.extend(counts.problems)
+
+
+def _misfiled(conn: Connection) -> Iterable[ChainProblem]:
+    # an event filed under one record but chained under another (or none) would be shown
+    # in that record's trail without ever being verified
+    e = AuditEvent.__table__.c
+    for row in conn.execute(
+            select(e.id, e.chain, e.record_id).where(
+                e.record_id.is_not(None), e.chain != literal("record:") + cast(e.record_id, String))
+            .order_by(e.id).limit(20)):
+        yield ChainProblem(row.chain, None, row.id,
+                           f"event belongs to record id {row.record_id} but is filed in another "
+                           "chain (inserted outside the application)")
+    for (chain,) in conn.execute(
+            select(e.chain).where(e.record_id.is_(None),
+                                  e.chain.not_in(select(AuditChain.__table__.c.name)))
+            .distinct().order_by(e.chain).limit(20)):
+        yield ChainProblem(chain, None, None, "events of an unknown chain (no chain head)")
+
+
+# --------------------------------------------------------------------------- workers
+
+_worker_engine: DBEngine | None = None
+
+
+def _worker_init(url: str) -> None:
+    global _worker_engine
+    _worker_engine = create_engine(url, pool_size=1)
+
+
+def _worker_range(key: bytes, lo: int, hi: int) -> Counts:
+    assert _worker_engine is not None
+    with _worker_engine.connect() as conn, conn.begin():
+        return verify_range(conn, key, lo, hi)
+
+
+def _in_workers(url: str, key: bytes, parts: list[tuple[int, int]], workers: int
+                ) -> Iterable[Counts]:
+    """The ranges verified by ``workers`` processes; results in range order (so problems
+    come first one first)."""
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                             initargs=(url,)) as pool:
+        futures = [pool.submit(_worker_range, key, lo, hi) for lo, hi in parts]
+        for f in futures:
+            yield f.result()
+
+
+def worker_count(session: Session, configured: int | None = None) -> int:
+    """How many processes verify the record chains: the setting (``QMS_VERIFY_WORKERS``),
+    or, when it is 0 (automatic), one for small databases and one per CPU (at most 8)
+    from :data:`PARALLEL_FROM` audit events up. SQLite in memory always uses one."""
+    n = settings().verify_workers if configured is None else configured
+    url = session.get_bind().url
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        return 1
+    if n > 0:
+        return n
+    events = session.execute(select(func.max(AuditEvent.__table__.c.id))).scalar() or 0
+    return 1 if events < PARALLEL_FROM else max(1, min(8, os.cpu_count() or 1))
 
 
 def store_verification(session: Session, report: VerifyReport, started: datetime,
@@ -191,7 +179,9 @@ def store_verification(session: Session, report: VerifyReport, started: datetime
                  started_at=started, finished_at=now, status="done" if report.ok else "failed",
                  result={"ok": report.ok, "chains": report.chains, "events": report.events,
                          "signatures": report.signatures, "problems": len(report.problems),
-                         "first_problem": str(report.problems[0]) if report.problems else None},
+                         "first_problem": str(report.problems[0]) if report.problems else None,
+                         "problem_list": [p.as_dict()
+                                          for p in report.problems[:STORED_PROBLEMS]]},
                  runner=runner)
     session.add(run)
     session.flush()
@@ -202,13 +192,17 @@ def store_verification(session: Session, report: VerifyReport, started: datetime
 VERIFY_ROLES = ("qa", "admin")
 
 
-def verify_and_store(engine: Units, runner: str) -> VerifyReport:
-    """Verify every chain in a read transaction (writers are not held up meanwhile), then
-    keep the result for the dashboard's data-integrity tile in a unit of its own
+def verify_and_store(engine: Units, runner: str, *, workers: int | None = None
+                     ) -> VerifyReport:
+    """Verify everything in a read transaction (writers are not held up meanwhile), the
+    record chains in ``workers`` processes (default: the ``QMS_VERIFY_WORKERS`` setting),
+    then keep the result for the dashboard's data-integrity tile in a unit of its own
     (``qms verify-audit`` and the dashboard's verify button)."""
     started = clock.now()
     with engine.reader() as session:
-        report = verify(session, engine.signing_key)
+        n = worker_count(session, workers)
+        url = session.get_bind().url.render_as_string(hide_password=False)
+        report = verify(session, engine.signing_key, workers=n, url=url)
     with engine.unit() as session:
         store_verification(session, report, started, runner)
     return report

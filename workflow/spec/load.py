@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from workflow.errors import DefinitionError, Problem
+from workflow.errors import DefinitionError, DefinitionTampered, Problem
 from workflow.spec.checks import check, cross_check
 from workflow.spec.model import (
     Action,
@@ -248,3 +248,33 @@ def _capabilities(doc: Mapping[str, Any]) -> Capabilities:
     t = doc.get("training")
     return Capabilities(training=TrainingCapability(t["trainee"], t["document"], t.get("version"),
                                                     t.get("due")) if t else None)
+
+
+class _AnyWorkflow(dict[str, WorkflowDefinition | None]):
+    """Published sources were validated against their siblings when published; when
+    recompiling one alone, accept references to any workflow key."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def get(self, key: object, default: Any = None) -> None:
+        return None
+
+
+def published(row: Any) -> WorkflowDefinition:
+    """The definition a published version's stored source describes, after checking that the
+    source still has the version's recorded content hash (``row``: a definition_versions row
+    with ``key``, ``version``, ``source`` and ``content_hash``). The registry compiles
+    nothing else, and verify-audit checks every version with it.
+
+    Raises:
+        DefinitionTampered: the source (or its hash) was changed outside the application.
+    """
+    try:
+        d = load_text(row.source, origin=f"{row.key} v{row.version}",
+                      known_workflows=_AnyWorkflow())
+    except DefinitionError:
+        raise DefinitionTampered(row.key, row.version, row.content_hash, None) from None
+    if d.content_hash != row.content_hash:
+        raise DefinitionTampered(row.key, row.version, row.content_hash, d.content_hash)
+    return d
