@@ -35,16 +35,19 @@ _EXPORTS = {
         "SignatureRequired", "SignatureRejected", "CredentialsRejected", "StaleRecord",
         "DueDateLocked", "AccountLocked", "UsernameTaken", "AuthError", "LoginFailed",
         "PasswordExpired", "PasswordRejected", "SecondFactorFailed", "SessionEnded",
-        "TokenError", "TokenRejected", "ConfigError")},
+        "TokenError", "TokenRejected", "ConfigError", "TamperedData", "DefinitionTampered",
+        "UntrustedGrant")},
 }
 
 __all__ = [
-    "AccountLocked", "AuthError", "ConfigError", "CredentialsRejected", "DefinitionError", "DueDateLocked",
+    "AccountLocked", "AuthError", "ConfigError", "CredentialsRejected", "DefinitionError",
+    "DefinitionTampered", "DueDateLocked",
     "Engine", "GuardFailed", "InactiveUser", "LoginFailed", "NotAuthorized", "PasswordExpired",
     "PasswordRejected", "ReasonRequired", "RecordNotFound", "Result", "SecondFactorFailed",
     "SegregationOfDuties", "SessionEnded", "SignatureRejected", "SignatureRequired",
-    "StaleRecord", "TaskNotFound", "TokenError", "TokenRejected", "TrainingRequired",
-    "TransitionNotAvailable", "UnknownUser", "UnknownWorkflow", "UsernameTaken",
+    "StaleRecord", "TamperedData", "TaskNotFound", "TokenError", "TokenRejected",
+    "TrainingRequired", "TransitionNotAvailable", "UnknownUser", "UnknownWorkflow",
+    "UntrustedGrant", "UsernameTaken",
     "ValidationFailed", "VouchedSignature", "VouchingVerifier", "WorkflowError", "open_engine",
 ]
 
@@ -57,6 +60,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
         ConfigError,
         CredentialsRejected,
         DefinitionError,
+        DefinitionTampered,
         DueDateLocked,
         GuardFailed,
         InactiveUser,
@@ -72,6 +76,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
         SignatureRejected,
         SignatureRequired,
         StaleRecord,
+        TamperedData,
         TaskNotFound,
         TokenError,
         TokenRejected,
@@ -79,6 +84,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
         TransitionNotAvailable,
         UnknownUser,
         UnknownWorkflow,
+        UntrustedGrant,
         UsernameTaken,
         ValidationFailed,
         WorkflowError,

@@ -41,6 +41,7 @@ EVERY = {
     "QMS_SYSTEM_NAME": "ACME-QMS",
     "QMS_SCHEDULES_FILE": "/etc/qms/schedules.yaml",
     "QMS_KPI_THRESHOLDS": "/etc/qms/kpi.yaml",
+    "QMS_VERIFY_WORKERS": "3",
     "QMS_SMTP_URL": "smtp://mail:2525",
     "QMS_SMTP_FROM": "qa@example.com",
     "QMS_SMTP_MAX_ATTEMPTS": "7",
@@ -62,6 +63,7 @@ def test_every_variable_is_parsed() -> None:
         session_max_hours=8, totp_required_roles=("qa", "admin", "author"),
         totp_issuer="ACME QMS", security_role="security", system_name="ACME-QMS",
         schedules_file=Path("/etc/qms/schedules.yaml"), kpi_thresholds=Path("/etc/qms/kpi.yaml"),
+        verify_workers=3,
         smtp_url="smtp://mail:2525", smtp_from="qa@example.com", smtp_max_attempts=7,
         smtp_retry_seconds=30, smtp_timeout=2.5, digest_hour=0)
     assert s.signature_key_path == Path("/etc/qms/signature.key")

@@ -29,6 +29,8 @@ from workflow.db.seals import mac_ok, record_seal
 
 #: records per range (a range's events are sorted by the database: keep them in memory-size)
 RANGE = 2000
+#: execution options of the large reads: a server-side cursor, rows fetched in batches
+STREAM = {"stream_results": True, "yield_per": 5000}
 
 _records = Record.__table__
 _events = AuditEvent.__table__
@@ -69,9 +71,11 @@ def verify_range(conn: Connection, key: bytes, lo: int, hi: int) -> Counts:
     sigs: dict[int, dict[int, Any]] = {}
     for s in conn.execute(select(_sigs).where(_sigs.c.record_id >= lo, _sigs.c.record_id < hi)):
         sigs.setdefault(s.record_id, {})[s.id] = s
-    events = conn.execution_options(stream_results=True, yield_per=5000).execute(
+    # streamed (a server-side cursor on PostgreSQL); the options go with this statement only:
+    # Connection.execution_options would change the caller's connection
+    events = conn.execute(
         select(_events).where(_events.c.record_id >= lo, _events.c.record_id < hi)
-        .order_by(*_EVENT_ORDER))
+        .order_by(*_EVENT_ORDER), execution_options=STREAM)
     by_record = _group(events)
     pending = next(by_record, None)
     for rec in recs:

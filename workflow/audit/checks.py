@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, select, text
 
 from workflow import canonical
+from workflow.audit.chains import STREAM
 from workflow.audit.trail import ChainProblem, verify_chain
 from workflow.db.models import (
     ApiToken,
@@ -66,8 +67,8 @@ def system_chains(conn: Connection, key: bytes, replayed: list[Any]) -> Iterator
     chains = events = 0
     problems: list[ChainProblem] = []
     for head in heads:
-        evs = conn.execution_options(stream_results=True, yield_per=5000).execute(
-            select(_events).where(_events.c.chain == head.name).order_by(_events.c.seq)).all()
+        evs = conn.execute(select(_events).where(_events.c.chain == head.name)
+                           .order_by(_events.c.seq), execution_options=STREAM).all()
         chains += 1
         events += len(evs)
         problems.extend(verify_chain(head.name, evs, head.seq, head.head, key))
@@ -300,9 +301,9 @@ def triggers(conn: Connection) -> Iterator[ChainProblem]:
         for name in SQLITE_TRIGGERS:
             if name not in have:
                 yield ChainProblem(f"trigger {name}", None, None,
-                                   "the append-only trigger is missing: the table's rows could "
-                                   "be changed or deleted (restore it: qms db upgrade does not; "
-                                   "see docs/deployment.md)", kind="protection")
+                                   "the append-only trigger is missing: the table's rows can be "
+                                   "changed or deleted (see docs/deployment.md, Integrity)",
+                                   kind="protection")
         return
     if conn.dialect.name != "postgresql":
         return

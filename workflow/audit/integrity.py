@@ -29,8 +29,7 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, String, cast, create_engine, func, literal, select
-from sqlalchemy.engine import Engine as DBEngine
+from sqlalchemy import Connection, String, cast, func, literal, select
 from sqlalchemy.orm import Session
 
 from workflow import clock
@@ -39,9 +38,10 @@ from workflow.audit import trail as audit
 from workflow.audit.chains import Counts, ranges, verify_range
 from workflow.audit.trail import ChainProblem, VerifyReport
 from workflow.config import settings
+from workflow.db import engines as db
 from workflow.db.models import AuditChain, AuditEvent, JobRun
 from workflow.db.seals import seal_unsealed
-from workflow.db.uow import Units
+from workflow.db.uow import UnitOfWork, Units
 
 #: the JobRun.job name under which integrity verification results are stored
 VERIFY_JOB = "verify_audit"
@@ -128,18 +128,18 @@ def _misfiled(conn: Connection) -> Iterable[ChainProblem]:
 
 # --------------------------------------------------------------------------- workers
 
-_worker_engine: DBEngine | None = None
+_worker_units: UnitOfWork | None = None
 
 
-def _worker_init(url: str) -> None:
-    global _worker_engine
-    _worker_engine = create_engine(url, pool_size=1)
+def _worker_init(url: str, key: bytes) -> None:
+    global _worker_units
+    _worker_units = UnitOfWork(db.make_sessionmaker(db.make_engine(url)), key)
 
 
 def _worker_range(key: bytes, lo: int, hi: int) -> Counts:
-    assert _worker_engine is not None
-    with _worker_engine.connect() as conn, conn.begin():
-        return verify_range(conn, key, lo, hi)
+    assert _worker_units is not None
+    with _worker_units.read() as session:  # one read transaction per range
+        return verify_range(session.connection(), key, lo, hi)
 
 
 def _in_workers(url: str, key: bytes, parts: list[tuple[int, int]], workers: int
@@ -148,7 +148,7 @@ def _in_workers(url: str, key: bytes, parts: list[tuple[int, int]], workers: int
     come first one first)."""
     ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                             initargs=(url,)) as pool:
+                             initargs=(url, key)) as pool:
         futures = [pool.submit(_worker_range, key, lo, hi) for lo, hi in parts]
         for f in futures:
             yield f.result()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 from sqlalchemy import func, select
 
-from workflow.bootstrap import load_definitions
 from workflow.audit.integrity import seal_existing
+from workflow.bootstrap import load_definitions
 from workflow.cli.common import checked_engine, friendly, operator, safe_url
 from workflow.db import engines as db
 from workflow.db.models import AuditEvent, Record, Signature, Task
