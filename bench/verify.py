@@ -50,7 +50,11 @@ def main() -> None:
                 have = s.execute(select(func.count()).select_from(AuditEvent)).scalar_one()
         except Exception:  # noqa: BLE001 - no schema yet: build it
             have = 0
-    if not have:
+    if have:
+        # a database built by an older version: bring it to the schema and seals of this one
+        db.upgrade(dbe)
+        integrity.seal_existing(engine, "bench")
+    else:
         t0 = time.perf_counter()
         generate(url, records=args.records, audit_events=args.events,
                  log=lambda m: print(m, flush=True))

@@ -25,8 +25,9 @@ def at(days: float) -> None:
 
 
 def kpi(engine, viewer: str, period: Period = SPRING, **kw) -> Kpi:
-    # a reader session kept open for the test's assertions
-    session = engine.sessions()
+    # a reader session kept open for the test's assertions (a read unit's, which checks
+    # the grants' seals)
+    session = engine.reader().__enter__()
     return Kpi(session, engine.registry, viewer, period, **kw)
 
 

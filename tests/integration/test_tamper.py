@@ -27,7 +27,14 @@ from workflow.audit import trail as audit
 from workflow.db import engines as db
 from workflow.db.models import Record
 from workflow.engine.core import Engine
-from workflow.errors import DefinitionTampered, TamperedData, TokenRejected, UntrustedGrant
+from workflow.errors import (
+    AccountLocked,
+    DefinitionTampered,
+    LoginFailed,
+    TamperedData,
+    TokenRejected,
+    UntrustedGrant,
+)
 from workflow.identity import admin, sessions
 from workflow.identity import tokens as api_tokens
 from workflow.identity import users as identity
@@ -292,7 +299,7 @@ def test_lockout_reset_by_sql_is_refused_and_named(engine, ivy):
                          "WHERE username = 'ivy'")[0]
     policy = Policy.from_settings()
     for _ in range(policy.lockout_threshold):
-        with pytest.raises(Exception):  # LoginFailed, then AccountLocked
+        with pytest.raises((LoginFailed, AccountLocked)):
             sessions.check_login_password(engine, "ivy", "wrong password!!", policy)
     sql(engine, "UPDATE users SET locked_at = NULL, failed_attempts = 0 WHERE username = 'ivy'")
     with pytest.raises(TamperedData):

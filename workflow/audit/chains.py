@@ -23,7 +23,13 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from workflow import canonical
-from workflow.audit.trail import ChainProblem, record_chain, verify_chain
+from workflow.audit.trail import (
+    EVENT_COLUMNS,
+    ChainProblem,
+    record_chain,
+    row_payload,
+    verify_chain,
+)
 from workflow.db.models import AuditEvent, Record, Signature
 from workflow.db.seals import mac_ok, record_seal
 
@@ -74,7 +80,7 @@ def verify_range(conn: Connection, key: bytes, lo: int, hi: int) -> Counts:
     # streamed (a server-side cursor on PostgreSQL); the options go with this statement only:
     # Connection.execution_options would change the caller's connection
     events = conn.execute(
-        select(_events).where(_events.c.record_id >= lo, _events.c.record_id < hi)
+        select(*EVENT_COLUMNS).where(_events.c.record_id >= lo, _events.c.record_id < hi)
         .order_by(*_EVENT_ORDER), execution_options=STREAM)
     by_record = _group(events)
     pending = next(by_record, None)
@@ -127,7 +133,8 @@ def verify_record(rec: Any, evs: list[Any], sigs: dict[int, Any], key: bytes
                   ) -> list[ChainProblem]:
     """One record: its chain (events in seq order), then its replay, seal and signatures."""
     chain = record_chain(rec.id)
-    problems = list(verify_chain(chain, evs, rec.audit_seq, rec.audit_head, key))
+    problems = list(verify_chain(chain, evs, rec.audit_seq, rec.audit_head, key,
+                                 row_payload))
     if not problems:
         problems = list(replay(rec, evs, sigs))
     if rec.seal != record_seal(key, rec):

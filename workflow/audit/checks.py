@@ -27,7 +27,7 @@ from sqlalchemy import Connection, select, text
 
 from workflow import canonical
 from workflow.audit.chains import STREAM
-from workflow.audit.trail import ChainProblem, verify_chain
+from workflow.audit.trail import EVENT_COLUMNS, ChainProblem, row_payload, verify_chain
 from workflow.db.models import (
     ApiToken,
     AuditChain,
@@ -67,11 +67,11 @@ def system_chains(conn: Connection, key: bytes, replayed: list[Any]) -> Iterator
     chains = events = 0
     problems: list[ChainProblem] = []
     for head in heads:
-        evs = conn.execute(select(_events).where(_events.c.chain == head.name)
+        evs = conn.execute(select(*EVENT_COLUMNS).where(_events.c.chain == head.name)
                            .order_by(_events.c.seq), execution_options=STREAM).all()
         chains += 1
         events += len(evs)
-        problems.extend(verify_chain(head.name, evs, head.seq, head.head, key))
+        problems.extend(verify_chain(head.name, evs, head.seq, head.head, key, row_payload))
         if not seal_ok(key, "audit_chains", head):
             problems.append(ChainProblem(
                 head.name, None, None,
@@ -302,7 +302,7 @@ def triggers(conn: Connection) -> Iterator[ChainProblem]:
             if name not in have:
                 yield ChainProblem(f"trigger {name}", None, None,
                                    "the append-only trigger is missing: the table's rows can be "
-                                   "changed or deleted (see docs/deployment.md, Integrity)",
+                                   "changed or deleted (README, Production: Integrity)",
                                    kind="protection")
         return
     if conn.dialect.name != "postgresql":

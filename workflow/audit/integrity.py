@@ -154,12 +154,20 @@ def _in_workers(url: str, key: bytes, parts: list[tuple[int, int]], workers: int
             yield f.result()
 
 
+def _url(session: Session) -> str:
+    bind = session.get_bind()
+    return getattr(bind, "engine", bind).url.render_as_string(hide_password=False)
+
+
 def worker_count(session: Session, configured: int | None = None) -> int:
     """How many processes verify the record chains: the setting (``QMS_VERIFY_WORKERS``),
     or, when it is 0 (automatic), one for small databases and one per CPU (at most 8)
     from :data:`PARALLEL_FROM` audit events up. SQLite in memory always uses one."""
     n = settings().verify_workers if configured is None else configured
-    url = session.get_bind().url
+    bind = session.get_bind()
+    if isinstance(bind, Connection):
+        return 1  # a session joined to an outer transaction: other processes cannot see it
+    url = bind.url
     if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
         return 1
     if n > 0:
@@ -201,7 +209,7 @@ def verify_and_store(engine: Units, runner: str, *, workers: int | None = None
     started = clock.now()
     with engine.reader() as session:
         n = worker_count(session, workers)
-        url = session.get_bind().url.render_as_string(hide_password=False)
+        url = None if n == 1 else _url(session)
         report = verify(session, engine.signing_key, workers=n, url=url)
     with engine.unit() as session:
         store_verification(session, report, started, runner)

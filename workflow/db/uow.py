@@ -27,18 +27,27 @@ from workflow.db.engines import WRITE
 KEY = "qms_key"
 #: marks a read unit's session: it must never write
 READ_ONLY = "qms_read_only"
+#: where a read unit puts the server key, to check seals (never to write)
+CHECK_KEY = "qms_check_key"
 
 Hook = Callable[[Session], None]
 
 
 def session_key(session: Session) -> bytes:
-    """The server key of the unit ``session`` belongs to (write units use it to hash and
-    seal, read units to check seals)."""
+    """The server key of the write unit ``session`` belongs to."""
     key = session.info.get(KEY)
     if not key:
-        # fail closed: an audit event or a seal must never be written (or a seal trusted)
-        # unkeyed
-        raise RuntimeError("audit events and seals need a unit of work's session "
+        # fail closed: an audit event or a seal must never be written unkeyed
+        raise RuntimeError("audit events are written only inside a write unit (UnitOfWork.write)")
+    return bytes(key)
+
+
+def check_key(session: Session) -> bytes:
+    """The server key to check seals with, in a write or a read unit's session."""
+    key = session.info.get(KEY) or session.info.get(CHECK_KEY)
+    if not key:
+        # fail closed: no seal is trusted unchecked
+        raise RuntimeError("seals are checked only in a unit of work's session "
                            "(UnitOfWork.write or read)")
     return bytes(key)
 
@@ -123,7 +132,7 @@ class UnitOfWork:
         """A read-only snapshot (never commits; under WAL it never blocks writers)."""
         session = self.sessions()
         session.info[READ_ONLY] = True
-        session.info[KEY] = self.key  # to check seals, never to write
+        session.info[CHECK_KEY] = self.key  # to check seals, never to write
         try:
             with session.begin():
                 yield session

@@ -17,7 +17,7 @@ from workflow import clock, rules
 from workflow.audit import trail as audit
 from workflow.db.models import RoleGrant, User, UserSession
 from workflow.db.seals import SEALED_COLUMNS
-from workflow.db.uow import Units, session_key
+from workflow.db.uow import Units, check_key
 from workflow.errors import InactiveUser, UnknownUser, UsernameTaken, WorkflowError
 
 USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
@@ -160,7 +160,7 @@ def roles_of(session: Session, user: User, at: datetime | None = None) -> set[st
     :func:`untrusted_roles`)."""
     if not user.active:
         return set()
-    key = session_key(session)
+    key = check_key(session)
     trusted: set[str] = set()
     forged: set[str] = set()
     for g in session.execute(_GRANTS_OF, {"user_id": user.id, "at": at or clock.now()}):
