@@ -67,8 +67,9 @@ def system_chains(conn: Connection, key: bytes, replayed: list[Any]) -> Iterator
     chains = events = 0
     problems: list[ChainProblem] = []
     for head in heads:
-        evs = conn.execute(select(*EVENT_COLUMNS).where(_events.c.chain == head.name)
-                           .order_by(_events.c.seq), execution_options=STREAM).all()
+        evs: list[Any] = list(conn.execute(
+            select(*EVENT_COLUMNS).where(_events.c.chain == head.name).order_by(_events.c.seq),
+            execution_options=STREAM))
         chains += 1
         events += len(evs)
         problems.extend(verify_chain(head.name, evs, head.seq, head.head, key, row_payload))
@@ -103,7 +104,7 @@ def definitions(conn: Connection) -> Iterator[ChainProblem]:
 
 def _rows(conn: Connection, model: Any) -> list[Any]:
     t = model.__table__
-    return conn.execute(select(t).order_by(t.c.id)).all()
+    return list(conn.execute(select(t).order_by(t.c.id)))
 
 
 def seals(key: bytes, tables: dict[str, list[Any]]) -> Iterator[ChainProblem]:
@@ -307,7 +308,7 @@ def triggers(conn: Connection) -> Iterator[ChainProblem]:
         return
     if conn.dialect.name != "postgresql":
         return
-    state = dict(conn.execute(text(
+    state: dict[str, str] = dict(conn.execute(text(
         "SELECT tgname, tgenabled FROM pg_trigger WHERE NOT tgisinternal")).all())
     for name in POSTGRES_TRIGGERS:
         enabled = state.get(name)

@@ -156,7 +156,8 @@ def _in_workers(url: str, key: bytes, parts: list[tuple[int, int]], workers: int
 
 def _url(session: Session) -> str:
     bind = session.get_bind()
-    return getattr(bind, "engine", bind).url.render_as_string(hide_password=False)
+    dbe = bind.engine if isinstance(bind, Connection) else bind
+    return str(dbe.url.render_as_string(hide_password=False))
 
 
 def worker_count(session: Session, configured: int | None = None) -> int:
@@ -167,7 +168,9 @@ def worker_count(session: Session, configured: int | None = None) -> int:
     bind = session.get_bind()
     if isinstance(bind, Connection):
         return 1  # a session joined to an outer transaction: other processes cannot see it
-    url = bind.url
+    url = getattr(bind, "url", None)
+    if url is None:
+        return 1
     if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
         return 1
     if n > 0:
