@@ -180,6 +180,19 @@ def test_missing_malformed_unknown_expired_and_revoked_tokens_get_401(client, en
     assert r.status_code == 401 and err(r)["code"] == "token_revoked"
 
 
+def test_token_widened_with_sql_gets_401_tampered(client, engine, org):
+    """R-P11-10d-1 R-P11-300c-1 R-P11-10a-2: a read token whose scopes were widened with plain
+    SQL fails its seal: the API answers 401 token_tampered, also for the read it had."""
+    tok = token(engine, "emma", "read")
+    assert call(client, "GET", "/me", tok).status_code == 200
+    with engine.unit() as s:
+        s.execute(ApiToken.__table__.update().where(ApiToken.prefix == tok[:12])
+                  .values(scopes="read write sign"))
+    r = call(client, "GET", "/me", tok)
+    assert r.status_code == 401 and err(r)["code"] == "token_tampered"
+    assert "fails its integrity check" in err(r)["message"]
+
+
 def test_deactivated_account_401_and_locked_account_403(client, engine, org):
     """R-P11-10d-1: deactivating or locking the token's user stops the token at once."""
     tok = token(engine, "emma", "read")

@@ -227,7 +227,7 @@ ERROR_TEXT = {
     400: "Malformed request: invalid JSON, body or parameters (bad_request, invalid_json, "
          "bad_cursor)",
     401: "Missing, invalid, expired or revoked token, or deactivated account (token_missing, "
-         "token_invalid, token_expired, token_revoked, account_deactivated)",
+         "token_invalid, token_expired, token_revoked, token_tampered, account_deactivated)",
     403: "The token lacks the scope (insufficient_scope) or the user the role "
          "(not_authorized, training_required, account_locked)",
     404: "No such record or definition, or not visible to you (not_found)",
