@@ -31,3 +31,6 @@ def serve(host: str, port: int) -> None:
 
 
 __all__ = ["main"]
+
+if __name__ == "__main__":  # ``python -m webapp.cli serve`` works without the installed script
+    main()

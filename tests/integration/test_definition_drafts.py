@@ -68,7 +68,7 @@ def test_edit_and_save_a_draft_and_a_stale_save_is_refused(engine, org):
     assert "+    " + NEW_TITLE in drafts.diff(engine, d2)
     with engine.reader() as s:
         actions = s.execute(select(AuditEvent.action).where(
-            AuditEvent.action.like("definition_draft_%"))).scalars().all()
+            AuditEvent.action.like("definition_draft_%")).order_by(AuditEvent.id)).scalars().all()
     assert actions == ["definition_draft_created", "definition_draft_saved"]
 
 
