@@ -112,15 +112,103 @@ def test_period_and_area_filters(client, account, engine):
     assert client.get("/dashboard/?from=garbage").status_code == 400
 
 
-def test_verify_now_stores_and_shows_the_result(client, account, engine):
-    """R-A11-7-2: integrity verification runs on request and its result is shown."""
+VERIFY_SCHEDULES = """
+schedules:
+  verify_audit_requests:
+    job: verify_audit_requests
+    every: minute
+"""
+
+
+def _scheduler_tick(engine):
+    from workflow.scheduling.jobs import default_jobs
+    from workflow.scheduling.schedules import load_schedules_text
+    from workflow.scheduling.service import run_due
+
+    jobs = default_jobs()
+    return run_due(engine, load_schedules_text(VERIFY_SCHEDULES, jobs=jobs), jobs=jobs)
+
+
+def test_verify_now_queues_a_run_the_scheduler_completes(client, account, engine):
+    """R-SEC-40 R-A11-7-2: *Verify now* returns at once with a queued run (the verification
+    never runs inside the request); the scheduler's next tick runs it, the progress is
+    polled as JSON and the stored result is shown."""
+    from tests.web.conftest import csrf
+    from workflow.db.models import JobRun
+
     account("quinn", "qa", "employee")
     login(client, "quinn")
     assert "No verification result" in client.get("/dashboard/").get_data(as_text=True)
-    from tests.web.conftest import csrf
-
-    token = csrf(client, "/dashboard/")
-    r = client.post("/dashboard/verify", data={"csrf_token": token})
-    assert r.status_code == 302
+    r = client.post("/dashboard/verify", data={"csrf_token": csrf(client, "/dashboard/")})
+    assert r.status_code == 303 and r.headers["Location"].endswith("#sec-integrity")
+    with engine.reader() as s:
+        (run,) = s.query(JobRun).filter_by(job="verify_audit").all()
+        assert (run.status, run.finished_at) == ("queued", None)  # nothing verified yet
+        run_id = run.id
     html = client.get("/dashboard/").get_data(as_text=True)
-    assert "Verified" in html and "chains" in html
+    assert "Verification queued (run #" in html and "Queued</strong>" in html
+    assert "verify_progress.js" in html and "<script>" not in html  # CSP: no inline script
+    assert client.get(f"/dashboard/verify/{run_id}.json").get_json()["status"] == "queued"
+    # a second click while it is queued does not queue another run
+    r = client.post("/dashboard/verify", data={"csrf_token": csrf(client, "/dashboard/")})
+    assert "already queued or running" in client.get("/dashboard/").get_data(as_text=True)
+    with engine.reader() as s:
+        assert s.query(JobRun).filter_by(job="verify_audit").count() == 1
+
+    lines = _scheduler_tick(engine)
+    assert any(f"run #{run_id}: OK" in line for line in lines), lines
+    status = client.get(f"/dashboard/verify/{run_id}.json").get_json()
+    assert status["status"] == "done" and status["ok"] is True and status["finished"]
+    assert status["checked"] == status["total"] > 0
+    html = client.get("/dashboard/").get_data(as_text=True)
+    assert "Verified" in html and f"run #{run_id}, web:quinn" in html
+    assert "verify_progress.js" not in html  # nothing left to poll
+    assert _scheduler_tick(engine) == []  # nothing queued: the tick does nothing
+    assert client.get("/dashboard/verify/999999.json").status_code == 404
+
+
+def test_failed_background_verification_is_shown_raised_and_sent_to_security(
+        client, account, engine, monkeypatch):
+    """R-SEC-41 R-P11-10e-4 R-A11-12-1: a role grant changed with SQL behind the application's
+    back: the queued run fails, the dashboard lists the problem, an integrity_check_failed
+    security event is on the system chain and the security role (QMS_SECURITY_ROLE) gets a
+    message."""
+    from sqlalchemy import text
+
+    from tests.web.conftest import csrf
+    from workflow.db.models import AuditEvent, OutboxMessage
+
+    monkeypatch.setenv("QMS_SECURITY_ROLE", "isms")
+    account("quinn", "qa", "employee")
+    login(client, "quinn")
+    with engine.unit() as s:
+        s.execute(text("UPDATE role_grants SET role = 'admin' WHERE role = 'employee'"))
+    client.post("/dashboard/verify", data={"csrf_token": csrf(client, "/dashboard/")})
+    (line,) = _scheduler_tick(engine)
+    assert "FAILED" in line and "role grant" in line
+    html = client.get("/dashboard/").get_data(as_text=True)
+    assert "FAILED" in html and "integrity-problems" in html
+    assert "role grant #" in html and "seal" in html
+    with engine.reader() as s:
+        (ev,) = s.query(AuditEvent).filter_by(chain="system",
+                                               action="integrity_check_failed").all()
+        assert ev.changes["requested_by"] == "web:quinn" and ev.changes["problems"] >= 1
+        assert "seal" in ev.changes["kinds"]
+        (msg,) = s.query(OutboxMessage).filter_by(kind="integrity_check_failed").all()
+        assert msg.recipient_role == "isms" and "FAILED" in msg.subject
+        assert "role grant #" in msg.body
+
+
+def test_only_qa_and_admin_may_queue_a_verification(client, account, engine):
+    """R-SEC-40 R-P11-10d-1: a process owner sees the dashboard but may not queue a run."""
+    from tests.web.conftest import csrf
+    from workflow.db.models import JobRun
+
+    account("paula", "process_owner", "employee")
+    login(client, "paula")
+    html = client.get("/dashboard/").get_data(as_text=True)
+    assert "Verify now" not in html
+    r = client.post("/dashboard/verify", data={"csrf_token": csrf(client, "/dashboard/")})
+    assert r.status_code == 403
+    with engine.reader() as s:
+        assert s.query(JobRun).filter_by(job="verify_audit").count() == 0

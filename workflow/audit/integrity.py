@@ -52,6 +52,8 @@ PARALLEL_FROM = 200_000
 STORED_PROBLEMS = 50
 
 Check = Callable[[Connection, bytes], Iterable[ChainProblem]]
+#: ``progress(events_checked, events_total)``, called as verification goes on
+Progress = Callable[[int, int], None]
 _CHECKS: list[Check] = []
 
 
@@ -72,24 +74,38 @@ def protections(conn: Connection, key: bytes) -> Iterable[ChainProblem]:
 
 
 def verify(session: Session, key: bytes, *, workers: int = 1,
-           url: str | None = None) -> VerifyReport:
+           url: str | None = None, progress: Progress | None = None) -> VerifyReport:
     """Verify everything (see the module's docstring) in ``session``'s transaction, or, with
     ``workers`` > 1 and the database ``url``, the record chains in that many processes (each
-    range of records in a read transaction of its own)."""
+    range of records in a read transaction of its own).
+
+    ``progress(checked, total)`` is called after each range of records and after the other
+    chains, with the audit events checked so far and the number there are (the background
+    run shows it, :mod:`workflow.audit.runs`)."""
     report = VerifyReport()
     conn = session.connection()
+    total = 0
+    if progress is not None:
+        total = conn.execute(select(func.count()).select_from(AuditEvent.__table__)).scalar() or 0
+        progress(0, total)
     parts = ranges(conn)
     if workers > 1 and url and len(parts) > 1:
         for counts in _in_workers(url, key, parts, workers):
             _merge(report, counts)
+            if progress is not None:
+                progress(report.events, total)
     else:
         for lo, hi in parts:
             _merge(report, verify_range(conn, key, lo, hi))
+            if progress is not None:
+                progress(report.events, total)
     replayed: list[Any] = []
     found = checks.system_chains(conn, key, replayed)
     chains, events = next(found)
     report.chains += chains
     report.events += events
+    if progress is not None:
+        progress(report.events, total)
     report.problems.extend(found)
     report.problems.extend(_misfiled(conn))
     report.problems.extend(checks.definitions(conn))
@@ -179,6 +195,26 @@ def worker_count(session: Session, configured: int | None = None) -> int:
     return 1 if events < PARALLEL_FROM else max(1, min(8, os.cpu_count() or 1))
 
 
+def result_of(report: VerifyReport) -> dict[str, Any]:
+    """A verification's result as stored for the dashboard: the counts, the first problem
+    and the first :data:`STORED_PROBLEMS` problems (kind, where, message)."""
+    return {"ok": report.ok, "chains": report.chains, "events": report.events,
+            "signatures": report.signatures, "problems": len(report.problems),
+            "first_problem": str(report.problems[0]) if report.problems else None,
+            "problem_list": [p.as_dict() for p in report.problems[:STORED_PROBLEMS]]}
+
+
+def verify_all(engine: Units, *, workers: int | None = None,
+               progress: Progress | None = None) -> VerifyReport:
+    """Verify everything in a read transaction (writers are not held up meanwhile), the
+    record chains in ``workers`` processes (default: the ``QMS_VERIFY_WORKERS`` setting);
+    ``progress`` as for :func:`verify`. Stores nothing."""
+    with engine.reader() as session:
+        n = worker_count(session, workers)
+        url = None if n == 1 else _url(session)
+        return verify(session, engine.signing_key, workers=n, url=url, progress=progress)
+
+
 def store_verification(session: Session, report: VerifyReport, started: datetime,
                        runner: str) -> JobRun:
     """Keep a verification result (``integrity.verify``) for the dashboard. The caller's unit
@@ -188,12 +224,7 @@ def store_verification(session: Session, report: VerifyReport, started: datetime
     run = JobRun(job=VERIFY_JOB,
                  period_key=f"{now.isoformat(timespec='microseconds')}#{uuid.uuid4().hex[:8]}",
                  started_at=started, finished_at=now, status="done" if report.ok else "failed",
-                 result={"ok": report.ok, "chains": report.chains, "events": report.events,
-                         "signatures": report.signatures, "problems": len(report.problems),
-                         "first_problem": str(report.problems[0]) if report.problems else None,
-                         "problem_list": [p.as_dict()
-                                          for p in report.problems[:STORED_PROBLEMS]]},
-                 runner=runner)
+                 result=result_of(report), runner=runner)
     session.add(run)
     session.flush()
     return run
@@ -210,10 +241,7 @@ def verify_and_store(engine: Units, runner: str, *, workers: int | None = None
     then keep the result for the dashboard's data-integrity tile in a unit of its own
     (``qms verify-audit`` and the dashboard's verify button)."""
     started = clock.now()
-    with engine.reader() as session:
-        n = worker_count(session, workers)
-        url = None if n == 1 else _url(session)
-        report = verify(session, engine.signing_key, workers=n, url=url)
+    report = verify_all(engine, workers=workers)
     with engine.unit() as session:
         store_verification(session, report, started, runner)
     return report

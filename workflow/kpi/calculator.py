@@ -270,8 +270,10 @@ class Kpi:
     # ------------------------------------------------------------------ integrity
 
     def last_verification(self) -> JobRun | None:
-        """The newest stored verification run (never runs one)."""
+        """The newest finished verification run (never runs one; a queued or running one
+        is not a result)."""
         return self.session.execute(
-            select(JobRun).where(JobRun.job == VERIFY_JOB).order_by(JobRun.started_at.desc(),
+            select(JobRun).where(JobRun.job == VERIFY_JOB,
+                                 JobRun.status.in_(("done", "failed"))).order_by(JobRun.started_at.desc(),
                                                                     JobRun.id.desc()).limit(1)
         ).scalar_one_or_none()

@@ -19,6 +19,7 @@ from workflow.scheduling.jobs.reminders import (
 )
 from workflow.scheduling.jobs.timers import run_timers
 from workflow.scheduling.jobs.training import check_training, training_refreshers
+from workflow.scheduling.jobs.verify_audit import verify_audit_daily, verify_audit_requests
 
 
 def default_jobs() -> dict[str, Job]:
@@ -35,5 +36,7 @@ def default_jobs() -> dict[str, Job]:
         Job("password_expiry_reminders", password_expiry_reminders, idempotent=True,
             check=check_password_expiry),
         Job("kpi_report", kpi_report, check=check_kpi_report),
+        Job("verify_audit_requests", verify_audit_requests, idempotent=True),
+        Job("verify_audit_daily", verify_audit_daily),
     ]
     return {job.name: job for job in jobs}
