@@ -57,7 +57,7 @@ def create_app(config: dict[str, Any] | None = None,
     # Imported here, not at the top: the ``qms`` console script (webapp/cli.py) imports this
     # package, and loading the views and the engine with it made every command start slower
     # (measured: `import webapp.cli` 0.95 s -> 1.7 s).
-    from webapp import api, context, errors, filters
+    from webapp import api, context, errors, filters, params
     from webapp.views import (
         admin,
         api_tokens,
@@ -86,6 +86,7 @@ def create_app(config: dict[str, Any] | None = None,
     api.init_app(app, csrf)  # /api/v1: bearer tokens only, exempt from CSRF (no cookies)
     filters.register(app)
     errors.register(app, wants_json=api.is_api_request)  # JSON errors under /api/v1
+    params.init_app(app, wants_json=api.is_api_request)  # unusable query parameters: 400
 
     @app.after_request
     def _security_headers(resp: Any) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -154,6 +155,27 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _not_text(value: Any, path: str = "body") -> str | None:
+    """Where in a parsed JSON body a string (key or value) holds a NUL or a lone surrogate:
+    JSON's \\u escapes allow both, and neither can be stored (R-SEC-33)."""
+    if isinstance(value, str):
+        return path if "\x00" in value or _SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = _not_text(k, path) or _not_text(v, f"{path}/{k}")
+            if found:
+                return found
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _not_text(v, f"{path}/{i}")
+            if found:
+                return found
+    return None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def parse_body(route: Route) -> dict[str, Any]:
     if route.body is None:
         return {}
@@ -162,6 +184,10 @@ def parse_body(route: Route) -> dict[str, Any]:
         body = json.loads(raw or b"", parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "invalid_json", "The request body is not valid JSON.") from None
+    where = _not_text(body)
+    if where is not None:
+        raise ApiError(400, "bad_request", f"{where}: not valid text (a NUL character or a lone "
+                       "surrogate such as \\ud800).")
     v = _validators.get(id(route.body))
     if v is None:
         v = _validators[id(route.body)] = Draft7Validator(route.body)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, render_template, request
 
+from webapp import csvexport, params
 from webapp.context import read_session
 from webapp.views.auth import roles_required
 from workflow.audit.trail import SYSTEM_TRAIL_ROLES
@@ -20,24 +18,14 @@ bp = Blueprint("audit", __name__, url_prefix="/audit")
 PAGE = 100
 
 
-def _day(value: str | None, end: bool = False) -> datetime | None:
-    if not value:
-        return None
-    try:
-        d = datetime.strptime(value, "%Y-%m-%d").date()
-    except ValueError:
-        return None
-    return datetime.combine(d + timedelta(days=1) if end else d, time(0), tzinfo=UTC)
-
-
 @bp.route("/")
 @roles_required(*SYSTEM_TRAIL_ROLES)
 def index() -> Any:
     a = request.args
     f = audit_trail.AuditFilter(user=a.get("user") or "", record=a.get("record") or "",
-                                action=a.get("action") or "", since=_day(a.get("from")),
-                                until=_day(a.get("to"), end=True),
-                                before_id=a.get("before", type=int))
+                                action=a.get("action") or "", since=params.day("from"),
+                                until=params.day("to", end=True),
+                                before_id=params.integer("before"))
     s = read_session()
     actions = audit_trail.actions(s)
     if a.get("format") == "csv":
@@ -52,15 +40,12 @@ def index() -> Any:
 
 def csv_response(events: list[AuditEvent], filename: str,
                  numbers: dict[int, str | None] | None = None) -> Response:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["chain", "seq", "time_utc", "actor", "action", "record", "record_version",
-                "transition", "from_state", "to_state", "changes", "reason", "hash"])
-    for ev in events:
-        w.writerow([ev.chain, ev.seq, ev.at.isoformat(), ev.actor_name, ev.action,
-                    (numbers or {}).get(ev.id, ev.record_id) or "", ev.record_version or "",
-                    ev.transition or "", ev.from_state or "", ev.to_state or "",
-                    json.dumps(ev.changes, ensure_ascii=False, sort_keys=True),
-                    ev.reason or "", ev.hash])
-    return Response(buf.getvalue(), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    """The audit-trail CSV (webapp/csvexport.py: formula cells neutralised, ``?bom=1``)."""
+    rows = ([ev.chain, ev.seq, ev.at.isoformat(), ev.actor_name, ev.action,
+             (numbers or {}).get(ev.id, ev.record_id) or "", ev.record_version or "",
+             ev.transition or "", ev.from_state or "", ev.to_state or "",
+             json.dumps(ev.changes, ensure_ascii=False, sort_keys=True),
+             ev.reason or "", ev.hash] for ev in events)
+    return csvexport.response(rows, ["chain", "seq", "time_utc", "actor", "action", "record",
+                                     "record_version", "transition", "from_state", "to_state",
+                                     "changes", "reason", "hash"], filename)

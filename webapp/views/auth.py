@@ -121,7 +121,8 @@ def init_app(app: Flask) -> None:
 class LoginForm(FlaskForm):
     username = StringField("Username", validators=[DataRequired(), Length(max=64)],
                            render_kw={"autocomplete": "username", "autofocus": True})
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)],
+    password = PasswordField("Password",
+                             validators=[DataRequired(), Length(max=passwords.MAX_LENGTH)],
                              render_kw={"autocomplete": "current-password"})
 
 

@@ -9,8 +9,6 @@ progress (webapp/static/verify_progress.js).
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
@@ -29,7 +27,7 @@ from flask import (
 )
 from flask_login import current_user
 
-from webapp import charts
+from webapp import charts, csvexport
 from webapp.context import engine, read_session
 from webapp.views.auth import roles_required
 from workflow.audit import integrity, runs
@@ -98,12 +96,7 @@ def _query(**extra: Any) -> str:
 
 
 def _csv(rows: Iterable[Iterable[Any]], header: list[str], filename: str) -> Response:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(header)
-    w.writerows(rows)
-    return Response(buf.getvalue(), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return csvexport.response(rows, header, filename)
 
 
 def _kpi(session: Any) -> Kpi:

@@ -22,7 +22,7 @@ from flask import (
 from flask_login import current_user, login_required
 from markupsafe import Markup
 
-from webapp import errors
+from webapp import errors, params
 from webapp.context import engine, read_session
 from webapp.diagram import render_svg
 from workflow.change_control import drafts, publishing
@@ -112,6 +112,13 @@ def _svg(source: str) -> Markup | None:
     return Markup(render_svg(d))  # noqa: S704 - render_svg escapes every text it writes
 
 
+def _diagram(validation: Any) -> Markup | None:
+    """The diagram of a draft text from its (cached) validation: no second parse."""
+    if validation.loaded is None:
+        return None
+    return Markup(render_svg(validation.loaded))  # noqa: S704 - render_svg escapes every text
+
+
 class _AnyKey(dict):
     def __contains__(self, key: object) -> bool:
         return True
@@ -167,7 +174,7 @@ def view(key: str) -> Any:
     item = next((i for i in drafts.list_definitions(engine()) if i.key == key), None)
     if item is None:
         abort(404)
-    version = request.args.get("version", type=int)
+    version = params.integer("version", minimum=1)
     pub = drafts.published_source(engine(), key, version)
     return render_template("definitions/view.html", item=item, pub=pub,
                            svg=_svg(pub[1]) if pub else None, changes=_changes(key),
@@ -204,7 +211,8 @@ def _page(d: drafts.DraftInfo, *, source: str | None = None, validation: Any = N
                  "source": f.source} for f in validation.findings]
     return render_template(
         "definitions/draft.html", d=d, source=text, validation=validation,
-        findings_json=json.dumps(findings), svg=_svg(text), diff=drafts.diff(engine(), d),
+        findings_json=json.dumps(findings), svg=_diagram(validation),
+        diff=drafts.diff(engine(), d),
         stale=stale, dry=dry, editor=_editor() and d.editable, can_submit=_editor(),
         path=path, summary=summary, lines=text.splitlines(),
         # the version the text on the page was edited from: after a refused (stale) save it
@@ -252,10 +260,14 @@ def draft(draft_id: int) -> Any:
 @bp.route("/drafts/<int:draft_id>/dry-run", methods=["POST"])
 @login_required
 def dry_run(draft_id: int) -> Any:
+    _require_editor()  # a dry run publishes the text in a sandbox: editors only (R-SEC-31)
     d = _draft_or_404(draft_id)
     path_text = (request.form.get("path") or "").strip()
     path = [p for p in re.split(r"[\s,>-]+", path_text) if p] or None
-    result = dry_runs.dry_run(engine(), d.source, path=path)
+    try:
+        result = dry_runs.dry_run_draft(engine(), draft_id, current_user.username, path=path)
+    except NotAuthorized as exc:
+        abort(403, description=str(exc))
     return _page(d, dry=result, path=path_text)
 
 
@@ -308,7 +320,7 @@ def withdraw(draft_id: int) -> Any:
 @login_required
 def draft_svg(draft_id: int) -> Any:
     d = _draft_or_404(draft_id)
-    svg = _svg(d.source)
+    svg = _diagram(drafts.validate(engine(), d.source, key=d.key, origin=f"draft #{d.id}"))
     if svg is None:
         abort(404)
     return Response(str(svg), mimetype="image/svg+xml")
@@ -317,7 +329,7 @@ def draft_svg(draft_id: int) -> Any:
 @bp.route("/<key>/diagram.svg")
 @login_required
 def version_svg(key: str) -> Any:
-    pub = drafts.published_source(engine(), key, request.args.get("version", type=int))
+    pub = drafts.published_source(engine(), key, params.integer("version", minimum=1))
     if pub is None:
         abort(404)
     return Response(str(_svg(pub[1])), mimetype="image/svg+xml")

@@ -14,7 +14,10 @@ these functions with the engine, which they use only through :class:`Sessions`.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +34,7 @@ from workflow.errors import NotAuthorized, StaleRecord, WorkflowError
 from workflow.identity import users as identity
 from workflow.registry import Registry
 from workflow.spec.lints import Finding, Validation, validate_text
+from workflow.spec.source import MAX_SOURCE_BYTES
 
 
 class Sessions(Protocol):
@@ -120,6 +124,15 @@ class DefinitionSummary:
 
 def _now() -> datetime:
     return clock.now()
+
+
+def check_size(source: str) -> None:
+    """A draft text over the definition size limit is refused before it is stored
+    (R-SEC-30): every later view would have to read it."""
+    size = len(source.encode("utf-8", "surrogatepass"))
+    if size > MAX_SOURCE_BYTES:
+        raise DraftError(f"The definition text is {size:,} bytes; at most "
+                         f"{MAX_SOURCE_BYTES:,} bytes are accepted.")
 
 
 def require_editor(session: Session, user: User) -> None:
@@ -244,6 +257,7 @@ def create(engine: Sessions, key: str, actor: str, source: str | None = None) ->
                 raise DraftError(f"There is no published workflow {key!r} to copy; give the "
                                  "new workflow's YAML.")
             source = latest.source
+        check_size(source)
         now = _now()
         d = DefinitionDraft(key=key, source=source, base_version=latest.version if latest
                             else None, status=DraftStatus.DRAFT, version=1, author_id=user.id,
@@ -259,6 +273,7 @@ def save(engine: Sessions, draft_id: int, source: str, actor: str, expected_vers
          ) -> DraftInfo:
     """Store a new source; ``expected_version`` is the version the editor started from. A
     save over someone else's newer save is refused (:class:`StaleRecord`), never merged."""
+    check_size(source)
     with engine.unit() as s:
         user = identity.get_user(s, actor)
         require_editor(s, user)
@@ -313,10 +328,46 @@ def withdraw(engine: Sessions, draft_id: int, actor: str, reason: str) -> DraftI
 def validate(engine: Sessions, source: str, key: str | None = None,
              origin: str = "draft") -> Validation:
     """The engine's checks (schema, semantics, cross-workflow actions) and the GxP lints,
-    each located at its line. ``key``: the workflow the draft is for."""
+    each located at its line. ``key``: the workflow the draft is for.
+
+    A text is parsed once per process, not on every view (R-SEC-31): the result is kept
+    for the same text, key, origin and published definitions (:data:`VALIDATIONS`)."""
     with engine.reader() as s:
         known = engine.registry.known(s)
-    return validate_text(source, known, key=key, origin=origin)
+    published = tuple(sorted((k, v.content_hash if v is not None else "")
+                             for k, v in known.items()))
+    cache_key = (hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest(), key,
+                 origin, published)
+    return VALIDATIONS.get(cache_key, lambda: validate_text(source, known, key=key,
+                                                              origin=origin))
+
+
+class _Validations:
+    """The validations of the last ``size`` texts (a draft page shows its validation, its
+    diagram and its errors from one parse; saving, validating and submitting a text parse it
+    once). Keyed by the text's SHA-256 and what validation depends on; thread-safe."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self.items: OrderedDict[Any, Validation] = OrderedDict()
+        self.lock = threading.Lock()
+        self.parses = 0  # how many texts were parsed (tests read it)
+
+    def get(self, key: Any, compute: Callable[[], Validation]) -> Validation:
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+        value = compute()
+        with self.lock:
+            self.parses += 1
+            self.items[key] = value
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return value
+
+
+VALIDATIONS = _Validations()
 
 
 # ------------------------------------------------------------------ diff

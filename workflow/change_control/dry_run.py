@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workflow import clock
+from workflow.change_control import drafts
 from workflow.engine.core import Engine
 from workflow.errors import WorkflowError
 from workflow.identity import users as identity
@@ -41,6 +42,17 @@ class DryRun:
     final_state: str | None = None
     outcome: str | None = None
     message: str = ""
+
+
+def dry_run_draft(engine: Engine, draft_id: int, actor: str,
+                  path: Sequence[str] | None = None) -> DryRun:
+    """Dry run of draft ``draft_id`` for ``actor``: only the draft editors (process owners)
+    may, like editing (R-A11-10-1, R-SEC-31); anyone else gets
+    :class:`~workflow.errors.NotAuthorized` and nothing runs."""
+    with engine.reader() as s:
+        drafts.require_editor(s, identity.get_user(s, actor))
+        source = drafts.load_draft(s, draft_id).source
+    return dry_run(engine, source, path=path)
 
 
 def dry_run(engine: Engine, source: str, path: Sequence[str] | None = None,

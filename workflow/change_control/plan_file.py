@@ -12,7 +12,8 @@ from typing import Any
 import yaml
 
 from workflow import canonical
-from workflow.errors import WorkflowError
+from workflow.errors import DefinitionError, WorkflowError
+from workflow.spec.source import bounded_load
 
 _KEYS = {"id", "workflow", "from_version", "to_version", "mapping", "filter", "drop_fields",
          "allow_upstream", "upstream_reason", "description"}
@@ -55,9 +56,11 @@ def load_plan(path: str | Path) -> MigrationPlan:
 def parse_plan(text: str | Mapping[str, Any], origin: str = "<plan>") -> MigrationPlan:
     """Read a plan from YAML text (or an already parsed mapping); raises PlanInvalid."""
     try:
-        doc = yaml.safe_load(text) if isinstance(text, str) else dict(text)
+        doc = bounded_load(text, origin) if isinstance(text, str) else dict(text)
     except yaml.YAMLError as exc:
         raise PlanInvalid([f"{origin}: not YAML: {exc}"], "the plan cannot be read") from None
+    except DefinitionError as exc:  # over a size, depth or alias-expansion limit
+        raise PlanInvalid([str(p) for p in exc.problems], "the plan cannot be read") from None
     if not isinstance(doc, dict):
         raise PlanInvalid([f"{origin}: the plan must be a mapping"], "the plan cannot be read")
     p: list[str] = []

@@ -46,6 +46,7 @@ from workflow.identity import users as identity
 from workflow.registry import Registry
 from workflow.spec.lints import Finding, validate_text
 from workflow.spec.load import load_text
+from workflow.spec.source import bounded_load
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +170,8 @@ def publish_file(engine: Engine, path: str, actor: str, summary: str) -> tuple[D
     is created and submitted; QA's signed approval of the DCR publishes it, as in the UI."""
     text = Path(path).read_text(encoding="utf-8")
     try:
-        key = (yaml.safe_load(text) or {}).get("key")
-    except (yaml.YAMLError, AttributeError):
+        key = (bounded_load(text, path) or {}).get("key")
+    except (yaml.YAMLError, AttributeError, DefinitionError):
         key = None
     if not isinstance(key, str) or not key:
         v = drafts.validate(engine, text, origin=path)

@@ -25,6 +25,11 @@ from workflow.identity import users as identity
 from workflow.identity.lockout import record_failure
 from workflow.identity.policy import Policy
 
+#: the longest password accepted, when set and at login (longer ones are refused before any
+#: hashing: an attacker cannot make the server hash megabytes; R-SEC-34)
+MAX_LENGTH = 256
+#: fewer distinct characters than this is "trivially repetitive" (aaaa..., abab..., 1212...)
+MIN_DISTINCT = 5
 COMMON_PASSWORDS = Path(__file__).resolve().parents[1] / "data" / "common-passwords.txt.gz"
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 
@@ -47,7 +52,9 @@ def hash_password(password: str) -> str:
 
 
 def password_matches(stored: str | None, password: str) -> bool:
-    if not stored:
+    """Whether ``password`` is the one ``stored`` hashes. One over :data:`MAX_LENGTH`
+    characters, or with a NUL, never matches and is not hashed (no password can be set so)."""
+    if not stored or not usable(password):
         return False
     try:
         return _hasher.verify(stored, password)
@@ -55,10 +62,35 @@ def password_matches(stored: str | None, password: str) -> bool:
         return False
 
 
+def usable(password: str) -> bool:
+    """A password that can be checked at all: at most :data:`MAX_LENGTH` characters, no NUL."""
+    return len(password) <= MAX_LENGTH and "\x00" not in password
+
+
+def repetitive(password: str) -> bool:
+    """Trivially repetitive: fewer than :data:`MIN_DISTINCT` distinct characters, one short
+    unit repeated (``abcabcabcabc``), or a run with one step (``abcdefghijkl``,
+    ``987654321098``-like runs of one step between neighbours)."""
+    if len(set(password)) < MIN_DISTINCT:
+        return True
+    n = len(password)
+    if any(n % k == 0 and password == password[:k] * (n // k) for k in range(1, n // 2 + 1)):
+        return True
+    steps = {ord(b) - ord(a) for a, b in zip(password, password[1:], strict=False)}
+    return len(steps) == 1 and steps <= {-1, 1}
+
+
 def policy_problems(session: Session, user: User, password: str, policy: Policy) -> list[str]:
     problems = []
     if len(password) < policy.min_length:
         problems.append(f"it must have at least {policy.min_length} characters")
+    if len(password) > MAX_LENGTH:
+        problems.append(f"it must have at most {MAX_LENGTH} characters")
+    if "\x00" in password:
+        problems.append("it must not contain a NUL character")
+    elif password and repetitive(password):
+        problems.append("it is trivially repetitive (one character or a short pattern "
+                        "repeated, or a run like abcdef...)")
     if user.username.lower() in password.lower():
         problems.append("it must not contain your username")
     if password.lower() in _common_passwords() or password.strip().lower() in _common_passwords():

@@ -38,6 +38,9 @@ class Finding:
 class Validation:
     findings: tuple[Finding, ...]
     definition: WorkflowDefinition | None = None
+    #: the definition as loaded even when a lint finds an error (for the diagram); None
+    #: when the engine's own checks refuse it
+    loaded: WorkflowDefinition | None = None
 
     @property
     def errors(self) -> list[Finding]:
@@ -76,7 +79,7 @@ def validate_text(source: str, known: Mapping[str, WorkflowDefinition | None],
                                     f"{key!r}; key: must stay {key!r}", "engine"))
     findings.sort(key=lambda f: (f.line, f.source, f.message))
     return Validation(tuple(findings), d if not [f for f in findings
-                                                if f.severity == "error"] else None)
+                                                if f.severity == "error"] else None, d)
 
 
 def _as_list(v: Any) -> list[Any]:

@@ -32,7 +32,14 @@ from workflow.spec.model import (
     WorkflowDefinition,
     parse_duration,
 )
-from workflow.spec.source import SCHEMA_PATH, Lines, compose, line_of, schema_problems
+from workflow.spec.source import (
+    SCHEMA_PATH,
+    Lines,
+    bounded_load,
+    compose,
+    line_of,
+    schema_problems,
+)
 
 #: The shipped definitions (next to their JSON Schema).
 DEFAULT_DEFINITIONS_DIR = SCHEMA_PATH.parent
@@ -122,8 +129,8 @@ def peek_keys(files: Iterable[Path]) -> list[str]:
     keys = []
     for f in files:
         try:
-            doc = yaml.safe_load(f.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            doc = bounded_load(f.read_text(encoding="utf-8"), str(f))
+        except (OSError, yaml.YAMLError, UnicodeDecodeError, DefinitionError):
             continue
         if isinstance(doc, dict) and isinstance(doc.get("key"), str):
             keys.append(doc["key"])

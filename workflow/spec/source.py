@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from workflow.errors import Problem
+from workflow.errors import DefinitionError, Problem
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "definitions" / "workflow.schema.json"
 
@@ -30,12 +30,79 @@ class LineLoader(yaml.SafeLoader):
     """SafeLoader that records the line of every node and refuses duplicate keys."""
 
 
+# ------------------------------------------------------------------ limits (R-SEC-30)
+#: the largest definition text accepted (the shipped ones are under 10 KB)
+MAX_SOURCE_BYTES = 256 * 1024
+#: the deepest nesting of mappings and sequences (the shipped definitions use 6)
+MAX_DEPTH = 40
+#: the most nodes the document may have once every alias is expanded (the shipped
+#: definitions have under 2,000): a few hundred bytes of nested aliases otherwise expand to
+#: gigabytes ("billion laughs")
+MAX_NODES = 50_000
+
+
+def limit_problem(text: str, origin: str) -> Problem | None:
+    """The first limit ``text`` exceeds, located at its line, or None. Checked on the YAML
+    *events* (PyYAML's parser is a state machine: no recursion, no node built, no alias
+    expanded), so it costs one pass over the text whatever the text holds; only text that
+    passes is composed. Size, nesting depth and the expanded node count are limited."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_SOURCE_BYTES:
+        return Problem(origin, 1, f"the text is {size:,} bytes; at most "
+                                  f"{MAX_SOURCE_BYTES:,} bytes are accepted")
+    if "\x00" in text:
+        return Problem(origin, text[:text.index("\x00")].count("\n") + 1,
+                       "the text contains a NUL character")
+    sizes: dict[str, int] = {}  # anchor -> nodes it stands for once expanded
+    starts: list[tuple[str | None, int]] = []  # open collections: (anchor, nodes before it)
+    nodes = 0
+    try:
+        for ev in yaml.parse(text, Loader=LineLoader):
+            line = ev.start_mark.line + 1 if ev.start_mark is not None else 1
+            if isinstance(ev, yaml.CollectionStartEvent):
+                starts.append((ev.anchor, nodes))
+                nodes += 1
+                if len(starts) > MAX_DEPTH:
+                    return Problem(origin, line, f"mappings and lists are nested more than "
+                                                 f"{MAX_DEPTH} levels deep here")
+            elif isinstance(ev, yaml.CollectionEndEvent):
+                anchor, before = starts.pop()
+                if anchor is not None:
+                    sizes[anchor] = nodes - before
+            elif isinstance(ev, yaml.ScalarEvent):
+                nodes += 1
+                if ev.anchor is not None:
+                    sizes[ev.anchor] = 1
+            elif isinstance(ev, yaml.AliasEvent):
+                nodes += sizes.get(ev.anchor or "", 1)
+            if nodes > MAX_NODES:
+                return Problem(origin, line, f"the document expands to more than "
+                                             f"{MAX_NODES:,} values (aliases *name repeat "
+                                             "what &name marks); write it out plainly")
+    except yaml.YAMLError:
+        return None  # a syntax error: compose reports it at its line
+    return None
+
+
+def bounded_load(text: str, origin: str) -> Any:
+    """``yaml.safe_load`` of ``text`` after :func:`limit_problem`; raises
+    :class:`~workflow.errors.DefinitionError` (the limit, at its line) or ``yaml.YAMLError``.
+    For every YAML the application reads besides definitions (plans, keys of files)."""
+    problem = limit_problem(text, origin)
+    if problem is not None:
+        raise DefinitionError([problem])
+    return yaml.safe_load(text)
+
+
 def compose(text: str, origin: str) -> tuple[Any, Lines, list[Problem]]:
     """Parse YAML ``text`` into plain JSON-compatible data, the line of every key path and
     the problems found (syntax errors, an empty file, duplicate keys); data is None when
     the text does not parse."""
     problems: list[Problem] = []
     lines: Lines = {}
+    limit = limit_problem(text, origin)
+    if limit is not None:
+        return None, lines, [limit]
     try:
         node = yaml.compose(text, Loader=LineLoader)
     except yaml.YAMLError as exc:
