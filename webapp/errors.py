@@ -90,6 +90,15 @@ ERRORS: dict[type[wf.WorkflowError], ErrorEntry] = {
     wf.TamperedData: ErrorEntry(409, "Integrity check failed"),
     wf.DefinitionTampered: ErrorEntry(409, "Integrity check failed"),
     wf.UntrustedGrant: ErrorEntry(403, "Not allowed", (("required_roles", "required_roles"),)),
+    # content controls (issue 15): signed content is locked (409: the record's state
+    # conflicts with the change), a change needs a reason, a generated population is fixed
+    wf.ContentLocked: ErrorEntry(409, "Signed content is locked",
+                                 (("field", "field"), ("signature", "signature"),
+                                  ("unlock_steps", "unlock_steps")), page_status=422),
+    wf.ChangeReasonRequired: ErrorEntry(422, "Reason for change required",
+                                        (("fields", "fields"),)),
+    wf.RequiredEarlier: ErrorEntry(422, "Not valid", (("errors", "errors"),)),
+    wf.PopulationFixed: ErrorEntry(422, "Not possible", (("field", "field"),)),
 }
 """Errors raised elsewhere in workflow/ (login and password errors, draft and plan errors,
 PasswordExpired...) take the entry of their nearest listed base class."""

@@ -71,8 +71,11 @@ def _make(spec: FieldSpec, users: list[tuple[str, str]]) -> Field:
 
 
 def build_form(d: WorkflowDefinition, names: tuple[str, ...], users: list[tuple[str, str]], *,
-               reason: bool = False, signature: bool = False, blank_rows: int = 2) -> type:
-    """A FlaskForm class with one field per name, plus reason and signature fields."""
+               reason: bool = False, signature: bool = False, blank_rows: int = 2,
+               change_reason: bool = False) -> type:
+    """A FlaskForm class with one field per name, plus reason and signature fields.
+    ``change_reason``: the form shows values entered earlier, so the comment field is the
+    reason for change the engine asks for when one of them is changed or cleared."""
 
     class DynamicForm(FlaskForm):
         expected_version = HiddenField()
@@ -82,6 +85,12 @@ def build_form(d: WorkflowDefinition, names: tuple[str, ...], users: list[tuple[
     if reason:
         DynamicForm.reason = TextAreaField("Reason", validators=[DataRequired(), Length(max=2000)],
                                            render_kw={"rows": 2})
+    elif change_reason:
+        DynamicForm.reason = TextAreaField(
+            "Reason for change", validators=[Optional(), Length(max=2000)],
+            description="Needed when you change or clear a value entered by someone else or "
+                        "at an earlier step; recorded in the audit trail with the old and new "
+                        "value.", render_kw={"rows": 2})
     else:
         DynamicForm.reason = TextAreaField("Comment (optional)", validators=[Optional()],
                                            render_kw={"rows": 2})

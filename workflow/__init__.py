@@ -36,7 +36,8 @@ _EXPORTS = {
         "DueDateLocked", "AccountLocked", "UsernameTaken", "AuthError", "LoginFailed",
         "PasswordExpired", "PasswordRejected", "SecondFactorFailed", "SessionEnded",
         "TokenError", "TokenRejected", "ConfigError", "TamperedData", "DefinitionTampered",
-        "UntrustedGrant")},
+        "UntrustedGrant", "ContentLocked", "ChangeReasonRequired", "RequiredEarlier",
+        "PopulationFixed")},
 }
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "StaleRecord", "TamperedData", "TaskNotFound", "TokenError", "TokenRejected",
     "TrainingRequired", "TransitionNotAvailable", "UnknownUser", "UnknownWorkflow",
     "UntrustedGrant", "UsernameTaken",
+    "ContentLocked", "ChangeReasonRequired", "RequiredEarlier", "PopulationFixed",
     "ValidationFailed", "VouchedSignature", "VouchingVerifier", "WorkflowError", "open_engine",
 ]
 
@@ -57,7 +59,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from workflow.errors import (
         AccountLocked,
         AuthError,
+        ChangeReasonRequired,
         ConfigError,
+        ContentLocked,
         CredentialsRejected,
         DefinitionError,
         DefinitionTampered,
@@ -68,8 +72,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
         NotAuthorized,
         PasswordExpired,
         PasswordRejected,
+        PopulationFixed,
         ReasonRequired,
         RecordNotFound,
+        RequiredEarlier,
         SecondFactorFailed,
         SegregationOfDuties,
         SessionEnded,

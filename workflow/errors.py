@@ -366,3 +366,63 @@ class UntrustedGrant(NotAuthorized):
             f"The grant of {names} to {username} fails its integrity check (it was inserted or "
             "changed outside the application), so it is not honoured. An administrator should "
             "run `qms verify-audit`.", required_roles=roles)
+
+
+# ----------------------------------------------------------------- content controls (issue 15)
+
+
+class ContentLocked(WorkflowError):
+    """A step tried to change content a signature covers (Part 11 §11.70, R-P11-70-2): it is
+    read-only until a step sends the record back for re-approval. ``field`` is the locked
+    field, ``signature`` the signing step's meaning, ``unlock_steps`` the steps that release
+    the lock."""
+
+    code = "content_locked"
+
+    def __init__(self, number: str, field: str, label: str, meaning: str, step: str,
+                 signers: str, unlock_steps: tuple[str, ...]):
+        self.number = number
+        self.field = field
+        self.signature = meaning
+        self.step = step
+        self.unlock_steps = unlock_steps
+        how = (f"send it back for re-approval first ({', '.join(unlock_steps)})"
+               if unlock_steps else "start a new record; this definition has no step that "
+               "sends it back for re-approval")
+        super().__init__(
+            f"{label} on {number} is locked by the signature {meaning!r} ({signers}, step "
+            f"{step!r}): signed content cannot be changed; to change it, {how}.")
+
+
+class ChangeReasonRequired(WorkflowError):
+    """Changing or clearing a value that another person or an earlier step entered needs a
+    reason for change (EU GMP Annex 11 §9, R-P11-10e-7); ``fields`` are the fields concerned."""
+
+    code = "change_reason_required"
+
+    def __init__(self, number: str, fields: dict[str, str]):
+        self.number = number
+        self.fields = fields
+        names = ", ".join(fields.values())
+        super().__init__(
+            f"Changing {names} on {number} needs a reason for change: the value was entered "
+            "by another person or at an earlier step. Give the reason; it is recorded in the "
+            "audit trail with the old and new value.")
+
+
+class RequiredEarlier(ValidationFailed):
+    """A step tried to clear a field that an earlier step required."""
+
+    code = "required_earlier"
+
+
+class PopulationFixed(WorkflowError):
+    """A step tried to add, remove or rewrite rows of a generated list (a population the
+    system generated, e.g. the grants of an access review), or a person tried to decide a
+    row about themselves. ``field`` names the list."""
+
+    code = "population_fixed"
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(message)

@@ -39,11 +39,19 @@ def draft(engine, people, **extra):
 def to_approval(engine, people, co, number, training_impact="read_and_understood", **extra):
     engine.fire(number, "submit", people["emp"], {
         "justification": "CAPA-2026-0001 action 1", "change_type": "document", "owner": co})
+    return assess(engine, people, co, number, training_impact, **extra)
+
+
+def assess(engine, people, co, number, training_impact="read_and_understood", reason=None,
+           **extra):
+    # the affected documents and trainees are approved (and locked) with the assessment
+    if training_impact != "none" and "affected_documents" not in extra:
+        extra["affected_documents"] = docs(("SOP-12", "5", people["emp"], False))
     return engine.fire(number, "submit_for_approval", co, {
         "classification": "major", "quality_impact": "Reduces label mix-up risk.",
         "regulatory_impact": "none", "validation_impact": "none",
         "training_impact": training_impact, "implementation_plan": "Issue SOP-12 v5.",
-        "target_date": "2026-04-15", **extra})
+        "target_date": "2026-04-15", **extra}, reason=reason)
 
 
 def approve_both(engine, people, number):
@@ -72,7 +80,15 @@ def test_change_request_end_to_end_with_training(engine, people, co, make_user):
     tom = make_user("tom", "employee", full_name="Tom Trainee")
     r = draft(engine, people)
     assert (r.number, r.state) == ("CR-2026-0001", "draft")
-    r = to_approval(engine, people, co, r.number)
+    # the approvers sign the affected documents and trainees: complete before approval
+    with pytest.raises(GuardFailed, match="document, version, trainee and due date"):
+        to_approval(engine, people, co, r.number,
+                    affected_documents=[{"document": "SOP-12", "document_version": "5"}])
+    with pytest.raises(GuardFailed, match="lists its affected documents"):
+        assess(engine, people, co, r.number, affected_documents=[])
+    rows = docs(("SOP-12", "5", people["emp"], False), ("SOP-12", "5", tom, True),
+                ("WI-3", "2", tom, False))
+    r = assess(engine, people, co, r.number, affected_documents=rows)
     assert r.state == "approval"
     r = approve_both(engine, people, r.number)
     assert r.state == "implementation"
@@ -83,15 +99,8 @@ def test_change_request_end_to_end_with_training(engine, people, co, make_user):
             "implementation", "change_owner", identity.get_user(s, co).id)
         assert t.due_at.isoformat() == "2026-04-16T00:00:00+00:00"
 
-    with pytest.raises(GuardFailed, match="document, version, trainee and due date"):
-        engine.fire(r.number, "complete_implementation", co, {
-            "implementation_summary": "SOP-12 v5 effective.",
-            "affected_documents": [{"document": "SOP-12", "document_version": "5"}]})
-    rows = docs(("SOP-12", "5", people["emp"], False), ("SOP-12", "5", tom, True),
-                ("WI-3", "2", tom, False))
     r = engine.fire(r.number, "complete_implementation", co, {
-        "implementation_summary": "SOP-12 v5 and WI-3 v2 effective 2026-03-02.",
-        "affected_documents": rows})
+        "implementation_summary": "SOP-12 v5 and WI-3 v2 effective 2026-03-02."})
     assert r.state == "training"
     assert r.created == ("TRN-2026-0001", "TRN-2026-0002", "TRN-2026-0003")
 
@@ -242,12 +251,11 @@ def test_initiator_cannot_approve_even_holding_the_role(engine, people, co):
 def test_change_without_training_impact_skips_training(engine, people, co):
     """R-P11-10f-2: the training step is taken exactly when there is a training impact."""
     r = draft(engine, people)
-    to_approval(engine, people, co, r.number, training_impact="none")
+    to_approval(engine, people, co, r.number, training_impact="none",
+                affected_documents=docs(("SOP-12", "5", people["emp"], False)))
     approve_both(engine, people, r.number)
     with pytest.raises(GuardFailed, match="no training impact"):
-        engine.fire(r.number, "complete_implementation", co, {
-            "implementation_summary": "done",
-            "affected_documents": docs(("SOP-12", "5", people["emp"], False))})
+        engine.fire(r.number, "complete_implementation", co, {"implementation_summary": "done"})
     r = engine.fire(r.number, "complete_implementation_no_training", co,
                     {"implementation_summary": "done"})
     assert r.state == "verification" and r.created == ()
@@ -256,13 +264,16 @@ def test_change_without_training_impact_skips_training(engine, people, co):
 def test_training_due_dates_cannot_be_in_the_past(engine, people, co):
     """R-P11-10f-2: no training assignment is created already overdue."""
     r = draft(engine, people)
-    to_approval(engine, people, co, r.number)
-    approve_both(engine, people, r.number)
     rows = docs(("SOP-12", "5", people["emp"], False))
     rows[0]["due"] = "2026-03-01"
     with pytest.raises(GuardFailed, match="cannot be in the past"):
-        engine.fire(r.number, "complete_implementation", co,
-                    {"implementation_summary": "done", "affected_documents": rows})
+        to_approval(engine, people, co, r.number, affected_documents=rows)
+    assess(engine, people, co, r.number)  # due 2026-05-15
+    approve_both(engine, people, r.number)
+    # the approved due date passes before implementation completes: refused again
+    clock.set(clock.now() + timedelta(days=80))
+    with pytest.raises(GuardFailed, match="cannot be in the past"):
+        engine.fire(r.number, "complete_implementation", co, {"implementation_summary": "done"})
     with engine.reader() as s:
         assert s.execute(select(func.count()).select_from(Record).where(
             Record.workflow_key == "training_assignment")).scalar_one() == 0

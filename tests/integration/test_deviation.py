@@ -42,17 +42,17 @@ def report(engine, people, **extra):
     return engine.start("deviation", people["emp"], data)
 
 
-def triage(engine, people, number, investigator, **extra):
+def triage(engine, people, number, investigator, reason=None, **extra):
     data = {"classification": "major", "classification_rationale": "Potential product impact.",
             "capa_required": True, "investigator": investigator, **extra}
-    return engine.fire(number, "triage", people["qa"], data)
+    return engine.fire(number, "triage", people["qa"], data, reason=reason)
 
 
-def investigate(engine, number, investigator, **extra):
+def investigate(engine, number, investigator, reason=None, **extra):
     data = {"root_cause_category": "equipment", "root_cause": "5 Whys: worn door seal.",
             "impact_assessment": "Stability data cover 3 h at 9.4 C; no impact.",
             "batch_disposition": "release", **extra}
-    return engine.fire(number, "submit_investigation", investigator, data)
+    return engine.fire(number, "submit_investigation", investigator, data, reason=reason)
 
 
 def row(s, number):
@@ -218,7 +218,7 @@ def test_no_capa_with_rationale_is_accepted_and_checked_again_at_approval(engine
     # QA upgrades and raises the CAPA: the CAPA follows the values as signed
     r = engine.fire(r.number, "approve", people["qa"],
                     {"classification": "major", "capa_required": True},
-                    signature=sign(people["qa"]))
+                    signature=sign(people["qa"]), reason="Second lot affected: major")
     assert r.state == "closed" and r.created == ("CAPA-2026-0001",)
 
 
@@ -237,7 +237,7 @@ def test_earlier_similar_deviations_are_linked_as_recurrence(engine, people, inv
 
     r = investigate(engine, r.number, inv, similar_deviations=[first.number.lower(),
                                                                 second.number],
-                    capa_required=True)
+                    capa_required=True, reason="Recurrence: a CAPA is needed after all")
     assert r.state == "qa_review"
     engine.fire(r.number, "return_investigation", people["qa"],
                 {"qa_comments": "Add the trend."}, reason="Trend missing")
@@ -405,6 +405,7 @@ def test_impossible_dates_are_refused_at_reporting_and_qa_can_correct_dates(engi
     with pytest.raises(GuardFailed, match="discovered before it occurred"):
         report(engine, people, occurred_on="2026-03-01", discovered_on="2026-02-27")
     r = report(engine, people, occurred_on="2026-02-20", discovered_on="2026-02-27")
-    r = triage(engine, people, r.number, inv, occurred_on="2026-02-26")
+    r = triage(engine, people, r.number, inv, occurred_on="2026-02-26",
+               reason="Logbook shows the excursion began on 26 February")
     assert r.state == "investigation"
     assert engine.get(r.number).data["occurred_on"] == "2026-02-26"

@@ -60,7 +60,7 @@ MATRIX = [
 
 FORMS = {  # what each POST sends (besides the CSRF token)
     "/records/new/capa": {"title": "Matrix CAPA", "description": "d"},
-    "/records/FIRE/do/assign": {"owner": "olga", "expected_version": "2"},
+    "/records/FIRE/do/assign": {"owner": "olga", "description": "d", "expected_version": "2"},
     "/tasks/CAPA/claim": {},
     "/tasks/HELD/release": {},
     "/admin/users/new": {"username": "newbie", "full_name": "New Bie", "timezone": "UTC",

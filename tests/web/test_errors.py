@@ -51,6 +51,14 @@ EXAMPLES: list[tuple[wf.WorkflowError, int, int, dict[str, object]]] = [
     (wf.TamperedData("role grant", "#7"), 409, 409, {}),
     (wf.DefinitionTampered("capa", 1, "a" * 64, "b" * 64), 409, 409, {}),
     (wf.UntrustedGrant("quinn", ("qa",)), 403, 403, {"required_roles": ["qa"]}),
+    (wf.ContentLocked("CAPA-2026-0001", "actions", "Actions", "Approved", "Approve plan",
+                      "Quinn QA", ("Revise action plan",)), 409, 422,
+     {"field": "actions", "signature": "Approved", "unlock_steps": ["Revise action plan"]}),
+    (wf.ChangeReasonRequired("DEV-2026-0001", {"classification": "Classification"}), 422, 422,
+     {"fields": {"classification": "Classification"}}),
+    (wf.RequiredEarlier({"classification_rationale": "was required at 'Triage'"}), 422, 422,
+     {"errors": {"classification_rationale": "was required at 'Triage'"}}),
+    (wf.PopulationFixed("grants", "fixed"), 422, 422, {"field": "grants"}),
 ]
 
 

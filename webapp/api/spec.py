@@ -165,7 +165,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "printed_name": _STR, "signed_at_utc": _TIME, "meaning": _STR,
             "text": {**_STR, "description": "name, UTC date and time, meaning, as displayed"}}),
         "username": _STR, "role": _STR, "transition": _STR, "method": _STR,
-        "record_version": _INT, "content_hash": _STR}),
+        "record_version": _INT, "content_hash": _STR,
+        "status": {"enum": ["valid", "superseded"], "description":
+                   "superseded: the content the signature locked changed since (R-P11-70-2)"}}),
     "SignatureList": _obj({"record": _STR,
                            "items": {"type": "array", "items": ref("Signature")}}),
     "Kpi": _obj({

@@ -170,6 +170,7 @@ def record_audit(caller: Caller, number: str) -> Any:
 def record_signatures(caller: Caller, number: str) -> Any:
     rec = _visible(caller, number)
     sigs = records.signatures(read_session(), rec)
+    superseded = records.superseded(read_session(), rec)
     return {"record": rec.number, "items": [{
         "id": sig.id,
         "manifestation": {
@@ -178,7 +179,8 @@ def record_signatures(caller: Caller, number: str) -> Any:
             "text": f"{sig.signer_name}, {sig.signed_at:%Y-%m-%d %H:%M:%S} UTC, {sig.meaning}"},
         "username": sig.signer_username, "role": sig.signer_role,
         "transition": sig.transition, "method": sig.method,
-        "record_version": sig.record_version, "content_hash": sig.content_hash}
+        "record_version": sig.record_version, "content_hash": sig.content_hash,
+        "status": "superseded" if sig.id in superseded else "valid"}
         for sig in sigs]}
 
 

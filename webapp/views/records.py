@@ -12,7 +12,13 @@ from webapp import errors, forms
 from webapp.context import engine, read_session
 from webapp.views.audit import csv_response
 from workflow.db.models import Record
-from workflow.errors import RecordNotFound, StaleRecord, ValidationFailed, WorkflowError
+from workflow.errors import (
+    ChangeReasonRequired,
+    RecordNotFound,
+    StaleRecord,
+    ValidationFailed,
+    WorkflowError,
+)
 from workflow.queries import definitions, directories, records
 from workflow.signatures.part11 import PasswordSignature
 
@@ -83,7 +89,7 @@ def view(number: str) -> Any:
     return render_template("records/view.html", rec=page.record, d=page.definition,
                            events=page.events, sigs=page.signatures, links=page.links,
                            tasks=page.tasks, available=page.available, creator=page.creator,
-                           people=page.people)
+                           people=page.people, superseded=page.superseded)
 
 
 def _people(d: Any, rec: Record) -> dict[str, str]:
@@ -109,7 +115,9 @@ def fire(number: str, transition: str) -> Any:
               "one of the roles allowed to do it, and some steps must be done by someone "
               "other than who did an earlier one.")
     Form = forms.build_form(d, t.edits, _users(), reason=t.reason_required,
-                            signature=t.signature is not None)
+                            signature=t.signature is not None,
+                            change_reason=any(rec.data.get(f) not in (None, "", [])
+                                              for f in t.edits))
     if request.method == "GET":
         form = Form(data={**forms.initial(d, t.edits, rec.data),
                           "expected_version": rec.version,
@@ -143,6 +151,8 @@ def fire(number: str, transition: str) -> Any:
                 _field_errors(form, exc)
             else:
                 errors.flash_error(exc)
+                if isinstance(exc, ChangeReasonRequired):
+                    form.reason.errors = [*form.reason.errors, "Give the reason for change."]
         else:
             if r.moved:
                 flash(f"{t.label}: done. {r.number} is now {d.states[r.state].label}.", "success")

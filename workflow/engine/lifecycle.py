@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from workflow.audit import trail as audit
 from workflow.db import records
 from workflow.db.models import Record, User
-from workflow.engine import access, inputs, signing, states
+from workflow.engine import access, content, inputs, signing, states
 from workflow.engine import statements as st
 from workflow.engine.context import Ctx
 from workflow.errors import (
@@ -118,8 +118,11 @@ def fire(ctx: Ctx, rec: Record, name: str, user: User, data: dict[str, Any],
         raise ValidationFailed({f: f"is required to {t.label.lower()}" for f in missing})
     if t.reason_required and not (reason or "").strip():
         raise ReasonRequired(f"{t.label.lower()} {rec.number}")
+    # signed content is locked; populations, required values, reasons (engine/content.py)
+    content.check_locks(session, d, rec, t, old_data, new_data)
     if t.guards:
         inputs.check_guards(t.name, t.guards, inputs.names(ctx, d, rec, new_data, user))
+    content.check(session, d, rec, t, user, old_data, new_data, reason)
 
     changes = {k: [old_data.get(k), new_data.get(k)] for k in
                sorted(set(old_data) | set(new_data)) if old_data.get(k) != new_data.get(k)}
@@ -142,7 +145,8 @@ def fire(ctx: Ctx, rec: Record, name: str, user: User, data: dict[str, Any],
         sig_id, have = signing.sign(ctx, rec, user, signature, transition=name,
                                     meaning=t.signature.meaning, roles=t.signature.roles,
                                     data=new_data, quorum=t.signature,
-                                    separation=t if system_actor else None)
+                                    separation=t if system_actor else None,
+                                    covers=t if t.locks else None)
         if have < t.signature.quorum:
             # the record stays put until the quorum is met
             return False, t.signature.quorum - have, sig_id

@@ -15,14 +15,17 @@ from workflow.engine import access
 from workflow.engine import statements as st
 from workflow.engine.context import Ctx
 from workflow.errors import NotAuthorized, SegregationOfDuties, SignatureRejected
+from workflow.spec import content as spec
 from workflow.spec.model import TransitionSpec
 
 
 def sign(ctx: Ctx, rec: Record, user: User, signature: Any, *, transition: str, meaning: str,
          roles: tuple[str, ...], data: Mapping[str, Any], quorum: Any = None,
-         separation: TransitionSpec | None = None) -> tuple[int, int]:
+         separation: TransitionSpec | None = None,
+         covers: TransitionSpec | None = None) -> tuple[int, int]:
     """Verify, check and store a signature; returns (its id, how many signatures this
-    step has now, counting it)."""
+    step has now, counting it). ``covers``: the step whose ``locks`` the signature covers
+    (its sign event records the covered content's hash, to show it superseded later)."""
     session = ctx.session
     signer = ctx.verifier.verify(session, signature, user)
     if signer.user.id != user.id:
@@ -54,13 +57,13 @@ def sign(ctx: Ctx, rec: Record, user: User, signature: Any, *, transition: str, 
                 "rid": rec.id, "b_role": covered, "now": ctx.now, "uid": signer.user.id,
                 "transition": transition})
     sig_id = store(ctx, rec, signer.user, transition=transition, meaning=meaning, role=role,
-                   method=signer.method, data=data)
+                   method=signer.method, data=data, covers=covers)
     # the record row lock serialises signers, so the count read above is still current
     return sig_id, have
 
 
 def store(ctx: Ctx, rec: Record, user: User, *, transition: str, meaning: str, role: str,
-          method: str, data: Mapping[str, Any]) -> int:
+          method: str, data: Mapping[str, Any], covers: TransitionSpec | None = None) -> int:
     """Write a verified signature row and its audit event; returns the signature id."""
     content_hash = canonical.sha256(canonical.record_content(
         rec.number, rec.workflow_key, rec.definition_hash, dict(data)))
@@ -73,10 +76,15 @@ def store(ctx: Ctx, rec: Record, user: User, *, transition: str, meaning: str, r
     # write the record row early, and again at commit)
     row["mac"] = compute_mac(ctx.signing_key, Signature(**row), rec.number)
     sig_id = st.inserted_id(ctx.session.execute(st.INSERT_SIGNATURE, row))
+    manifest: dict[str, Any] = {"id": sig_id, "meaning": meaning, "role": role,
+                                "method": method, "content_hash": content_hash}
+    if covers is not None:
+        # what the signature locks (R-P11-70-2): shown "superseded" once that content changes
+        manifest.update(covers=[f for f in covers.locks if f not in spec.whole_free(covers)],
+                        free={k: sorted(v) for k, v in spec.free_columns(covers).items()},
+                        covered_hash=spec.covered_hash(spec.covered(covers, data)))
     audit.record_event(ctx.session, rec, at=ctx.now, actor=user, action="sign",
-                       transition=transition,
-                       changes={"signature": {"id": sig_id, "meaning": meaning, "role": role,
-                                              "method": method, "content_hash": content_hash}})
+                       transition=transition, changes={"signature": manifest})
     return sig_id
 
 

@@ -21,6 +21,7 @@ from workflow.audit.trail import event_payload
 from workflow.canonical import keyed_hash
 from workflow.db.models import DefinitionVersion, Record, User
 from workflow.db.seals import SEALED, record_seal
+from workflow.engine import content
 from workflow.engine.core import Engine
 from workflow.errors import RecordNotFound
 from workflow.identity import users as identity
@@ -41,6 +42,7 @@ def record_copy(session: Session, registry: Registry, rec: Record) -> dict[str, 
     # the same reads as the record page (workflow/queries/records.py): they cannot diverge
     events = [ev for ev, _ in records.audit_events(session, rec)]
     sigs = records.signatures(session, rec)
+    superseded = content.superseded(events, rec.data)
     links = records.links(session, rec)
     creator = session.get(User, rec.created_by_id)
     fields = []
@@ -82,7 +84,9 @@ def record_copy(session: Session, registry: Registry, rec: Record) -> dict[str, 
                         "role": s.signer_role, "signed_at_utc": _iso(s.signed_at),
                         "meaning": s.meaning, "transition": s.transition, "method": s.method,
                         "record_version": s.record_version, "content_hash": s.content_hash,
-                        "mac": s.mac} for s in sigs],
+                        "mac": s.mac,
+                        "status": "superseded" if s.id in superseded else "valid"}
+                       for s in sigs],
         "audit_trail": [{**{k: _iso(v) for k, v in event_payload(e).items()}, "hash": e.hash}
                         for e in events],
         "integrity": {
@@ -195,7 +199,10 @@ def record_pdf(doc: dict[str, Any]) -> bytes:
               [50, 130]),
         Paragraph("Electronic signatures", styles["Heading2"]),
         table(["Printed name", "Date and time (UTC)", "Meaning", "Role", "Step"],
-              [[s["printed_name"], s["signed_at_utc"], s["meaning"], s["role"], s["transition"]]
+              [[s["printed_name"], s["signed_at_utc"],
+                s["meaning"] + (" (SUPERSEDED: the content it covered changed since)"
+                                if s.get("status") == "superseded" else ""),
+                s["role"], s["transition"]]
                for s in doc["signatures"]] or [["none", "", "", "", ""]], [40, 45, 40, 25, 30]),
         Paragraph("State history", styles["Heading2"]),
         table(["Time (UTC)", "From", "To", "Step", "By", "Reason"],

@@ -24,6 +24,7 @@ from workflow.db.models import (
     TaskStatus,
     User,
 )
+from workflow.engine import content
 from workflow.engine.core import Engine
 from workflow.queries.directories import people_names
 from workflow.registry import Registry
@@ -52,6 +53,8 @@ class RecordPage:
     available: list[TransitionSpec]
     #: printed names of the usernames the record's user fields hold
     people: dict[str, str]
+    #: ids of signatures whose covered content changed since (R-P11-70-2)
+    superseded: frozenset[int] = frozenset()
 
 
 def audit_events(session: Session, rec: Record) -> list[tuple[AuditEvent, str | None]]:
@@ -65,6 +68,11 @@ def signatures(session: Session, rec: Record) -> list[Signature]:
     """The record's signatures, in the order they were given."""
     return list(session.execute(select(Signature).where(Signature.record_id == rec.id)
                                 .order_by(Signature.id)).scalars())
+
+
+def superseded(session: Session, rec: Record) -> frozenset[int]:
+    """Ids of ``rec``'s signatures whose covered content changed since (R-P11-70-2)."""
+    return content.superseded([ev for ev, _ in audit_events(session, rec)], rec.data)
 
 
 def links(session: Session, rec: Record) -> list[tuple[RecordLink, Record]]:
@@ -112,7 +120,8 @@ def record_page(session: Session, engine: Engine, number: str, viewer: str) -> R
         signatures=signatures(session, rec), links=links(session, rec),
         tasks=open_tasks(session, rec),
         available=engine.available_transitions(rec.number, viewer, session=session),
-        people=field_people(session, d, rec))
+        people=field_people(session, d, rec),
+        superseded=content.superseded([ev for ev, _ in trail], rec.data))
 
 
 def visible_records(session: Session, registry: Registry, user: User, roles: set[str], *,

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from workflow.errors import Problem
-from workflow.spec import expressions
+from workflow.spec import content, expressions
 from workflow.spec.model import BUILTIN_NAMES, PSEUDO_ROLES, WorkflowDefinition
 from workflow.spec.source import KeyPath, Lines, line_of
 
@@ -53,6 +53,7 @@ class _Checker:
         self._actions(names)
         self._milestones()
         self._capabilities()
+        self.problems.extend(content.check(self.doc, self.lines, self.origin))
         return self.problems
 
     # roles: declared names or pseudo-roles

@@ -170,6 +170,10 @@ def _field_from(name: str, spec: dict[str, Any]) -> FieldSpec:
         item=_field_from("item", spec["item"]) if "item" in spec else None,
         fields=tuple(_field_from(n, s) for n, s in spec.get("fields", {}).items()),
         link=spec.get("link"),
+        generated=bool(spec.get("generated")),
+        editable=tuple(spec.get("editable", ())),
+        subject=spec.get("subject"),
+        csv_import=bool(spec.get("csv_import")),
     )
 
 
@@ -220,6 +224,9 @@ def _build(doc: dict[str, Any], text: str, origin: str, lines: Lines) -> Workflo
                 not_actor_of=tuple(sep.get("not_actor_of", ())),
             ),
             training=_training(t.get("training")),
+            locks=tuple(t.get("locks", ())),
+            editable_after=tuple(t.get("editable_after", ())),
+            unlocks=tuple(t.get("unlocks", ())),
         )
     milestones = {
         n: Milestone(n, m.get("label", n.replace("_", " ").capitalize()), m["start"], m["stop"])

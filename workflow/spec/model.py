@@ -47,6 +47,12 @@ class FieldSpec:
     item: FieldSpec | None = None
     fields: tuple[FieldSpec, ...] = ()
     link: str | None = None  # reference fields: also record a link of this kind
+    # list fields (workflow/spec/content.py): a generated population, the columns a step may
+    # still change in it, the user column naming whom a row is about, CSV import in the form
+    generated: bool = False
+    editable: tuple[str, ...] = ()
+    subject: str | None = None
+    csv_import: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,12 @@ class TransitionSpec:
     signature: SignatureSpec | None = None
     separation: Separation = field(default_factory=Separation)
     training: tuple[TrainingRequirement, ...] = ()
+    # signed content (workflow/spec/content.py): the fields this step's signature locks, the
+    # locked fields or list columns ("list.column") still editable, the signed steps whose
+    # locks this step releases (a send-back for re-approval)
+    locks: tuple[str, ...] = ()
+    editable_after: tuple[str, ...] = ()
+    unlocks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
