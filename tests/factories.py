@@ -23,12 +23,14 @@ def sign(username: str) -> VouchedSignature:
 class Qms:
     """Runs ``qms`` commands in-process on one database; closes the engines they open."""
 
-    def __init__(self, url: str, key_hex: str = CLI_KEY_HEX) -> None:
+    def __init__(self, url: str, key_hex: str = CLI_KEY_HEX,
+                 env: dict[str, str] | None = None) -> None:
         self.url = url
-        self.runner = CliRunner(env={"QMS_DATABASE_URL": url, "QMS_SIGNATURE_KEY": key_hex})
+        self.runner = CliRunner(env={"QMS_DATABASE_URL": url, "QMS_SIGNATURE_KEY": key_hex,
+                                     **(env or {})})
         self.engines: list[Any] = []
 
-    def __call__(self, *args: str) -> Result:
+    def __call__(self, *args: str, input: str | None = None) -> Result:
         real = db.make_engine
 
         def tracking(*a: Any, **kw: Any) -> Any:
@@ -37,7 +39,7 @@ class Qms:
 
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(db, "make_engine", tracking)
-            return self.runner.invoke(main, list(args))
+            return self.runner.invoke(main, list(args), input=input)
 
     def close(self) -> None:
         for e in self.engines:

@@ -29,7 +29,8 @@ _EXPORTS = {
     "VouchingVerifier": "workflow.signatures.mac",
     **{name: "workflow.errors" for name in (
         "WorkflowError", "DefinitionError", "UnknownWorkflow", "RecordNotFound", "UnknownUser",
-        "InactiveUser", "TaskNotFound", "TransitionNotAvailable", "NotAuthorized",
+        "InactiveUser", "TaskNotFound", "CliActingRefused",
+        "TransitionNotAvailable", "NotAuthorized",
         "SegregationOfDuties",
         "TrainingRequired", "ValidationFailed", "GuardFailed", "ReasonRequired",
         "SignatureRequired", "SignatureRejected", "CredentialsRejected", "StaleRecord",
@@ -41,7 +42,8 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "AccountLocked", "AuthError", "ConfigError", "CredentialsRejected", "DefinitionError",
+    "AccountLocked", "AuthError", "CliActingRefused", "ConfigError", "CredentialsRejected",
+    "DefinitionError",
     "DefinitionTampered", "DueDateLocked",
     "Engine", "GuardFailed", "InactiveUser", "LoginFailed", "NotAuthorized", "PasswordExpired",
     "PasswordRejected", "ReasonRequired", "RecordNotFound", "Result", "SecondFactorFailed",
@@ -60,6 +62,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
         AccountLocked,
         AuthError,
         ChangeReasonRequired,
+        CliActingRefused,
         ConfigError,
         ContentLocked,
         CredentialsRejected,

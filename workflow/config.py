@@ -49,6 +49,9 @@ class Settings:
     totp_required_roles: tuple[str, ...] = ("qa", "admin")
     totp_issuer: str = "QMS"
     security_role: str = "admin"
+    # --- command line: `--maintenance` (act without the named user's credentials) is
+    # refused unless this is on; every event then records the OS user (docs/architecture.md)
+    cli_maintenance: bool = False
     # --- engine, scheduler, dashboard
     system_name: str = "QMS"
     schedules_file: Path | None = None  # None: the shipped definitions/schedules/schedules.yaml
@@ -98,6 +101,7 @@ class Settings:
             else tuple(r.strip() for r in roles.split(",") if r.strip()),
             totp_issuer=env.text("QMS_TOTP_ISSUER", d.totp_issuer),
             security_role=env.text("QMS_SECURITY_ROLE", d.security_role),
+            cli_maintenance=env.flag("QMS_CLI_MAINTENANCE", d.cli_maintenance),
             system_name=env.text("QMS_SYSTEM_NAME", d.system_name),
             schedules_file=env.path("QMS_SCHEDULES_FILE"),
             kpi_thresholds=env.path("QMS_KPI_THRESHOLDS"),

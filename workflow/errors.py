@@ -241,6 +241,13 @@ class AuthError(WorkflowError):
     code = "auth_failed"
 
 
+class CliActingRefused(AuthError):
+    """The command line may not act as the named person (no credentials, maintenance mode
+    not allowed, or the account must first finish something in the web application)."""
+
+    code = "cli_acting_refused"
+
+
 class LoginFailed(AuthError):
     """Deliberately vague: it does not tell whether the username exists."""
 

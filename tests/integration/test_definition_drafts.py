@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select, update
 
+from tests.factories import Qms
 from tests.integration import test_cli as _cli
 from workflow.audit.integrity import verify
 from workflow.change_control import drafts, publishing
@@ -208,7 +209,7 @@ def test_dry_run_walks_a_record_and_leaves_nothing_behind(engine, org):
     assert counts() == before
 
 
-def test_cli_publish_submits_and_never_publishes_alone(qms, tmp_path):
+def test_cli_publish_submits_and_never_publishes_alone(qms, tmp_path, request):
     """R-A11-10-1 R-P11-10k-1: `qms definitions publish FILE --as USER --summary` creates a
     draft and a DCR; nothing is published until QA signs; a non-process-owner is refused."""
     assert qms("init").exit_code == 0
@@ -219,16 +220,21 @@ def test_cli_publish_submits_and_never_publishes_alone(qms, tmp_path):
     src = (DEFAULT_DEFINITIONS_DIR / "capa.yaml").read_text()
     f = tmp_path / "capa.yaml"
     f.write_text(src.replace(OLD_TITLE, NEW_TITLE))
-    res = qms("definitions", "publish", str(f), "--as", "emma", "--summary", "x")
+    # the users have no password yet: they act in maintenance mode (R-SEC-35)
+    qms = Qms(qms.url, env={"QMS_CLI_MAINTENANCE": "1"})
+    request.addfinalizer(qms.close)
+    res = qms("definitions", "publish", str(f), "--as", "emma", "--summary", "x",
+              "--maintenance")
     assert res.exit_code == 1 and "process owners" in res.output
     res = qms("definitions", "publish", str(f), "--as", "paul", "--summary",
-              "Clearer step name")
+              "Clearer step name", "--maintenance")
     assert res.exit_code == 0, res.output
     assert "submitted for approval as DCR-" in res.output
     listing = qms("definitions", "list").output
     assert "capa                   v1" in listing and "capa                   v2" not in listing
     bad = tmp_path / "bad.yaml"
     bad.write_text(src.replace("    to: investigation\n", "    to: nowhere\n"))
-    res = qms("definitions", "publish", str(bad), "--as", "paul", "--summary", "x")
+    res = qms("definitions", "publish", str(bad), "--as", "paul", "--summary", "x",
+              "--maintenance")
     line = src.splitlines().index("    to: investigation") + 1
     assert res.exit_code == 1 and f"{bad}:{line}: " in res.output

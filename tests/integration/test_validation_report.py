@@ -160,7 +160,7 @@ def test_same_inputs_give_identical_report_files(qms, synthetic, tmp_path):
 
 @pytest.mark.committed
 def test_submitted_report_is_approved_by_qa_with_a_signature(qms, synthetic, tmp_path,
-                                                             committed_engine):
+                                                             committed_engine, request):
     """R-WF-7 R-P11-50-1 R-P11-10g-2: --submit-as starts a validation_report record holding the
     PDF's SHA-256 and path; the submitter cannot approve it, another QA signs "Approved"."""
     eng = committed_engine
@@ -173,8 +173,11 @@ def test_submitted_report_is_approved_by_qa_with_a_signature(qms, synthetic, tmp
                 identity.grant_role(s, u, r, actor=actor, reason="test")
     cat, results = synthetic
     out = tmp_path / "report"
+    # vera (QA) has no authenticator yet: she submits in maintenance mode (R-SEC-35)
+    qms = Qms(qms.url, TEST_KEY.hex(), env={"QMS_CLI_MAINTENANCE": "1"})
+    request.addfinalizer(qms.close)
     res = qms("validation-report", "--results", str(results), "--out", str(out),
-              "--requirements", str(cat), "--submit-as", "vera")
+              "--requirements", str(cat), "--submit-as", "vera", "--maintenance")
     assert res.exit_code == 0, res.output
     assert "VAL-2026-0001 created in state in_review" in res.output
     pdf = out / "validation-report.pdf"
@@ -207,6 +210,7 @@ def test_bad_results_file_and_unknown_submitter_are_one_clear_line(qms, syntheti
     assert res.exit_code == 1
     assert "not a results file written by `pytest --trace-report`" in res.output
     res = qms("validation-report", "--results", str(results), "--out", str(tmp_path / "y"),
-              "--requirements", str(cat), "--submit-as", "nobody")
+              "--requirements", str(cat), "--submit-as", "nobody", "--password-stdin",
+              input="whatever\n")
     assert res.exit_code == 1 and "Traceback" not in res.output
-    assert "nobody" in res.output
+    assert res.output == "error: Unknown username or wrong password.\n"

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from workflow import canonical
 from workflow.canonical import keyed_hash
 from workflow.db.models import AuditChain, AuditEvent, Record, User
-from workflow.db.uow import session_key
+from workflow.db.uow import attributed, session_key
 
 GENESIS = "0" * 64
 #: who may read the system audit trail (logins, grants, definitions, exports)
@@ -117,7 +117,7 @@ def record_event(
         "from_state": from_state,
         "to_state": to_state,
         "changes": _plain(changes),
-        "reason": reason,
+        "reason": attributed(session, reason),
         "prev_hash": record.audit_head or GENESIS,
     }
     row["hash"] = keyed_hash(session_key(session), row)
@@ -180,7 +180,7 @@ def system_event(
         record_version=None,
         definition_hash=None,
         changes=_plain(changes),
-        reason=reason,
+        reason=attributed(session, reason),
         prev_hash=head.head or GENESIS,
     )
     ev.hash = compute_hash(ev, session_key(session))

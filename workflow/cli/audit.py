@@ -8,7 +8,14 @@ import sys
 
 import click
 
-from workflow.cli.common import checked_engine, cli_reason, friendly, operator
+from workflow.cli.common import (
+    act_as,
+    acting_options,
+    checked_engine,
+    cli_reason,
+    friendly,
+    operator,
+)
 from workflow.queries import copies
 from workflow.queries.copies import record_pdf
 from workflow.scheduling.claims import runner_name
@@ -45,14 +52,19 @@ def verify_audit() -> None:
               help="Write to this file instead of standard output.")
 @click.option("--reason", default="true copy", show_default=True,
               help="Why the copy is made (audited with the export).")
+@acting_options(required=False)
 @friendly
-def export(number: str, fmt: str, output: str | None, reason: str) -> None:
+def export(number: str, fmt: str, output: str | None, reason: str, actor: str | None,
+           password_stdin: bool, totp: str | None, maintenance: bool) -> None:
     """A record's true copy: fields with labels, state history, links, signature
-    manifestations, the audit trail, and its seal and chain head (the export is audited)."""
+    manifestations, the audit trail, and its seal and chain head (the export is audited and
+    names the person --as who made it, with their password)."""
     if fmt == "pdf" and not output:
         raise click.UsageError("--format pdf needs --output FILE")
     engine, _ = checked_engine()
-    doc = copies.export(engine, number, fmt, cli_reason(reason))
+    who = act_as(engine, actor, password_stdin=password_stdin, totp=totp,
+                 maintenance=maintenance, command=f"export {number}", required=False)
+    doc = copies.export(engine, number, fmt, cli_reason(reason), actor=who.username)
     if fmt == "pdf" and output:  # (--format pdf without --output was refused above)
         with open(output, "wb") as fh:
             fh.write(record_pdf(doc))

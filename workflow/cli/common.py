@@ -17,6 +17,7 @@ from workflow.bootstrap import open_engine
 from workflow.db import engines as db
 from workflow.engine.core import Engine
 from workflow.errors import DefinitionError, WorkflowError
+from workflow.identity import acting
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -79,3 +80,65 @@ def cli_reason(reason: str) -> str:
 def operator() -> str:
     """Who ran the command, as recorded with what it changes."""
     return f"qms CLI, OS user {getpass.getuser()}"
+
+
+# ------------------------------------------------------------------ acting as a person
+
+
+def acting_options(required: bool = True) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """``--as USER`` with the user's credentials (``--password-stdin``, ``--totp``), or
+    ``--maintenance`` (workflow/identity/acting.py). ``required``: --as must be given unless
+    in maintenance mode."""
+
+    def deco(fn: Callable[P, R]) -> Callable[P, R]:
+        for option in reversed([
+            click.option("--as", "actor", default=None,
+                         help="The person acting; asked for their password (and "
+                              "authenticator code where they have one)."
+                         + ("" if required else " Optional with --maintenance.")),
+            click.option("--password-stdin", is_flag=True,
+                         help="Read the password from the first line of standard input "
+                              "(scripts) instead of asking on the terminal."),
+            click.option("--totp", default=None,
+                         help="Authenticator code (asked when needed and not given)."),
+            click.option("--maintenance", is_flag=True,
+                         help="Act without the person's credentials: only when "
+                              "QMS_CLI_MAINTENANCE=1; every event records your OS user."),
+        ]):
+            fn = option(fn)
+        return fn
+
+    return deco
+
+
+def act_as(engine: Engine, actor: str | None, *, password_stdin: bool, totp: str | None,
+           maintenance: bool, command: str, required: bool = True) -> acting.Acting:
+    """Establish who this run acts as and attribute every event it writes (the engine's unit
+    of work carries "qms CLI, OS user ..." into each event's reason)."""
+    os_user = getpass.getuser()
+    if maintenance:
+        if required and not actor:
+            raise click.UsageError("--as USER is required (with --maintenance too)")
+        who = acting.maintenance(engine, actor, os_user=os_user, command=command)
+    else:
+        if not actor:
+            raise click.UsageError("--as USER is required: the command acts as a named "
+                                   "person, with their password")
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+        else:
+            password = click.prompt(f"Password for {actor}", hide_input=True, err=True)
+
+        def ask_code() -> str:
+            if totp:
+                return totp
+            if password_stdin:  # the second line, when a script gives one
+                line = sys.stdin.readline().rstrip("\r\n")
+                if line:
+                    return line
+            return str(click.prompt(f"Authenticator code for {actor}", err=True))
+
+        who = acting.authenticate(engine, actor, password, ask_code, os_user=os_user,
+                                  command=command)
+    engine.uow.attribution = who.attribution
+    return who

@@ -14,7 +14,7 @@ from workflow.bootstrap import load_definitions
 from workflow.change_control import plans as migration_plans
 from workflow.change_control.drafts import DraftInvalid
 from workflow.change_control.publishing import publish_file
-from workflow.cli.common import checked_engine, cli_reason, friendly
+from workflow.cli.common import act_as, acting_options, checked_engine, cli_reason, friendly
 from workflow.db.models import DefinitionVersion
 from workflow.errors import DefinitionError, WorkflowError
 from workflow.signatures.part11 import PasswordSignature
@@ -136,18 +136,23 @@ def definitions_migrate(plan_file: str, dry_run: bool, actor: str | None, passwo
 
 @definitions_group.command("publish")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--as", "username", required=True,
-              help="The process owner submitting the change (holds role process_owner).")
+@acting_options()
 @click.option("--summary", required=True, help="What changes and why (on the DCR record).")
 @friendly
-def definitions_publish(file: str, username: str, summary: str) -> None:
+def definitions_publish(file: str, actor: str | None, password_stdin: bool, totp: str | None,
+                        maintenance: bool, summary: str) -> None:
     """Submit FILE as a new version under change control.
 
     A draft of FILE's workflow is created and submitted: a definition change record (DCR)
     starts, and the new version is published only when QA approves that record with an
     electronic signature ("Approved for use"; not the submitter). Same rules as the editor.
+    --as is the process owner submitting the change, with their password.
     """
     engine, _ = checked_engine()
+    who = act_as(engine, actor, password_stdin=password_stdin, totp=totp,
+                 maintenance=maintenance, command=f"definitions publish {file}")
+    assert who.username is not None  # --as is required
+    username = who.username
     try:
         draft, result = publish_file(engine, file, username, cli_reason(summary))
     except DraftInvalid as exc:

@@ -9,7 +9,7 @@ from typing import Any
 import click
 from sqlalchemy import select
 
-from workflow.cli.common import checked_engine, friendly
+from workflow.cli.common import act_as, acting_options, checked_engine, friendly
 from workflow.db.models import AuditEvent, Record, Signature
 
 
@@ -34,28 +34,40 @@ def parse_data(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 @records_group.command("start")
 @click.argument("workflow")
-@click.option("--as", "actor", required=True, help="Username acting.")
+@acting_options()
 @click.option("--set", "pairs", multiple=True, help="FIELD=VALUE (repeatable; JSON for lists).")
 @friendly
-def records_start(workflow: str, actor: str, pairs: tuple[str, ...]) -> None:
+def records_start(workflow: str, actor: str | None, password_stdin: bool, totp: str | None,
+                  maintenance: bool, pairs: tuple[str, ...]) -> None:
+    """Start a WORKFLOW record as the person --as (with their password)."""
+    data = parse_data(pairs)
     engine, _ = checked_engine()
-    r = engine.start(workflow, actor, parse_data(pairs))
+    who = act_as(engine, actor, password_stdin=password_stdin, totp=totp,
+                 maintenance=maintenance, command=f"records start {workflow}")
+    assert who.username is not None  # --as is required
+    r = engine.start(workflow, who.username, data)
     click.echo(f"{r.number} created in state {r.state} (version {r.version})")
 
 
 @records_group.command("fire")
 @click.argument("number")
 @click.argument("transition")
-@click.option("--as", "actor", required=True, help="Username acting.")
+@acting_options()
 @click.option("--set", "pairs", multiple=True, help="FIELD=VALUE (repeatable).")
 @click.option("--reason", default=None)
 @click.option("--expected-version", type=int, default=None)
 @friendly
-def records_fire(number: str, transition: str, actor: str, pairs: tuple[str, ...],
+def records_fire(number: str, transition: str, actor: str | None, password_stdin: bool,
+                 totp: str | None, maintenance: bool, pairs: tuple[str, ...],
                  reason: str | None, expected_version: int | None) -> None:
-    """Fire an unsigned TRANSITION (signed steps are done in the web UI or API)."""
+    """Fire an unsigned TRANSITION as the person --as, with their password (signed steps
+    are done in the web UI or API)."""
+    data = parse_data(pairs)
     engine, _ = checked_engine()
-    r = engine.fire(number, transition, actor, parse_data(pairs), reason=reason,
+    who = act_as(engine, actor, password_stdin=password_stdin, totp=totp,
+                 maintenance=maintenance, command=f"records fire {number} {transition}")
+    assert who.username is not None  # --as is required
+    r = engine.fire(number, transition, who.username, data, reason=reason,
                     expected_version=expected_version)
     click.echo(f"{r.number} is now in state {r.state} (version {r.version})")
 

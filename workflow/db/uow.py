@@ -29,6 +29,9 @@ KEY = "qms_key"
 READ_ONLY = "qms_read_only"
 #: where a read unit puts the server key, to check seals (never to write)
 CHECK_KEY = "qms_check_key"
+#: where a write unit puts its attribution: appended to the reason of every audit event the
+#: unit writes (the command line's "qms CLI, OS user ..."; workflow/audit/trail.py)
+ATTRIBUTION = "qms_attribution"
 
 Hook = Callable[[Session], None]
 
@@ -40,6 +43,15 @@ def session_key(session: Session) -> bytes:
         # fail closed: an audit event or a seal must never be written unkeyed
         raise RuntimeError("audit events are written only inside a write unit (UnitOfWork.write)")
     return bytes(key)
+
+
+def attributed(session: Session, reason: str | None) -> str | None:
+    """``reason`` with the unit's attribution appended (``reason [attribution]``), or as it
+    is when the unit has none."""
+    extra = session.info.get(ATTRIBUTION)
+    if not extra:
+        return reason
+    return f"{reason} [{extra}]" if reason else f"[{extra}]"
 
 
 def check_key(session: Session) -> bytes:
@@ -86,6 +98,9 @@ class UnitOfWork:
         self.before_write = tuple(before_write)
         self.on_rollback = tuple(on_rollback)
         self.after_flush = tuple(after_flush)
+        #: set by the command line (workflow/cli/common.py): every audit event of every
+        #: write unit then says where the change came from, in its reason
+        self.attribution: str | None = None
         event.listen(self.sessions, "before_flush", self._before_flush)
         event.listen(self.sessions, "after_flush", self._after_flush)
         event.listen(self.sessions, "before_commit", self._before_commit)
@@ -123,6 +138,8 @@ class UnitOfWork:
             with session.begin(), session.no_autoflush:
                 session.connection(execution_options=WRITE)
                 session.info[KEY] = self.key
+                if self.attribution:
+                    session.info[ATTRIBUTION] = self.attribution
                 yield session
         finally:
             session.close()
