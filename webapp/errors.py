@@ -73,6 +73,7 @@ ERRORS: dict[type[wf.WorkflowError], ErrorEntry] = {
     # login, password and second-factor errors: the login pages answer them themselves; where
     # one escapes to a generic handler it refused the change like any other rule
     wf.AuthError: REFUSED,
+    wf.CliActingRefused: REFUSED,
     wf.LoginFailed: REFUSED,
     wf.PasswordExpired: REFUSED,
     wf.PasswordRejected: REFUSED,
