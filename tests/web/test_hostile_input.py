@@ -29,6 +29,11 @@ DEV = {
 }
 
 
+#: generous for a loaded CI machine (2 cores shared by several jobs measured 2.5 s); the
+#: unguarded parse took 35 s to save and 50 s to view
+LIMIT_S = 8.0
+
+
 def _save(client, draft_id: int, source: str, expected: int = 1):
     token = csrf(client, f"/definitions/drafts/{draft_id}")
     return client.post(
@@ -39,8 +44,8 @@ def _save(client, draft_id: int, source: str, expected: int = 1):
 
 def test_a_yaml_bomb_in_a_draft_is_refused_fast_and_the_page_keeps_working(client, account, engine):
     """R-SEC-30: a 306-byte alias bomb and 20,000 nested brackets saved into a draft answer
-    422 within a second with the limit at its line; the draft page then opens (200) in well
-    under a second for anyone, instead of 50 s or a 500 for good."""
+    422 in well under a second (seconds on a loaded machine) with the limit at its line; the
+    draft page then opens (200) for anyone, instead of taking 50 s or a 500 for good."""
     account("paul", "process_owner", "employee")
     account("emma", "employee")
     login(client, "paul")
@@ -52,13 +57,13 @@ def test_a_yaml_bomb_in_a_draft_is_refused_fast_and_the_page_keeps_working(clien
         r = _save(client, d.id, text, expected=1 + n)
         body = r.get_data(as_text=True)
         assert r.status_code == 422 and message in body, body[:2000]
-        assert time.perf_counter() - t < 2.0
+        assert time.perf_counter() - t < LIMIT_S
     client.post("/logout", data={"csrf_token": csrf(client, "/")})
     login(client, "emma")
     t = time.perf_counter()
     r = client.get(f"/definitions/drafts/{d.id}")
     assert r.status_code == 200 and "nested more than 40" in r.get_data(as_text=True)
-    assert time.perf_counter() - t < 2.0
+    assert time.perf_counter() - t < LIMIT_S
 
 
 def test_an_oversized_draft_is_refused_and_not_stored(client, account, engine):
