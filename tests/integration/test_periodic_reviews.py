@@ -28,7 +28,14 @@ from workflow.db.models import (
     Signature,
     Task,
 )
-from workflow.errors import AccountLocked, GuardFailed, LoginFailed, RecordNotFound, SegregationOfDuties
+from workflow.errors import (
+    AccountLocked,
+    GuardFailed,
+    LoginFailed,
+    PopulationFixed,
+    RecordNotFound,
+    SegregationOfDuties,
+)
 from workflow.identity import passwords, sessions
 from workflow.identity import users as identity
 from workflow.identity.policy import Policy
@@ -172,7 +179,8 @@ def test_signed_audit_trail_review_closes(engine, people):
     with pytest.raises(GuardFailed, match="Every listed record needs an attestation"):
         engine.fire(number, "sign_review", people["qa"], {"records": rows},
                     signature=sign(people["qa"]))
-    with pytest.raises(GuardFailed, match="must stay listed"):
+    # the listed records are a generated population: none can be dropped (R-WF-23)
+    with pytest.raises(PopulationFixed, match="rows cannot be added or removed"):
         engine.fire(number, "sign_review", people["qa"], {"records": []},
                     signature=sign(people["qa"]))
     finding = [{**rows[0], "decision": "finding"}]

@@ -140,11 +140,15 @@ def test_revocations_from_a_scheduled_review_take_effect_at_once(engine, staff):
     engine.fire(capa.number, "assign", staff["qa"], {"owner": "olga"})
     rec = engine.get("AR-2026-0001")
     grants = [{**g, "decision": "revoke", "comment": "left the team"}
-              if (g["user"], g["role"]) == ("olga", "capa_owner") else {**g, "decision": "keep"}
-              for g in rec.data["grants"] if g["user"] != "sonia"]
-    # leaving out her own rows changes the generated list: a reason for change (R-WF-21)
-    engine.fire("AR-2026-0001", "attest", "sonia", {"grants": grants},
-                signature=sign("sonia"), reason="My own grants are reviewed by another owner")
+              if (g["user"], g["role"]) == ("olga", "capa_owner") else
+              g if g["user"] == "sonia" else {**g, "decision": "keep"}
+              for g in rec.data["grants"]]
+    # sonia's own rows go to a second reviewer (R-WF-23); the revocation follows their decision
+    engine.fire("AR-2026-0001", "attest_own_access_pending", "sonia", {"grants": grants},
+                signature=sign("sonia"))
+    decided = [{**g, "decision": "keep"} if g["user"] == "sonia" else g for g in grants]
+    engine.fire("AR-2026-0001", "second_attest", "ivy", {"grants": decided},
+                signature=sign("ivy"))
     with engine.reader() as s:
         assert "capa_owner" not in identity.roles_of(s, identity.get_user(s, "olga"))
         ev = s.execute(select(AuditEvent).where(AuditEvent.chain == audit.SYSTEM_CHAIN,

@@ -105,23 +105,28 @@ def active_locks(
     return out
 
 
-def check_locks(
+def check_fixed(
     session: Session,
     d: WorkflowDefinition,
     rec: Record,
     t: TransitionSpec,
+    user: User,
     old: Mapping[str, Any],
     new: Mapping[str, Any],
 ) -> None:
-    """Refuse ``t``'s change when it touches content a signature in force locks (run before
-    the step's guards: the lock is the reason, whatever else is wrong).
+    """Refuse ``t``'s change when it touches content a signature in force locks, or rows of
+    a generated population (run before the step's guards: what is fixed is the reason,
+    whatever else is wrong).
 
     Raises:
-        ContentLocked.
+        ContentLocked, PopulationFixed.
     """
     changed = [f for f in sorted(set(old) | set(new)) if old.get(f) != new.get(f)]
-    if changed and any(x.locks for x in d.transitions.values()):
+    if not changed:
+        return
+    if any(x.locks for x in d.transitions.values()):
         _locks(d, rec, t, history(session, rec), old, new, changed)
+    _populations(d, user, old, new, changed)
 
 
 def check(
@@ -134,18 +139,17 @@ def check(
     new: Mapping[str, Any],
     reason: str | None,
 ) -> None:
-    """Refuse ``t``'s change of ``old`` into ``new`` when a population is fixed, a field
-    an earlier step required is cleared, or a reason for change is missing (run after the
-    step's guards, which name what the step itself needs first).
+    """Refuse ``t``'s change of ``old`` into ``new`` when a field an earlier step required
+    is cleared, or a reason for change is missing (run after the step's guards, which name
+    what the step itself needs first).
 
     Raises:
-        PopulationFixed, RequiredEarlier, ChangeReasonRequired.
+        RequiredEarlier, ChangeReasonRequired.
     """
     changed = [f for f in sorted(set(old) | set(new)) if old.get(f) != new.get(f)]
     if not changed:
         return
     events = history(session, rec)
-    _populations(d, user, old, new, changed)
     _required_earlier(d, events, old, new, changed)
     _reason(d, rec, t, user, events, old, new, changed, reason)
 

@@ -119,7 +119,7 @@ def fire(ctx: Ctx, rec: Record, name: str, user: User, data: dict[str, Any],
     if t.reason_required and not (reason or "").strip():
         raise ReasonRequired(f"{t.label.lower()} {rec.number}")
     # signed content is locked; populations, required values, reasons (engine/content.py)
-    content.check_locks(session, d, rec, t, old_data, new_data)
+    content.check_fixed(session, d, rec, t, user, old_data, new_data)
     if t.guards:
         inputs.check_guards(t.name, t.guards, inputs.names(ctx, d, rec, new_data, user))
     content.check(session, d, rec, t, user, old_data, new_data, reason)
