@@ -107,8 +107,9 @@ def build_form(d: WorkflowDefinition, names: tuple[str, ...], users: list[tuple[
 
 
 def initial(d: WorkflowDefinition, names: tuple[str, ...], data: dict[str, Any],
-            blank_rows: int = 2) -> dict[str, Any]:
-    """Form data for the current values (lists of objects get blank rows to add to)."""
+            blank_rows: int = 1) -> dict[str, Any]:
+    """Form data for the current values (lists of objects get a blank row to fill; a
+    generated list that has rows gets none: its rows are fixed)."""
     out: dict[str, Any] = {}
     for name in names:
         spec = d.fields[name]
@@ -121,7 +122,8 @@ def initial(d: WorkflowDefinition, names: tuple[str, ...], data: dict[str, Any],
             rows = []
             for item in v or []:
                 rows.append({sub.name: _to_text(sub, item.get(sub.name)) for sub in spec.fields})
-            rows += [{} for _ in range(blank_rows)]
+            if not (spec.generated and rows):
+                rows += [{} for _ in range(blank_rows)]
             out[name] = rows
         else:
             out[name] = "" if v is None else str(v)
@@ -162,3 +164,84 @@ def _bool(spec: FieldSpec, v: Any) -> Any:
     if spec.type == "boolean" and isinstance(v, str):
         return v == "yes"
     return v
+
+
+# --------------------------------------------------------------------------- list rows
+
+#: a CSV import adds at most this many rows at once
+MAX_CSV_ROWS = 2000
+
+
+class CsvError(ValueError):
+    """A CSV file that cannot be imported into list ``field``; the message says where."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def csv_fields(d: WorkflowDefinition) -> set[str]:
+    """The list fields whose form offers a CSV import (``csv_import: true``)."""
+    return {n for n, f in d.fields.items() if f.csv_import and f.fields}
+
+
+def csv_rows(spec: FieldSpec, raw: bytes) -> list[dict[str, str]]:
+    """The rows of a CSV file for list ``spec``: the first line names the columns (by name
+    or label, any case); empty lines are skipped. The values stay text: the engine checks
+    them like typed ones.
+
+    Raises:
+        CsvError: not UTF-8, no header, an unknown column, a line longer than the header,
+            too many rows.
+    """
+    import csv
+    import io
+
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise CsvError(spec.name, f"{spec.label}: the CSV file is not UTF-8 text.") from None
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader, None)
+        if not header or not any(h.strip() for h in header):
+            raise CsvError(spec.name, f"{spec.label}: the CSV file is empty.")
+        names = {c.label.strip().lower(): c.name for c in spec.fields}
+        names.update({c.name.lower(): c.name for c in spec.fields})
+        columns = []
+        for h in header:
+            key = names.get(h.strip().lower())
+            if key is None:
+                known = ", ".join(c.name for c in spec.fields)
+                raise CsvError(spec.name, f"{spec.label}: CSV line 1: unknown column "
+                                          f"{h.strip()!r} (the columns are: {known}).")
+            columns.append(key)
+        rows: list[dict[str, str]] = []
+        for cells in reader:
+            line = reader.line_num
+            if not any(c.strip() for c in cells):
+                continue
+            if len(cells) > len(columns):
+                raise CsvError(spec.name, f"{spec.label}: CSV line {line} has "
+                                          f"{len(cells)} cells for {len(columns)} columns.")
+            if len(rows) >= MAX_CSV_ROWS:
+                raise CsvError(spec.name, f"{spec.label}: the CSV file has more than "
+                                          f"{MAX_CSV_ROWS} rows; import it in parts.")
+            rows.append({columns[i]: v.strip() for i, v in enumerate(cells) if v.strip()})
+    except csv.Error as exc:
+        raise CsvError(spec.name, f"{spec.label}: the CSV file cannot be read: {exc}") from None
+    return rows
+
+
+def add_csv_rows(d: WorkflowDefinition, names: tuple[str, ...], files: Any,
+                 data: dict[str, Any]) -> None:
+    """Append the rows of each uploaded CSV file (``<field>__csv``) to ``data[field]``."""
+    for name in names:
+        spec = d.fields[name]
+        upload = files.get(f"{name}__csv") if spec.csv_import and spec.fields else None
+        if upload is None or not upload.filename:
+            continue
+        raw = upload.read()
+        if raw.strip():
+            data[name] = list(data.get(name) or []) + csv_rows(spec, raw)
+

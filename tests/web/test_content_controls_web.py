@@ -3,6 +3,7 @@ approved plan, a superseded signature, the reason for change."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 
@@ -188,3 +189,105 @@ def test_reason_for_change_is_asked_on_the_form_and_recorded(client, engine, sta
         ).scalar_one()
     assert ev.reason == "Logbook: the excursion began on 21 Feb"
     assert ev.changes["occurred_on"] == ["2026-02-20", "2026-02-21"]
+
+
+# --------------------------------------------------------------------------- lists (control 9)
+
+
+def capa_at_action_plan(engine):
+    r = engine.start("capa", "emma", {"title": "Label mix-up", "description": "QC found it."})
+    engine.fire(r.number, "assign", "quinn", {"owner": "olga"})
+    engine.fire(r.number, "submit_root_cause", "olga",
+                {"root_cause_category": "method", "root_cause": "No label check."})
+    return r.number
+
+
+def test_list_rows_can_be_added_without_javascript_and_are_labelled(client, engine, staff):
+    """R-UI-21: a list starts with one blank row; "Add a row" (without JavaScript a submit
+    the server answers with one more row, nothing saved) gives as many rows as needed, each
+    input labelled with its column and row for screen readers; three actions are saved."""
+    number = capa_at_action_plan(engine)
+    login(client, "olga")
+    path = f"/records/{number}/do/submit_plan"
+    page = html(client.get(path))
+    assert 'name="actions-0-description"' in page and 'name="actions-1-description"' not in page
+    assert 'aria-label="Action, row 1 of Actions"' in page
+    assert 'aria-label="Remove row 1 of Actions"' in page
+    assert 'src="/static/rows.js"' in page and "<script>" not in page
+    version = engine.get(number).version
+    form = {"csrf_token": csrf(client, path), "expected_version": version,
+            "effectiveness_criteria": "No mix-ups in 3 months"}
+    rows = {}
+    for i, text in enumerate(["Add label check", "Retrain operators", "Audit line 3"]):
+        rows.update({f"actions-{i}-description": text, f"actions-{i}-responsible": "olga",
+                     f"actions-{i}-due": "2026-04-30"})
+        r = client.post(path, data={**form, **rows, "add_row": "actions"})
+        assert r.status_code == 200
+        page = html(r)
+        assert f'name="actions-{i + 1}-description"' in page
+        assert f'aria-label="Responsible, row {i + 2} of Actions"' in page
+        assert f'value="{text}"' in page  # what was typed stays
+    assert engine.get(number).version == version  # adding a row saved nothing
+    r = client.post(path, data={**form, **rows})
+    assert r.status_code == 302
+    assert [a["description"] for a in engine.get(number).data["actions"]] == [
+        "Add label check", "Retrain operators", "Audit line 3"]
+
+
+def change_at_assessment(engine, account):
+    account("carl", "change_owner", "employee")
+    r = engine.start("change_request", "emma", {"title": "SOP-12 v5", "description": "d"})
+    engine.fire(r.number, "submit", "emma",
+                {"justification": "j", "change_type": "document", "owner": "carl"})
+    return r.number
+
+
+def test_thirty_trainees_are_imported_from_csv(client, engine, staff, account):
+    """R-UI-22: a list with csv_import takes its rows from a CSV file (columns by name or
+    label); a bad file is refused with its line and nothing is saved."""
+    number = change_at_assessment(engine, account)
+    trainees = [account(f"trainee{i:02d}", "employee") for i in range(30)]
+    login(client, "carl")
+    path = f"/records/{number}/do/submit_for_approval"
+    page = html(client.get(path))
+    assert 'enctype="multipart/form-data"' in page and 'name="affected_documents__csv"' in page
+    form = {"csrf_token": csrf(client, path), "expected_version": engine.get(number).version,
+            "classification": "minor", "quality_impact": "none", "regulatory_impact": "none",
+            "validation_impact": "none", "training_impact": "read_and_understood",
+            "implementation_plan": "Issue SOP-12 v5.", "target_date": "2026-04-15"}
+    bad = b"Document,Version,Colour\nSOP-12,5,red\n"
+    r = client.post(path, data={**form, "affected_documents__csv": (io.BytesIO(bad), "t.csv")},
+                    content_type="multipart/form-data")
+    assert r.status_code == 422
+    assert "CSV line 1: unknown column &#39;Colour&#39;" in html(r)
+    assert engine.get(number).state == "impact_assessment"
+    text = "Document,Version,trainee,Training due,assessment_required\n" + "".join(
+        f"SOP-12,5,{t},2026-05-15,no\n" for t in trainees)
+    r = client.post(path, data={**form, "affected_documents__csv":
+                                (io.BytesIO(text.encode("utf-8-sig")), "trainees.csv")},
+                    content_type="multipart/form-data")
+    assert r.status_code == 302, html(r)
+    rows = engine.get(number).data["affected_documents"]
+    assert len(rows) == 30 and {x["trainee"] for x in rows} == set(trainees)
+    assert rows[0] == {"document": "SOP-12", "document_version": "5", "trainee": "trainee00",
+                       "due": "2026-05-15", "assessment_required": False}
+
+
+def test_generated_grants_form_offers_only_decisions_and_not_the_own_rows(client, engine,
+                                                                           staff, account):
+    """R-WF-23 R-UI-21: on a generated grant list the form adds no row and removes none; the
+    user and role are shown, not editable; the reviewer's own row is read-only and says
+    another reviewer decides it."""
+    account("sam", "system_owner", "employee")
+    grants = [{"user": "olga", "role": "capa_owner"}, {"user": "sam", "role": "system_owner"}]
+    number = engine.start("access_review", "quinn", {
+        "title": "QMS access review", "system": "QMS", "period": "2026-Q1",
+        "grants": grants}).number
+    login(client, "sam")
+    page = html(client.get(f"/records/{number}/do/attest_own_access_pending"))
+    assert "Add a row" not in page and "row-remove" not in page
+    assert "The system generated these rows: none can be added or removed" in page
+    assert '<input type="hidden" name="grants-0-user" value="olga">' in page
+    assert 'name="grants-0-decision"' in page and "<select" in page
+    assert '<input type="hidden" name="grants-1-decision"' in page  # sam's own row
+    assert "Row 2 is about your own access: another reviewer decides it." in page

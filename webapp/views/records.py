@@ -52,11 +52,17 @@ def new(workflow: str) -> Any:
         abort(404)
     Form = forms.build_form(d, d.start_edits, _users())
     form = Form(data=forms.initial(d, d.start_edits, {}) if request.method == "GET" else None)
+    if _added_row(form, d.start_edits):
+        return render_template("records/new.html", d=d, form=form, csv_fields=forms.csv_fields(d),
+                               required=set(d.start_requires))
     if form.validate_on_submit():
         data = forms.posted(d, d.start_edits, form)
-        data = {k: v for k, v in data.items() if v not in (None, [])}
         try:
+            forms.add_csv_rows(d, d.start_edits, request.files, data)
+            data = {k: v for k, v in data.items() if v not in (None, [])}
             r = engine().start(workflow, current_user.username, data)
+        except forms.CsvError as exc:
+            _csv_error(form, exc)
         except ValidationFailed as exc:
             _field_errors(form, exc)
         except WorkflowError as exc:
@@ -64,8 +70,23 @@ def new(workflow: str) -> Any:
         else:
             flash(f"{r.number} was created.", "success")
             return redirect(url_for("records.view", number=r.number))
-    return render_template("records/new.html", d=d, form=form,
+    return render_template("records/new.html", d=d, form=form, csv_fields=forms.csv_fields(d),
                            required=set(d.start_requires)), 200 if not form.errors else 422
+
+
+def _added_row(form: Any, names: tuple[str, ...]) -> bool:
+    """The form's "Add a row" button without JavaScript: one more blank row, nothing saved
+    (the JavaScript in static/rows.js adds it in the page)."""
+    name = request.form.get("add_row") if request.method == "POST" else None
+    if not name or name not in names or form[name].type != "FieldList":
+        return False
+    form[name].append_entry()
+    return True
+
+
+def _csv_error(form: Any, exc: forms.CsvError) -> None:
+    form[exc.field].errors = [*form[exc.field].errors, str(exc)]
+    flash(str(exc), "error")
 
 
 def _field_errors(form: Any, exc: ValidationFailed) -> None:
@@ -116,7 +137,8 @@ def fire(number: str, transition: str) -> Any:
               "other than who did an earlier one.")
     Form = forms.build_form(d, t.edits, _users(), reason=t.reason_required,
                             signature=t.signature is not None,
-                            change_reason=any(rec.data.get(f) not in (None, "", [])
+                            change_reason=any(rec.data.get(f) not in (None, "", [],
+                                                                      d.fields[f].default)
                                               for f in t.edits))
     if request.method == "GET":
         form = Form(data={**forms.initial(d, t.edits, rec.data),
@@ -126,50 +148,58 @@ def fire(number: str, transition: str) -> Any:
         form = Form()
     stale = None
     status = 200
-    if form.validate_on_submit():
+    if _added_row(form, t.edits):
+        pass
+    elif form.validate_on_submit():
         data = forms.posted(d, t.edits, form)
-        sig = None
-        if t.signature is not None:
-            sig = PasswordSignature(form.sig_username.data, form.sig_password.data,
-                                    (form.sig_totp.data or "").strip() or None,
-                                    session_token=session.get("token"))
         try:
-            expected = int(form.expected_version.data)
-        except (TypeError, ValueError):
-            abort(400)
-        try:
-            r = engine().fire(rec.number, transition, current_user.username, data,
-                              signature=sig, reason=(form.reason.data or "").strip() or None,
-                              expected_version=expected)
-        except RecordNotFound:
-            abort(404)
-        except WorkflowError as exc:  # the page's status for each error: webapp/errors.py
-            status = errors.page_status(exc)
-            if isinstance(exc, StaleRecord):
-                stale = exc  # the page explains and offers to reload
-            elif isinstance(exc, ValidationFailed):
-                _field_errors(form, exc)
-            else:
-                errors.flash_error(exc)
-                if isinstance(exc, ChangeReasonRequired):
-                    form.reason.errors = [*form.reason.errors, "Give the reason for change."]
+            forms.add_csv_rows(d, t.edits, request.files, data)
+        except forms.CsvError as exc:
+            _csv_error(form, exc)
+            status = 422
         else:
-            if r.moved:
-                flash(f"{t.label}: done. {r.number} is now {d.states[r.state].label}.", "success")
+            sig = None
+            if t.signature is not None:
+                sig = PasswordSignature(form.sig_username.data, form.sig_password.data,
+                                        (form.sig_totp.data or "").strip() or None,
+                                        session_token=session.get("token"))
+            try:
+                expected = int(form.expected_version.data)
+            except (TypeError, ValueError):
+                abort(400)
+            try:
+                r = engine().fire(rec.number, transition, current_user.username, data,
+                                  signature=sig, reason=(form.reason.data or "").strip() or None,
+                                  expected_version=expected)
+            except RecordNotFound:
+                abort(404)
+            except WorkflowError as exc:  # the page's status for each error: webapp/errors.py
+                status = errors.page_status(exc)
+                if isinstance(exc, StaleRecord):
+                    stale = exc  # the page explains and offers to reload
+                elif isinstance(exc, ValidationFailed):
+                    _field_errors(form, exc)
+                else:
+                    errors.flash_error(exc)
+                    if isinstance(exc, ChangeReasonRequired):
+                        form.reason.errors = [*form.reason.errors, "Give the reason for change."]
             else:
-                flash(f"Your signature is recorded; {r.signatures_needed} more signature(s) "
-                      "are needed before the record moves on.", "success")
-            for created in r.created:
-                if created != r.number:
-                    flash(f"{created} was created and linked.", "info")
-            return redirect(url_for("records.view", number=r.number))
+                if r.moved:
+                    flash(f"{t.label}: done. {r.number} is now {d.states[r.state].label}.", "success")
+                else:
+                    flash(f"Your signature is recorded; {r.signatures_needed} more signature(s) "
+                          "are needed before the record moves on.", "success")
+                for created in r.created:
+                    if created != r.number:
+                        flash(f"{created} was created and linked.", "info")
+                return redirect(url_for("records.view", number=r.number))
     elif request.method == "POST":
         status = 422
     if hasattr(form, "sig_password"):
         form.sig_password.data = ""  # never echo a password back
     return render_template("records/fire.html", rec=rec, d=d, t=t, form=form, stale=stale,
                            needs_totp=not current_user.signed_before,
-                           people=_people(d, rec)), status
+                           csv_fields=forms.csv_fields(d), people=_people(d, rec)), status
 
 
 @bp.route("/<number>/audit")
