@@ -424,7 +424,7 @@ AR = (DEFAULT_DEFINITIONS_DIR / "access_review.yaml").read_text()
         ("    subject: user\n", "    subject: role\n", "subject: column 'role' must be of type user"),
         (
             "    generated: true\n",
-            "    csv_import: true\n",
+            "    generated: false\n",
             "editable: names the columns of a generated list",
         ),
         (
