@@ -14,10 +14,14 @@ from typing import Any
 
 from flask import Flask, request
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from workflow import config as qms_config
 
 csrf = CSRFProtect()
+#: the session cookie's name; over HTTPS (``QMS_COOKIE_SECURE=1``) the ``__Host-`` one
+COOKIE_NAME = "qms_session"
+SECURE_COOKIE_NAME = "__Host-qms_session"
 
 
 def _secret_key(settings: qms_config.Settings) -> str:
@@ -44,7 +48,12 @@ def create_app(config: dict[str, Any] | None = None,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.cookie_secure,
-        SESSION_COOKIE_NAME="qms_session",
+        # over HTTPS the __Host- prefix makes browsers refuse the cookie unless it is Secure,
+        # for this host only (no Domain) and for every path: no sibling or subdomain can
+        # plant or overwrite it
+        SESSION_COOKIE_NAME=SECURE_COOKIE_NAME if settings.cookie_secure else COOKIE_NAME,
+        SESSION_COOKIE_PATH="/",
+        SESSION_COOKIE_DOMAIN=None,
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
@@ -52,6 +61,14 @@ def create_app(config: dict[str, Any] | None = None,
     )
     if config:
         app.config.update(config)
+    if settings.trusted_proxies:
+        # believe the X-Forwarded-For/-Proto/-Host/-Port of exactly this many proxies: the
+        # client address recorded in login and security events is then the real one, and
+        # url_for builds https:// links; with 0 the headers are ignored (a client could
+        # otherwise forge its address)
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n,  # type: ignore[method-assign]
+                                x_port=n)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _secret_key(settings)
     # Imported here, not at the top: the ``qms`` console script (webapp/cli.py) imports this
@@ -88,8 +105,14 @@ def create_app(config: dict[str, Any] | None = None,
     errors.register(app, wants_json=api.is_api_request)  # JSON errors under /api/v1
     params.init_app(app, wants_json=api.is_api_request)  # unusable query parameters: 400
 
+    hsts = settings.cookie_secure
+
     @app.after_request
     def _security_headers(resp: Any) -> Any:
+        if hsts:
+            # served over HTTPS (secure cookies): browsers use only HTTPS for a year
+            resp.headers.setdefault("Strict-Transport-Security",
+                                    "max-age=31536000; includeSubDomains")
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("X-Frame-Options", "DENY")
         resp.headers.setdefault("Referrer-Policy", "same-origin")
@@ -97,8 +120,12 @@ def create_app(config: dict[str, Any] | None = None,
             "Content-Security-Policy",
             "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
             "form-action 'self'; frame-ancestors 'none'")
-        if request.endpoint and request.endpoint != "static":
-            resp.headers.setdefault("Cache-Control", "no-store")
+        if request.endpoint != "static":
+            # pages, the API and error pages (also a 404 that matched no endpoint) are never
+            # stored by browsers or proxies: a shared computer's back button or a proxy
+            # cache must not show another person's records
+            resp.headers["Cache-Control"] = "no-store"
+            resp.headers.setdefault("Pragma", "no-cache")
         return resp
 
     return app

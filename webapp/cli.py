@@ -6,9 +6,21 @@ Kept here so that the engine package never imports Flask.
 from __future__ import annotations
 
 import click
+from werkzeug.serving import WSGIRequestHandler
 
 from webapp import create_app
 from workflow.cli import main
+
+
+class QuietRequestHandler(WSGIRequestHandler):
+    """Flask's development server without its version banner: the ``Server`` header says
+    ``QMS``, not ``Werkzeug/3.x Python/3.x`` (a version tells an attacker which known
+    flaws to try)."""
+
+    server_version = "QMS"  # type: ignore[assignment]  # werkzeug's is a property
+
+    def version_string(self) -> str:
+        return "QMS"
 
 
 @main.command("serve")
@@ -27,7 +39,8 @@ def serve(host: str, port: int) -> None:
             click.echo(f"demo login: emma (employee), olga (owner), quinn (QA), ada (admin); "
                        f"password {DEMO_PASSWORD}")
             click.echo("QA and admin users set up an authenticator app at first login.")
-    app.run(host=host, port=port, debug=False, use_reloader=False)
+    app.run(host=host, port=port, debug=False, use_reloader=False,
+            request_handler=QuietRequestHandler)
 
 
 __all__ = ["main"]

@@ -75,6 +75,7 @@ ERRORS: dict[type[wf.WorkflowError], ErrorEntry] = {
     wf.AuthError: REFUSED,
     wf.CliActingRefused: REFUSED,
     wf.LoginFailed: REFUSED,
+    wf.LoginStepExpired: REFUSED,
     wf.PasswordExpired: REFUSED,
     wf.PasswordRejected: REFUSED,
     wf.SecondFactorFailed: REFUSED,

@@ -37,6 +37,7 @@ class Settings:
     secret_key: str | None = field(default=None, repr=False)  # None: instance file
     # --- web
     cookie_secure: bool = False
+    trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-* are believed
     api_rate_per_minute: int = 600  # 0: no limit
     base_url: str = "http://127.0.0.1:5000"
     # --- security policy (workflow.identity.policy.Policy.from_settings)
@@ -46,6 +47,7 @@ class Settings:
     lockout_threshold: int = 5
     session_idle_minutes: int = 15
     session_max_hours: int = 12
+    login_step_minutes: int = 5  # how long the second-factor step stays open after a password
     totp_required_roles: tuple[str, ...] = ("qa", "admin")
     totp_issuer: str = "QMS"
     security_role: str = "admin"
@@ -84,6 +86,7 @@ class Settings:
             signature_key_file=env.path("QMS_SIGNATURE_KEY_FILE"),
             secret_key=env.optional("QMS_SECRET_KEY"),
             cookie_secure=env.flag("QMS_COOKIE_SECURE", d.cookie_secure),
+            trusted_proxies=env.whole("QMS_TRUSTED_PROXIES", d.trusted_proxies, "proxies"),
             api_rate_per_minute=env.whole("QMS_API_RATE_PER_MINUTE", d.api_rate_per_minute,
                                           "requests per minute (0: no limit)"),
             base_url=env.text("QMS_BASE_URL", d.base_url).rstrip("/"),
@@ -97,6 +100,9 @@ class Settings:
             session_idle_minutes=env.whole("QMS_SESSION_IDLE_MINUTES", d.session_idle_minutes,
                                            "minutes"),
             session_max_hours=env.whole("QMS_SESSION_MAX_HOURS", d.session_max_hours, "hours"),
+            # a step that is never open makes every second-factor login fail: at least 1
+            login_step_minutes=max(1, env.whole("QMS_LOGIN_STEP_MINUTES", d.login_step_minutes,
+                                                "minutes")),
             totp_required_roles=d.totp_required_roles if roles is None
             else tuple(r.strip() for r in roles.split(",") if r.strip()),
             totp_issuer=env.text("QMS_TOTP_ISSUER", d.totp_issuer),

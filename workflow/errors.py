@@ -281,6 +281,17 @@ class SecondFactorFailed(AuthError):
         super().__init__(message)
 
 
+class LoginStepExpired(AuthError):
+    """The second-factor step of a login cannot go on: it expired, was already used, is
+    unknown, or the password changed since. One message for all (issue 14 item 2)."""
+
+    code = "login_step_expired"
+
+    def __init__(self) -> None:
+        super().__init__("This login step has expired or was already used; enter your "
+                         "username and password again.")
+
+
 class SessionEnded(AuthError):
     code = "session_ended"
 

@@ -75,7 +75,7 @@ def enrol(engine, username):
 def login(engine, username, password=PW, totp=None):
     checked = sessions.check_login_password(engine, username, password, POLICY)
     if checked.needs_totp:
-        sessions.check_login_totp(engine, checked.user_id, totp.at(clock.now()), POLICY)
+        sessions.check_login_totp(engine, checked.challenge, totp.at(clock.now()), POLICY)
     return sessions.start_session(engine, checked.user_id, mfa=checked.needs_totp)
 
 
@@ -233,17 +233,19 @@ def test_totp_code_is_accepted_once(p11, org):
     checked = sessions.check_login_password(p11, "quinn", PW, POLICY)
     assert checked.needs_totp
     code = totp.at(clock.now())
-    assert sessions.check_login_totp(p11, checked.user_id, code, POLICY) == "totp"
+    assert sessions.check_login_totp(p11, checked.challenge, code, POLICY).second_factor == "totp"
+    again = sessions.check_login_password(p11, "quinn", PW, POLICY)  # a new login step
     with pytest.raises(SecondFactorFailed, match="already used"):
-        sessions.check_login_totp(p11, checked.user_id, code, POLICY)
+        sessions.check_login_totp(p11, again.challenge, code, POLICY)
 
 
 def test_recovery_code_works_once(p11, org):
     _, codes = enrol(p11, "quinn")
-    uid = sessions.check_login_password(p11, "quinn", PW, POLICY).user_id
-    assert sessions.check_login_totp(p11, uid, codes[0], POLICY) == "recovery"
+    step = sessions.check_login_password(p11, "quinn", PW, POLICY).challenge
+    assert sessions.check_login_totp(p11, step, codes[0], POLICY).second_factor == "recovery"
+    step = sessions.check_login_password(p11, "quinn", PW, POLICY).challenge
     with pytest.raises(SecondFactorFailed):
-        sessions.check_login_totp(p11, uid, codes[0], POLICY)
+        sessions.check_login_totp(p11, step, codes[0], POLICY)
 
 
 def test_enrolment_refuses_a_wrong_code(p11, org):
@@ -268,9 +270,8 @@ def test_reset_totp_revokes_the_authenticator(p11, org):
     totp, _ = enrol(p11, "quinn")
     reset_totp(p11, "quinn", actor="system", reason="phone lost")
     clock.advance(timedelta(seconds=60))
-    uid = sessions.check_login_password(p11, "quinn", PW, POLICY).user_id
-    with pytest.raises(SecondFactorFailed):
-        sessions.check_login_totp(p11, uid, totp.at(clock.now()), POLICY)
+    checked = sessions.check_login_password(p11, "quinn", PW, POLICY)
+    assert not checked.needs_totp and checked.challenge is None  # no code step any more
     assert security_events(p11, "totp_reset")[-1].reason == "phone lost"
 
 

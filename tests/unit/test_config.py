@@ -27,6 +27,7 @@ EVERY = {
     "QMS_SIGNATURE_KEY_FILE": "/etc/qms/signature.key",
     "QMS_SECRET_KEY": "flask-secret",
     "QMS_COOKIE_SECURE": "1",
+    "QMS_TRUSTED_PROXIES": "1",
     "QMS_API_RATE_PER_MINUTE": "0",
     "QMS_BASE_URL": "https://qms.example.com/",
     "QMS_PASSWORD_MIN_LENGTH": "14",
@@ -35,6 +36,7 @@ EVERY = {
     "QMS_LOCKOUT_THRESHOLD": "3",
     "QMS_SESSION_IDLE_MINUTES": "10",
     "QMS_SESSION_MAX_HOURS": "8",
+    "QMS_LOGIN_STEP_MINUTES": "3",
     "QMS_TOTP_REQUIRED_ROLES": " qa, admin ,author,",
     "QMS_TOTP_ISSUER": "ACME QMS",
     "QMS_SECURITY_ROLE": "security",
@@ -58,10 +60,10 @@ def test_every_variable_is_parsed() -> None:
     assert s == Settings(
         database_url="postgresql+psycopg://qms@db/qms", instance_dir=Path("/srv/qms"),
         signature_key=bytes.fromhex(KEY_HEX), signature_key_file=Path("/etc/qms/signature.key"),
-        secret_key="flask-secret", cookie_secure=True, api_rate_per_minute=0,
+        secret_key="flask-secret", cookie_secure=True, trusted_proxies=1, api_rate_per_minute=0,
         base_url="https://qms.example.com", password_min_length=14, password_history=8,
         password_max_age_days=0, lockout_threshold=3, session_idle_minutes=10,
-        session_max_hours=8, totp_required_roles=("qa", "admin", "author"),
+        session_max_hours=8, login_step_minutes=3, totp_required_roles=("qa", "admin", "author"),
         totp_issuer="ACME QMS", security_role="security", cli_maintenance=True,
         system_name="ACME-QMS",
         schedules_file=Path("/etc/qms/schedules.yaml"), kpi_thresholds=Path("/etc/qms/kpi.yaml"),
@@ -84,6 +86,7 @@ def test_defaults() -> None:
     assert s.totp_required_roles == ("qa", "admin")
     assert (s.totp_issuer, s.security_role, s.system_name) == ("QMS", "admin", "QMS")
     assert (s.cookie_secure, s.api_rate_per_minute, s.digest_hour) == (False, 600, 7)
+    assert (s.trusted_proxies, s.login_step_minutes) == (0, 5)
     assert s.base_url == "http://127.0.0.1:5000"
     assert (s.smtp_from, s.smtp_max_attempts, s.smtp_retry_seconds, s.smtp_timeout) == \
         ("qms@localhost", 5, 60, 10.0)

@@ -34,6 +34,7 @@ from webapp.qr import qr_svg
 from workflow.errors import (
     AccountLocked,
     LoginFailed,
+    LoginStepExpired,
     SecondFactorFailed,
     SessionEnded,
     TamperedData,
@@ -145,9 +146,16 @@ def _safe_next(target: str | None) -> str:
     return safe_next(target, url_for("inbox.index"))
 
 
+def client_ip() -> str:
+    """The client's address: the connecting one, or the one the trusted proxies forwarded
+    (``QMS_TRUSTED_PROXIES``, applied by ProxyFix in create_app)."""
+    return (request.remote_addr or "")[:64]
+
+
 def _begin_session(user_id: int, mfa: bool, checked: sessions.PasswordChecked) -> Any:
     token = sessions.start_session(engine(), user_id, mfa=mfa,
-                               client=(request.user_agent.string or "")[:200])
+                                   client=(request.user_agent.string or "")[:200],
+                                   ip=client_ip())
     nxt = session.get("next")
     session.clear()  # a new session id at login (no fixation)
     session["token"] = token
@@ -171,13 +179,15 @@ def login() -> Any:
     if form.validate_on_submit():
         try:
             checked = sessions.check_login_password(engine(), form.username.data,
-                                                form.password.data, policy())
+                                                    form.password.data, policy(),
+                                                    ip=client_ip())
         except (LoginFailed, AccountLocked, TamperedData) as exc:
             errors.flash_error(exc)
             return render_template("auth/login.html", form=form), 401
-        if checked.needs_totp:
-            session["pending"] = {"user_id": checked.user_id,
-                                  "must_change": checked.must_change_password}
+        if checked.challenge:
+            # only the secret of the server-side step: the step itself (whose account, until
+            # when, used or not, for which password) lives in the database
+            session["pending"] = {"challenge": checked.challenge}
             return redirect(url_for("auth.totp"))
         return _begin_session(checked.user_id, False, checked)
     return render_template("auth/login.html", form=form)
@@ -186,21 +196,27 @@ def login() -> Any:
 @bp.route("/login/code", methods=["GET", "POST"])
 def totp() -> Any:
     pending = session.get("pending")
-    if not pending:
+    challenge = pending.get("challenge") if isinstance(pending, dict) else None
+    if not challenge:
+        session.pop("pending", None)
         return redirect(url_for("auth.login"))
     form = CodeForm()
+    if request.method == "POST" and not (request.form.get("code") or "").strip():
+        # an empty field is no attempt: asked again, not counted as a wrong code
+        form.validate_on_submit()  # CSRF and the field's "required" message
+        return render_template("auth/totp.html", form=form), 422
     if form.validate_on_submit():
         try:
-            sessions.check_login_totp(engine(), pending["user_id"], form.code.data, policy())
-        except (SecondFactorFailed, AccountLocked, LoginFailed) as exc:
+            checked = sessions.check_login_totp(engine(), challenge, form.code.data, policy(),
+                                                ip=client_ip())
+        except (SecondFactorFailed, AccountLocked, LoginFailed, LoginStepExpired) as exc:
             errors.flash_error(exc)
-            if isinstance(exc, AccountLocked | LoginFailed):
+            if not isinstance(exc, SecondFactorFailed):
                 session.pop("pending", None)
                 return redirect(url_for("auth.login"))
             return render_template("auth/totp.html", form=form), 401
-        checked = sessions.PasswordChecked(pending["user_id"], "", True, False,
-                                       pending.get("must_change", False))
-        return _begin_session(pending["user_id"], True, checked)
+        session.pop("pending", None)
+        return _begin_session(checked.user_id, True, checked)
     return render_template("auth/totp.html", form=form)
 
 

@@ -109,6 +109,10 @@ class User(Base):
                                                        server_default=false())
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     locked_at: Mapped[datetime | None]
+    # a time-limited lockout ends at locked_until (None: until an administrator unlocks);
+    # lockout_count: consecutive lockouts, each one twice as long (workflow/identity/lockout.py)
+    locked_until: Mapped[datetime | None]
+    lockout_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     totp_secret: Mapped[str | None] = mapped_column(String(300))  # encrypted with the server key
     totp_enabled_at: Mapped[datetime | None]
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
@@ -397,7 +401,41 @@ class UserSession(Base):
     end_reason: Mapped[str | None] = mapped_column(String(40))
     first_signed_at: Mapped[datetime | None]
     mfa_at: Mapped[datetime | None]
-    client: Mapped[str] = mapped_column(String(200), default="")
+    client: Mapped[str] = mapped_column(String(200), default="")  # the browser (user agent)
+    ip: Mapped[str] = mapped_column(String(64), default="", server_default="")
+
+
+class LoginChallenge(Base):
+    """The pending second-factor step of a login, after a correct password (issue 14 item 2).
+
+    Kept server-side: the browser holds only the secret whose hash is ``token_hash``. It
+    expires after minutes, is used once (``used_at``), and is bound to the password it was
+    issued for (``password_version``): a password change in between voids it."""
+
+    __tablename__ = "login_challenges"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    password_version: Mapped[str] = mapped_column(String(64))
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                       server_default=false())
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    ip: Mapped[str] = mapped_column(String(64), default="", server_default="")
+
+
+class ThrottleCounter(Base):
+    """Attempts per key (client address, account) in one time window, shared by every worker
+    process through the database (workflow/identity/throttle.py)."""
+
+    __tablename__ = "throttle_counters"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # epoch seconds
+    count: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class JobRun(Base):
@@ -454,6 +492,10 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None]
     revoked_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     last_used_at: Mapped[datetime | None]
+    # set when an administrator resets the owner's password or authenticator; the token
+    # works again only after its owner confirms it on the account page
+    suspended_at: Mapped[datetime | None]
+    suspend_reason: Mapped[str | None] = mapped_column(String(200))
     seal: Mapped[str] = mapped_column(String(64), default="", server_default="")  # db.seals.row_seal
 
 

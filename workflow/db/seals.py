@@ -83,6 +83,28 @@ SEALED_COLUMNS: dict[str, tuple[str, ...]] = {
                    "created_by_id", "expires_at", "revoked_at", "revoked_by_id"),
     "audit_chains": ("name", "seq", "head"),
 }
+#: columns added after the seals existed (migration 0009: time-limited lockout, tokens
+#: suspended by an administrator's reset). A seal covers each of them only while it holds a
+#: value (not None, not 0), so the seals written before they existed stay valid, and setting
+#: or clearing one with plain SQL breaks the seal all the same.
+SEALED_IF_SET: dict[str, tuple[str, ...]] = {
+    "users": ("locked_until", "lockout_count"),
+    "api_tokens": ("suspended_at",),
+}
+
+
+def sealed_columns(table: str) -> tuple[str, ...]:
+    """Every column of ``table`` a seal may cover (to select a row to check or seal)."""
+    return (*SEALED_COLUMNS[table], *SEALED_IF_SET.get(table, ()))
+
+
+def _payload(table: str, row: Any) -> dict[str, Any]:
+    payload = {c: getattr(row, c) for c in SEALED_COLUMNS[table]}
+    for c in SEALED_IF_SET.get(table, ()):
+        value = getattr(row, c, None)
+        if value:
+            payload[c] = value
+    return payload
 #: what each sealed table holds, in messages
 TABLE_NOUNS = {"users": "user", "role_grants": "role grant", "api_tokens": "API token",
                "audit_chains": "audit chain head"}
@@ -93,7 +115,7 @@ _MODELS: dict[type[Any], str] = {User: "users", RoleGrant: "role_grants",
 def row_seal(key: bytes, table: str, row: Any) -> str:
     """The seal of a row of a sealed table (an ORM object or a Core row): a keyed hash over
     the table's name and its sealed columns."""
-    return keyed_hash(key, {"table": table, **{c: getattr(row, c) for c in SEALED_COLUMNS[table]}})
+    return keyed_hash(key, {"table": table, **_payload(table, row)})
 
 
 _verified: dict[tuple[Any, ...], bool] = {}
@@ -107,7 +129,7 @@ def seal_ok(key: bytes, table: str, row: Any) -> bool:
     seal = getattr(row, "seal", "") or ""
     if not seal:
         return False
-    values = tuple(getattr(row, c) for c in SEALED_COLUMNS[table])
+    values = tuple(getattr(row, c, None) for c in sealed_columns(table))
     memo = (key, table, values, seal)
     try:
         hit = _verified.get(memo)
@@ -144,7 +166,7 @@ def _stored(session: Session, table: str, obj: Any) -> Any:
     """The row of a changed ORM object as the database holds it (in this transaction)."""
     t = type(obj).__table__
     pk = t.c.name if table == "audit_chains" else t.c.id
-    cols = [t.c[c] for c in (*SEALED_COLUMNS[table], "seal")]
+    cols = [t.c[c] for c in (*sealed_columns(table), "seal")]
     return session.connection().execute(
         select(*cols).where(pk == getattr(obj, pk.key))).one_or_none()
 
@@ -198,7 +220,7 @@ def seal_unsealed(session: Session) -> dict[str, list[str]]:
     for table, model in ((t, m) for m, t in _MODELS.items()):
         t = model.__table__
         pk = t.c.name if table == "audit_chains" else t.c.id
-        cols = [t.c[c] for c in (*SEALED_COLUMNS[table], "seal")]
+        cols = [t.c[c] for c in (*sealed_columns(table), "seal")]
         rows = conn.execute(select(*cols).where(t.c.seal == "")).all()
         for row in rows:
             conn.execute(update(t).where(pk == getattr(row, pk.key))

@@ -20,14 +20,16 @@ from workflow.identity.policy import Policy
 
 
 def record_failure(session: Session, user: User | None, *, action: str, detail: str,
-                   policy: Policy, attempted: str = "") -> bool:
-    """Count one failed attempt; lock at the threshold. Returns True when this locked it."""
+                   policy: Policy, attempted: str = "", ip: str = "") -> bool:
+    """Count one failed attempt; lock at the threshold. Returns True when this locked it.
+    ``user`` must have been read with its row locked (:func:`identity.lock_user`), so the
+    count of parallel failures is exact. ``ip``: the client's address, where known."""
     now = clock.now()
-    audit.system_event(session, at=now, actor=user,
-                       action=action,
-                       changes={"username": user.username if user else attempted,
-                                "detail": detail,
-                                "failed_attempts": (user.failed_attempts + 1) if user else None})
+    changes = {"username": user.username if user else attempted, "detail": detail,
+               "failed_attempts": (user.failed_attempts + 1) if user else None}
+    if ip:
+        changes["ip"] = ip[:64]
+    audit.system_event(session, at=now, actor=user, action=action, changes=changes)
     if user is None:
         return False
     user.failed_attempts += 1

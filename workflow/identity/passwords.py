@@ -140,7 +140,8 @@ def change_password(engine: Units, username: str, old: str, new: str,
     policy = policy or Policy.from_settings()
     failure: WorkflowError | None = None
     with engine.unit() as session:
-        user = identity.get_user(session, username)
+        user = identity.lock_user(session, identity.get_user(session, username))
+        assert user is not None  # found just now; rows are never deleted
         if user.locked_at is not None:
             raise AccountLocked(user.username)
         if not password_matches(user.password_hash, old):

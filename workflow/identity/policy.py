@@ -22,6 +22,7 @@ class Policy:
     lockout_threshold: int = config.Settings.lockout_threshold
     idle_minutes: int = config.Settings.session_idle_minutes
     session_hours: int = config.Settings.session_max_hours
+    login_step_minutes: int = config.Settings.login_step_minutes
     totp_required_roles: tuple[str, ...] = config.Settings.totp_required_roles
     totp_issuer: str = config.Settings.totp_issuer
     security_role: str = config.Settings.security_role  # who is notified of lockouts
@@ -37,6 +38,7 @@ class Policy:
             lockout_threshold=s.lockout_threshold,
             idle_minutes=s.session_idle_minutes,
             session_hours=s.session_max_hours,
+            login_step_minutes=s.login_step_minutes,
             totp_required_roles=s.totp_required_roles,
             totp_issuer=s.totp_issuer,
             security_role=s.security_role,

@@ -11,7 +11,7 @@ import hashlib
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -19,12 +19,13 @@ from sqlalchemy.orm import Session
 
 from workflow import clock
 from workflow.audit import trail as audit
-from workflow.db.models import User, UserSession
+from workflow.db.models import LoginChallenge, User, UserSession
 from workflow.db.seals import seal_ok
 from workflow.db.uow import Units
 from workflow.errors import (
     AccountLocked,
     LoginFailed,
+    LoginStepExpired,
     SecondFactorFailed,
     SessionEnded,
     TamperedData,
@@ -48,61 +49,115 @@ class PasswordChecked:
     needs_totp: bool  # enrolled: enter a code
     needs_enrolment: bool  # required by role policy but not enrolled yet
     must_change_password: bool
+    #: the secret of the server-side second-factor step (when ``needs_totp``): the browser
+    #: keeps it and presents it with the code (:func:`check_login_totp`)
+    challenge: str | None = None
+    #: after the second step: "totp" or "recovery" (the kind of code accepted)
+    second_factor: str | None = None
+
+
+def password_version(user: User) -> str:
+    """What binds a login step to the password it was issued for: any password change
+    (the user's own or an administrator's reset) gives another value."""
+    return hashlib.sha256((user.password_hash or "").encode()).hexdigest()
 
 
 def check_login_password(engine: Units, username: str, password: str,
-                         policy: Policy | None = None) -> PasswordChecked:
-    """First login step. A failure is recorded (and may lock the account) before raising."""
+                         policy: Policy | None = None, *, ip: str = "") -> PasswordChecked:
+    """First login step. A failure is recorded (and may lock the account) before raising.
+
+    The account row is locked while its password is checked, so parallel attempts on one
+    account are checked one after another and the lockout threshold holds exactly (on
+    PostgreSQL too: issue 14 item 3). When a second factor follows, the pending step is
+    stored server-side (:class:`~workflow.db.models.LoginChallenge`) and its secret returned.
+    """
     policy = policy or Policy.from_settings()
     failure: WorkflowError | None = None
     with engine.unit() as session:
-        user = identity.find_user(session, username.strip())
+        found = identity.find_user(session, username.strip())
+        user = identity.lock_user(session, found) if found is not None else None
         if user is None or user.is_system:
             record_failure(session, None, action="login_failed", detail="unknown username",
-                           policy=policy, attempted=username.strip()[:64])
+                           policy=policy, attempted=username.strip()[:64], ip=ip)
             failure = LoginFailed()
         elif not seal_ok(engine.signing_key, "users", user):
             # the account row (password hash, lockout, active...) was changed outside the
             # application: refused, and a security event says why (the row is left alone)
             audit.system_event(session, at=clock.now(), actor=None, action="login_failed",
-                               changes={"username": user.username,
+                               changes={"username": user.username, "ip": ip,
                                         "detail": "account fails its integrity check"})
             failure = TamperedData("user account", user.username)
         elif not user.active:
             record_failure(session, user, action="login_failed", detail="deactivated account",
-                           policy=policy)
+                           policy=policy, ip=ip)
             failure = LoginFailed()
         elif user.locked_at is not None:
             record_failure(session, user, action="login_failed", detail="account locked",
-                           policy=policy)
+                           policy=policy, ip=ip)
             failure = AccountLocked(user.username)
         elif not password_matches(user.password_hash, password):
             locked = record_failure(session, user, action="login_failed",
-                                    detail="wrong password", policy=policy)
+                                    detail="wrong password", policy=policy, ip=ip)
             failure = AccountLocked(user.username) if locked else LoginFailed()
         else:
-            return PasswordChecked(
+            checked = PasswordChecked(
                 user_id=user.id, username=user.username,
                 needs_totp=totp_enrolled(user),
                 needs_enrolment=not totp_enrolled(user) and totp_required(session, user, policy),
                 must_change_password=password_expired(user, policy))
+            if not checked.needs_totp:
+                return checked
+            secret = secrets.token_urlsafe(32)
+            now = clock.now()
+            session.add(LoginChallenge(
+                token_hash=_token_hash(secret), user_id=user.id,
+                password_version=password_version(user),
+                must_change_password=checked.must_change_password, created_at=now,
+                expires_at=now + timedelta(minutes=policy.login_step_minutes), ip=ip[:64]))
+            return replace(checked, challenge=secret)
     raise failure
 
 
-def check_login_totp(engine: Units, user_id: int, code: str, policy: Policy | None = None) -> str:
-    """Second login step; a wrong or replayed code counts toward lockout."""
+def check_login_totp(engine: Units, challenge: str, code: str, policy: Policy | None = None,
+                     *, ip: str = "") -> PasswordChecked:
+    """Second login step: the code, with the secret of the step :func:`check_login_password`
+    opened. The step must exist, be unused and unexpired, and the account's password must
+    be the one it was opened with (else :class:`LoginStepExpired`); a correct code uses it
+    up. A wrong or replayed code counts toward lockout; an empty one is refused uncounted."""
     policy = policy or Policy.from_settings()
     failure: WorkflowError | None = None
     with engine.unit() as session:
-        user = session.get(User, user_id)
+        step = session.execute(
+            select(LoginChallenge).where(LoginChallenge.token_hash == _token_hash(challenge or ""))
+            .with_for_update()
+        ).scalar_one_or_none()
+        now = clock.now()
+        if step is None or step.used_at is not None or step.expires_at <= now:
+            raise LoginStepExpired()
+        user = identity.lock_user(session, step.user_id)
         if user is None or not user.active or user.locked_at is not None:
-            raise LoginFailed()
-        try:
-            return check_second_factor(session, user, code, engine.signing_key)
-        except SecondFactorFailed as exc:
-            locked = record_failure(session, user, action="login_failed",
-                                    detail="wrong authentication code", policy=policy)
-            failure = AccountLocked(user.username) if locked else exc
+            step.used_at = now  # the account can no longer log in: the step is void
+            failure = LoginFailed()
+        elif password_version(user) != step.password_version:
+            step.used_at = now
+            failure = LoginStepExpired()
+        else:
+            try:
+                kind = check_second_factor(session, user, code, engine.signing_key)
+            except SecondFactorFailed as exc:
+                if not (code or "").strip():
+                    raise  # nothing was tried: not a wrong code, not counted
+                locked = record_failure(session, user, action="login_failed",
+                                        detail="wrong authentication code", policy=policy, ip=ip)
+                if locked:
+                    step.used_at = now
+                failure = AccountLocked(user.username) if locked else exc
+            else:
+                step.used_at = now
+                return PasswordChecked(user.id, user.username, needs_totp=False,
+                                       needs_enrolment=False,
+                                       must_change_password=step.must_change_password,
+                                       second_factor=kind)
     raise failure
 
 
@@ -117,8 +172,11 @@ def check_login_totp(engine: Units, user_id: int, code: str, policy: Policy | No
 TOUCH_EVERY = timedelta(seconds=60)
 
 
-def start_session(engine: Units, user_id: int, *, mfa: bool, client: str = "") -> str:
-    """Open a server-side session after a complete login; returns the secret token."""
+def start_session(engine: Units, user_id: int, *, mfa: bool, client: str = "",
+                  ip: str = "") -> str:
+    """Open a server-side session after a complete login; returns the secret token.
+    ``client``: the browser (user agent); ``ip``: the client's address (behind trusted
+    proxies, the one they forwarded), both shown in the person's list of sessions."""
     token = secrets.token_urlsafe(32)
     with engine.unit() as session:
         user = session.get(User, user_id)
@@ -128,9 +186,10 @@ def start_session(engine: Units, user_id: int, *, mfa: bool, client: str = "") -
         user.failed_attempts = 0
         session.add(UserSession(token_hash=_token_hash(token), user_id=user.id, created_at=now,
                                 last_seen_at=now, mfa_at=now if mfa else None,
-                                client=client[:200]))
+                                client=client[:200], ip=ip[:64]))
         audit.system_event(session, at=now, actor=user, action="login",
-                           changes={"username": user.username, "mfa": mfa, "client": client[:200]})
+                           changes={"username": user.username, "mfa": mfa, "client": client[:200],
+                                    "ip": ip[:64]})
     return token
 
 

@@ -17,7 +17,7 @@ import pyotp
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from workflow import clock
@@ -65,7 +65,11 @@ def totp_enrolled(user: User) -> bool:
 
 def check_second_factor(session: Session, user: User, code: str | None, server_key: bytes) -> str:
     """Accept a current TOTP code (once: replays within its window are refused) or an unused
-    recovery code. Returns "totp" or "recovery"; raises SecondFactorFailed."""
+    recovery code. Returns "totp" or "recovery"; raises SecondFactorFailed.
+
+    ``user`` must have been read with its row locked (:func:`identity.lock_user`): the last
+    accepted TOTP step is then decided by one transaction at a time, so one code is accepted
+    once however many requests carry it at the same moment."""
     code = (code or "").strip().replace(" ", "")
     if not code or not totp_enrolled(user):
         raise SecondFactorFailed("An authentication code is required." if not code else
@@ -83,14 +87,15 @@ def check_second_factor(session: Session, user: User, code: str | None, server_k
                 return "totp"
         raise SecondFactorFailed()
     digest = _recovery_hash(server_key, code)
-    row = session.execute(
-        select(RecoveryCode).where(RecoveryCode.user_id == user.id,
-                                   RecoveryCode.code_hash == digest,
-                                   RecoveryCode.used_at.is_(None))
-    ).scalar_one_or_none()
-    if row is None:
+    # one conditional UPDATE: of parallel requests with one code, exactly one changes the row
+    # (the others find it used), whatever the isolation level (issue 14 item 3)
+    spent = session.execute(
+        update(RecoveryCode.__table__)
+        .where(RecoveryCode.user_id == user.id, RecoveryCode.code_hash == digest,
+               RecoveryCode.used_at.is_(None))
+        .values(used_at=clock.now()))
+    if spent.rowcount != 1:  # type: ignore[attr-defined]
         raise SecondFactorFailed()
-    row.used_at = clock.now()
     audit.system_event(session, at=clock.now(), actor=user, action="recovery_code_used",
                        changes={"username": user.username})
     return "recovery"

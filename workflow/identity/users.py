@@ -37,6 +37,18 @@ def find_user(session: Session, username: str) -> User | None:
     return session.execute(_USER_BY_NAME, {"username": username.lower()}).scalar_one_or_none()
 
 
+def lock_user(session: Session, user: User | int) -> User | None:
+    """The user's row, locked for this transaction (``SELECT ... FOR UPDATE`` on PostgreSQL;
+    SQLite's writer already holds the database lock) and re-read, so that counters and
+    one-time credentials (failed attempts, the last TOTP step, recovery codes) are decided
+    by one transaction at a time (issue 14 item 3)."""
+    user_id = user if isinstance(user, int) else user.id
+    return session.execute(
+        select(User).where(User.id == user_id).with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+
+
 def get_user(session: Session, username: str, *, active: bool = True) -> User:
     user = find_user(session, username)
     if user is None:

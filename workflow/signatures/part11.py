@@ -79,7 +79,9 @@ class Part11Verifier:
             raise CredentialsRejected(
                 "The username typed is not yours: you can only sign as yourself.",
                 user_id=actor.id, detail=f"typed username {typed[:64]!r}")
-        user = actor
+        # the signer's row locked for the rest of the signing: the failure counter and the
+        # last TOTP step are decided one signing at a time (issue 14 item 3)
+        user = identity.lock_user(session, actor) or actor
         if not user.active:
             raise InactiveUser(user.username)
         if user.locked_at is not None:
@@ -121,6 +123,6 @@ class Part11Verifier:
 
     def record_failure(self, session: Session, exc: CredentialsRejected) -> bool:
         """Called by the engine in a fresh transaction after the refused signing rolled back."""
-        user = session.get(User, exc.user_id) if exc.user_id else None
+        user = identity.lock_user(session, exc.user_id) if exc.user_id else None
         return record_failure(session, user, action="signature_failed", detail=exc.detail,
                               policy=self.policy)
