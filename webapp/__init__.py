@@ -76,6 +76,7 @@ def create_app(config: dict[str, Any] | None = None,
     # (measured: `import webapp.cli` 0.95 s -> 1.7 s).
     from webapp import api, context, errors, filters, params
     from webapp.views import (
+        account,
         admin,
         api_tokens,
         audit,
@@ -98,7 +99,7 @@ def create_app(config: dict[str, Any] | None = None,
     context.init_app(app)  # the request's one read session, closed in teardown
     auth.init_app(app)
     for module in (auth, inbox, records, audit, admin, api_tokens, notifications, dashboard,
-                   definitions):
+                   definitions, account):
         app.register_blueprint(module.bp)
     api.init_app(app, csrf)  # /api/v1: bearer tokens only, exempt from CSRF (no cookies)
     filters.register(app)

@@ -300,6 +300,17 @@ class SessionEnded(AuthError):
         super().__init__({"idle": "Your session timed out after inactivity; log in again.",
                           "lifetime": "Your session reached its maximum length; log in again.",
                           "logout": "You are logged out.",
+                          "revoked": "Your session was ended from another of your sessions; "
+                                     "log in again.",
+                          "logged out everywhere": "You logged out everywhere; log in again.",
+                          "ended by an administrator": "An administrator ended your "
+                                                       "session; log in again.",
+                          "password changed": "Your password was changed in another session; "
+                                              "log in again.",
+                          "password reset": "An administrator reset your password; log in "
+                                            "with the new one.",
+                          "authenticator reset": "An administrator reset your authenticator; "
+                                                 "log in again.",
                           }.get(reason, "Your session has ended; log in again."))
 
 
@@ -314,7 +325,7 @@ class TokenError(WorkflowError):
 
 class TokenRejected(WorkflowError):
     """Authentication with a token failed. ``reason`` is one of: missing, malformed, unknown,
-    expired, revoked, inactive_user."""
+    expired, revoked, suspended, inactive_user, tampered."""
 
     code = "token_rejected"
 

@@ -65,7 +65,7 @@ def limiter() -> RateLimiter:
 _TOKEN_CODES = {"missing": "token_missing", "malformed": "token_invalid",
                 "unknown": "token_invalid", "expired": "token_expired",
                 "revoked": "token_revoked", "inactive_user": "account_deactivated",
-                "tampered": "token_tampered"}
+                "tampered": "token_tampered", "suspended": "token_suspended"}
 
 
 def _bearer() -> str | None:

@@ -22,6 +22,7 @@ from webapp.forms import choices
 from webapp.views.auth import roles_required
 from workflow.errors import WorkflowError
 from workflow.identity import admin as accounts
+from workflow.identity import sessions
 from workflow.identity import users as identity
 from workflow.identity.admin import ADMIN_ROLE
 from workflow.queries import definitions, directories
@@ -100,7 +101,35 @@ def user(username: str) -> Any:
     active_roles = identity.roles_of(s, u)
     return render_template("admin/user.html", u=u, grants=grants, active_roles=active_roles,
                            grant_form=GrantForm(), action_form=ReasonForm(),
-                           system_roles=_system_roles())
+                           system_roles=_system_roles(),
+                           open_sessions=sessions.open_sessions(s, u.id, policy()),
+                           end_form=EndSessionsForm())
+
+
+class EndSessionsForm(FlaskForm):
+    session_id = StringField(validators=[Optional(), Regexp(r"^\d{1,12}$")])
+    reason = StringField("Reason", id="end_reason",
+                         validators=[DataRequired(), Length(max=500)])
+
+
+@bp.route("/users/<username>/sessions/end", methods=["POST"])
+@roles_required(ADMIN_ROLE)
+def end_sessions(username: str) -> Any:
+    """End one session of a user (``session_id``) or all of them; audited with the reason."""
+    form = EndSessionsForm()
+    if not form.validate_on_submit():
+        flash("A reason is required to end someone's sessions.", "error")
+        return redirect(url_for("admin.user", username=username))
+    sid = int(form.session_id.data) if form.session_id.data else None
+    try:
+        n = accounts.end_sessions_of(engine(), username, actor=current_user.username,
+                                     reason=form.reason.data, session_id=sid)
+    except WorkflowError as exc:
+        errors.flash_error(exc)
+    else:
+        flash(f"Ended {n} session{'s' if n != 1 else ''} of {username}; they must log in "
+              "again.", "success")
+    return redirect(url_for("admin.user", username=username))
 
 
 @bp.route("/users/<username>/grant", methods=["POST"])

@@ -63,7 +63,7 @@ def index() -> Any:
     elif form.is_submitted():
         status = 422
     return render_template("account/tokens.html", form=form, created=created,
-                           tokens=_tokens(), revoke=RevokeForm()), status
+                           tokens=_tokens(), revoke=RevokeForm(), confirm=RevokeForm()), status
 
 
 @bp.route("/revoke", methods=["POST"])
@@ -78,4 +78,20 @@ def revoke() -> Any:
             errors.flash_error(exc)
         else:
             flash(f"Token {prefix} is revoked; it stops working at once.", "success")
+    return redirect(url_for("tokens.index"))
+
+
+@bp.route("/confirm", methods=["POST"])
+@login_required
+def confirm() -> Any:
+    """The owner confirms a token suspended by an administrator's reset: it works again."""
+    form = RevokeForm()
+    if form.validate_on_submit():
+        try:
+            prefix = api_tokens.confirm_own(engine(), current_user.username,
+                                            str(form.token_id.data))
+        except WorkflowError as exc:
+            errors.flash_error(exc)
+        else:
+            flash(f"Token {prefix} is confirmed; it works again.", "success")
     return redirect(url_for("tokens.index"))

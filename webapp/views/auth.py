@@ -68,6 +68,7 @@ class CurrentUser:
     timezone: str
     roles: set[str] = field(default_factory=set)
     signed_before: bool = False
+    session_id: int | None = None  # the login session row of this request
     is_authenticated: bool = True
     is_active: bool = True
     is_anonymous: bool = False
@@ -99,7 +100,7 @@ def init_app(app: Flask) -> None:
             return None
         u = directories.person(read_session(), info.user_id)
         return CurrentUser(u.id, u.username, u.full_name, u.timezone, info.roles,
-                           info.signed_before)
+                           info.signed_before, info.id)
 
     @login_manager.unauthorized_handler
     def _unauthorized() -> Any:
@@ -255,8 +256,10 @@ def change_password() -> Any:
             flash("The two new passwords differ.", "error")
         else:
             try:
+                # the person's other sessions end; this one stays open
                 passwords.change_password(engine(), current_user.username, form.current.data,
-                                     form.new.data, policy())
+                                          form.new.data, policy(),
+                                          keep_session=current_user.session_id)
             except AccountLocked as exc:
                 return _end("locked", str(exc), "error")
             except WorkflowError as exc:

@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from workflow.db.models import User
+from workflow.db.models import User, UserSession
 from workflow.db.uow import Units
 from workflow.errors import WorkflowError
 from workflow.identity import lockout, passwords, totp
@@ -121,6 +121,26 @@ def unlock(engine: Units, username: str, *, actor: str, reason: str) -> None:
 def reset_totp(engine: Units, username: str, *, actor: str, reason: str) -> None:
     """Revoke a user's authenticator and recovery codes; they enrol again at next login."""
     totp.reset_totp(engine, username, actor=actor, reason=reason)
+
+
+def end_sessions_of(engine: Units, username: str, *, actor: str, reason: str,
+                    session_id: int | None = None) -> int:
+    """An administrator ends a user's sessions (one, or all), with a reason; audited
+    (``sessions_ended``, naming the administrator). Returns how many were ended."""
+    if not reason.strip():
+        raise WorkflowError("A reason is required to end someone's sessions.")
+    with engine.unit() as session:
+        user = identity.get_user(session, username, active=False)
+        admin = acting_user(session, actor)
+        if session_id is not None:
+            row = session.get(UserSession, session_id)
+            if row is None or row.user_id != user.id or row.ended_at is not None:
+                raise WorkflowError(f"{user.username} has no open session #{session_id}.")
+        n = identity.end_sessions(session, user, reason="ended by an administrator",
+                                  only=session_id, actor=admin, why=reason.strip())
+        if not n:
+            raise WorkflowError(f"{user.username} has no open session.")
+        return n
 
 
 def issue_temporary_password(engine: Units, username: str, *, actor: str, reason: str,

@@ -21,6 +21,7 @@ from workflow.audit import trail as audit
 from workflow.db.models import PasswordHistory, User
 from workflow.db.uow import Units
 from workflow.errors import AccountLocked, LoginFailed, PasswordRejected, WorkflowError
+from workflow.identity import tokens as api_tokens
 from workflow.identity import users as identity
 from workflow.identity.lockout import record_failure
 from workflow.identity.policy import Policy
@@ -108,9 +109,15 @@ def policy_problems(session: Session, user: User, password: str, policy: Policy)
 
 
 def set_password(session: Session, user: User, password: str, *, actor: User, policy: Policy,
-                 reason: str = "", temporary: bool = False) -> None:
+                 reason: str = "", temporary: bool = False, keep_session: int | None = None
+                 ) -> None:
     """Set a password after checking the policy. An administrator's ``temporary`` password
-    must be changed at next login (R-P11-200-4). Audited; the password itself never is."""
+    must be changed at next login (R-P11-200-4). Audited; the password itself never is.
+
+    It ends access gained with the old one (issue 14 item 1): every open session of the
+    user ends (the person's own change keeps ``keep_session``, the one they changed it
+    in), and after an administrator's reset the user's API tokens are suspended until the
+    user confirms them (:func:`workflow.identity.tokens.suspend_tokens`)."""
     problems = policy_problems(session, user, password, policy)
     if problems:
         raise PasswordRejected(problems)
@@ -124,6 +131,14 @@ def set_password(session: Session, user: User, password: str, *, actor: User, po
                        action="password_reset" if actor.id != user.id else "password_changed",
                        changes={"username": user.username, "must_change_password": temporary},
                        reason=reason or None)
+    if actor.id == user.id:
+        identity.end_sessions(session, user, reason="password changed", keep=keep_session,
+                              actor=actor, why="the user changed their password")
+    else:
+        identity.end_sessions(session, user, reason="password reset", actor=actor,
+                              why=reason or None)
+        api_tokens.suspend_tokens(session, user, actor=actor,
+                                  reason="password reset by an administrator")
 
 
 def password_expired(user: User, policy: Policy) -> bool:
@@ -135,8 +150,9 @@ def password_expired(user: User, policy: Policy) -> bool:
 
 
 def change_password(engine: Units, username: str, old: str, new: str,
-                    policy: Policy | None = None) -> None:
-    """The user changes their own password (also the forced change after expiry)."""
+                    policy: Policy | None = None, *, keep_session: int | None = None) -> None:
+    """The user changes their own password (also the forced change after expiry). Their
+    other sessions end; ``keep_session`` (the session it is done in) stays open."""
     policy = policy or Policy.from_settings()
     failure: WorkflowError | None = None
     with engine.unit() as session:
@@ -150,6 +166,6 @@ def change_password(engine: Units, username: str, old: str, new: str,
             failure = AccountLocked(user.username) if locked else LoginFailed()
         else:
             set_password(session, user, new, actor=user, policy=policy,
-                         reason="changed by the user")
+                         reason="changed by the user", keep_session=keep_session)
             return
     raise failure

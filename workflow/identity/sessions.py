@@ -299,6 +299,52 @@ def touch_session(engine: Units, token: str, policy: Policy | None = None) -> Se
     raise ended
 
 
+@dataclass(frozen=True)
+class OpenSession:
+    """One of a person's open login sessions, as their account page and the administrators'
+    user page list it."""
+
+    id: int
+    created_at: datetime
+    last_seen_at: datetime
+    client: str  # the browser (user agent)
+    ip: str
+    current: bool  # the session this list is shown in
+
+
+def open_sessions(session: Session, user_id: int, policy: Policy,
+                  current_id: int | None = None) -> list[OpenSession]:
+    """The user's sessions that are still live (not ended, not idle, not past their
+    lifetime), most recently used first."""
+    now = clock.now()
+    rows = session.execute(
+        select(UserSession).where(UserSession.user_id == user_id,
+                                  UserSession.ended_at.is_(None))
+        .order_by(UserSession.last_seen_at.desc(), UserSession.id.desc())
+    ).scalars().all()
+    return [OpenSession(r.id, r.created_at, r.last_seen_at, r.client, r.ip, r.id == current_id)
+            for r in rows if expiry(r, now, policy) is None]
+
+
+def end_own_sessions(engine: Units, username: str, *, session_id: int | None = None,
+                     current_id: int | None = None) -> int:
+    """A person ends one of their own sessions (``session_id``, e.g. a forgotten browser)
+    or, without it, every one of them ("Log out everywhere", the current one included).
+    Another person's session is refused like one that does not exist. Audited
+    (``sessions_ended``); returns how many were ended."""
+    with engine.unit() as session:
+        me = identity.get_user(session, username)
+        if session_id is not None:
+            row = session.get(UserSession, session_id)
+            if row is None or row.user_id != me.id or row.ended_at is not None:
+                raise WorkflowError("There is no such open session of yours.")
+            return identity.end_sessions(session, me, reason="revoked", only=session_id,
+                                         actor=me, why="ended by the user")
+        why = "logged out everywhere" + (f" (from session #{current_id})" if current_id else "")
+        return identity.end_sessions(session, me, reason="logged out everywhere", actor=me,
+                                     why=why)
+
+
 def end_session(engine: Units, token: str, reason: str = "logout") -> None:
     with engine.unit() as session:
         row = session.execute(

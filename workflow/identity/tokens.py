@@ -63,6 +63,8 @@ class TokenInfo:
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    suspended_at: datetime | None = None
+    suspend_reason: str | None = None
 
     def status(self, now: datetime | None = None) -> str:
         now = now or clock.now()
@@ -70,6 +72,8 @@ class TokenInfo:
             return "revoked"
         if self.expires_at is not None and self.expires_at <= now:
             return "expired"
+        if self.suspended_at is not None:
+            return "suspended"
         return "active"
 
 
@@ -121,7 +125,7 @@ def _parse_scopes(scopes: object) -> tuple[str, ...]:
 def _info(row: ApiToken, username: str, created_by: str) -> TokenInfo:
     return TokenInfo(row.id, row.prefix, row.name, username, tuple(row.scopes.split()),
                      row.created_at, created_by, row.expires_at, row.revoked_at,
-                     row.last_used_at)
+                     row.last_used_at, row.suspended_at, row.suspend_reason)
 
 
 def create_token(session: Session, owner: User, *, actor: User, name: str,
@@ -229,6 +233,53 @@ def revoke_own_token(session: Session, ref: str | int, *, actor: User,
     return row
 
 
+def suspend_tokens(session: Session, owner: User, *, actor: User, reason: str) -> list[int]:
+    """Suspend the owner's usable tokens (not revoked, not expired, not suspended) after an
+    administrator reset their password or authenticator: whoever took over the account may
+    have made them. They answer 401 ``token_suspended`` until the owner confirms each on the
+    account page (:func:`confirm_own`). Through the ORM, so each row is sealed again (the
+    seal covers ``suspended_at``). Audited (``api_tokens_suspended``); returns their ids."""
+    now = clock.now()
+    rows = session.execute(
+        select(ApiToken).where(ApiToken.user_id == owner.id, ApiToken.revoked_at.is_(None),
+                               ApiToken.suspended_at.is_(None))
+    ).scalars().all()
+    rows = [r for r in rows if r.expires_at is None or r.expires_at > now]
+    for row in rows:
+        row.suspended_at = now
+        row.suspend_reason = reason[:200]
+    if rows:
+        audit.system_event(session, at=now, actor=actor, action="api_tokens_suspended",
+                           changes={"username": owner.username,
+                                    "token_ids": [r.id for r in rows],
+                                    "prefixes": [r.prefix for r in rows]},
+                           reason=reason)
+    return [r.id for r in rows]
+
+
+def confirm_own(engine: Units, username: str, ref: str | int) -> str:
+    """The owner confirms a suspended token of theirs (the account page): it works again.
+    Refused for anyone else's token and for a token that is not suspended. Audited
+    (``api_token_confirmed``); returns its prefix."""
+    with engine.unit() as session:
+        me = identity.get_user(session, username)
+        row = find_token(session, ref)
+        if row.user_id != me.id:
+            raise NotAuthorized("There is no such token of yours.")
+        if row.suspended_at is None:
+            raise TokenError(f"Token {row.prefix} is not suspended.")
+        if row.revoked_at is not None:
+            raise TokenError(f"Token {row.prefix} is revoked; create a new one.")
+        now = clock.now()
+        audit.system_event(session, at=now, actor=me, action="api_token_confirmed",
+                           changes={"username": me.username, "token_id": row.id,
+                                    "prefix": row.prefix,
+                                    "suspended_at": row.suspended_at})
+        row.suspended_at = None
+        row.suspend_reason = None
+        return row.prefix
+
+
 def list_tokens(session: Session, owner: User | None = None) -> list[TokenInfo]:
     """Tokens of ``owner`` (all tokens when None), newest first."""
     creator = User.__table__.alias("creator")
@@ -310,6 +361,11 @@ def authenticate(engine: Units, secret: str | None, *,
         if row.expires_at is not None and row.expires_at <= now:
             raise TokenRejected("expired", f"The API token {row.prefix} has expired; create "
                                            "a new one.")
+        if row.suspended_at is not None:
+            raise TokenRejected("suspended", f"The API token {row.prefix} is suspended since "
+                                             "an administrator reset its owner's password or "
+                                             "authenticator; its owner confirms it under API "
+                                             "tokens on their account page.")
         if not user.active or user.is_system:
             raise TokenRejected("inactive_user", f"The account {user.username} is deactivated.")
         if user.locked_at is not None:

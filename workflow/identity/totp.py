@@ -25,6 +25,7 @@ from workflow.audit import trail as audit
 from workflow.db.models import RecoveryCode, User
 from workflow.db.uow import Units
 from workflow.errors import SecondFactorFailed, WorkflowError
+from workflow.identity import tokens as api_tokens
 from workflow.identity import users as identity
 from workflow.identity.policy import Policy
 
@@ -188,3 +189,9 @@ def reset_totp(engine: Units, username: str, *, actor: str, reason: str) -> None
                         .values(used_at=now))
         audit.system_event(session, at=now, actor=admin, action="totp_reset",
                            changes={"username": user.username}, reason=reason)
+        # whoever holds the lost device may be logged in or have made tokens: their access
+        # ends, and the tokens wait for the user's confirmation (issue 14 item 1)
+        identity.end_sessions(session, user, reason="authenticator reset", actor=admin,
+                              why=reason)
+        api_tokens.suspend_tokens(session, user, actor=admin,
+                                  reason="authenticator reset by an administrator")

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from workflow import clock, rules
 from workflow.audit import trail as audit
-from workflow.db.models import RoleGrant, User, UserSession
+from workflow.db.models import LoginChallenge, RoleGrant, User, UserSession
 from workflow.db.seals import SEALED_COLUMNS
 from workflow.db.uow import Units, check_key
 from workflow.errors import InactiveUser, UnknownUser, UsernameTaken, WorkflowError
@@ -111,12 +111,41 @@ def deactivate_user(session: Session, user: User, *, actor: User, reason: str) -
     user.active = False
     user.deactivated_at = now
     # end every open session at once: a deactivated user can neither act nor sign
-    session.execute(update(UserSession.__table__)
-                    .where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
-                    .values(ended_at=now, end_reason="account deactivated"))
+    end_sessions(session, user, reason="account deactivated")
     audit.system_event(session, at=now, actor=actor, action="user_deactivated",
                        changes={"username": user.username, "active": [True, False]},
                        reason=reason)
+
+
+def end_sessions(session: Session, user: User, *, reason: str, keep: int | None = None,
+                 only: int | None = None, actor: User | None = None,
+                 why: str | None = None) -> int:
+    """End the user's open login sessions at once (their next request is refused with
+    ``reason``); returns how many were ended. ``keep``: the id of a session left open (the
+    one a person changes their own password in); ``only``: end just that one. With an
+    ``actor`` a ``sessions_ended`` event records who ended how many, why (``why``)."""
+    t = UserSession.__table__
+    stmt = update(t).where(t.c.user_id == user.id, t.c.ended_at.is_(None))
+    if keep is not None:
+        stmt = stmt.where(t.c.id != keep)
+    if only is not None:
+        stmt = stmt.where(t.c.id == only)
+    now = clock.now()
+    done = session.execute(stmt.values(ended_at=now, end_reason=reason[:40]))
+    count = int(done.rowcount)  # type: ignore[attr-defined]
+    if only is None and keep is None:
+        # a login waiting at its code step is access too: voided with the sessions
+        c = LoginChallenge.__table__.c
+        session.execute(update(LoginChallenge.__table__)
+                        .where(c.user_id == user.id, c.used_at.is_(None)).values(used_at=now))
+    if actor is not None and count:
+        changes: dict[str, object] = {"username": user.username, "sessions": count,
+                                      "end_reason": reason}
+        if only is not None:
+            changes["session_id"] = only
+        audit.system_event(session, at=now, actor=actor, action="sessions_ended",
+                           changes=changes, reason=why)
+    return count
 
 
 def grant_role(
