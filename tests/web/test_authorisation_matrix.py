@@ -258,7 +258,7 @@ def test_security_headers_on_every_answer(app, account, path):
 def session_cookie(client, account) -> str:
     r = login(client, "emma")
     cookies = [v for k, v in r.headers.items() if k.lower() == "set-cookie"
-               and v.startswith("qms_session=")]
+               and v.startswith(("qms_session=", "__Host-qms_session="))]
     assert cookies, r.headers
     return cookies[-1]
 
@@ -274,7 +274,8 @@ def test_session_cookie_is_httponly_and_samesite_lax(app, account):
 
 
 def test_session_cookie_is_secure_when_configured(engine, account, tmp_path, monkeypatch):
-    """R-P11-30-1: with QMS_COOKIE_SECURE=1 (behind HTTPS) the cookie is marked Secure."""
+    """R-P11-30-1 R-SEC-21: with QMS_COOKIE_SECURE=1 (behind HTTPS) the cookie is marked
+    Secure and carries the __Host- prefix."""
     from tests.web.conftest import POLICY
     from webapp import create_app
 
@@ -286,5 +287,6 @@ def test_session_cookie_is_secure_when_configured(engine, account, tmp_path, mon
     client = secure_app.test_client()
     client.environ_base["wsgi.url_scheme"] = "https"  # served over HTTPS
     cookie = session_cookie(client, account)
+    assert cookie.startswith("__Host-qms_session=")
     attrs = {a.strip().split("=")[0].lower() for a in cookie.split(";")}
     assert {"secure", "httponly", "samesite"} <= attrs

@@ -41,6 +41,7 @@ EXAMPLES: list[tuple[wf.WorkflowError, int, int, dict[str, object]]] = [
     (wf.AuthError("refused"), 422, 422, {}),
     (wf.LoginFailed(), 422, 422, {}),
     (wf.CliActingRefused("--maintenance is refused"), 422, 422, {}),
+    (wf.LoginStepExpired(), 422, 422, {}),
     (wf.PasswordExpired(), 422, 422, {}),
     (wf.PasswordRejected(["too short"]), 422, 422, {}),
     (wf.SecondFactorFailed(), 422, 422, {}),
