@@ -76,6 +76,7 @@ ERRORS: dict[type[wf.WorkflowError], ErrorEntry] = {
     wf.CliActingRefused: REFUSED,
     wf.LoginFailed: REFUSED,
     wf.LoginStepExpired: REFUSED,
+    wf.LoginThrottled: ErrorEntry(429, "Too many attempts", (("retry_after", "retry_after"),)),
     wf.PasswordExpired: REFUSED,
     wf.PasswordRejected: REFUSED,
     wf.SecondFactorFailed: REFUSED,

@@ -45,6 +45,12 @@ class Settings:
     password_history: int = 5
     password_max_age_days: int = 90  # 0 disables expiry
     lockout_threshold: int = 5
+    lockout_mode: str = "timed"  # timed: the lock ends by itself; admin: an administrator unlocks
+    lockout_base_minutes: int = 15  # the first lock's length; each further one doubles
+    lockout_max_minutes: int = 1440  # the longest a timed lock lasts
+    login_rate_per_ip: int = 30  # login attempts per client address per window (0: no limit)
+    login_rate_per_account: int = 10  # login attempts per typed username per window (0: none)
+    login_rate_window_seconds: int = 300
     session_idle_minutes: int = 15
     session_max_hours: int = 12
     login_step_minutes: int = 5  # how long the second-factor step stays open after a password
@@ -97,6 +103,17 @@ class Settings:
                                             d.password_max_age_days, "days (0: no expiry)"),
             lockout_threshold=env.whole("QMS_LOCKOUT_THRESHOLD", d.lockout_threshold,
                                         "failed attempts"),
+            lockout_mode=env.choice("QMS_LOCKOUT_MODE", d.lockout_mode, ("timed", "admin")),
+            lockout_base_minutes=max(1, env.whole("QMS_LOCKOUT_BASE_MINUTES",
+                                                  d.lockout_base_minutes, "minutes")),
+            lockout_max_minutes=max(1, env.whole("QMS_LOCKOUT_MAX_MINUTES",
+                                                 d.lockout_max_minutes, "minutes")),
+            login_rate_per_ip=env.whole("QMS_LOGIN_RATE_PER_IP", d.login_rate_per_ip,
+                                        "attempts (0: no limit)"),
+            login_rate_per_account=env.whole("QMS_LOGIN_RATE_PER_ACCOUNT",
+                                             d.login_rate_per_account, "attempts (0: no limit)"),
+            login_rate_window_seconds=max(1, env.whole("QMS_LOGIN_RATE_WINDOW_SECONDS",
+                                                       d.login_rate_window_seconds, "seconds")),
             session_idle_minutes=env.whole("QMS_SESSION_IDLE_MINUTES", d.session_idle_minutes,
                                            "minutes"),
             session_max_hours=env.whole("QMS_SESSION_MAX_HOURS", d.session_max_hours, "hours"),
@@ -142,6 +159,13 @@ class _Reader:
 
     def text(self, name: str, default: str) -> str:
         return self.environ.get(name) or default
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = (self.optional(name) or default).strip().lower()
+        if value not in allowed:
+            raise ConfigError(name, f"{name} must be one of {', '.join(allowed)}, "
+                                    f"got {self.environ.get(name)!r}")
+        return value
 
     def optional(self, name: str) -> str | None:
         return self.environ.get(name) or None

@@ -5,6 +5,8 @@ HTTP status codes are chosen in webapp/, never here.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class WorkflowError(Exception):
     """Base of every error the engine raises on purpose."""
@@ -202,13 +204,20 @@ class DueDateLocked(WorkflowError):
 
 
 class AccountLocked(WorkflowError):
+    """The account is locked after repeated failed attempts (shown to its logged-in owner,
+    e.g. when signing; the login page says only :class:`LoginFailed`'s one message).
+    ``until``: when a timed lock ends (None: an administrator unlocks it)."""
+
     code = "account_locked"
 
-    def __init__(self, username: str):
+    def __init__(self, username: str, until: datetime | None = None):
         self.username = username
-        super().__init__(
-            f"The account {username!r} is locked after repeated failed attempts. "
-            "Ask an administrator to unlock it.")
+        self.until = until
+        when = (f"It unlocks by itself at {until:%Y-%m-%d %H:%M} UTC, or an administrator "
+                "unlocks it earlier." if until is not None else
+                "Ask an administrator to unlock it.")
+        super().__init__(f"The account {username!r} is locked after repeated failed "
+                         f"attempts. {when}")
 
 
 class CredentialsRejected(SignatureRejected):
@@ -254,7 +263,25 @@ class LoginFailed(AuthError):
     code = "login_failed"
 
     def __init__(self) -> None:
-        super().__init__("Unknown username or wrong password.")
+        # one message whatever went wrong: it must not tell a stranger whether the account
+        # exists, is deactivated or is locked (issue 14 item 4)
+        super().__init__(LOGIN_FAILED)
+
+
+#: the login page's one refusal
+LOGIN_FAILED = ("Unknown username or wrong password, or the account is locked for a while "
+                "after repeated failed attempts.")
+
+
+class LoginThrottled(AuthError):
+    """Too many login attempts from one client address or for one username in the current
+    window (``QMS_LOGIN_RATE_*``); nothing was checked. ``retry_after``: seconds."""
+
+    code = "login_throttled"
+
+    def __init__(self, retry_after: int):
+        self.retry_after = retry_after
+        super().__init__(f"Too many login attempts; try again in {retry_after} seconds.")
 
 
 class PasswordExpired(AuthError):

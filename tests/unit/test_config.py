@@ -34,6 +34,12 @@ EVERY = {
     "QMS_PASSWORD_HISTORY": "8",
     "QMS_PASSWORD_MAX_AGE_DAYS": "0",
     "QMS_LOCKOUT_THRESHOLD": "3",
+    "QMS_LOCKOUT_MODE": "admin",
+    "QMS_LOCKOUT_BASE_MINUTES": "5",
+    "QMS_LOCKOUT_MAX_MINUTES": "60",
+    "QMS_LOGIN_RATE_PER_IP": "100",
+    "QMS_LOGIN_RATE_PER_ACCOUNT": "0",
+    "QMS_LOGIN_RATE_WINDOW_SECONDS": "60",
     "QMS_SESSION_IDLE_MINUTES": "10",
     "QMS_SESSION_MAX_HOURS": "8",
     "QMS_LOGIN_STEP_MINUTES": "3",
@@ -62,7 +68,9 @@ def test_every_variable_is_parsed() -> None:
         signature_key=bytes.fromhex(KEY_HEX), signature_key_file=Path("/etc/qms/signature.key"),
         secret_key="flask-secret", cookie_secure=True, trusted_proxies=1, api_rate_per_minute=0,
         base_url="https://qms.example.com", password_min_length=14, password_history=8,
-        password_max_age_days=0, lockout_threshold=3, session_idle_minutes=10,
+        password_max_age_days=0, lockout_threshold=3, lockout_mode="admin",
+        lockout_base_minutes=5, lockout_max_minutes=60, login_rate_per_ip=100,
+        login_rate_per_account=0, login_rate_window_seconds=60, session_idle_minutes=10,
         session_max_hours=8, login_step_minutes=3, totp_required_roles=("qa", "admin", "author"),
         totp_issuer="ACME QMS", security_role="security", cli_maintenance=True,
         system_name="ACME-QMS",
@@ -87,6 +95,9 @@ def test_defaults() -> None:
     assert (s.totp_issuer, s.security_role, s.system_name) == ("QMS", "admin", "QMS")
     assert (s.cookie_secure, s.api_rate_per_minute, s.digest_hour) == (False, 600, 7)
     assert (s.trusted_proxies, s.login_step_minutes) == (0, 5)
+    assert (s.lockout_mode, s.lockout_base_minutes, s.lockout_max_minutes) == ("timed", 15, 1440)
+    assert (s.login_rate_per_ip, s.login_rate_per_account, s.login_rate_window_seconds) == \
+        (30, 10, 300)
     assert s.base_url == "http://127.0.0.1:5000"
     assert (s.smtp_from, s.smtp_max_attempts, s.smtp_retry_seconds, s.smtp_timeout) == \
         ("qms@localhost", 5, 60, 10.0)
@@ -116,6 +127,8 @@ BAD = [
     ("QMS_PASSWORD_HISTORY", "-1", "QMS_PASSWORD_HISTORY must be 0 or more passwords"),
     ("QMS_PASSWORD_MAX_AGE_DAYS", "90d", "QMS_PASSWORD_MAX_AGE_DAYS must be a whole number"),
     ("QMS_LOCKOUT_THRESHOLD", "x", "QMS_LOCKOUT_THRESHOLD must be a whole number"),
+    ("QMS_LOCKOUT_MODE", "forever", "QMS_LOCKOUT_MODE must be one of timed, admin, got 'forever'"),
+    ("QMS_LOGIN_RATE_PER_IP", "-1", "QMS_LOGIN_RATE_PER_IP must be 0 or more"),
     ("QMS_API_RATE_PER_MINUTE", "-5", "QMS_API_RATE_PER_MINUTE must be 0 or more"),
     ("QMS_SMTP_MAX_ATTEMPTS", "many", "QMS_SMTP_MAX_ATTEMPTS must be a whole number"),
     ("QMS_SMTP_RETRY_SECONDS", "1m", "QMS_SMTP_RETRY_SECONDS must be a whole number"),

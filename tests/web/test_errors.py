@@ -42,6 +42,7 @@ EXAMPLES: list[tuple[wf.WorkflowError, int, int, dict[str, object]]] = [
     (wf.LoginFailed(), 422, 422, {}),
     (wf.CliActingRefused("--maintenance is refused"), 422, 422, {}),
     (wf.LoginStepExpired(), 422, 422, {}),
+    (wf.LoginThrottled(42), 429, 429, {"retry_after": 42}),
     (wf.PasswordExpired(), 422, 422, {}),
     (wf.PasswordRejected(["too short"]), 422, 422, {}),
     (wf.SecondFactorFailed(), 422, 422, {}),

@@ -236,7 +236,7 @@ def test_wrong_current_passwords_lock_the_account_and_end_the_session(client, ac
     for _ in range(POLICY.lockout_threshold - 1):
         r = client.post("/account/password", data={"csrf_token": token, "current": "guess-1234",
                                                    "new": NEW_PASSWORD, "confirm": NEW_PASSWORD})
-        assert r.status_code == 200 and "Unknown username or wrong password." in text(r)
+        assert r.status_code == 200 and "Unknown username or wrong password" in text(r)
     r = client.post("/account/password", data={"csrf_token": token, "current": "guess-1234",
                                                "new": NEW_PASSWORD, "confirm": NEW_PASSWORD})
     assert r.status_code == 302 and r.headers["Location"].endswith("/login")
@@ -530,7 +530,8 @@ def test_admin_deactivates_a_user_who_then_cannot_log_in(app, admin, account, en
     r = emma.get("/")
     assert r.status_code == 302 and "/login" in r.headers["Location"]
     r = login(app.test_client(), "emma")
-    assert r.status_code == 401 and "Unknown username or wrong password." in text(r)
+    assert r.status_code == 401 and "Unknown username or wrong password, or the account is " \
+        "locked" in text(r)
     # an admin cannot deactivate themselves
     admin_post(admin, "/admin/users/ada/action", "/admin/users/ada", action="deactivate",
                reason="oops")

@@ -39,7 +39,7 @@ def test_wrong_password_is_refused_with_a_clear_message(client, account):
     account("emma", "employee")
     r = login(client, "emma", "not-the-password")
     assert r.status_code == 401
-    assert "Unknown username or wrong password." in r.get_data(as_text=True)
+    assert "Unknown username or wrong password, or the account is locked" in r.get_data(as_text=True)
 
 
 def test_post_without_csrf_token_is_refused_and_changes_nothing(client, account, engine):

@@ -16,6 +16,7 @@ from flask import (
     abort,
     flash,
     g,
+    make_response,
     redirect,
     render_template,
     request,
@@ -35,6 +36,7 @@ from workflow.errors import (
     AccountLocked,
     LoginFailed,
     LoginStepExpired,
+    LoginThrottled,
     SecondFactorFailed,
     SessionEnded,
     TamperedData,
@@ -182,6 +184,8 @@ def login() -> Any:
             checked = sessions.check_login_password(engine(), form.username.data,
                                                     form.password.data, policy(),
                                                     ip=client_ip())
+        except LoginThrottled as exc:
+            return _throttled(exc, "auth/login.html", form)
         except (LoginFailed, AccountLocked, TamperedData) as exc:
             errors.flash_error(exc)
             return render_template("auth/login.html", form=form), 401
@@ -192,6 +196,14 @@ def login() -> Any:
             return redirect(url_for("auth.totp"))
         return _begin_session(checked.user_id, False, checked)
     return render_template("auth/login.html", form=form)
+
+
+def _throttled(exc: LoginThrottled, template: str, form: Any) -> Any:
+    """429 with Retry-After: too many attempts from this address or for this username."""
+    errors.flash_error(exc)
+    resp = make_response(render_template(template, form=form), 429)
+    resp.headers["Retry-After"] = str(exc.retry_after)
+    return resp
 
 
 @bp.route("/login/code", methods=["GET", "POST"])
@@ -210,6 +222,8 @@ def totp() -> Any:
         try:
             checked = sessions.check_login_totp(engine(), challenge, form.code.data, policy(),
                                                 ip=client_ip())
+        except LoginThrottled as exc:
+            return _throttled(exc, "auth/totp.html", form)
         except (SecondFactorFailed, AccountLocked, LoginFailed, LoginStepExpired) as exc:
             errors.flash_error(exc)
             if not isinstance(exc, SecondFactorFailed):

@@ -9,7 +9,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, s
 from flask_login import current_user, login_required
 
 from webapp import errors, forms
-from webapp.context import engine, read_session
+from webapp.context import engine, policy, read_session
 from webapp.views.audit import csv_response
 from workflow.db.models import Record
 from workflow.errors import (
@@ -19,6 +19,8 @@ from workflow.errors import (
     ValidationFailed,
     WorkflowError,
 )
+from workflow.identity import lockout
+from workflow.identity import users as identity
 from workflow.queries import definitions, directories, records
 from workflow.signatures.part11 import PasswordSignature
 
@@ -199,7 +201,17 @@ def fire(number: str, transition: str) -> Any:
         form.sig_password.data = ""  # never echo a password back
     return render_template("records/fire.html", rec=rec, d=d, t=t, form=form, stale=stale,
                            needs_totp=not current_user.signed_before,
+                           attempts_left=_attempts_left() if t.signature else None,
                            csv_fields=forms.csv_fields(d), people=_people(d, rec)), status
+
+
+def _attempts_left() -> int | None:
+    """Failed attempts the signer may still make before the account locks, once one failed
+    (None: none failed yet, or no lockout)."""
+    me = identity.find_user(read_session(), current_user.username)
+    if me is None or not me.failed_attempts:
+        return None
+    return lockout.attempts_left(me, policy())
 
 
 @bp.route("/<number>/audit")

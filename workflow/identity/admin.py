@@ -158,7 +158,7 @@ def list_accounts(engine: Units) -> list[Account]:
     with engine.reader() as s:
         users = s.execute(select(User).where(User.is_system.is_(False))
                           .order_by(User.username)).scalars().all()
-        return [Account(u.username, u.full_name, u.active, u.locked_at is not None,
+        return [Account(u.username, u.full_name, u.active, lockout.is_locked(u),
                         u.totp_enabled_at is not None, tuple(sorted(identity.roles_of(s, u))))
                 for u in users]
 

@@ -7,6 +7,7 @@ Functions taking a ``session`` only flush; those taking an ``engine`` run their 
 from __future__ import annotations
 
 import gzip
+import secrets
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
@@ -20,10 +21,10 @@ from workflow import clock
 from workflow.audit import trail as audit
 from workflow.db.models import PasswordHistory, User
 from workflow.db.uow import Units
-from workflow.errors import AccountLocked, LoginFailed, PasswordRejected, WorkflowError
+from workflow.errors import LoginFailed, PasswordRejected, WorkflowError
 from workflow.identity import tokens as api_tokens
 from workflow.identity import users as identity
-from workflow.identity.lockout import record_failure
+from workflow.identity.lockout import is_locked, lift_lapsed, locked_error, record_failure
 from workflow.identity.policy import Policy
 
 #: the longest password accepted, when set and at login (longer ones are refused before any
@@ -50,6 +51,20 @@ def _common_passwords() -> frozenset[str]:
 
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
+
+
+_dummy: dict[int, str] = {}
+
+
+def spend_like_a_check(password: str) -> None:
+    """Verify ``password`` against a hash no password matches, with the current parameters:
+    a login for an unknown, deactivated or locked account takes as long as a real password
+    check, so the answer's timing does not tell whether the account exists (issue 14)."""
+    key = id(_hasher)
+    if key not in _dummy:
+        _dummy.clear()
+        _dummy[key] = _hasher.hash(secrets.token_urlsafe(24))
+    password_matches(_dummy[key], password)
 
 
 def password_matches(stored: str | None, password: str) -> bool:
@@ -158,12 +173,13 @@ def change_password(engine: Units, username: str, old: str, new: str,
     with engine.unit() as session:
         user = identity.lock_user(session, identity.get_user(session, username))
         assert user is not None  # found just now; rows are never deleted
-        if user.locked_at is not None:
-            raise AccountLocked(user.username)
+        lift_lapsed(session, user)
+        if is_locked(user):
+            raise locked_error(user)
         if not password_matches(user.password_hash, old):
             locked = record_failure(session, user, action="password_change_failed",
                                     detail="wrong current password", policy=policy)
-            failure = AccountLocked(user.username) if locked else LoginFailed()
+            failure = locked_error(user) if locked else LoginFailed()
         else:
             set_password(session, user, new, actor=user, policy=policy,
                          reason="changed by the user", keep_session=keep_session)

@@ -20,6 +20,12 @@ class Policy:
     history: int = config.Settings.password_history
     max_age_days: int = config.Settings.password_max_age_days  # 0 disables expiry
     lockout_threshold: int = config.Settings.lockout_threshold
+    lockout_mode: str = config.Settings.lockout_mode  # "timed" or "admin"
+    lockout_base_minutes: int = config.Settings.lockout_base_minutes
+    lockout_max_minutes: int = config.Settings.lockout_max_minutes
+    login_rate_per_ip: int = config.Settings.login_rate_per_ip
+    login_rate_per_account: int = config.Settings.login_rate_per_account
+    login_rate_window_seconds: int = config.Settings.login_rate_window_seconds
     idle_minutes: int = config.Settings.session_idle_minutes
     session_hours: int = config.Settings.session_max_hours
     login_step_minutes: int = config.Settings.login_step_minutes
@@ -36,6 +42,12 @@ class Policy:
             history=s.password_history,
             max_age_days=s.password_max_age_days,
             lockout_threshold=s.lockout_threshold,
+            lockout_mode=s.lockout_mode,
+            lockout_base_minutes=s.lockout_base_minutes,
+            lockout_max_minutes=s.lockout_max_minutes,
+            login_rate_per_ip=s.login_rate_per_ip,
+            login_rate_per_account=s.login_rate_per_account,
+            login_rate_window_seconds=s.login_rate_window_seconds,
             idle_minutes=s.session_idle_minutes,
             session_hours=s.session_max_hours,
             login_step_minutes=s.login_step_minutes,

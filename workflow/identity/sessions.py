@@ -23,7 +23,6 @@ from workflow.db.models import LoginChallenge, User, UserSession
 from workflow.db.seals import seal_ok
 from workflow.db.uow import Units
 from workflow.errors import (
-    AccountLocked,
     LoginFailed,
     LoginStepExpired,
     SecondFactorFailed,
@@ -31,9 +30,10 @@ from workflow.errors import (
     TamperedData,
     WorkflowError,
 )
+from workflow.identity import throttle
 from workflow.identity import users as identity
-from workflow.identity.lockout import record_failure
-from workflow.identity.passwords import password_expired, password_matches
+from workflow.identity.lockout import is_locked, lift_lapsed, record_failure
+from workflow.identity.passwords import password_expired, password_matches, spend_like_a_check
 from workflow.identity.policy import Policy
 from workflow.identity.totp import check_second_factor, totp_enrolled, totp_required
 
@@ -62,25 +62,43 @@ def password_version(user: User) -> str:
     return hashlib.sha256((user.password_hash or "").encode()).hexdigest()
 
 
+def login_limits(policy: Policy) -> throttle.Limits:
+    return throttle.Limits(policy.login_rate_per_ip, policy.login_rate_per_account,
+                           policy.login_rate_window_seconds)
+
+
 def check_login_password(engine: Units, username: str, password: str,
                          policy: Policy | None = None, *, ip: str = "") -> PasswordChecked:
     """First login step. A failure is recorded (and may lock the account) before raising.
 
-    The account row is locked while its password is checked, so parallel attempts on one
-    account are checked one after another and the lockout threshold holds exactly (on
-    PostgreSQL too: issue 14 item 3). When a second factor follows, the pending step is
-    stored server-side (:class:`~workflow.db.models.LoginChallenge`) and its secret returned.
+    * Throttled first (:func:`throttle.check_login`: per client address and per typed
+      username, shared by all workers): over the limit, :class:`LoginThrottled` and nothing
+      is checked or recorded.
+    * Every refusal is :class:`LoginFailed`, with one message, and costs one password hash
+      check (a dummy one for unknown, deactivated or locked accounts): neither the answer
+      nor its timing tells whether the account exists or is locked (issue 14 item 4).
+    * The account row is locked while its password is checked, so parallel attempts on one
+      account are checked one after another and the lockout threshold holds exactly (on
+      PostgreSQL too: issue 14 item 3).
+    * When a second factor follows, the pending step is stored server-side
+      (:class:`~workflow.db.models.LoginChallenge`) and its secret returned.
     """
     policy = policy or Policy.from_settings()
+    typed = username.strip()
+    throttle.check_login(engine, ip=ip, username=typed, limits=login_limits(policy))
     failure: WorkflowError | None = None
     with engine.unit() as session:
-        found = identity.find_user(session, username.strip())
+        found = identity.find_user(session, typed)
         user = identity.lock_user(session, found) if found is not None else None
+        sealed = user is not None and seal_ok(engine.signing_key, "users", user)
+        if sealed and user is not None and not user.is_system:
+            lift_lapsed(session, user)  # after the seal check: it changes the row
         if user is None or user.is_system:
+            spend_like_a_check(password)
             record_failure(session, None, action="login_failed", detail="unknown username",
-                           policy=policy, attempted=username.strip()[:64], ip=ip)
+                           policy=policy, attempted=typed[:64], ip=ip)
             failure = LoginFailed()
-        elif not seal_ok(engine.signing_key, "users", user):
+        elif not sealed:
             # the account row (password hash, lockout, active...) was changed outside the
             # application: refused, and a security event says why (the row is left alone)
             audit.system_event(session, at=clock.now(), actor=None, action="login_failed",
@@ -88,17 +106,19 @@ def check_login_password(engine: Units, username: str, password: str,
                                         "detail": "account fails its integrity check"})
             failure = TamperedData("user account", user.username)
         elif not user.active:
+            spend_like_a_check(password)
             record_failure(session, user, action="login_failed", detail="deactivated account",
                            policy=policy, ip=ip)
             failure = LoginFailed()
-        elif user.locked_at is not None:
+        elif is_locked(user):
+            spend_like_a_check(password)
             record_failure(session, user, action="login_failed", detail="account locked",
                            policy=policy, ip=ip)
-            failure = AccountLocked(user.username)
+            failure = LoginFailed()
         elif not password_matches(user.password_hash, password):
-            locked = record_failure(session, user, action="login_failed",
-                                    detail="wrong password", policy=policy, ip=ip)
-            failure = AccountLocked(user.username) if locked else LoginFailed()
+            record_failure(session, user, action="login_failed", detail="wrong password",
+                           policy=policy, ip=ip)
+            failure = LoginFailed()
         else:
             checked = PasswordChecked(
                 user_id=user.id, username=user.username,
@@ -125,6 +145,7 @@ def check_login_totp(engine: Units, challenge: str, code: str, policy: Policy | 
     be the one it was opened with (else :class:`LoginStepExpired`); a correct code uses it
     up. A wrong or replayed code counts toward lockout; an empty one is refused uncounted."""
     policy = policy or Policy.from_settings()
+    throttle.check_login(engine, ip=ip, username=None, limits=login_limits(policy))
     failure: WorkflowError | None = None
     with engine.unit() as session:
         step = session.execute(
@@ -135,7 +156,7 @@ def check_login_totp(engine: Units, challenge: str, code: str, policy: Policy | 
         if step is None or step.used_at is not None or step.expires_at <= now:
             raise LoginStepExpired()
         user = identity.lock_user(session, step.user_id)
-        if user is None or not user.active or user.locked_at is not None:
+        if user is None or not user.active or is_locked(user, now):
             step.used_at = now  # the account can no longer log in: the step is void
             failure = LoginFailed()
         elif password_version(user) != step.password_version:
@@ -151,7 +172,7 @@ def check_login_totp(engine: Units, challenge: str, code: str, policy: Policy | 
                                         detail="wrong authentication code", policy=policy, ip=ip)
                 if locked:
                     step.used_at = now
-                failure = AccountLocked(user.username) if locked else exc
+                failure = LoginFailed() if locked else exc
             else:
                 step.used_at = now
                 return PasswordChecked(user.id, user.username, needs_totp=False,
@@ -180,10 +201,11 @@ def start_session(engine: Units, user_id: int, *, mfa: bool, client: str = "",
     token = secrets.token_urlsafe(32)
     with engine.unit() as session:
         user = session.get(User, user_id)
-        if user is None or not user.active or user.locked_at is not None:
+        if user is None or not user.active or is_locked(user):
             raise LoginFailed()
         now = clock.now()
         user.failed_attempts = 0
+        user.lockout_count = 0  # a complete login: the next lock starts short again
         session.add(UserSession(token_hash=_token_hash(token), user_id=user.id, created_at=now,
                                 last_seen_at=now, mfa_at=now if mfa else None,
                                 client=client[:200], ip=ip[:64]))
@@ -267,7 +289,7 @@ def current_session(engine: Units, token: str, policy: Policy | None = None, *,
         row = open_session_row(s, token)
         now = clock.now()
         user = s.get(User, row.user_id)
-        if (user is not None and user.active and user.locked_at is None
+        if (user is not None and user.active and not is_locked(user, now)
                 and expiry(row, now, policy) is None and now - row.last_seen_at < touch_every):
             return SessionInfo(row.id, user.id, user.username, row.created_at,
                                row.last_seen_at, row.first_signed_at is not None,
@@ -287,7 +309,7 @@ def touch_session(engine: Units, token: str, policy: Policy | None = None) -> Se
             ended = exc
         else:
             user = session.get(User, row.user_id)
-            if user is None or not user.active or user.locked_at is not None:
+            if user is None or not user.active or is_locked(user):
                 row.ended_at = clock.now()
                 row.end_reason = "account disabled"
                 ended = SessionEnded("account disabled")

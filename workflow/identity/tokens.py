@@ -35,8 +35,9 @@ from workflow.audit import trail as audit
 from workflow.db.models import ApiToken, User
 from workflow.db.seals import seal_ok
 from workflow.db.uow import Units
-from workflow.errors import AccountLocked, NotAuthorized, TokenError, TokenRejected
+from workflow.errors import NotAuthorized, TokenError, TokenRejected
 from workflow.identity import users as identity
+from workflow.identity.lockout import is_locked, locked_error
 
 SCOPES = ("read", "write", "sign")
 DEFAULT_DAYS = 90
@@ -368,8 +369,8 @@ def authenticate(engine: Units, secret: str | None, *,
                                              "tokens on their account page.")
         if not user.active or user.is_system:
             raise TokenRejected("inactive_user", f"The account {user.username} is deactivated.")
-        if user.locked_at is not None:
-            raise AccountLocked(user.username)
+        if is_locked(user, now):
+            raise locked_error(user)
         roles = identity.roles_of(session, user, now)
         caller = Caller(row.id, row.prefix, user.id, user.username, user.full_name,
                         frozenset(row.scopes.split()), frozenset(roles))

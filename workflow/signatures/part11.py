@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 from workflow import clock
 from workflow.db.models import User, UserSession
 from workflow.errors import (
-    AccountLocked,
     CredentialsRejected,
     InactiveUser,
     PasswordExpired,
@@ -26,7 +25,7 @@ from workflow.errors import (
     SignatureRejected,
 )
 from workflow.identity import users as identity
-from workflow.identity.lockout import record_failure
+from workflow.identity.lockout import is_locked, lift_lapsed, locked_error, record_failure
 from workflow.identity.passwords import password_expired, password_matches
 from workflow.identity.policy import Policy
 from workflow.identity.sessions import live_session
@@ -84,8 +83,9 @@ class Part11Verifier:
         user = identity.lock_user(session, actor) or actor
         if not user.active:
             raise InactiveUser(user.username)
-        if user.locked_at is not None:
-            raise AccountLocked(user.username)
+        lift_lapsed(session, user)
+        if is_locked(user):
+            raise locked_error(user)
         if password_expired(user, self.policy):
             raise PasswordExpired()
         live: UserSession | None = None
@@ -106,6 +106,10 @@ class Part11Verifier:
             if not totp_enrolled(user):
                 raise SignatureRejected("Your role requires an authenticator app; enrol one "
                                         "before signing.")
+            if not (signature.totp or "").strip():
+                # an empty field is no attempt: asked for, not counted toward lockout
+                raise SignatureRejected("Enter the authentication code from your app; "
+                                        "nothing was signed.")
             try:
                 kind = check_second_factor(session, user, signature.totp, self.server_key)
             except SecondFactorFailed as exc:
