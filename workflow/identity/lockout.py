@@ -178,6 +178,7 @@ def unlock(engine: Units, username: str, *, actor: str, reason: str) -> None:
     with engine.unit() as session:
         user = identity.get_user(session, username, active=False)
         admin = identity.get_user(session, actor)
+        identity.lock_user(session, user)  # row before chain head, as a login does
         if user.locked_at is None and user.failed_attempts == 0:
             raise WorkflowError(f"{user.username} is not locked.")
         user.locked_at = None

@@ -136,6 +136,9 @@ def set_password(session: Session, user: User, password: str, *, actor: User, po
     problems = policy_problems(session, user, password, policy)
     if problems:
         raise PasswordRejected(problems)
+    # the account row first, then the audit chain's head (system_event): the order every
+    # credential check takes, so a reset racing a login cannot deadlock on PostgreSQL
+    identity.lock_user(session, user)
     now = clock.now()
     if user.password_hash:
         session.add(PasswordHistory(user_id=user.id, password_hash=user.password_hash, set_at=now))

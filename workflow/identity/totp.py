@@ -148,6 +148,7 @@ def confirm_totp_enrolment(engine: Units, username: str, code: str) -> list[str]
     (shown once, stored hashed)."""
     with engine.unit() as session:
         user = identity.get_user(session, username)
+        identity.lock_user(session, user)  # row before chain head, as a login does
         if user.totp_secret is None:
             raise SecondFactorFailed("Start the enrolment first.")
         totp = pyotp.TOTP(_decrypt(engine.signing_key, user.totp_secret))
@@ -180,6 +181,7 @@ def reset_totp(engine: Units, username: str, *, actor: str, reason: str) -> None
     with engine.unit() as session:
         user = identity.get_user(session, username, active=False)
         admin = identity.get_user(session, actor)
+        identity.lock_user(session, user)  # row before chain head, as a login does
         now = clock.now()
         user.totp_secret = None
         user.totp_enabled_at = None

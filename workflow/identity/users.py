@@ -107,6 +107,7 @@ def deactivate_user(session: Session, user: User, *, actor: User, reason: str) -
         raise WorkflowError("A reason is required to deactivate a user.")
     if not user.active:
         raise WorkflowError(f"{user.username} is already deactivated.")
+    lock_user(session, user)  # row before chain head, as a login does
     now = clock.now()
     user.active = False
     user.deactivated_at = now
