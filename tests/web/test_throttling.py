@@ -255,3 +255,22 @@ def test_the_signing_slip_says_how_many_attempts_are_left(client, account, engin
     assert r.status_code == 422
     left = POLICY.lockout_threshold - 1
     assert f"{left} attempts left before your account is locked." in text(r)
+
+
+def test_signing_after_a_lapsed_lock_can_lock_again(engine, account):
+    """R-SEC-27 R-P11-300d-2: once a timed lock ran out, failed signings count from zero and
+    lock the account again (for twice as long)."""
+    account("emma", "employee")
+    with engine.unit() as s:
+        u = identity.lock_user(s, identity.get_user(s, "emma"))
+        for _ in range(LIMITS.lockout_threshold):
+            lockout.record_failure(s, u, action="signature_failed", detail="wrong password",
+                                   policy=LIMITS)
+    clock.advance(timedelta(minutes=16))
+    with engine.unit() as s:
+        u = identity.lock_user(s, identity.get_user(s, "emma"))
+        locked = [lockout.record_failure(s, u, action="signature_failed",
+                                         detail="wrong password", policy=LIMITS)
+                  for _ in range(LIMITS.lockout_threshold)]
+        assert locked == [False] * (LIMITS.lockout_threshold - 1) + [True]
+        assert u.locked_until - u.locked_at == timedelta(minutes=30)

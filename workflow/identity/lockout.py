@@ -100,6 +100,9 @@ def record_failure(
             session, action=action, detail=detail, attempted=attempted, ip=ip, policy=policy, now=now
         )
         return False
+    # a timed lock that ran out (not lifted yet, e.g. the signing that lifted it rolled
+    # back) must not keep the account from locking again
+    lift_lapsed(session, user, now)
     changes: dict[str, object] = {
         "username": user.username,
         "detail": detail,
