@@ -264,13 +264,13 @@ def test_signing_after_a_lapsed_lock_can_lock_again(engine, account):
     with engine.unit() as s:
         u = identity.lock_user(s, identity.get_user(s, "emma"))
         for _ in range(LIMITS.lockout_threshold):
-            lockout.record_failure(s, u, action="signature_failed", detail="wrong password",
-                                   policy=LIMITS)
+            lockout.record_failure(s, u, action="signature_failed", detail="wrong password", policy=LIMITS)
     clock.advance(timedelta(minutes=16))
     with engine.unit() as s:
         u = identity.lock_user(s, identity.get_user(s, "emma"))
-        locked = [lockout.record_failure(s, u, action="signature_failed",
-                                         detail="wrong password", policy=LIMITS)
-                  for _ in range(LIMITS.lockout_threshold)]
+        locked = [
+            lockout.record_failure(s, u, action="signature_failed", detail="wrong password", policy=LIMITS)
+            for _ in range(LIMITS.lockout_threshold)
+        ]
         assert locked == [False] * (LIMITS.lockout_threshold - 1) + [True]
         assert u.locked_until - u.locked_at == timedelta(minutes=30)
