@@ -295,8 +295,8 @@ def test_lockout_reset_by_sql_is_refused_and_named(engine, ivy):
     """R-P11-300d-1 R-P11-10a-2: an account locked by failed logins, unlocked with SQL:
     the next login is refused; with the pre-lock row and seal copied back instead (a genuine
     seal), the replay names the unlock without its account_unlocked event."""
-    before = sql(engine, "SELECT failed_attempts, locked_at, seal FROM users "
-                         "WHERE username = 'ivy'")[0]
+    before = sql(engine, "SELECT failed_attempts, locked_at, locked_until, lockout_count, "
+                         "seal FROM users WHERE username = 'ivy'")[0]
     policy = Policy.from_settings()
     for _ in range(policy.lockout_threshold):
         with pytest.raises((LoginFailed, AccountLocked)):
@@ -306,9 +306,10 @@ def test_lockout_reset_by_sql_is_refused_and_named(engine, ivy):
         sessions.check_login_password(engine, "ivy", PASSWORD, policy)
     assert any(p.startswith("users: user ivy") for p in problems(engine, "seal"))
 
-    sql(engine, "UPDATE users SET failed_attempts = :f, locked_at = :l, seal = :s "
-                "WHERE username = 'ivy'", f=before.failed_attempts, l=before.locked_at,
-        s=before.seal)
+    sql(engine, "UPDATE users SET failed_attempts = :f, locked_at = :l, locked_until = :u, "
+                "lockout_count = :c, seal = :s WHERE username = 'ivy'",
+        f=before.failed_attempts, l=before.locked_at, u=before.locked_until,
+        c=before.lockout_count, s=before.seal)
     assert not problems(engine, "seal")
     assert any("is unlocked without an account_unlocked event" in p
                for p in problems(engine, "replay"))

@@ -531,7 +531,7 @@ def test_wrong_password_via_api_is_refused_counted_and_changes_nothing(client, e
 
 def test_signing_via_api_with_password_and_totp_and_the_manifestation(client, engine, account,
                                                                      org):
-    """R-P11-200-1 R-P11-50-1 R-P11-70-1: without a session every API signing needs every
+    """R-P11-200-1 R-P11-50-1 R-P11-70-1 R-SEC-29: without a session every API signing needs every
     component (TOTP when enrolled); the signature lists printed name, UTC time, meaning."""
     account("qiana", "qa", "employee", totp=True)
     number = at_qa_review(engine)
@@ -540,7 +540,9 @@ def test_signing_via_api_with_password_and_totp_and_the_manifestation(client, en
     path = f"/records/{number}/transitions/approve"
     sig = {"username": "qiana", "password": PASSWORD}
     r = call(client, "POST", path, tok, {"expected_version": v, "signature": sig})
-    assert r.status_code == 422 and err(r)["code"] == "signature_credentials_rejected"
+    # no code given: asked for, not counted as a failed attempt (R-SEC-29)
+    assert r.status_code == 422 and err(r)["code"] == "signature_rejected"
+    assert "authentication code" in err(r)["message"]
     assert _signatures(engine) == 0
     code = account.totp["qiana"].at(clock.now())
     r = call(client, "POST", path, tok, {"expected_version": v, "data": {"qa_comments": "ok"},
