@@ -28,8 +28,7 @@ pytestmark = pytest.mark.committed
 PW = "Correct-Horse-Battery-9"
 #: login throttling off: these tests are about the lockout counter and one-time codes
 #: (tests/web/test_throttling.py is about throttling)
-POLICY = Policy(totp_required_roles=(), lockout_threshold=5, login_rate_per_ip=0,
-                login_rate_per_account=0)
+POLICY = Policy(totp_required_roles=(), lockout_threshold=5, login_rate_per_ip=0, login_rate_per_account=0)
 #: for the code races: refused replays count toward lockout; a high threshold keeps the
 #: account open so that every refusal shows its own reason
 LENIENT = replace(POLICY, lockout_threshold=50)
