@@ -20,6 +20,7 @@ from workflow.db import engines as db
 from workflow.db.models import AuditEvent, Record, User
 from workflow.demo import DEMO_PASSWORD
 from workflow.engine.core import Engine
+from workflow.errors import LOGIN_FAILED
 from workflow.identity.totp import begin_totp_enrolment, confirm_totp_enrolment
 from workflow.registry import Registry
 
@@ -78,7 +79,7 @@ def test_a_wrong_password_is_refused_counted_and_changes_nothing(demo, direct):
     r = demo(
         "records", "start", "capa", "--as", "olga", *CAPA, "--password-stdin", input="not-her-password\n"
     )
-    assert r.exit_code == 1 and r.stderr == "error: Unknown username or wrong password.\n"
+    assert r.exit_code == 1 and r.stderr == f"error: {LOGIN_FAILED}\n"
     no_traceback(r)
     after = counts(demo.url)
     assert after["records"] == before["records"] and after["record_events"] == before["record_events"]

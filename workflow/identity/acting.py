@@ -72,7 +72,8 @@ def authenticate(
         )
     mfa = False
     if checked.needs_totp:
-        sessions.check_login_totp(engine, checked.user_id, ask_code(), policy)
+        # the login's server-side second step, opened by the password check above
+        sessions.check_login_totp(engine, checked.challenge or "", ask_code(), policy)
         mfa = True
     with engine.unit() as s:
         user = identity.get_user(s, checked.username)
