@@ -181,7 +181,7 @@ BAD_INPUT = {
         "error: There is no published workflow called 'nope'."),
     "unknown user": (
         ["records", "start", "capa", "--as", "nobody", *CAPA],
-        "error: Unknown username or wrong password."),
+        "error: Unknown username or wrong password, or the account is locked"),
     "unknown field": (
         ["records", "start", "capa", "--as", "emma", *CAPA, "--set", "bogus=1"],
         "error: The data is not valid: bogus: is not a field of Corrective and Preventive Action"),
