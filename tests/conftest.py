@@ -21,9 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.orm import sessionmaker
 
+from tests.factories import (
+    OWNER_ROLE,
+    RUNTIME_ROLE,
+    as_user,
+    ensure_roles,
+    new_pg_database,
+    owner_url,
+)
 from workflow import clock
 from workflow import config as qms_config
 from workflow.bootstrap import action_kinds
@@ -75,26 +83,47 @@ def _is_pg(url: str) -> bool:
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The test database's URL. PostgreSQL (QMS_TEST_DATABASE_URL, a superuser: it creates
+    databases and roles): the schema is recreated owned by the schema owner role, migrated
+    as that role and granted to the runtime role (tests/factories.py OWNER_ROLE,
+    RUNTIME_ROLE), as in production (docs/operations.md)."""
     url = os.environ.get("QMS_TEST_DATABASE_URL")
     if url:
         if not _is_pg(url):
             raise pytest.UsageError("QMS_TEST_DATABASE_URL must be a postgresql+psycopg:// URL")
+        ensure_roles(url)
         admin = create_engine(url, isolation_level="AUTOCOMMIT")
         with admin.connect() as c:
             c.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            c.execute(text("CREATE SCHEMA public"))
+            c.execute(text(f'CREATE SCHEMA public AUTHORIZATION "{OWNER_ROLE}"'))
         admin.dispose()
+        dbe = db.make_engine(as_user(url, OWNER_ROLE))
+        db.upgrade(dbe, runtime_role=RUNTIME_ROLE)
     else:
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
-    dbe = db.make_engine(url)
-    db.upgrade(dbe)
+        dbe = db.make_engine(url)
+        db.upgrade(dbe)
     dbe.dispose()
     yield url
 
 
 @pytest.fixture(scope="session")
 def db_engine(database_url: str) -> Iterator[Any]:
+    """The engine the tests' Engine runs on. PostgreSQL: it logs in as the superuser of
+    QMS_TEST_DATABASE_URL but acts as the runtime role (``SET ROLE`` on every connection), so
+    the application's statements have the runtime role's privileges only, while a tamper test
+    can still act as the database administrator in the same transaction
+    (:func:`tests.factories.dba`)."""
     dbe = db.make_engine(database_url)
+    if _is_pg(database_url):
+
+        @event.listens_for(dbe, "connect")
+        def _as_runtime(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute(f'SET ROLE "{RUNTIME_ROLE}"')
+            cur.close()
+            dbapi_conn.commit()  # a session setting that outlives the connect transaction
+
     yield dbe
     dbe.dispose()
 
@@ -160,17 +189,19 @@ def engine(db_engine: Any, shipped_definitions: dict[str, Any]) -> Iterator[Engi
 
 @pytest.fixture
 def committed_url(database_url: str, tmp_path: Path) -> Iterator[str]:
-    """A fresh database of its own, migrated to head, with real commits."""
+    """A fresh database of its own, migrated to head, with real commits (PostgreSQL: the
+    runtime role's URL; :func:`tests.factories.owner_url` gives the schema owner's)."""
     if _is_pg(database_url):
+        # owned by the schema owner, migrated as it; the URL connects as the runtime role
         name = f"qms_t_{uuid.uuid4().hex[:10]}"
         admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}"'))
-        url = database_url.rsplit("/", 1)[0] + "/" + name
+        url = new_pg_database(database_url, name)
+        dbe = db.make_engine(owner_url(url))
+        db.upgrade(dbe, runtime_role=RUNTIME_ROLE)
     else:
         url = f"sqlite:///{tmp_path / 'committed.db'}"
-    dbe = db.make_engine(url)
-    db.upgrade(dbe)
+        dbe = db.make_engine(url)
+        db.upgrade(dbe)
     dbe.dispose()
     yield url
     if _is_pg(database_url):

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from workflow.cli import main
 from workflow.db import engines as db
@@ -13,6 +19,73 @@ from workflow.signatures.mac import VouchedSignature
 
 #: the server key the command-line tests run `qms` with
 CLI_KEY_HEX = "44" * 32
+#: PostgreSQL: the schema owner the test databases are migrated as, and the runtime role the
+#: tests' engines and commands act as (docs/operations.md; CI creates both, and so does
+#: :func:`ensure_roles` where the test URL's user may create roles)
+OWNER_ROLE = os.environ.get("QMS_TEST_OWNER_ROLE") or "qms_owner"
+RUNTIME_ROLE = os.environ.get("QMS_TEST_RUNTIME_ROLE") or "qms_runtime"
+
+
+def is_pg(url: str) -> bool:
+    return url.startswith("postgresql")
+
+
+def as_user(url: str, user: str) -> str:
+    """``url`` connecting as ``user`` (trust or the same password: tests only)."""
+    return make_url(url).set(username=user).render_as_string(hide_password=False)
+
+
+def owner_url(url: str) -> str:
+    """The schema owner's URL of a test database given by its runtime URL (PostgreSQL), or
+    ``url`` itself (SQLite, or a URL that does not connect as the runtime role)."""
+    if is_pg(url) and make_url(url).username == RUNTIME_ROLE:
+        return as_user(url, OWNER_ROLE)
+    return url
+
+
+def ensure_roles(admin_url: str) -> None:
+    """Create the owner and runtime roles if they are missing (concurrent runs may race:
+    a role created meanwhile is fine)."""
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as c:
+            for role in (OWNER_ROLE, RUNTIME_ROLE):
+                c.execute(text(
+                    "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = "
+                    f"'{role}') THEN CREATE ROLE \"{role}\" LOGIN NOSUPERUSER NOCREATEDB "
+                    "NOCREATEROLE; END IF; EXCEPTION WHEN duplicate_object THEN NULL; END $$"))
+    finally:
+        admin.dispose()
+
+
+def new_pg_database(admin_url: str, name: str) -> str:
+    """An empty PostgreSQL database owned by the schema owner (so is its ``public`` schema,
+    PostgreSQL 15+); returns its runtime URL (:func:`owner_url` gives the owner's)."""
+    ensure_roles(admin_url)
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{name}" OWNER "{OWNER_ROLE}"'))
+    finally:
+        admin.dispose()
+    return as_user(admin_url.rsplit("/", 1)[0] + "/" + name, RUNTIME_ROLE)
+
+
+@contextmanager
+def dba(engine: Any) -> Iterator[Session]:
+    """A unit whose statements run with the database administrator's rights, as a DBA or an
+    attacker holding them could: on PostgreSQL the tests' engine connects as a superuser and
+    acts as the runtime role (``SET ROLE``); here it drops back to the superuser (``RESET
+    ROLE``) and returns to the runtime role afterwards (a failed statement rolls the unit and
+    the role change back). On SQLite every connection may do anything anyway."""
+    with engine.unit() as s:
+        pg = s.get_bind().dialect.name == "postgresql"
+        role = s.execute(text("SELECT current_user")).scalar_one() if pg else None
+        if pg:
+            s.execute(text("RESET ROLE"))
+        yield s
+        if pg:
+            s.execute(text(f'SET ROLE "{role}"'))
 
 
 def sign(username: str) -> VouchedSignature:
@@ -26,8 +99,10 @@ class Qms:
     def __init__(self, url: str, key_hex: str = CLI_KEY_HEX,
                  env: dict[str, str] | None = None) -> None:
         self.url = url
-        self.runner = CliRunner(env={"QMS_DATABASE_URL": url, "QMS_SIGNATURE_KEY": key_hex,
-                                     **(env or {})})
+        base = {"QMS_DATABASE_URL": url, "QMS_SIGNATURE_KEY": key_hex}
+        if owner_url(url) != url:  # PostgreSQL: migrations as the owner, the rest as runtime
+            base["QMS_MIGRATION_DATABASE_URL"] = owner_url(url)
+        self.runner = CliRunner(env={**base, **(env or {})})
         self.engines: list[Any] = []
 
     def __call__(self, *args: str, input: str | None = None) -> Result:

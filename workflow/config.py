@@ -31,6 +31,10 @@ class Settings:
 
     # --- storage and keys
     database_url: str | None = None  # None: SQLite file in instance_dir
+    # PostgreSQL role separation (workflow/db/roles.py): the migrations' connection (the
+    # schema owner; None: database_url) and the runtime role granted after each upgrade
+    migration_database_url: str | None = None
+    runtime_role: str | None = None  # None: database_url's user when it differs from the owner
     instance_dir: Path = REPO_ROOT / "instance"
     signature_key: bytes | None = field(default=None, repr=False)  # None: from the key file
     signature_key_file: Path | None = None  # None: instance_dir / signature.key
@@ -87,6 +91,8 @@ class Settings:
         roles = env.raw("QMS_TOTP_REQUIRED_ROLES")
         return cls(
             database_url=env.optional("QMS_DATABASE_URL"),
+            migration_database_url=env.optional("QMS_MIGRATION_DATABASE_URL"),
+            runtime_role=env.optional("QMS_RUNTIME_ROLE"),
             instance_dir=env.path("QMS_INSTANCE_DIR") or d.instance_dir,
             signature_key=env.hex_key("QMS_SIGNATURE_KEY"),
             signature_key_file=env.path("QMS_SIGNATURE_KEY_FILE"),

@@ -20,7 +20,7 @@ from alembic.script import ScriptDirectory
 from click.testing import Result
 from sqlalchemy import create_engine, text
 
-from tests.factories import CLI_KEY_HEX, Qms
+from tests.factories import CLI_KEY_HEX, Qms, new_pg_database
 from workflow import clock
 from workflow.db import engines as db
 from workflow.demo import DEMO_PASSWORD
@@ -32,14 +32,12 @@ HEAD = ScriptDirectory.from_config(db.alembic_config("sqlite://")).get_current_h
 
 
 def _new_database(database_url: str, folder: Path, name: str) -> str:
-    """An empty database (not even the schema), next to the test database."""
+    """An empty database (not even the schema), next to the test database (PostgreSQL: owned
+    by the schema owner role; the URL returned connects as the runtime role, and
+    :class:`~tests.factories.Qms` migrates as the owner)."""
     if not database_url.startswith("postgresql"):
         return f"sqlite:///{folder / (name + '.db')}"
-    admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return database_url.rsplit("/", 1)[0] + "/" + name
+    return new_pg_database(database_url, name)
 
 
 def _drop_database(database_url: str, name: str) -> None:

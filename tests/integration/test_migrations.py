@@ -18,6 +18,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from tests.factories import owner_url
 from workflow.db import engines as db
 from workflow.db.models import Base
 
@@ -94,7 +95,7 @@ def test_upgrade_downgrade_upgrade_round_trip(committed_url):
     """R-A11-4-2 R-P11-10a-3 R-P11-10e-3: head -> base -> head works; base leaves only
     alembic's own table; after the second upgrade the append-only triggers are back."""
     head = ScriptDirectory.from_config(db.alembic_config(committed_url)).get_current_head()
-    dbe = db.make_engine(committed_url)
+    dbe = db.make_engine(owner_url(committed_url))  # migrations: the schema owner
     try:
         assert db.current_revision(dbe) == head
         model_tables = set(Base.metadata.tables)
@@ -137,7 +138,7 @@ def test_every_step_downgrades_and_upgrades_again(committed_url):
     and the append-only triggers survive every step."""
     script = ScriptDirectory.from_config(db.alembic_config(committed_url))
     revisions = [r.revision for r in script.walk_revisions()]  # head first
-    dbe = db.make_engine(committed_url)
+    dbe = db.make_engine(owner_url(committed_url))  # migrations: the schema owner
     try:
         for rev in revisions:
             below = script.get_revision(rev).down_revision
@@ -164,7 +165,7 @@ def test_kpi_indexes_migration_both_ways(committed_url):
     """R-A11-4-2: 0005 adds the KPI indexes on audit_events and its downgrade removes exactly
     them (0004's schema is back, the append-only triggers stay); upgrading again restores
     them."""
-    dbe = db.make_engine(committed_url)
+    dbe = db.make_engine(owner_url(committed_url))  # migrations: the schema owner
     try:
         assert KPI_INDEXES <= _index_names(dbe, "audit_events")
         _alembic(dbe, "downgrade", "0004")

@@ -8,7 +8,9 @@ grant inserted or edited; a user's password hash or lockout edited; an API token
 scopes edited; the append-only protection removed (SQLite: DROP TRIGGER; PostgreSQL:
 the trigger demoted from ALWAYS and ``session_replication_role = replica``) and then a row
 changed. Runs on SQLite and PostgreSQL (the ``engine`` fixture's transaction rolls every
-change back).
+change back). On PostgreSQL the tests' engine acts as the runtime role, which may not touch
+the append-only tables or their triggers at all (tests/integration/test_roles.py): what needs
+the database administrator's rights goes through ``dba_sql`` / :func:`tests.factories.dba`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from tests.factories import sign
+from tests.factories import dba, sign
 from workflow import clock
 from workflow.audit import integrity
 from workflow.audit import trail as audit
@@ -51,8 +53,18 @@ def dialect(engine: Engine) -> str:
 
 
 def sql(engine: Engine, statement: str, **params: Any) -> list[Any]:
-    """Plain SQL behind the application's back, in a transaction of its own."""
+    """Plain SQL behind the application's back, in a transaction of its own, with the
+    application's own database rights (on PostgreSQL the runtime role: someone holding the
+    application's credentials)."""
     with engine.unit() as s:
+        result = s.execute(text(statement), params)
+        return result.all() if result.returns_rows else []
+
+
+def dba_sql(engine: Engine, statement: str, **params: Any) -> list[Any]:
+    """:func:`sql` with the database administrator's rights (PostgreSQL: the superuser;
+    the runtime role may not change the append-only tables or their triggers at all)."""
+    with dba(engine) as s:
         result = s.execute(text(statement), params)
         return result.all() if result.returns_rows else []
 
@@ -60,10 +72,10 @@ def sql(engine: Engine, statement: str, **params: Any) -> list[Any]:
 def unprotect(engine: Engine, table: str) -> None:
     """Remove the append-only protection of ``table`` as a database administrator could."""
     if dialect(engine) == "sqlite":
-        sql(engine, f"DROP TRIGGER {table}_no_update")
-        sql(engine, f"DROP TRIGGER {table}_no_delete")
+        dba_sql(engine, f"DROP TRIGGER {table}_no_update")
+        dba_sql(engine, f"DROP TRIGGER {table}_no_delete")
     else:
-        sql(engine, f"ALTER TABLE {table} DISABLE TRIGGER {table}_append_only")
+        dba_sql(engine, f"ALTER TABLE {table} DISABLE TRIGGER {table}_append_only")
 
 
 def problems(engine: Engine, kind: str | None = None) -> list[str]:
@@ -132,8 +144,8 @@ def test_rewritten_definition_is_refused_and_named(engine, people, plan):
     version."""
     unprotect(engine, "definition_versions")
     gate = "    signature: {meaning: Approved, roles: [qa]}\n"
-    sql(engine, "UPDATE definition_versions SET source = replace(source, :gate, '') "
-                "WHERE key = 'capa'", gate=gate)
+    dba_sql(engine, "UPDATE definition_versions SET source = replace(source, :gate, '') "
+                    "WHERE key = 'capa'", gate=gate)
     assert gate not in sql(engine, "SELECT source FROM definition_versions WHERE key = 'capa'")[0][0]
     before = state_of(engine, plan)
     fresh = Engine(engine.uow, engine.signing_key, registry=Registry())  # nothing cached
@@ -157,7 +169,7 @@ def test_cut_system_chain_tail_with_rewound_head_is_named(engine, people):
     head = sql(engine, "SELECT seq FROM audit_chains WHERE name = 'system'")[0][0]
     prev = sql(engine, "SELECT hash FROM audit_events WHERE chain = 'system' AND seq = :s",
                s=head - 1)[0][0]
-    sql(engine, "DELETE FROM audit_events WHERE chain = 'system' AND seq = :s", s=head)
+    dba_sql(engine, "DELETE FROM audit_events WHERE chain = 'system' AND seq = :s", s=head)
     sql(engine, "UPDATE audit_chains SET seq = :s, head = :h WHERE name = 'system'",
         s=head - 1, h=prev)
     found = problems(engine)
@@ -189,7 +201,7 @@ def test_deleted_record_is_named_by_its_number(engine, people, plan):
                  "DELETE FROM signatures WHERE record_id = :r",
                  "DELETE FROM audit_events WHERE record_id = :r",
                  "DELETE FROM records WHERE id = :r"):
-        sql(engine, stmt, r=rid)
+        dba_sql(engine, stmt, r=rid)
     found = problems(engine, "numbering")
     prefix, year, _ = b.number.split("-")
     assert found == [f"record numbers {prefix}-{year}: 1 number(s) handed out have no record: "
@@ -203,7 +215,8 @@ def test_events_of_a_deleted_record_row_are_named(engine, people, plan):
     rid = sql(engine, "SELECT id FROM records WHERE number = :n", n=plan)[0][0]
     sql(engine, "DELETE FROM tasks WHERE record_id = :r", r=rid)
     if dialect(engine) == "postgresql":
-        sql(engine, "SET session_replication_role = replica")  # FKs off; triggers stay ALWAYS
+        # FKs off; triggers stay ALWAYS (a superuser's setting: the runtime role may not)
+        dba_sql(engine, "SET session_replication_role = replica")
     else:
         sql(engine, "PRAGMA defer_foreign_keys = ON")  # checked at a COMMIT that never comes
     sql(engine, "DELETE FROM records WHERE id = :r", r=rid)
@@ -350,17 +363,17 @@ def test_removed_protection_and_the_change_it_let_through_are_both_named(engine,
     done = engine.fire(plan, "approve_plan", people["qa2"], signature=sign(people["qa2"]))
     update = "UPDATE signatures SET meaning = 'Rejected' WHERE id = :i"
     if dialect(engine) == "sqlite":
-        sql(engine, "DROP TRIGGER signatures_no_update")
+        dba_sql(engine, "DROP TRIGGER signatures_no_update")
         weakened = ["trigger signatures_no_update: the append-only trigger is missing"]
     else:
         with pytest.raises(DBAPIError, match="append-only"):
-            with engine.unit() as s:
+            with dba(engine) as s:
                 s.execute(text("SET LOCAL session_replication_role = replica"))
                 s.execute(text(update), {"i": done.signature_id})
-        sql(engine, "ALTER TABLE signatures ENABLE TRIGGER signatures_append_only")
+        dba_sql(engine, "ALTER TABLE signatures ENABLE TRIGGER signatures_append_only")
         weakened = ["trigger signatures_append_only: the append-only trigger does not fire "
                     "ALWAYS: a session with session_replication_role = replica bypasses it"]
-    with engine.unit() as s:
+    with dba(engine) as s:
         if dialect(engine) == "postgresql":
             s.execute(text("SET LOCAL session_replication_role = replica"))
         s.execute(text(update), {"i": done.signature_id})

@@ -22,6 +22,8 @@ KEY_HEX = "ab" * 32
 #: a value for every variable, none of them the default
 EVERY = {
     "QMS_DATABASE_URL": "postgresql+psycopg://qms@db/qms",
+    "QMS_MIGRATION_DATABASE_URL": "postgresql+psycopg://qms_owner@db/qms",
+    "QMS_RUNTIME_ROLE": "qms_app",
     "QMS_INSTANCE_DIR": "/srv/qms",
     "QMS_SIGNATURE_KEY": KEY_HEX,
     "QMS_SIGNATURE_KEY_FILE": "/etc/qms/signature.key",
@@ -65,6 +67,7 @@ def test_every_variable_is_parsed() -> None:
     s = Settings.from_env(EVERY)
     assert s == Settings(
         database_url="postgresql+psycopg://qms@db/qms", instance_dir=Path("/srv/qms"),
+        migration_database_url="postgresql+psycopg://qms_owner@db/qms", runtime_role="qms_app",
         signature_key=bytes.fromhex(KEY_HEX), signature_key_file=Path("/etc/qms/signature.key"),
         secret_key="flask-secret", cookie_secure=True, trusted_proxies=1, api_rate_per_minute=0,
         base_url="https://qms.example.com", password_min_length=14, password_history=8,

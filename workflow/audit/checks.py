@@ -28,6 +28,7 @@ from sqlalchemy import Connection, select, text
 from workflow import canonical
 from workflow.audit.chains import STREAM
 from workflow.audit.trail import EVENT_COLUMNS, ChainProblem, row_payload, verify_chain
+from workflow.db import roles
 from workflow.db.models import (
     ApiToken,
     AuditChain,
@@ -45,8 +46,9 @@ from workflow.spec.load import published
 _events = AuditEvent.__table__
 _chains = AuditChain.__table__
 
-#: the append-only tables and the triggers protecting them (migrations 0001, 0003, 0008)
-APPEND_ONLY = ("audit_events", "signatures", "definition_versions")
+#: the append-only tables (their one catalogue: workflow/db/roles.py) and the triggers
+#: protecting them (migrations 0001, 0003, 0008)
+APPEND_ONLY = roles.APPEND_ONLY
 SQLITE_TRIGGERS = tuple(f"{t}_no_{verb}" for t in APPEND_ONLY for verb in ("update", "delete"))
 POSTGRES_TRIGGERS = tuple(f"{t}_{kind}" for t in APPEND_ONLY
                           for kind in ("append_only", "no_truncate"))

@@ -39,6 +39,7 @@ from workflow.audit.chains import Counts, ranges, verify_range
 from workflow.audit.trail import ChainProblem, VerifyReport
 from workflow.config import settings
 from workflow.db import engines as db
+from workflow.db import roles
 from workflow.db.models import AuditChain, AuditEvent, JobRun
 from workflow.db.seals import seal_unsealed
 from workflow.db.uow import UnitOfWork, Units
@@ -63,6 +64,20 @@ def add_check(check: Check) -> None:
     :class:`~workflow.audit.trail.ChainProblem` s (pick a ``kind`` of your own)."""
     if check not in _CHECKS:
         _CHECKS.append(check)
+
+
+def runtime_role(conn: Connection, key: bytes) -> Iterable[ChainProblem]:
+    """PostgreSQL: the role the application runs as (``current_user``) must not be able to
+    change, delete or truncate the append-only tables or drop their triggers (a superuser,
+    the schema's or a table's owner, or such privileges); :mod:`workflow.db.roles`.
+    Registered with :func:`add_check` below."""
+    if not roles.is_postgres(conn):
+        return
+    report = roles.check(conn)
+    for message in report.problems:
+        yield ChainProblem(f"role {report.role}", None, None,
+                           f"{message} (run the application as a runtime role: "
+                           "docs/operations.md, `qms db check-roles`)", kind="protection")
 
 
 def protections(conn: Connection, key: bytes) -> Iterable[ChainProblem]:
@@ -258,3 +273,7 @@ def seal_existing(engine: Units, runner: str) -> dict[str, list[str]]:
                                changes={"by": runner, "rows": done},
                                reason="rows written before the security seals existed")
     return done
+
+
+# the runtime role's privileges are one of the protections verify-audit relies on (issue 13)
+add_check(runtime_role)

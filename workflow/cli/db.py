@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 from sqlalchemy import func, select
 
 from workflow.audit.integrity import seal_existing
 from workflow.bootstrap import load_definitions
-from workflow.cli.common import checked_engine, friendly, operator, safe_url
+from workflow.cli.common import CliError, checked_engine, friendly, operator, safe_url
+from workflow.config import settings
 from workflow.db import engines as db
+from workflow.db import roles
 from workflow.db.models import AuditEvent, Record, Signature, Task
 from workflow.demo import seed
 from workflow.engine.core import Engine
@@ -20,15 +24,96 @@ def db_group() -> None:
     """Schema management (Alembic is the only way the schema changes)."""
 
 
+def _migrate(revision: str = "head") -> str | None:
+    """Run the migrations as the schema owner (``QMS_MIGRATION_DATABASE_URL``, default the
+    application's URL), then, on PostgreSQL, grant the runtime role what it needs and no
+    more (``QMS_RUNTIME_ROLE``; workflow/db/roles.py). Returns the revision reached."""
+    s = settings()
+    owner = db.make_engine(s.migration_database_url or db.default_database_url(s))
+    try:
+        role = roles.runtime_role(s)
+        try:
+            granted = db.upgrade(owner, revision, runtime_role=role)
+        except roles.RoleError as exc:
+            raise CliError(str(exc)) from None
+        if granted:
+            click.echo(f"runtime role {role}: SELECT and INSERT only on the append-only tables "
+                       f"({', '.join(roles.APPEND_ONLY)}); `qms db check-roles` shows it")
+        elif owner.dialect.name == "postgresql" and role is None:
+            click.echo("note: the application and the migrations use one database role, which "
+                       "can change the audit trail; see docs/operations.md (two roles)", err=True)
+        return db.current_revision(owner)
+    finally:
+        owner.dispose()
+
+
 @db_group.command("upgrade")
 @click.option("--revision", default="head", show_default=True)
+@friendly
 def db_upgrade(revision: str) -> None:
-    """Create or upgrade the database schema."""
+    """Create or upgrade the database schema (as the schema owner), then grant the runtime
+    role its privileges (PostgreSQL)."""
     engine, dbe = checked_engine(check_schema=False)
-    db.upgrade(dbe, revision)
-    click.echo(f"database at revision {db.current_revision(dbe)} ({safe_url(dbe)})")
-    if db.current_revision(dbe) == db.head_revision():
+    current = _migrate(revision)
+    click.echo(f"database at revision {current} ({safe_url(dbe)})")
+    if current == db.head_revision():
         _seal(engine)
+
+
+@db_group.command("grant-runtime")
+@click.argument("role")
+@friendly
+def db_grant_runtime(role: str) -> None:
+    """Grant ROLE what the application needs at runtime and nothing more: SELECT and INSERT
+    only on the append-only tables, read and write on the others (PostgreSQL; run as the
+    schema owner through QMS_MIGRATION_DATABASE_URL; idempotent)."""
+    s = settings()
+    owner = db.make_engine(s.migration_database_url or db.default_database_url(s))
+    try:
+        if owner.dialect.name != "postgresql":
+            raise CliError("database roles are PostgreSQL's; SQLite relies on its append-only "
+                           "triggers alone")
+        with owner.begin() as conn:
+            try:
+                for statement in roles.grant_runtime(conn, role):
+                    click.echo(statement)
+            except roles.RoleError as exc:
+                raise CliError(str(exc)) from None
+            report = roles.check(conn, role)
+    finally:
+        owner.dispose()
+    for line in report.lines():
+        click.echo(line)
+    if not report.ok:
+        for p in report.problems:
+            click.echo(f"NOT OK: {p}", err=True)
+        sys.exit(1)
+
+
+@db_group.command("check-roles")
+@click.option("--role", default=None,
+              help="The role to check (default: QMS_RUNTIME_ROLE, else the role "
+                   "QMS_DATABASE_URL connects as).")
+@friendly
+def db_check_roles(role: str | None) -> None:
+    """Report what the runtime role can do on the tables; exit 1 if it may UPDATE, DELETE or
+    TRUNCATE an append-only table, owns the schema or a table, or is a superuser."""
+    _, dbe = checked_engine(check_schema=False)
+    if dbe.dialect.name != "postgresql":
+        click.echo("SQLite has no database roles: the append-only triggers are the protection "
+                   "(`qms verify-audit` checks them)")
+        return
+    with dbe.connect() as conn:
+        report = roles.check(conn, role or roles.runtime_role())
+    for line in report.lines():
+        click.echo(line)
+    if report.ok:
+        click.echo(f"OK: {report.role} cannot change, delete or truncate the append-only tables "
+                   "or drop their triggers")
+        return
+    for p in report.problems:
+        click.echo(f"NOT OK: {p}", err=True)
+    sys.exit(1)
 
 
 def _seal(engine: Engine) -> None:
@@ -61,8 +146,8 @@ def db_current() -> None:
 def init(demo: bool) -> None:
     """Create or upgrade the database and load the shipped definitions (safe to re-run)."""
     engine, dbe = checked_engine(check_schema=False)
-    db.upgrade(dbe)
-    click.echo(f"database ready at revision {db.current_revision(dbe)} ({safe_url(dbe)})")
+    current = _migrate()
+    click.echo(f"database ready at revision {current} ({safe_url(dbe)})")
     _seal(engine)
     for line in load_definitions(engine):
         click.echo(f"  {line}")

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from workflow import config
 from workflow.config import REPO_ROOT
+from workflow.db import roles
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +83,20 @@ def alembic_config(url: str) -> Any:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` through Alembic: the only way the schema changes."""
+def upgrade(engine: Engine, revision: str = "head", *,
+            runtime_role: str | None = None) -> list[str]:
+    """Bring the schema to ``revision`` through Alembic: the only way the schema changes.
+    ``engine`` connects as the schema owner; on PostgreSQL, ``runtime_role`` then gets its
+    grants in the same transaction (:func:`workflow.db.roles.grant_runtime`; returned)."""
     from alembic import command
 
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+        if runtime_role and roles.is_postgres(conn):
+            return roles.grant_runtime(conn, runtime_role)
+    return []
 
 
 def head_revision() -> str | None:
