@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.orm import sessionmaker
 
 from tests.factories import (
     OWNER_ROLE,
     RUNTIME_ROLE,
+    acting_engine,
     as_user,
     ensure_roles,
     new_pg_database,
@@ -114,16 +115,7 @@ def db_engine(database_url: str) -> Iterator[Any]:
     the application's statements have the runtime role's privileges only, while a tamper test
     can still act as the database administrator in the same transaction
     (:func:`tests.factories.dba`)."""
-    dbe = db.make_engine(database_url)
-    if _is_pg(database_url):
-
-        @event.listens_for(dbe, "connect")
-        def _as_runtime(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute(f'SET ROLE "{RUNTIME_ROLE}"')
-            cur.close()
-            dbapi_conn.commit()  # a session setting that outlives the connect transaction
-
+    dbe = acting_engine(database_url, database_url)
     yield dbe
     dbe.dispose()
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -69,6 +69,34 @@ def new_pg_database(admin_url: str, name: str) -> str:
     finally:
         admin.dispose()
     return as_user(admin_url.rsplit("/", 1)[0] + "/" + name, RUNTIME_ROLE)
+
+
+def acting_engine(url: str, admin_url: str, **kwargs: Any) -> Any:
+    """An engine on ``url``'s database that logs in as ``admin_url``'s user (a superuser) and
+    acts as the runtime role (``SET ROLE`` on every connection): the application's statements
+    have the runtime role's privileges only, while :func:`dba` can still return to the
+    administrator in the same transaction. SQLite: a plain engine."""
+    if not is_pg(url):
+        return db.make_engine(url, **kwargs)
+    dbe = db.make_engine(as_user(url, make_url(admin_url).username or "postgres"), **kwargs)
+
+    @event.listens_for(dbe, "connect")
+    def _as_runtime(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute(f'SET ROLE "{RUNTIME_ROLE}"')
+        cur.close()
+        dbapi_conn.commit()  # a session setting that outlives the connect transaction
+
+    return dbe
+
+
+def drop_pg_database(admin_url: str, name: str) -> None:
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
 
 
 @contextmanager

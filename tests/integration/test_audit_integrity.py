@@ -20,17 +20,18 @@ from click.testing import CliRunner
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
-from tests.factories import sign
+from tests.factories import acting_engine, dba, sign
 from workflow import canonical
 from workflow.audit import integrity
 from workflow.audit import trail as audit
 from workflow.cli import main
 from workflow.db import engines as db
+from workflow.db import roles
 from workflow.db.models import AuditChain, AuditEvent, DefinitionVersion, Record, Signature
 from workflow.engine.core import Engine
 from workflow.identity import users as identity
 
-APPEND_ONLY = ("audit_events", "signatures", "definition_versions")
+APPEND_ONLY = roles.APPEND_ONLY  # the one catalogue
 
 
 # ------------------------------------------------------------------ helpers
@@ -42,8 +43,11 @@ def dialect(engine: Engine) -> str:
 
 
 def sql(engine: Engine, statement: str, **params: Any) -> list[Any]:
-    """Run plain SQL behind the application's back, in a transaction of its own."""
-    with engine.unit() as s:
+    """Run plain SQL behind the application's back, in a transaction of its own, with the
+    database administrator's rights (PostgreSQL: the runtime role the tests' engine acts as
+    may not even try to change the append-only tables, tests/integration/test_roles.py;
+    here the triggers must refuse the administrator too)."""
+    with dba(engine) as s:
         result = s.execute(text(statement), params)
         return result.all() if result.returns_rows else []
 
@@ -374,11 +378,12 @@ KEY_HEX = "22" * 32
 
 
 @pytest.fixture
-def verified_db(committed_url: str, shipped_definitions: dict[str, Any],
+def verified_db(committed_url: str, database_url: str, shipped_definitions: dict[str, Any],
                 monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Engine, CliRunner]]:
-    """A committed database written by an engine with KEY_HEX, and a CLI runner set up to
-    open the same database with the same key."""
-    dbe = db.make_engine(committed_url)
+    """A committed database written by an engine with KEY_HEX (acting as the runtime role,
+    able to take the administrator's rights: :func:`tests.factories.dba`), and a CLI runner
+    set up to open the same database with the same key."""
+    dbe = acting_engine(committed_url, database_url)
     engine = Engine(db.make_sessionmaker(dbe), bytes.fromhex(KEY_HEX))
     with engine.unit() as s:
         system = identity.system_user(s)

@@ -14,7 +14,15 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 
-from tests.factories import OWNER_ROLE, RUNTIME_ROLE, Qms, dba, owner_url
+from tests.factories import (
+    OWNER_ROLE,
+    RUNTIME_ROLE,
+    Qms,
+    dba,
+    drop_pg_database,
+    new_pg_database,
+    owner_url,
+)
 from workflow.audit import integrity
 from workflow.db import engines as db
 from workflow.db import roles
@@ -128,13 +136,11 @@ def fresh_pg(database_url: str) -> Iterator[Qms]:
     role, QMS_MIGRATION_DATABASE_URL as the schema owner."""
     if not database_url.startswith("postgresql"):
         pytest.skip("database roles are PostgreSQL's")
-    from tests.integration.test_cli import _drop_database, _new_database
-
     name = f"qms_roles_{uuid.uuid4().hex[:10]}"
-    q = Qms(_new_database(database_url, None, name))  # type: ignore[arg-type]
+    q = Qms(new_pg_database(database_url, name))
     yield q
     q.close()
-    _drop_database(database_url, name)
+    drop_pg_database(database_url, name)
 
 
 def test_init_grants_the_runtime_role_and_check_roles_reports_it(fresh_pg):

@@ -38,7 +38,8 @@ def _migrate(revision: str = "head") -> str | None:
             raise CliError(str(exc)) from None
         if granted:
             click.echo(f"runtime role {role}: SELECT and INSERT only on the append-only tables "
-                       f"({', '.join(roles.APPEND_ONLY)}); `qms db check-roles` shows it")
+                       f"({', '.join(roles.APPEND_ONLY)}); `qms db check-roles` shows it",
+                       err=True)
         elif owner.dialect.name == "postgresql" and role is None:
             click.echo("note: the application and the migrations use one database role, which "
                        "can change the audit trail; see docs/operations.md (two roles)", err=True)
@@ -73,13 +74,12 @@ def db_grant_runtime(role: str) -> None:
         if owner.dialect.name != "postgresql":
             raise CliError("database roles are PostgreSQL's; SQLite relies on its append-only "
                            "triggers alone")
-        with owner.begin() as conn:
-            try:
-                for statement in roles.grant_runtime(conn, role):
-                    click.echo(statement)
-            except roles.RoleError as exc:
-                raise CliError(str(exc)) from None
-            report = roles.check(conn, role)
+        try:
+            statements, report = db.grant_runtime(owner, role)
+        except roles.RoleError as exc:
+            raise CliError(str(exc)) from None
+        for statement in statements:
+            click.echo(statement)
     finally:
         owner.dispose()
     for line in report.lines():

@@ -99,6 +99,14 @@ def upgrade(engine: Engine, revision: str = "head", *,
     return []
 
 
+def grant_runtime(engine: Engine, role: str) -> tuple[list[str], roles.RoleReport]:
+    """``qms db grant-runtime``: :func:`workflow.db.roles.grant_runtime` in a transaction of
+    the schema owner's ``engine``, and the role's report after it."""
+    with engine.begin() as conn:
+        statements = roles.grant_runtime(conn, role)
+        return statements, roles.check(conn, role)
+
+
 def head_revision() -> str | None:
     """The newest revision the code ships."""
     from alembic.script import ScriptDirectory
