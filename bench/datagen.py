@@ -52,7 +52,7 @@ from workflow.db.models import (
     User,
 )
 from workflow.engine.core import Engine
-from workflow.identity import passwords
+from workflow.identity import enablement, passwords
 from workflow.identity import users as identity
 from workflow.identity.policy import Policy
 from workflow.registry import Registry
@@ -112,6 +112,7 @@ def _people(engine: Engine, hot_user: str, rng: random.Random) -> dict[str, list
                                          reason="benchmark data")
                 for r in roles[kind]:
                     identity.grant_role(s, u, r, actor=system, reason="benchmark data")
+                enablement.enable_for_system(s, u, reason="benchmark data")
         # only the people a benchmark logs in as get a (slow to hash) password
         for name in (hot_user, kinds["qa"][0]):
             passwords.set_password(s, identity.get_user(s, name), PASSWORD, actor=system,

@@ -32,6 +32,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 
 from workflow.db import engines as db
 from workflow.engine.core import Engine  # noqa: E402
+from workflow.identity import enablement
 from workflow.identity import users as identity
 from workflow.signatures.mac import VouchedSignature  # noqa: E402
 from workflow.spec.load import load_directory  # noqa: E402
@@ -59,6 +60,7 @@ def setup(url: str) -> Engine:
             u = identity.create_user(s, name, name.title() + " Bench", actor=system, reason="bench")
             for r in roles:
                 identity.grant_role(s, u, r, actor=system, reason="bench")
+            enablement.enable_for_system(s, u, reason="bench")
     return engine
 
 

@@ -38,6 +38,7 @@ from workflow import config as qms_config
 from workflow.bootstrap import action_kinds
 from workflow.db import engines as db
 from workflow.engine.core import Engine
+from workflow.identity import enablement
 from workflow.identity import users as identity
 from workflow.registry import Registry
 from workflow.spec.load import load_directory
@@ -230,6 +231,8 @@ def make_user(engine: Engine) -> Callable[..., str]:
                                      reason="test")
             for r in roles:
                 identity.grant_role(s, u, r, actor=actor, reason="test")
+            # test people can sign (the enablement itself is tested in test_enablement.py)
+            enablement.enable_for_system(s, u, reason="test")
         return username
 
     return make

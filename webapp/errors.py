@@ -70,6 +70,7 @@ ERRORS: dict[type[wf.WorkflowError], ErrorEntry] = {
     wf.DueDateLocked: REFUSED,
     wf.DefinitionError: REFUSED,
     wf.UsernameTaken: REFUSED,
+    wf.GrantRefused: REFUSED,  # segregation of administration (workflow/identity/grants.py)
     # login, password and second-factor errors: the login pages answer them themselves; where
     # one escapes to a generic handler it refused the change like any other rule
     wf.AuthError: REFUSED,
@@ -102,6 +103,8 @@ ERRORS: dict[type[wf.WorkflowError], ErrorEntry] = {
                                         (("fields", "fields"),)),
     wf.RequiredEarlier: ErrorEntry(422, "Not valid", (("errors", "errors"),)),
     wf.PopulationFixed: ErrorEntry(422, "Not possible", (("field", "field"),)),
+    # 21 CFR 11.100(b), 11.10(j): identity not verified or e-signature policy not accepted
+    wf.SigningNotEnabled: ErrorEntry(403, "Not allowed to sign yet", (("missing", "missing"),)),
 }
 """Errors raised elsewhere in workflow/ (login and password errors, draft and plan errors,
 PasswordExpired...) take the entry of their nearest listed base class."""

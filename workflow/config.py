@@ -14,6 +14,7 @@ The README's configuration table lists exactly these variables (tests/unit/test_
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,19 @@ class Settings:
     # --- command line: `--maintenance` (act without the named user's credentials) is
     # refused unless this is on; every event then records the OS user (docs/architecture.md)
     cli_maintenance: bool = False
+    #: the e-signature policy people accept before they can sign (None: the shipped text,
+    #: workflow/data/esignature-policy.txt); first lines "Version: ..." and "Title: ..."
+    esign_policy_file: Path | None = None
+    # --- segregation of administration (workflow/identity/grants.py)
+    #: roles whose grant needs a second administrator, besides admin and every role that
+    #: signs in a published definition
+    privileged_roles: tuple[str, ...] = ()
+    #: pairs of roles one person may not hold together ("admin:qa")
+    incompatible_roles: tuple[tuple[str, str], ...] = (("admin", "qa"),)
+    #: the only roles a service account (another system) may hold
+    service_account_roles: tuple[str, ...] = ("employee", "training_coordinator")
+    #: an account with no login for this many days is listed as dormant
+    dormant_days: int = 90
     # --- engine, scheduler, dashboard
     system_name: str = "QMS"
     schedules_file: Path | None = None  # None: the shipped definitions/schedules/schedules.yaml
@@ -131,6 +145,12 @@ class Settings:
             totp_issuer=env.text("QMS_TOTP_ISSUER", d.totp_issuer),
             security_role=env.text("QMS_SECURITY_ROLE", d.security_role),
             cli_maintenance=env.flag("QMS_CLI_MAINTENANCE", d.cli_maintenance),
+            esign_policy_file=env.path("QMS_ESIGN_POLICY_FILE"),
+            privileged_roles=env.names("QMS_PRIVILEGED_ROLES", d.privileged_roles),
+            incompatible_roles=env.pairs("QMS_INCOMPATIBLE_ROLES", d.incompatible_roles),
+            service_account_roles=env.names("QMS_SERVICE_ACCOUNT_ROLES",
+                                            d.service_account_roles),
+            dormant_days=max(1, env.whole("QMS_DORMANT_DAYS", d.dormant_days, "days")),
             system_name=env.text("QMS_SYSTEM_NAME", d.system_name),
             schedules_file=env.path("QMS_SCHEDULES_FILE"),
             kpi_thresholds=env.path("QMS_KPI_THRESHOLDS"),
@@ -152,6 +172,9 @@ class Settings:
 VARIABLES: dict[str, str] = {
     f"{PREFIX}{name.upper()}": name for name in Settings.__dataclass_fields__
 }
+
+
+_ROLE = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 
 class _Reader:
@@ -213,6 +236,33 @@ class _Reader:
         if not value.isdigit() or not 0 <= int(value) <= 23:
             raise ConfigError(name, f"{name} must be an hour from 0 to 23, got {value!r}")
         return int(value)
+
+    def names(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        """A comma-separated list of role names."""
+        value = self.optional(name)
+        if value is None:
+            return default
+        out = tuple(r.strip() for r in value.split(",") if r.strip())
+        bad = [r for r in out if not _ROLE.fullmatch(r)]
+        if bad:
+            raise ConfigError(name, f"{name} must list role names separated by commas, "
+                                    f"got {bad[0]!r}")
+        return out
+
+    def pairs(self, name: str, default: tuple[tuple[str, str], ...]
+              ) -> tuple[tuple[str, str], ...]:
+        """Comma-separated ``role:role`` pairs."""
+        value = self.optional(name)
+        if value is None:
+            return default
+        out = []
+        for item in (i.strip() for i in value.split(",") if i.strip()):
+            a, _, b = item.partition(":")
+            if not (_ROLE.fullmatch(a.strip()) and _ROLE.fullmatch(b.strip())):
+                raise ConfigError(name, f"{name} must list pairs role:role separated by "
+                                        f"commas (e.g. admin:qa), got {item!r}")
+            out.append((a.strip(), b.strip()))
+        return tuple(out)
 
     def flag(self, name: str, default: bool) -> bool:
         value = self.optional(name)

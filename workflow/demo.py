@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from workflow import clock
 from workflow.db.models import Record
 from workflow.engine.core import Engine
-from workflow.identity import passwords
+from workflow.identity import enablement, passwords
 from workflow.identity import users as identity
 from workflow.identity.policy import Policy
 from workflow.signatures.mac import VouchedSignature
@@ -56,6 +56,9 @@ def seed(engine: Engine) -> list[str]:
                                    reason="demo data")
             for r in roles:
                 identity.grant_role(s, u, r, actor=system, reason="demo data")
+            # demo people may sign at once (a real person's identity is verified by an
+            # administrator and they accept the e-signature policy themselves)
+            enablement.enable_for_system(s, u, reason="demo data")
     made: list[str] = []
     for step in _STORIES:
         made.extend(step(engine))

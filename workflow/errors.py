@@ -250,6 +250,26 @@ class AuthError(WorkflowError):
     code = "auth_failed"
 
 
+class SigningNotEnabled(NotAuthorized):
+    """21 CFR 11.100(b), 11.10(j): the person may not sign yet (identity not verified by an
+    administrator, or the current e-signature policy not accepted); ``missing`` says which."""
+
+    code = "signing_not_enabled"
+
+    def __init__(self, username: str, missing: list[str]):
+        self.username = username
+        self.missing = missing
+        super().__init__(f"{username} cannot sign yet: " + "; ".join(missing) + ". Nothing was "
+                         "signed.")
+
+
+class GrantRefused(WorkflowError):
+    """A role grant breaks a rule of segregation of administration (self-grant, undeclared
+    or incompatible role, a role service accounts may not hold...; the message says which)."""
+
+    code = "grant_refused"
+
+
 class CliActingRefused(AuthError):
     """The command line may not act as the named person (no credentials, maintenance mode
     not allowed, or the account must first finish something in the web application)."""

@@ -24,7 +24,7 @@ from tests.web.conftest import PASSWORD, POLICY
 from workflow import clock
 from workflow.db.models import AuditEvent, Signature
 from workflow.engine.core import Engine
-from workflow.identity import passwords
+from workflow.identity import enablement, passwords
 from workflow.identity import users as identity
 from workflow.identity.totp import begin_totp_enrolment, confirm_totp_enrolment
 from workflow.signatures.part11 import Part11Verifier
@@ -56,6 +56,7 @@ def add_user(eng: Engine, username: str, full_name: str, *roles: str, totp: bool
         for role in roles:
             identity.grant_role(s, u, role, actor=actor, reason="e2e")
         passwords.set_password(s, u, PASSWORD, actor=actor, policy=POLICY)
+        enablement.enable_for_system(s, u, reason="e2e")
     if not totp:
         return None
     e = begin_totp_enrolment(eng, username, POLICY)

@@ -29,6 +29,7 @@ from workflow.db import engines as db
 from workflow.db import roles
 from workflow.db.models import AuditChain, AuditEvent, DefinitionVersion, Record, Signature
 from workflow.engine.core import Engine
+from workflow.identity import enablement
 from workflow.identity import users as identity
 
 APPEND_ONLY = roles.APPEND_ONLY  # the one catalogue
@@ -393,6 +394,7 @@ def verified_db(committed_url: str, database_url: str, shipped_definitions: dict
             u = identity.create_user(s, name, name.title(), email="", actor=system, reason="t")
             for r in roles:
                 identity.grant_role(s, u, r, actor=system, reason="t")
+            enablement.enable_for_system(s, u, reason="t")
     r = engine.start("capa", "emma", {"title": "CLI", "description": "d"})
     engine.fire(r.number, "cancel", "quinn", reason="test", signature=sign("quinn"))
     made: list[Any] = []

@@ -26,6 +26,7 @@ from workflow.errors import (
     ValidationFailed,
     WorkflowError,
 )
+from workflow.identity import enablement
 from workflow.identity import users as identity
 from workflow.spec.load import load_text
 
@@ -51,6 +52,7 @@ def crew(committed_engine: Engine) -> dict[str, str]:
                                      reason="test")
             for r in roles:
                 identity.grant_role(s, u, r, actor=system, reason="test")
+            enablement.enable_for_system(s, u, reason="test")
     return {k: v[0] for k, v in CREW.items()}
 
 

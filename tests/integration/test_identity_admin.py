@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from workflow.db.models import AuditEvent, RoleGrant
 from workflow.errors import WorkflowError
-from workflow.identity import admin, sessions
+from workflow.identity import admin, passwords, sessions
 from workflow.identity import users as identity
 from workflow.identity.policy import Policy
 
@@ -54,12 +54,14 @@ def test_created_user_has_a_temporary_password_and_roles(engine, make_user):
     """R-P11-200-4: the generated password must be changed at first login."""
     make_user("ada", "admin")
     created = admin.create_user(engine, " Zoe ", "Zoe Analyst", actor="ada", reason="hire",
-                                policy=POLICY, roles=("employee",))
+                                policy=POLICY, roles=("capa_owner", "employee"))
     assert created.username == "zoe" and created.password.startswith("Tmp-")
     assert sessions.check_login_password(engine, "zoe", created.password, POLICY
                                      ).must_change_password
+    # employee signs (training): a privileged role, awaiting a second administrator (R-IAM-1)
+    assert created.pending == ("employee",)
     assert [a.roles for a in admin.list_accounts(engine) if a.username == "zoe"] == [
-        ("employee",)]
+        ("capa_owner",)]
 
 
 def test_grant_ends_with_its_day_and_revoke_needs_the_role(engine, make_user):
@@ -67,11 +69,14 @@ def test_grant_ends_with_its_day_and_revoke_needs_the_role(engine, make_user):
     is refused."""
     make_user("ada", "admin")
     make_user("emma", "employee")
-    admin.grant_role(engine, "emma", "qa", actor="ada", reason="cover",
+    with engine.unit() as s:  # a person (an account without a password is a service account)
+        passwords.set_password(s, identity.get_user(s, "emma"), "Correct-Horse-Battery-9",
+                               actor=identity.system_user(s), policy=POLICY)
+    admin.grant_role(engine, "emma", "capa_owner", actor="ada", reason="cover",
                      expires_on=date(2026, 3, 31))
     with engine.reader() as s:
-        g = s.execute(select(RoleGrant).where(RoleGrant.role == "qa")).scalar_one()
+        g = s.execute(select(RoleGrant).where(RoleGrant.role == "capa_owner")).scalar_one()
         assert g.expires_at.replace(tzinfo=UTC) == datetime(2026, 4, 1, tzinfo=UTC)
-    admin.revoke_role(engine, "emma", "qa", actor="ada", reason="cover ended")
-    with pytest.raises(WorkflowError, match="does not hold the role 'qa'"):
-        admin.revoke_role(engine, "emma", "qa", actor="ada", reason="again")
+    admin.revoke_role(engine, "emma", "capa_owner", actor="ada", reason="cover ended")
+    with pytest.raises(WorkflowError, match="does not hold the role 'capa_owner'"):
+        admin.revoke_role(engine, "emma", "capa_owner", actor="ada", reason="again")

@@ -32,7 +32,7 @@ from workflow.db import engines as db
 from workflow.db.models import AuditEvent, Record, Signature, Task, TaskStatus
 from workflow.engine.core import Engine
 from workflow.errors import CredentialsRejected, NotAuthorized, SignatureRequired
-from workflow.identity import passwords, totp
+from workflow.identity import enablement, passwords, totp
 from workflow.identity import users as identity
 from workflow.identity.policy import Policy
 from workflow.registry import Registry
@@ -351,6 +351,7 @@ def test_cli_dry_run_and_signed_migration(qms, tmp_path):  # noqa: F811
                     identity.grant_role(s, u, r, actor=system, reason="test")
                 passwords.set_password(s, u, PW, actor=system, policy=Policy(), reason="test")
                 u.must_change_password = False
+                enablement.enable_for_system(s, u, reason="test")
         code = pyotp.TOTP(totp.begin_totp_enrolment(eng, "quinn").secret)
         totp.confirm_totp_enrolment(eng, "quinn", code.at(clock.now()))
         number = eng.start("capa", "emma", {"title": "T", "description": "D"}).number

@@ -21,6 +21,7 @@ from tests.conftest import TEST_KEY
 from tests.factories import Qms, sign
 from workflow.db import engines as db
 from workflow.errors import WorkflowError
+from workflow.identity import enablement
 from workflow.identity import users as identity
 from workflow.spec.load import DEFAULT_DEFINITIONS_DIR
 
@@ -171,6 +172,7 @@ def test_submitted_report_is_approved_by_qa_with_a_signature(qms, synthetic, tmp
                                      reason="test")
             for r in roles:
                 identity.grant_role(s, u, r, actor=actor, reason="test")
+            enablement.enable_for_system(s, u, reason="test")
     cat, results = synthetic
     out = tmp_path / "report"
     # vera (QA) has no authenticator yet: she submits in maintenance mode (R-SEC-35)

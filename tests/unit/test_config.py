@@ -49,6 +49,11 @@ EVERY = {
     "QMS_TOTP_ISSUER": "ACME QMS",
     "QMS_SECURITY_ROLE": "security",
     "QMS_CLI_MAINTENANCE": "1",
+    "QMS_ESIGN_POLICY_FILE": "/etc/qms/esign-policy.txt",
+    "QMS_PRIVILEGED_ROLES": "auditor, trainer",
+    "QMS_INCOMPATIBLE_ROLES": "admin:qa, admin:isms",
+    "QMS_SERVICE_ACCOUNT_ROLES": "employee",
+    "QMS_DORMANT_DAYS": "45",
     "QMS_SYSTEM_NAME": "ACME-QMS",
     "QMS_SCHEDULES_FILE": "/etc/qms/schedules.yaml",
     "QMS_KPI_THRESHOLDS": "/etc/qms/kpi.yaml",
@@ -76,6 +81,10 @@ def test_every_variable_is_parsed() -> None:
         login_rate_per_account=0, login_rate_window_seconds=60, session_idle_minutes=10,
         session_max_hours=8, login_step_minutes=3, totp_required_roles=("qa", "admin", "author"),
         totp_issuer="ACME QMS", security_role="security", cli_maintenance=True,
+        esign_policy_file=Path("/etc/qms/esign-policy.txt"),
+        privileged_roles=("auditor", "trainer"),
+        incompatible_roles=(("admin", "qa"), ("admin", "isms")),
+        service_account_roles=("employee",), dormant_days=45,
         system_name="ACME-QMS",
         schedules_file=Path("/etc/qms/schedules.yaml"), kpi_thresholds=Path("/etc/qms/kpi.yaml"),
         verify_workers=3,
@@ -218,7 +227,9 @@ def _as_documented(value: object) -> str | None:
     if isinstance(value, int | str):
         return f"`{value}`"
     if isinstance(value, tuple):
-        return f"`{','.join(value)}`"
+        if not value:
+            return None  # "empty" / "none" in words
+        return f"`{','.join(':'.join(v) if isinstance(v, tuple) else v for v in value)}`"
     return None
 
 

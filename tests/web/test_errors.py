@@ -43,6 +43,10 @@ EXAMPLES: list[tuple[wf.WorkflowError, int, int, dict[str, object]]] = [
     (wf.CliActingRefused("--maintenance is refused"), 422, 422, {}),
     (wf.LoginStepExpired(), 422, 422, {}),
     (wf.LoginThrottled(42), 429, 429, {"retry_after": 42}),
+    (wf.GrantRefused("You cannot grant a role to your own account"), 422, 422, {}),
+    (wf.SigningNotEnabled("rita", ["an administrator has not yet recorded that your identity "
+                                   "was verified"]), 403, 403,
+     {"missing": ["an administrator has not yet recorded that your identity was verified"]}),
     (wf.PasswordExpired(), 422, 422, {}),
     (wf.PasswordRejected(["too short"]), 422, 422, {}),
     (wf.SecondFactorFailed(), 422, 422, {}),

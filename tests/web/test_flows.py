@@ -474,22 +474,23 @@ def test_admin_grants_and_revokes_a_role_with_a_reason(admin, account, engine):
     """R-A11-12-1 R-P11-10g-3: grants and revocations carry the admin's name and reason."""
     account("emma", "employee")
     page = "/admin/users/emma"
-    r = admin_post(admin, "/admin/users/emma/grant", page, role="qa", expires="",
-                   reason="Promoted to QA")
+    r = admin_post(admin, "/admin/users/emma/grant", page, role="capa_owner", expires="",
+                   reason="Owns CAPAs now")
     assert r.status_code == 302
-    assert "Granted qa to emma." in text(admin.get(page))
+    assert "Granted capa_owner to emma." in text(admin.get(page))
     ev = system_events(engine, "role_granted")[-1]
-    assert (ev.actor_name, ev.reason, ev.changes["role"]) == ("Ada Tester", "Promoted to QA",
-                                                              [None, "qa"])
-    r = admin_post(admin, "/admin/users/emma/action", page, action="revoke", role="qa",
+    assert (ev.actor_name, ev.reason, ev.changes["role"]) == ("Ada Tester", "Owns CAPAs now",
+                                                              [None, "capa_owner"])
+    r = admin_post(admin, "/admin/users/emma/action", page, action="revoke", role="capa_owner",
                    reason="Moved back to production")
-    assert "Revoked qa from emma." in text(admin.get(page))
+    assert "Revoked capa_owner from emma." in text(admin.get(page))
     ev = system_events(engine, "role_revoked")[-1]
     assert (ev.actor_name, ev.reason, ev.changes["role"]) == ("Ada Tester",
                                                               "Moved back to production",
-                                                              ["qa", None])
+                                                              ["capa_owner", None])
     with engine.reader() as s:
-        grant = s.execute(select(RoleGrant).where(RoleGrant.role == "qa")).scalar_one()
+        grant = s.execute(select(RoleGrant).where(RoleGrant.role == "capa_owner")
+                          ).scalar_one()
         assert grant.revoked_at is not None and grant.revoke_reason == "Moved back to production"
 
 

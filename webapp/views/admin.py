@@ -20,12 +20,13 @@ from webapp import errors
 from webapp.context import engine, policy, read_session
 from webapp.forms import choices
 from webapp.views.auth import roles_required
-from workflow.errors import WorkflowError
+from workflow.errors import NotAuthorized, WorkflowError
 from workflow.identity import admin as accounts
-from workflow.identity import sessions
+from workflow.identity import enablement, sessions
+from workflow.identity import grants as role_grants
 from workflow.identity import users as identity
 from workflow.identity.admin import ADMIN_ROLE
-from workflow.queries import definitions, directories
+from workflow.queries import directories
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 ROLE_RE = r"^[a-z][a-z0-9_]{0,39}$"
@@ -57,8 +58,9 @@ class ReasonForm(FlaskForm):
     reason = StringField("Reason", validators=[DataRequired(), Length(max=500)])
 
 
-def _system_roles() -> list[str]:
-    return definitions.system_roles(read_session(), engine().registry)
+def _catalogue() -> role_grants.RoleCatalogue:
+    """The roles an administrator may grant (declared by definitions and settings)."""
+    return role_grants.catalogue(read_session())
 
 
 @bp.route("/users")
@@ -101,7 +103,9 @@ def user(username: str) -> Any:
     active_roles = identity.roles_of(s, u)
     return render_template("admin/user.html", u=u, grants=grants, active_roles=active_roles,
                            grant_form=GrantForm(), action_form=ReasonForm(),
-                           system_roles=_system_roles(),
+                           catalogue=_catalogue(),
+                           pending=role_grants.pending_requests(s, u), decide_form=DecideForm(),
+                           signing=enablement.status(s, u),
                            open_sessions=sessions.open_sessions(s, u.id, policy()),
                            end_form=EndSessionsForm())
 
@@ -147,13 +151,74 @@ def grant(username: str) -> Any:
             flash("The expiry must be a date.", "error")
             return redirect(url_for("admin.user", username=username))
     try:
-        accounts.grant_role(engine(), username, form.role.data, actor=current_user.username,
-                            reason=form.reason.data, expires_on=day)
+        pending = accounts.grant_role(engine(), username, form.role.data,
+                                      actor=current_user.username, reason=form.reason.data,
+                                      expires_on=day)
     except WorkflowError as exc:
         errors.flash_error(exc)
     else:
-        flash(f"Granted {form.role.data} to {username}.", "success")
+        if pending is None:
+            flash(f"Granted {form.role.data} to {username}.", "success")
+        else:
+            flash(f"{form.role.data} is a privileged role: grant request #{pending} now awaits "
+                  "a second administrator's approval (Privileged accounts page).", "info")
     return redirect(url_for("admin.user", username=username))
+
+
+class DecideForm(FlaskForm):
+    reason = StringField("Reason", validators=[DataRequired(), Length(max=500)])
+
+
+@bp.route("/grants/<int:request_id>/<any(approve, reject):decision>", methods=["POST"])
+@roles_required(ADMIN_ROLE)
+def decide(request_id: int, decision: str) -> Any:
+    """A second administrator approves or rejects a pending grant of a privileged role."""
+    form = DecideForm()
+    back = request.form.get("back") or ""
+    target = (url_for("admin.user", username=back) if back
+              else url_for("admin.privileged"))
+    if not form.validate_on_submit():
+        flash("A reason is required.", "error")
+        return redirect(target)
+    command = accounts.approve_grant if decision == "approve" else accounts.reject_grant
+    try:
+        what = command(engine(), request_id, actor=current_user.username,
+                       reason=form.reason.data)
+    except NotAuthorized as exc:
+        abort(403, description=str(exc))
+    except WorkflowError as exc:
+        errors.flash_error(exc)
+    else:
+        flash(f"Grant request #{request_id} ({what}) was "
+              f"{'approved: the role is granted' if decision == 'approve' else 'rejected'}.",
+              "success")
+    return redirect(target)
+
+
+@bp.route("/users/<username>/verify-identity", methods=["POST"])
+@roles_required(ADMIN_ROLE)
+def verify_identity(username: str) -> Any:
+    """Record that ``username``'s identity was verified, and how (21 CFR 11.100(b))."""
+    try:
+        enablement.record_identity_verified(engine(), username, actor=current_user.username,
+                                            method=request.form.get("method") or "",
+                                            reason=request.form.get("reason") or "")
+    except NotAuthorized as exc:
+        abort(403, description=str(exc))
+    except WorkflowError as exc:
+        errors.flash_error(exc)
+    else:
+        flash(f"{username}'s identity verification was recorded.", "success")
+    return redirect(url_for("admin.user", username=username))
+
+
+@bp.route("/privileged")
+@roles_required(ADMIN_ROLE)
+def privileged() -> Any:
+    """The access review: privileged accounts, rule violations, pending grants, dormant
+    accounts."""
+    return render_template("admin/privileged.html", review=accounts.access_review(engine()),
+                           form=DecideForm())
 
 
 @bp.route("/users/<username>/action", methods=["POST"])

@@ -31,6 +31,7 @@ from webapp import charts, csvexport
 from webapp.context import engine, read_session
 from webapp.views.auth import roles_required
 from workflow.audit import integrity, runs
+from workflow.identity import enablement
 from workflow.kpi import SECURITY_ACTIONS, SPECS, Kpi, Period
 from workflow.kpi import specs as kpi_specs
 
@@ -150,7 +151,9 @@ def index() -> Any:
         args=request.args, query=_query, months=_month_choices(),
         first_month=period.start.strftime("%Y-%m"),
         last_month=(period.end - timedelta(days=1)).strftime("%Y-%m"),
-        can_verify=current_user.has(*VERIFY_ROLES))
+        can_verify=current_user.has(*VERIFY_ROLES),
+        # 21 CFR 11.100(b), 11.10(j): people enabled to sign (security section only)
+        signers=enablement.signing_census(s) if "security" in shown else None)
 
 
 def _month_choices() -> list[str]:

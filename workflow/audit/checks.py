@@ -37,6 +37,7 @@ from workflow.db.models import (
     Record,
     RecordCounter,
     RoleGrant,
+    SigningEnablement,
     User,
 )
 from workflow.db.seals import seal_ok, where
@@ -250,7 +251,8 @@ def replay(tables: dict[str, list[Any]], events: list[Any]) -> Iterator[ChainPro
 def security_tables(conn: Connection) -> dict[str, list[Any]]:
     """The rows of the sealed security tables, for :func:`seals` and :func:`replay`."""
     return {"users": _rows(conn, User), "role_grants": _rows(conn, RoleGrant),
-            "api_tokens": _rows(conn, ApiToken)}
+            "api_tokens": _rows(conn, ApiToken),
+            "signing_enablements": _rows(conn, SigningEnablement)}
 
 
 

@@ -13,6 +13,7 @@ from workflow import clock
 from workflow.change_control import drafts
 from workflow.engine.core import Engine
 from workflow.errors import WorkflowError
+from workflow.identity import enablement
 from workflow.identity import users as identity
 from workflow.registry import Registry
 from workflow.signatures.mac import VouchedSignature, VouchingVerifier
@@ -94,6 +95,7 @@ def dry_run(engine: Engine, source: str, path: Sequence[str] | None = None,
                                          actor=system, reason="dry run")
                 for r in dict.fromkeys(r for r in roles if r not in ("initiator", "assignee")):
                     identity.grant_role(s, u, r, actor=system, reason="dry run")
+                enablement.enable_for_system(s, u, reason="dry run (rolled back)")
             return name
 
         initiator = person(d.start_roles)

@@ -25,6 +25,7 @@ from workflow.errors import (
     StaleRecord,
     WorkflowError,
 )
+from workflow.identity import enablement
 from workflow.identity import users as identity
 from workflow.spec.machine import Compiled
 
@@ -66,6 +67,7 @@ def migrate_records(
             signer = engine.verifier.verify(session, signature, user)
             if signer.user.id != user.id:
                 raise SignatureRejected("The signer must be the person migrating the records.")
+            enablement.require_enabled(session, user)  # 21 CFR 11.100(b), 11.10(j)
             eligible = [r for r in roles if r in identity.roles_of(session, user)]
             if not eligible:
                 raise NotAuthorized(f"Signing {meaning!r} needs one of these roles: "

@@ -10,7 +10,7 @@ from datetime import date, datetime
 
 import click
 
-from workflow.cli.common import checked_engine, cli_reason, friendly
+from workflow.cli.common import act_as, acting_options, checked_engine, cli_reason, friendly
 from workflow.identity import admin
 from workflow.identity.policy import Policy
 from workflow.identity.users import SYSTEM_USERNAME
@@ -40,7 +40,11 @@ def users_create(username: str, full_name: str, email: str, timezone: str,
     created = admin.create_user(engine, username, full_name, email=email, timezone=timezone,
                                 roles=roles, actor=SYSTEM_USERNAME, reason=why,
                                 policy=Policy.from_settings(), password=password)
-    click.echo(f"created {username}" + (f" with roles {', '.join(roles)}" if roles else ""))
+    granted = [r for r in roles if r not in created.pending]
+    click.echo(f"created {username}" + (f" with roles {', '.join(granted)}" if granted else ""))
+    if created.pending:
+        click.echo(f"awaiting a second administrator: {', '.join(created.pending)} "
+                   "(privileged; see `qms users review`)")
     if not password_stdin:
         click.echo("temporary password (shown once, must be changed at first login): "
                    f"{created.password}")
@@ -64,9 +68,72 @@ def users_grant(username: str, role: str, reason: str, expires: str | None) -> N
     """Grant ROLE to USERNAME."""
     day = parse_day(expires) if expires else None
     engine, _ = checked_engine()
-    admin.grant_role(engine, username, role, actor=SYSTEM_USERNAME, reason=cli_reason(reason),
-                     expires_on=day)
-    click.echo(f"granted {role} to {username}")
+    pending = admin.grant_role(engine, username, role, actor=SYSTEM_USERNAME,
+                               reason=cli_reason(reason), expires_on=day)
+    if pending is None:
+        click.echo(f"granted {role} to {username}")
+    else:
+        click.echo(f"{role} is a privileged role: grant request #{pending} awaits a second "
+                   f"administrator (`qms users approve-grant {pending} --as ADMIN` or the "
+                   "Privileged accounts page)")
+
+
+@users_group.command("approve-grant")
+@click.argument("request_id", type=int)
+@acting_options()
+@click.option("--reason", required=True)
+@friendly
+def users_approve_grant(request_id: int, actor: str | None, password_stdin: bool,
+                        totp: str | None, maintenance: bool, reason: str) -> None:
+    """Approve grant request REQUEST_ID as a second administrator (--as, with the password)."""
+    engine, _ = checked_engine()
+    who = act_as(engine, actor, password_stdin=password_stdin, totp=totp,
+                 maintenance=maintenance, command=f"users approve-grant {request_id}")
+    assert who.username is not None  # --as is required
+    what = admin.approve_grant(engine, request_id, actor=who.username, reason=reason)
+    click.echo(f"grant request #{request_id} approved: {what} granted")
+
+
+@users_group.command("reject-grant")
+@click.argument("request_id", type=int)
+@acting_options()
+@click.option("--reason", required=True)
+@friendly
+def users_reject_grant(request_id: int, actor: str | None, password_stdin: bool,
+                       totp: str | None, maintenance: bool, reason: str) -> None:
+    """Reject grant request REQUEST_ID as a second administrator (--as, with the password)."""
+    engine, _ = checked_engine()
+    who = act_as(engine, actor, password_stdin=password_stdin, totp=totp,
+                 maintenance=maintenance, command=f"users reject-grant {request_id}")
+    assert who.username is not None  # --as is required
+    what = admin.reject_grant(engine, request_id, actor=who.username, reason=reason)
+    click.echo(f"grant request #{request_id} rejected: {what}")
+
+
+@users_group.command("review")
+@friendly
+def users_review() -> None:
+    """The access review: privileged accounts (with the rules each breaks), pending grant
+    requests and dormant accounts (no login in QMS_DORMANT_DAYS)."""
+    engine, _ = checked_engine()
+    r = admin.access_review(engine)
+    click.echo(f"privileged accounts ({len(r.privileged)}):")
+    for a in r.privileged:
+        seen = f"{a.last_login:%Y-%m-%d}" if a.last_login else "never"
+        flags = "".join([" [service]" if a.service else "", " [dormant]" if a.dormant else "",
+                         "" if a.active else " [deactivated]"])
+        click.echo(f"  {a.username:20} {', '.join(a.privileged) or '-':30} last login {seen}"
+                   f"{flags}")
+        for problem in a.problems:
+            click.echo(f"    problem: {problem}")
+    click.echo(f"pending grant requests ({len(r.pending)}):")
+    for p in r.pending:
+        click.echo(f"  #{p.id} {p.role} to {p.username}, requested by {p.requested_by}: "
+                   f"{p.reason}")
+    click.echo(f"dormant accounts, no login in {r.dormant_days} days ({len(r.dormant)}):")
+    for a in r.dormant:
+        seen = f"{a.last_login:%Y-%m-%d}" if a.last_login else "never"
+        click.echo(f"  {a.username:20} last login {seen}")
 
 
 @users_group.command("revoke")

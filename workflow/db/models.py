@@ -141,6 +141,45 @@ class RoleGrant(Base):
     seal: Mapped[str] = mapped_column(String(64), default="", server_default="")  # db.seals.row_seal
 
 
+class GrantRequest(Base):
+    """A grant of a privileged role waiting for a second administrator (issue 14, item 5):
+    approving it writes the role grant (audited); the requester, the grantee and the approver
+    are three different accounts (workflow/identity/grants.py)."""
+
+    __tablename__ = "grant_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    role: Mapped[str] = mapped_column(String(40))
+    expires_at: Mapped[datetime | None]
+    requested_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    requested_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text, default="")
+    #: "" while pending, then "approved" or "rejected"
+    decision: Mapped[str] = mapped_column(String(20), default="", server_default="")
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[datetime | None]
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class SigningEnablement(Base):
+    """What lets a person sign (21 CFR 11.100(b), 11.10(j); issue 14, item 6): an
+    administrator's record that their identity was verified (``kind="identity_verified"``,
+    ``detail``: how), and their own acceptance of the e-signature policy
+    (``kind="policy_accepted"``, ``detail``: the policy version and its SHA-256). Rows are
+    only added, and sealed like grants (workflow/db/seals.py)."""
+
+    __tablename__ = "signing_enablements"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    detail: Mapped[str] = mapped_column(Text)
+    recorded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    recorded_at: Mapped[datetime]
+    seal: Mapped[str] = mapped_column(String(64), default="", server_default="")
+
+
 class DefinitionVersion(Base):
     """A published, immutable workflow definition version, pinned by content hash."""
 

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from workflow.canonical import keyed_hash
-from workflow.db.models import ApiToken, AuditChain, RoleGrant, Signature, User
+from workflow.db.models import ApiToken, AuditChain, RoleGrant, Signature, SigningEnablement, User
 from workflow.db.uow import session_key
 from workflow.errors import TamperedData
 
@@ -82,6 +82,7 @@ SEALED_COLUMNS: dict[str, tuple[str, ...]] = {
     "api_tokens": ("id", "user_id", "name", "token_hash", "prefix", "scopes", "created_at",
                    "created_by_id", "expires_at", "revoked_at", "revoked_by_id"),
     "audit_chains": ("name", "seq", "head"),
+    "signing_enablements": ("id", "user_id", "kind", "detail", "recorded_by_id", "recorded_at"),
 }
 #: columns added after the seals existed (migration 0009: time-limited lockout, tokens
 #: suspended by an administrator's reset). A seal covers each of them only while it holds a
@@ -107,9 +108,10 @@ def _payload(table: str, row: Any) -> dict[str, Any]:
     return payload
 #: what each sealed table holds, in messages
 TABLE_NOUNS = {"users": "user", "role_grants": "role grant", "api_tokens": "API token",
-               "audit_chains": "audit chain head"}
+               "audit_chains": "audit chain head", "signing_enablements": "signing enablement"}
 _MODELS: dict[type[Any], str] = {User: "users", RoleGrant: "role_grants",
-                                 ApiToken: "api_tokens", AuditChain: "audit_chains"}
+                                 ApiToken: "api_tokens", AuditChain: "audit_chains",
+                                 SigningEnablement: "signing_enablements"}
 
 
 def row_seal(key: bytes, table: str, row: Any) -> str:
@@ -152,6 +154,8 @@ def where(table: str, row: Any) -> str:
         return f"role grant #{row.id} ({row.role} to user #{row.user_id})"
     if table == "api_tokens":
         return f"API token {row.prefix} (#{row.id})"
+    if table == "signing_enablements":
+        return f"signing enablement #{row.id} ({row.kind} of user #{row.user_id})"
     return f"audit chain head {row.name!r}"
 
 

@@ -15,6 +15,7 @@ from workflow.engine import access
 from workflow.engine import statements as st
 from workflow.engine.context import Ctx
 from workflow.errors import NotAuthorized, SegregationOfDuties, SignatureRejected
+from workflow.identity import enablement
 from workflow.spec import content as spec
 from workflow.spec.model import TransitionSpec
 
@@ -32,6 +33,8 @@ def sign(ctx: Ctx, rec: Record, user: User, signature: Any, *, transition: str, 
         raise SignatureRejected(
             "The signer must be the person performing the action; signing on behalf of "
             "someone else is not possible.")
+    # 21 CFR 11.100(b), 11.10(j): identity verified, e-signature policy accepted
+    enablement.require_enabled(session, signer.user)
     held = ctx.roles(signer.user)
     eligible = [r for r in roles if r in held]
     if not eligible:

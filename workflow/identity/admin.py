@@ -17,16 +17,16 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from workflow.db.models import User, UserSession
+from workflow.db.models import GrantRequest, User, UserSession
 from workflow.db.uow import Units
-from workflow.errors import WorkflowError
-from workflow.identity import lockout, passwords, totp
+from workflow.errors import GrantRefused, WorkflowError
+from workflow.identity import grants, lockout, passwords, totp
 from workflow.identity import tokens as api_tokens
 from workflow.identity import users as identity
 from workflow.identity.policy import Policy
 
 #: the role that administers accounts and grants (the admin pages, dead letters)
-ADMIN_ROLE = "admin"
+ADMIN_ROLE = grants.ADMIN_ROLE
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ class NewUser:
 
     username: str
     password: str
+    #: roles that await a second administrator's approval
+    pending: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,18 +81,47 @@ def create_user(engine: Units, username: str, full_name: str, *, actor: str, rea
                                     actor=admin, reason=reason)
         passwords.set_password(s, user, temp, actor=admin, policy=policy, reason=reason,
                           temporary=True)
-        for role in roles:
-            identity.grant_role(s, user, role, actor=admin, reason=reason)
-        return NewUser(user.username, temp)
+        cat = grants.catalogue(s)
+        pending = [role for role in roles
+                   if isinstance(grants.grant(s, cat, user, role, actor=admin, reason=reason),
+                                 GrantRequest)]
+        return NewUser(user.username, temp, tuple(pending))
 
 
 def grant_role(engine: Units, username: str, role: str, *, actor: str, reason: str,
-               expires_on: date | None = None) -> None:
-    """Grant ``role`` to an active user, until the end of ``expires_on`` (UTC) if given."""
+               expires_on: date | None = None) -> int | None:
+    """Grant ``role`` to an active user, until the end of ``expires_on`` (UTC) if given, by
+    the rules of :mod:`workflow.identity.grants`. Returns None when granted, or the number of
+    the grant request a second administrator must approve (privileged roles)."""
     with engine.unit() as s:
-        identity.grant_role(s, identity.get_user(s, username), role,
-                            actor=acting_user(s, actor), reason=reason,
+        user = identity.get_user(s, username)
+        done = grants.grant(s, grants.catalogue(s), user, role, actor=acting_user(s, actor),
+                            reason=reason,
                             expires_at=end_of_day(expires_on) if expires_on else None)
+        return done.id if isinstance(done, GrantRequest) else None
+
+
+def approve_grant(engine: Units, request_id: int, *, actor: str, reason: str) -> str:
+    """A second administrator approves grant request ``request_id``; returns "role to user"."""
+    with engine.unit() as s:
+        g = grants.approve(s, grants.catalogue(s), request_id,
+                           admin=identity.get_user(s, actor), reason=reason)
+        user = s.get(User, g.user_id)
+        return f"{g.role} to {user.username if user else '?'}"
+
+
+def reject_grant(engine: Units, request_id: int, *, actor: str, reason: str) -> str:
+    """A second administrator rejects grant request ``request_id``."""
+    with engine.unit() as s:
+        req = grants.reject(s, request_id, admin=identity.get_user(s, actor), reason=reason)
+        user = s.get(User, req.user_id)
+        return f"{req.role} to {user.username if user else '?'}"
+
+
+def access_review(engine: Units) -> grants.AccessReview:
+    """Privileged and dormant accounts and pending grant requests (the access review)."""
+    with engine.reader() as s:
+        return grants.access_review(s)
 
 
 def revoke_role(engine: Units, username: str, role: str, *, actor: str, reason: str) -> None:
@@ -168,8 +199,16 @@ def list_accounts(engine: Units) -> list[Account]:
 
 def create_service_account(engine: Units, username: str, full_name: str, *,
                            roles: tuple[str, ...], actor: str, reason: str) -> None:
-    """An account for another system: no password, it acts only through its API tokens."""
+    """An account for another system: no password, it acts only through its API tokens; it
+    may hold only the roles allowed for systems (QMS_SERVICE_ACCOUNT_ROLES)."""
     with engine.unit() as s:
+        cat = grants.catalogue(s)
+        refused = sorted(r for r in roles if r not in cat.service)
+        if refused:
+            raise GrantRefused(
+                f"Service accounts may hold only: {', '.join(sorted(cat.service)) or 'none'} "
+                f"(QMS_SERVICE_ACCOUNT_ROLES); {', '.join(refused)} cannot be given to "
+                f"{username}.")
         api_tokens.create_service_account(s, username, full_name, roles=roles,
                                           actor=acting_user(s, actor), reason=reason)
 

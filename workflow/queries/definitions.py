@@ -29,14 +29,6 @@ def workflow_titles(session: Session) -> dict[str, str]:
     return {k: t for k, t in rows}
 
 
-def system_roles(session: Session, registry: Registry) -> list[str]:
-    """Every role a newest definition names, and ``admin``: what an administrator grants."""
-    roles: set[str] = {"admin"}
-    for key in session.execute(select(DefinitionVersion.key).distinct()).scalars():
-        roles |= set(registry.latest(session, key).definition.roles)
-    return sorted(roles)
-
-
 def versions_by_key(session: Session) -> dict[str, list[DefinitionVersion]]:
     """Every published version, grouped by workflow key, oldest version first."""
     by_key: dict[str, list[DefinitionVersion]] = {}
