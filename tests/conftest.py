@@ -229,10 +229,11 @@ def make_user(engine: Engine) -> Callable[..., str]:
             u = identity.create_user(s, username, full_name or username.title() + " Tester",
                                      email=f"{username}@example.com", actor=actor,
                                      reason="test")
+            # test people can sign (the enablement itself is tested in test_enablement.py);
+            # before the grants, so a user's last system event stays their last grant
+            enablement.enable_for_system(s, u, reason="test")
             for r in roles:
                 identity.grant_role(s, u, r, actor=actor, reason="test")
-            # test people can sign (the enablement itself is tested in test_enablement.py)
-            enablement.enable_for_system(s, u, reason="test")
         return username
 
     return make
