@@ -136,6 +136,42 @@ class SegregationOfDuties(NotAuthorized):
         super().__init__(message)
 
 
+class ClaimHeld(NotAuthorized):
+    """Someone else holds (claimed, or was assigned) the task this step completes: only the
+    holder may complete it until they release or delegate it."""
+
+    code = "claim_held"
+
+    def __init__(self, message: str, *, holder: str, task_id: int):
+        self.holder = holder
+        self.task_id = task_id
+        super().__init__(message)
+
+
+class NotYetOpen(WorkflowError):
+    """The step declares the earliest time it may be taken (``not_before``) and it has not
+    come yet. ``opens_at``: when it opens (UTC)."""
+
+    code = "not_yet_open"
+
+    def __init__(self, message: str, *, transition: str, opens_at: str):
+        self.transition = transition
+        self.opens_at = opens_at
+        super().__init__(message)
+
+
+class LinkedRecordsOpen(WorkflowError):
+    """The step waits for linked records (``waits_for``) that are not yet closed with the
+    outcome it needs. ``open_records``: their numbers."""
+
+    code = "linked_records_open"
+
+    def __init__(self, message: str, *, transition: str, open_records: list[str]):
+        self.transition = transition
+        self.open_records = open_records
+        super().__init__(message)
+
+
 class ValidationFailed(WorkflowError):
     """Input data is invalid. ``errors`` maps field name to the problem with it."""
 

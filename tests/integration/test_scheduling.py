@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.factories import sign
-from workflow import clock
+from workflow import clock, tasks
 from workflow.audit import trail as audit
 from workflow.db.models import AuditEvent, JobRun, OutboxMessage, Record, RoleGrant, Task, TaskStatus
 from workflow.errors import NotAuthorized
@@ -143,6 +143,12 @@ def test_revocations_from_a_scheduled_review_take_effect_at_once(engine, staff):
               if (g["user"], g["role"]) == ("olga", "capa_owner") else
               g if g["user"] == "sonia" else {**g, "decision": "keep"}
               for g in rec.data["grants"]]
+    # the scheduler assigned the review to its system owner (sam): the task is his until
+    # he hands it on (a claim holds, R-WF-12)
+    with engine.reader() as s:
+        task_id = s.execute(select(Task.id).where(Task.record_id == rec.id,
+                                                  Task.status == TaskStatus.OPEN)).scalar_one()
+    tasks.delegate(engine, task_id, "sam", "sonia", "sonia reviews this quarter")
     # sonia's own rows go to a second reviewer (R-WF-23); the revocation follows their decision
     engine.fire("AR-2026-0001", "attest_own_access_pending", "sonia", {"grants": grants},
                 signature=sign("sonia"))

@@ -26,6 +26,7 @@ from workflow.errors import (
     GuardFailed,
     NotAuthorized,
     ReasonRequired,
+    SegregationOfDuties,
     SignatureRejected,
     SignatureRequired,
     ValidationFailed,
@@ -282,8 +283,10 @@ def test_trainer_cannot_be_the_trainee(engine, crew, make_user):
                     {"assessment_score": 100, "assessment_passed": True})
     engine.fire(r.number, "record_assessment", crew["trainer"],
                 {"assessment_score": 85, "assessment_passed": True})
-    with pytest.raises(GuardFailed, match="cannot verify their own training"):
+    # a separation rule now (not_named_in: [trainee], R-WF-13), so it is not even offered
+    with pytest.raises(SegregationOfDuties, match="named as Trainee.*not the trainee"):
         engine.fire(r.number, "verify", tess, signature=sign(tess))
+    assert "verify" not in [t.name for t in engine.available_transitions(r.number, tess)]
     with pytest.raises(GuardFailed, match="cannot be their own trainer"):
         engine.fire(r.number, "assign_trainer", crew["coord"], {"trainer": tess})
     other = make_user("otto", "trainer", "employee")

@@ -38,7 +38,8 @@ def _build(engine):
     clock.advance(timedelta(days=20))
     engine.fire(n, "record_effectiveness", "quinn", {"effectiveness_result": "effective",
                                                      "effectiveness_evidence": "ok"})
-    engine.fire(n, "close", "quinn", signature=sign("quinn"))
+    # the closer is not the verifier (separation of duties, R-WF-13)
+    engine.fire(n, "close", "quentin", signature=sign("quentin"))
     day = clock.now().date().isoformat()
     engine.start("deviation", "emma", {"title": "Dev", "description": "d", "occurred_on": day,
                                        "discovered_on": day, "area": "A",
@@ -49,6 +50,7 @@ def _setup(engine, account):
     account("emma", "employee")
     account("olga", "capa_owner", "employee")
     account("quinn", "qa", "employee")
+    account("quentin", "qa", "employee")
     _data(engine)
 
 

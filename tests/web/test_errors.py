@@ -66,6 +66,13 @@ EXAMPLES: list[tuple[wf.WorkflowError, int, int, dict[str, object]]] = [
     (wf.RequiredEarlier({"classification_rationale": "was required at 'Triage'"}), 422, 422,
      {"errors": {"classification_rationale": "was required at 'Triage'"}}),
     (wf.PopulationFixed("grants", "fixed"), 422, 422, {"field": "grants"}),
+    (wf.ClaimHeld("held by Quentin", holder="qa2", task_id=3), 403, 403, {"holder": "qa2"}),
+    (wf.NotYetOpen("opens later", transition="record_effectiveness",
+                   opens_at="2026-05-31T00:00:00+00:00"), 409, 409,
+     {"transition": "record_effectiveness", "opens_at": "2026-05-31T00:00:00+00:00"}),
+    (wf.LinkedRecordsOpen("children open", transition="confirm_training",
+                          open_records=["TRN-2026-0001"]), 409, 409,
+     {"transition": "confirm_training", "open_records": ["TRN-2026-0001"]}),
 ]
 
 

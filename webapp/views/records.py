@@ -112,7 +112,8 @@ def view(number: str) -> Any:
     return render_template("records/view.html", rec=page.record, d=page.definition,
                            events=page.events, sigs=page.signatures, links=page.links,
                            tasks=page.tasks, available=page.available, creator=page.creator,
-                           people=page.people, superseded=page.superseded)
+                           people=page.people, superseded=page.superseded,
+                           options=page.options, waiting=page.waiting)
 
 
 def _people(d: Any, rec: Record) -> dict[str, str]:
@@ -129,14 +130,15 @@ def fire(number: str, transition: str) -> Any:
         flash(f"{rec.number} is in state {d.states[rec.state].label!r}; "
               f"{transition.replace('_', ' ')!r} is not possible now.", "error")
         return redirect(url_for("records.view", number=rec.number))
-    if request.method == "GET" and t.name not in {
-            x.name for x in engine().available_transitions(rec.number, current_user.username,
-                                                            session=read_session())}:
+    option = next((o for o in engine().step_options(rec.number, current_user.username,
+                                                    session=read_session())
+                   if o.transition.name == t.name), None)
+    if request.method == "GET" and (option is None or not option.offered):
         # the form of a step the user may not take is not offered (the engine refuses the
-        # POST too): their roles do not allow it, or separation of duties bars them
-        abort(403, description=f"{t.label!r} on {rec.number} is not open to you: it needs "
-              "one of the roles allowed to do it, and some steps must be done by someone "
-              "other than who did an earlier one.")
+        # POST too, with the same rule): the 403 names the rule that refuses it
+        abort(403, description=option.refused if option is not None else (
+            f"{t.label!r} on {rec.number} needs one of these roles: "
+            f"{', '.join(d.roles.get(r, r) for r in t.roles)}; you hold none of them."))
     Form = forms.build_form(d, t.edits, _users(), reason=t.reason_required,
                             signature=t.signature is not None,
                             change_reason=any(rec.data.get(f) not in (None, "", [],
@@ -202,7 +204,10 @@ def fire(number: str, transition: str) -> Any:
     return render_template("records/fire.html", rec=rec, d=d, t=t, form=form, stale=stale,
                            needs_totp=not current_user.signed_before,
                            attempts_left=_attempts_left() if t.signature else None,
-                           csv_fields=forms.csv_fields(d), people=_people(d, rec)), status
+                           csv_fields=forms.csv_fields(d), people=_people(d, rec),
+                           note=option.note if option else None,
+                           waiting=engine().waiting_for(rec, t, session=read_session())
+                           ), status
 
 
 def _attempts_left() -> int | None:

@@ -1,23 +1,89 @@
-"""Who may see a record and who may take a step: visibility, roles, separation of duties
-and the training gate. Every entry point checks through these functions."""
+"""Who may see a record and who may take a step: visibility, roles, separation of duties,
+a claim held by someone else, signatures already given, the training gate, and the step's
+own timing and linked-record gates (``gates``). Every entry point checks through
+:func:`check_step`, and the record page offers steps through :func:`options`, which asks
+the same function: a step is offered only when the engine would accept it (R-WF-11)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from workflow import rules
 from workflow.db.models import Record, User
+from workflow.engine import gates
 from workflow.engine import statements as st
 from workflow.engine.context import Ctx
 from workflow.errors import (
+    ClaimHeld,
     NotAuthorized,
     RecordNotFound,
     SegregationOfDuties,
     TrainingRequired,
     UntrustedGrant,
+    WorkflowError,
 )
 from workflow.identity import users as identity
+from workflow.spec.fields import users_in
 from workflow.spec.model import TransitionSpec, WorkflowDefinition
+
+
+@dataclass(frozen=True)
+class Option:
+    """A step from the record's state as offered to one person: ``refused`` is the message
+    of the rule that would refuse it now (None: the engine would accept it, subject to the
+    step's input, guards and signature); ``rule`` names that rule (the error's code);
+    ``note``: what taking it now implies (e.g. a reason for taking it early)."""
+
+    transition: TransitionSpec
+    refused: str | None = None
+    rule: str | None = None
+    note: str | None = None
+
+    @property
+    def offered(self) -> bool:
+        return self.refused is None
+
+
+def check_step(ctx: Ctx, d: WorkflowDefinition, rec: Record, t: TransitionSpec,
+               user: User) -> None:
+    """Every rule about who may take step ``t`` on ``rec`` now, in order: active and holding
+    an allowed role; separation of duties; not already signed by this person in this visit;
+    a task held by someone else; the training gate; not before it opens (``early: refuse``);
+    the linked records it waits for. Raises the refusing rule's error; the engine calls it
+    on every step and :func:`options` on every step it offers."""
+    if not user.is_system:
+        roles = ctx.roles(user)
+        authorise(ctx.session, d, rec, t, user, roles)
+        already_signed(ctx.session, rec, t, user)
+        claim_holds(ctx.session, d, rec, t, user, roles)
+        training_gate(ctx, d, rec, t, user)
+    gates.check_open(ctx, d, rec, t)
+    gates.check_waits(ctx, d, rec, t)
+
+
+def options(ctx: Ctx, d: WorkflowDefinition, rec: Record, user: User) -> list[Option]:
+    """The steps from the record's state that are the user's (they hold a role that may do
+    them), each with the rule that would refuse it now, if any. Steps of other roles are not
+    listed."""
+    out = []
+    for t in d.transitions_from(rec.state):
+        if not user.active or not (user.is_system or
+                                   allowed_roles(ctx.session, rec, t, user, ctx.roles(user))):
+            continue
+        try:
+            check_step(ctx, d, rec, t, user)
+        except WorkflowError as exc:
+            out.append(Option(t, exc.message, exc.code))
+            continue
+        opens = gates.opens_at(ctx, d, rec, t)
+        out.append(Option(t, note=None if opens is None else
+                          f"Opens on {gates.when(opens)}; taking it now needs a reason and is "
+                          "flagged as taken early."))
+    return out
 
 
 def check_visible(ctx: Ctx, rec: Record, user: User, ref: int | str) -> None:
@@ -33,11 +99,7 @@ def authorise(session: Session, d: WorkflowDefinition, rec: Record, t: Transitio
     initiator / the assignee where the step allows them), and separation of duties holds."""
     if not user.active:
         raise NotAuthorized(f"{user.username} is deactivated.")
-    allowed = roles & set(t.roles)
-    if not allowed and "initiator" in t.roles and user.id == rec.created_by_id:
-        allowed = {"initiator"}
-    if not allowed and "assignee" in t.roles and is_assignee(session, rec, user):
-        allowed = {"assignee"}
+    allowed = allowed_roles(session, rec, t, user, roles)
     if not allowed and not user.is_system:
         forged = identity.untrusted_roles(session, user) & set(t.roles)
         if forged:
@@ -47,28 +109,104 @@ def authorise(session: Session, d: WorkflowDefinition, rec: Record, t: Transitio
         raise NotAuthorized(
             f"{t.label} on {rec.number} needs one of these roles: {names}.",
             required_roles=t.roles)
-    separation(session, rec, t, user)
+    separation(session, rec, t, user, d)
+
+
+def allowed_roles(session: Session, rec: Record, t: TransitionSpec, user: User,
+                  roles: set[str]) -> set[str]:
+    """The roles (or pseudo-roles) through which ``user`` may do ``t`` on ``rec``."""
+    allowed = roles & set(t.roles)
+    if not allowed and "initiator" in t.roles and user.id == rec.created_by_id:
+        allowed = {"initiator"}
+    if not allowed and "assignee" in t.roles and is_assignee(session, rec, user):
+        allowed = {"assignee"}
+    return allowed
+
+
+def already_signed(session: Session, rec: Record, t: TransitionSpec, user: User) -> None:
+    """A person gives one signature of a quorum: a step they signed in this visit of the
+    state is not theirs to sign again."""
+    if t.signature is None or t.signature.quorum < 2:
+        return
+    earlier = session.execute(st.EARLIER_SIGNATURES, {
+        "rid": rec.id, "transition": t.name, "visit": rec.state_visit}).all()
+    if any(s == user.id for s, _ in earlier):
+        raise SegregationOfDuties(
+            f"You have already signed {t.label!r} on {rec.number}; another person must give "
+            "the next signature (rule: distinct signers).", rule="distinct_signers")
+
+
+def claim_holds(session: Session, d: WorkflowDefinition, rec: Record, t: TransitionSpec,
+                user: User, roles: set[str]) -> None:
+    """A claimed task is completed only by its holder: when every open task of the record's
+    state for the roles through which the user would act was claimed by (or delegated to)
+    someone else, the step is theirs until they release or delegate it (R-WF-12). A signature
+    quorum that one role gives several times (quorum > 1 without one_per_role) is shared."""
+    acting = roles & set(t.roles)
+    if d.states[rec.state].assignee_field:
+        return  # the definition assigns this state's task to a person; not a claim
+    if not acting or (t.signature is not None and t.signature.quorum > 1
+                      and not t.signature.one_per_role):
+        return
+    tasks = [row for row in session.execute(st.OPEN_TASK_HOLDERS, {"rid": rec.id})
+             if row.role in acting]
+    if not tasks or any(row.assignee_id in (None, user.id) for row in tasks):
+        return
+    held = tasks[0]
+    raise ClaimHeld(
+        f"{t.label} on {rec.number}: the task is held by {held.full_name} "
+        f"({held.username}); only they can complete it until they release or delegate it "
+        "(rule: a claim holds).", holder=held.username, task_id=held.id)
 
 
 def is_assignee(session: Session, rec: Record, user: User) -> bool:
     return session.execute(st.HAS_OPEN_TASK, {"rid": rec.id, "uid": user.id}).first() is not None
 
 
-def separation(session: Session, rec: Record, t: TransitionSpec, user: User) -> None:
-    """The step's separation-of-duties rules (not the initiator, not who did step X)."""
+def separation(session: Session, rec: Record, t: TransitionSpec, user: User,
+               d: WorkflowDefinition | None = None) -> None:
+    """The step's separation-of-duties rules (not the initiator, not who did step X, not
+    a person named in field Y), for signed and unsigned steps alike (R-WF-13). Each refusal
+    names its rule."""
     sep = t.separation
     if sep.not_initiator and user.id == rec.created_by_id:
         raise SegregationOfDuties(
-            f"{t.label}: the person who initiated {rec.number} may not also do this step.",
-            rule="not_initiator")
+            f"{t.label}: the person who initiated {rec.number} may not also do this step "
+            "(separation of duties: not the initiator).", rule="not_initiator")
     if sep.not_actor_of:
         did = session.execute(st.DID_STEP, {"rid": rec.id, "uid": user.id,
                                             "transitions": list(sep.not_actor_of)}
                               ).scalar_one_or_none()
         if did:
+            label = d.transitions[did].label if d is not None and did in d.transitions else did
             raise SegregationOfDuties(
-                f"{t.label}: you performed {did!r} on {rec.number}, so someone else must "
-                "do this step.", rule=f"not_actor_of:{did}")
+                f"{t.label}: you performed {did!r} ({label}) on {rec.number}, so someone else "
+                f"must do this step (separation of duties: not whoever did {label!r}).",
+                rule=f"not_actor_of:{did}")
+    if d is not None:
+        named_in(d, rec.number, t, rec.data, user)
+
+
+def named_in(d: WorkflowDefinition, number: str, t: TransitionSpec, data: Mapping[str, Any],
+             user: User) -> None:
+    """``separation: not_named_in``: the people a user field (or a list's user sub-field)
+    names may not do the step."""
+    for ref in t.separation.not_named_in:
+        name, _, sub = ref.partition(".")
+        spec = d.fields[name]
+        value = data.get(name)
+        if sub:
+            people = {str(row.get(sub)) for row in value or [] if isinstance(row, dict)
+                      and row.get(sub)}
+            what = f"{spec.label} ({next((f.label for f in spec.fields if f.name == sub), sub)})"
+        else:
+            people = set(users_in(spec, value))
+            what = spec.label
+        if user.username in people:
+            raise SegregationOfDuties(
+                f"{t.label}: you are named as {what} on {number}, so someone else must do "
+                f"this step (separation of duties: not the {what.lower()}).",
+                rule=f"not_named_in:{ref}")
 
 
 def training_gate(ctx: Ctx, d: WorkflowDefinition, rec: Record, t: TransitionSpec,
@@ -87,18 +225,11 @@ def training_gate(ctx: Ctx, d: WorkflowDefinition, rec: Record, t: TransitionSpe
         raise TrainingRequired(user.username, missing)
 
 
-def available(session: Session, d: WorkflowDefinition, rec: Record, user: User,
-              roles: set[str]) -> list[TransitionSpec]:
-    """The steps from the record's state the user may take (by role and separation of
-    duties; guards and signatures are checked when firing)."""
-    out = []
-    for t in d.transitions_from(rec.state):
-        try:
-            authorise(session, d, rec, t, user, roles)
-        except NotAuthorized:
-            continue
-        out.append(t)
-    return out
+def available(ctx: Ctx, d: WorkflowDefinition, rec: Record, user: User
+              ) -> list[TransitionSpec]:
+    """The steps from the record's state the engine would let the user take now (every rule
+    of :func:`check_step`; input, guards and signatures are checked when firing)."""
+    return [o.transition for o in options(ctx, d, rec, user) if o.offered]
 
 
 def role_label(d: WorkflowDefinition, role: str) -> str:

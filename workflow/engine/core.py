@@ -27,7 +27,7 @@ from workflow.audit import trail as audit
 from workflow.db import records, seals
 from workflow.db.models import Record, User
 from workflow.db.uow import UnitOfWork
-from workflow.engine import access, actions, extensions, lifecycle, timers
+from workflow.engine import access, actions, extensions, gates, lifecycle, timers
 from workflow.engine.context import ActionKind, Ctx, as_actor, result_of
 from workflow.engine.context import Result as Result  # re-exported: callers import it from here
 from workflow.errors import (
@@ -195,7 +195,27 @@ class Engine:
             roles = identity.roles_of(s, user)
             if not rules.can_see(s, d, rec, user, roles):
                 raise RecordNotFound(record)
-            return access.available(s, d, rec, user, roles)
+            return access.available(self.context(s), d, rec, user)
+
+    def step_options(self, record: int | str, actor: str | User, *,
+                     session: Session | None = None) -> list[access.Option]:
+        """The steps from ``record``'s state that are ``actor``'s (by role), each with the
+        rule that would refuse it now (``Option.refused``) or None: the record page offers
+        the same steps the engine accepts, and shows the others disabled with the reason."""
+        with self._reading(session) as s:
+            user = as_actor(s, actor)
+            rec = records.get(s, record)
+            d = self.registry.by_hash(s, rec.definition_hash).definition
+            if not rules.can_see(s, d, rec, user, identity.roles_of(s, user)):
+                raise RecordNotFound(record)
+            return access.options(self.context(s), d, rec, user)
+
+    def waiting_for(self, record: Record, transition: TransitionSpec, *,
+                    session: Session | None = None) -> list[tuple[Any, Any, bool]]:
+        """The linked records ``transition`` waits for (``waits_for``), each with whether it
+        is closed as needed: the record page and the signing dialog show them."""
+        with self._reading(session) as s:
+            return gates.waiting(self.context(s), record, transition)
 
     def get(self, record: int | str, viewer: str | User | None = None, *,
             session: Session | None = None) -> Record:

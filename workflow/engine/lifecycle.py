@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from workflow.audit import trail as audit
 from workflow.db import records
 from workflow.db.models import Record, User
-from workflow.engine import access, content, inputs, signing, states
+from workflow.engine import access, content, gates, inputs, signing, states
 from workflow.engine import statements as st
 from workflow.engine.context import Ctx
 from workflow.errors import (
@@ -105,11 +105,14 @@ def fire(ctx: Ctx, rec: Record, name: str, user: User, data: dict[str, Any],
             rec.number, name, rec.state, [],
             message=f"{d.title} has no step called {name!r} (its steps: {known}).")
     if dest is None:
-        avail = [x.name for x in access.available(session, d, rec, user, ctx.roles(user))]
+        avail = [x.name for x in access.available(ctx, d, rec, user)]
         raise TransitionNotAvailable(rec.number, name, rec.state, avail)
     if not system_actor:
-        access.authorise(session, d, rec, t, user, ctx.roles(user))
-        access.training_gate(ctx, d, rec, t, user)
+        access.check_step(ctx, d, rec, t, user)
+    else:
+        gates.check_open(ctx, d, rec, t)
+        gates.check_waits(ctx, d, rec, t)
+    early = gates.opens_at(ctx, d, rec, t)
     old_data = rec.data
     new_data = inputs.clean(session, d, old_data, data, allowed=t.edits,
                             what=f"doing {t.label!r}", own_number=rec.number)
@@ -120,6 +123,12 @@ def fire(ctx: Ctx, rec: Record, name: str, user: User, data: dict[str, Any],
         raise ReasonRequired(f"{t.label.lower()} {rec.number}")
     # signed content is locked; populations, required values, reasons (engine/content.py)
     content.check_fixed(session, d, rec, t, user, old_data, new_data)
+    if early is not None and not (reason or "").strip():
+        # not_before with early: reason (early: refuse was refused by check_step)
+        raise ReasonRequired(f"{t.label.lower()} {rec.number} before it opens on "
+                             f"{gates.when(early)} (it is flagged as taken early)")
+    if t.separation.not_named_in and not system_actor:
+        access.named_in(d, rec.number, t, new_data, user)  # also as this step leaves them
     if t.guards:
         inputs.check_guards(t.name, t.guards, inputs.names(ctx, d, rec, new_data, user))
     content.check(session, d, rec, t, user, old_data, new_data, reason)
@@ -154,9 +163,12 @@ def fire(ctx: Ctx, rec: Record, name: str, user: User, data: dict[str, Any],
     states.leave_state(ctx, compiled, rec, user, name)
     rec.state = dest
     rec.state_visit += 1
+    flags: dict[str, Any] = {"signature_id": sig_id} if sig_id else {}
+    if early is not None:
+        flags["taken_early"] = {"opens_at": early.isoformat()}
     audit.record_event(session, rec, at=ctx.now, actor=user, action="transition",
                        transition=name, from_state=src, to_state=dest, reason=reason,
-                       changes={"signature_id": sig_id} if sig_id else None)
+                       changes=flags or None)
     states.enter_state(ctx, compiled, rec, user)
     return True, 0, sig_id
 

@@ -58,6 +58,10 @@ DID_STEP = select(events.transition).where(
     events.record_id == bindparam("rid"), events.actor_id == bindparam("uid"),
     events.transition.in_(bindparam("transitions", expanding=True)),
     events.action.in_(("transition", "sign"))).limit(1)
+OPEN_TASK_HOLDERS = select(tasks.id, tasks.role, tasks.assignee_id, users.username,
+                           users.full_name).select_from(Task.__table__).outerjoin(
+    User.__table__, users.id == tasks.assignee_id).where(
+    tasks.record_id == bindparam("rid"), tasks.status == TaskStatus.OPEN).order_by(tasks.id)
 EARLIER_SIGNATURES = select(signatures.signer_id, signatures.signer_role).where(
     signatures.record_id == bindparam("rid"), signatures.transition == bindparam("transition"),
     signatures.state_visit == bindparam("visit"))

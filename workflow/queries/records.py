@@ -8,7 +8,8 @@ they show cannot diverge.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -25,6 +26,7 @@ from workflow.db.models import (
     User,
 )
 from workflow.engine import content
+from workflow.engine.access import Option
 from workflow.engine.core import Engine
 from workflow.queries.directories import people_names
 from workflow.registry import Registry
@@ -55,6 +57,10 @@ class RecordPage:
     people: dict[str, str]
     #: ids of signatures whose covered content changed since (R-P11-70-2)
     superseded: frozenset[int] = frozenset()
+    #: the viewer's steps from this state, each with the rule refusing it now, if any
+    options: list[Option] = field(default_factory=list)
+    #: per step that waits for linked records: (what it waits for, the record, satisfied)
+    waiting: dict[str, list[tuple[Any, Any, bool]]] = field(default_factory=dict)
 
 
 def audit_events(session: Session, rec: Record) -> list[tuple[AuditEvent, str | None]]:
@@ -113,15 +119,18 @@ def record_page(session: Session, engine: Engine, number: str, viewer: str) -> R
     rec, d = visible_record(session, engine, number, viewer)
     compiled = engine.registry.by_hash(session, rec.definition_hash)
     trail = audit_events(session, rec)
+    options = engine.step_options(rec.number, viewer, session=session)
     return RecordPage(
         record=rec, definition=d, definition_version=compiled.version,
         creator=session.get(User, rec.created_by_id),
         events=[ev for ev, _ in trail], actor_usernames={ev.id: u for ev, u in trail},
         signatures=signatures(session, rec), links=links(session, rec),
         tasks=open_tasks(session, rec),
-        available=engine.available_transitions(rec.number, viewer, session=session),
+        available=[o.transition for o in options if o.offered],
         people=field_people(session, d, rec),
-        superseded=content.superseded([ev for ev, _ in trail], rec.data))
+        superseded=content.superseded([ev for ev, _ in trail], rec.data), options=options,
+        waiting={t.name: engine.waiting_for(rec, t, session=session)
+                 for t in d.transitions_from(rec.state) if t.waits_for})
 
 
 def visible_records(session: Session, registry: Registry, user: User, roles: set[str], *,

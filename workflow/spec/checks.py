@@ -188,7 +188,46 @@ class _Checker:
                 if other not in {x["name"] for x in self.transitions}:
                     self.err((*p, "separation", "not_actor_of", j),
                              f"separation refers to unknown transition {other!r}")
+            for j, ref in enumerate(sep.get("not_named_in", [])):
+                self._user_field((*p, "separation", "not_named_in", j), ref)
+            self._not_before(p, t)
+            for j, w in enumerate(t.get("waits_for", [])):
+                if "workflow" in w and not self._knows(w["workflow"]):
+                    self.err((*p, "waits_for", j, "workflow"),
+                             f"waits_for names unknown workflow {w['workflow']!r}")
         return names
+
+    def _user_field(self, path: KeyPath, ref: str) -> None:
+        """``field`` (a user field) or ``list.sub`` (a user sub-field of a list)."""
+        name, _, sub = ref.partition(".")
+        spec = self.fields.get(name)
+        if spec is None:
+            self.err(path, f"separation names field {name!r}, which is not declared under "
+                     "fields:")
+            return
+        if sub:
+            spec = (spec.get("fields") or {}).get(sub) if spec["type"] == "list" else None
+            if spec is None:
+                self.err(path, f"separation names {ref!r}, but {name!r} is not a list with a "
+                         f"field {sub!r}")
+                return
+        if spec["type"] != "user":
+            self.err(path, f"separation names {ref!r}, which is not a user field (it is "
+                     f"{spec['type']})")
+
+    def _not_before(self, p: KeyPath, t: dict[str, Any]) -> None:
+        nb = t.get("not_before")
+        if nb is None:
+            return
+        if ("field" in nb) == ("after" in nb):
+            self.err((*p, "not_before"), f"not_before on {t['name']!r} needs either field: "
+                     "(a date field) or after: (a duration after entering the state)")
+        if "field" in nb:
+            self._field((*p, "not_before", "field"), nb["field"])
+            ftype = self.fields.get(nb["field"], {}).get("type")
+            if ftype not in (None, "date", "datetime"):
+                self.err((*p, "not_before", "field"), f"not_before field {nb['field']!r} "
+                         f"must be a date or datetime field (it is {ftype})")
 
     def _graph(self) -> None:
         if not all(t["to"] in self.states for t in self.transitions):

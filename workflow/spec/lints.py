@@ -92,7 +92,8 @@ def lint(doc: Mapping[str, Any], lines: Lines) -> list[Finding]:
     - every signature gate has a meaning and names its signer roles, each of which may do
       the step;
     - separation-of-duties rules can bite: ``not_initiator`` leaves someone to do the step,
-      ``not_actor_of`` names steps that can happen before this one;
+      ``not_actor_of`` names steps that can happen before this one; a signed closure (into a
+      final state with outcome ``done``) or verification has a separation rule (a warning);
     - every path from the initial state to a final state with outcome ``done`` passes a
       transition signed by QA (an error for ``risk: high``, a warning otherwise);
     - due dates: a workflow that sets due dates names a ``process_owner`` (the escalation
@@ -149,6 +150,23 @@ def lint(doc: Mapping[str, Any], lines: Lines) -> list[Finding]:
             if not reach & set(_as_list(t.get("from"))):
                 add((*p, "not_actor_of", j), f"separation on {t['name']!r} refers to "
                     f"{other!r}, which can never happen before it: the rule never applies")
+
+    # a signed closure or verification names who may not give it (R-WF-13)
+    for i, t in enumerate(transitions):
+        sig = t.get("signature")
+        if not sig:
+            continue
+        dest = states.get(str(t.get("to"))) or {}
+        closure = bool(dest.get("final")) and dest.get("outcome") == "done"
+        verification = "verif" in f"{t['name']} {sig.get('meaning', '')}".lower()
+        sep = t.get("separation") or {}
+        if (closure or verification) and not any(
+                sep.get(k) for k in ("not_initiator", "not_actor_of", "not_named_in")):
+            what = "closure" if closure else "verification"
+            add(("transitions", i, "signature"), f"{t['name']!r} is a signed {what} with no "
+                "separation-of-duties rule: say who may not sign it (separation: "
+                "not_initiator, not_actor_of: [steps] or not_named_in: [user fields])",
+                "warning")
 
     # QA signature on every path to a done outcome
     initial = [n for n, s in states.items() if s.get("initial")]

@@ -23,12 +23,14 @@ from workflow.spec.model import (
     FieldSpec,
     Guard,
     Milestone,
+    NotBefore,
     Separation,
     SignatureSpec,
     StateSpec,
     TrainingCapability,
     TrainingRequirement,
     TransitionSpec,
+    WaitsFor,
     WorkflowDefinition,
     parse_duration,
 )
@@ -222,11 +224,15 @@ def _build(doc: dict[str, Any], text: str, origin: str, lines: Lines) -> Workflo
             separation=Separation(
                 not_initiator=bool(sep.get("not_initiator")),
                 not_actor_of=tuple(sep.get("not_actor_of", ())),
+                not_named_in=tuple(sep.get("not_named_in", ())),
             ),
             training=_training(t.get("training")),
             locks=tuple(t.get("locks", ())),
             editable_after=tuple(t.get("editable_after", ())),
             unlocks=tuple(t.get("unlocks", ())),
+            not_before=_not_before(t.get("not_before")),
+            waits_for=tuple(WaitsFor(w.get("workflow"), w.get("link"), w.get("outcome"))
+                            for w in t.get("waits_for", ())),
         )
     milestones = {
         n: Milestone(n, m.get("label", n.replace("_", " ").capitalize()), m["start"], m["stop"])
@@ -256,6 +262,14 @@ def _build(doc: dict[str, Any], text: str, origin: str, lines: Lines) -> Workflo
         content_hash=content_hash(doc),
         origin=origin,
     )
+
+
+def _not_before(nb: Mapping[str, Any] | None) -> NotBefore | None:
+    if not nb:
+        return None
+    return NotBefore(field=nb.get("field"),
+                     after=parse_duration(nb["after"]) if "after" in nb else None,
+                     early=nb.get("early", "refuse"))
 
 
 def _capabilities(doc: Mapping[str, Any]) -> Capabilities:

@@ -107,6 +107,39 @@ class SignatureSpec:
 class Separation:
     not_initiator: bool = False
     not_actor_of: tuple[str, ...] = ()
+    #: user fields (``owner``) or user sub-fields of a list (``actions.responsible``) whose
+    #: people may not do or sign the step
+    not_named_in: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.not_initiator or self.not_actor_of or self.not_named_in)
+
+
+@dataclass(frozen=True)
+class NotBefore:
+    """The earliest time a step may be taken: the start of the day a date field holds, or a
+    duration after the record entered the step's state. ``early``: ``refuse`` (NotYetOpen)
+    or ``reason`` (allowed with a reason, flagged ``taken_early`` on the record)."""
+
+    field: str | None = None
+    after: timedelta | None = None
+    early: str = "refuse"
+
+
+@dataclass(frozen=True)
+class WaitsFor:
+    """Linked records the step waits for: every record linked to this one (of ``workflow``,
+    by links of kind ``link``, when given) must be closed, with ``outcome`` when given. The
+    record that spawned this one is never waited for."""
+
+    workflow: str | None = None
+    link: str | None = None
+    outcome: str | None = None
+
+    def __str__(self) -> str:
+        what = f"{self.workflow} records" if self.workflow else "linked records"
+        via = f" linked as {self.link}" if self.link else ""
+        return f"{what}{via} closed" + (f" with outcome {self.outcome}" if self.outcome else "")
 
 
 @dataclass(frozen=True)
@@ -129,6 +162,8 @@ class TransitionSpec:
     locks: tuple[str, ...] = ()
     editable_after: tuple[str, ...] = ()
     unlocks: tuple[str, ...] = ()
+    not_before: NotBefore | None = None
+    waits_for: tuple[WaitsFor, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,77 @@
+"""The step controls as a person meets them on the record page (issue 15): steps a rule
+refuses are shown disabled with the reason, and their form answers 403 naming the rule."""
+
+from __future__ import annotations
+
+import html as htmllib
+
+from sqlalchemy import select
+
+from tests.web.conftest import login
+from workflow import tasks
+from workflow.db.models import Task, TaskStatus
+
+
+def text(r) -> str:
+    return htmllib.unescape(r.get_data(as_text=True))
+
+
+def capa_at_plan_approval(engine) -> str:
+    n = engine.start("capa", "emma", {"title": "Label mix-up", "description": "QC"}).number
+    engine.fire(n, "assign", "quinn", {"owner": "olga"})
+    engine.fire(n, "submit_root_cause", "olga", {"root_cause_category": "method",
+                                                 "root_cause": "rc"})
+    engine.fire(n, "submit_plan", "olga", {"actions": [{"description": "a", "responsible": "olga"}],
+                                           "effectiveness_criteria": "c"})
+    return n
+
+
+def open_task(engine, number: str) -> int:
+    with engine.reader() as s:
+        rec = engine.get(number, session=s)
+        return s.execute(select(Task.id).where(Task.record_id == rec.id,
+                                               Task.status == TaskStatus.OPEN)).scalar_one()
+
+
+def test_a_step_held_by_someone_else_is_shown_disabled_with_the_holder(app, client, account,
+                                                                         engine):
+    """R-UI-5 R-WF-11 R-WF-12: Quentin sees Approve action plan disabled, saying Quinn holds
+    the task; opening its form answers 403 with the same rule; Quinn is offered it."""
+    for name, roles in (("emma", ("employee",)), ("olga", ("capa_owner", "employee")),
+                        ("quinn", ("qa", "employee")), ("quentin", ("qa", "employee"))):
+        account(name, *roles)
+    n = capa_at_plan_approval(engine)
+    tasks.claim(engine, open_task(engine, n), "quinn")
+    login(client, "quentin")
+    page = text(client.get(f"/records/{n}"))
+    assert f'href="/records/{n}/do/approve_plan"' not in page
+    assert ('<button class="button" type="button" disabled aria-describedby="why-approve_plan">'
+            "Approve action plan</button>") in page
+    assert "Not available to you now: Approve action plan on " + n + ": the task is held by " \
+           "Quinn Tester (quinn); only they can complete it until they release or delegate " \
+           "it (rule: a claim holds)." in page
+    r = client.get(f"/records/{n}/do/approve_plan")
+    assert r.status_code == 403
+    assert "the task is held by Quinn Tester (quinn)" in text(r)
+    holder = app.test_client()
+    login(holder, "quinn")
+    page = text(holder.get(f"/records/{n}"))
+    assert f'href="/records/{n}/do/approve_plan"' in page
+    assert holder.get(f"/records/{n}/do/approve_plan").status_code == 200
+
+
+def test_a_step_of_another_role_is_not_shown_and_its_form_names_the_roles(client, account,
+                                                                          engine):
+    """R-UI-5 R-P11-10g-1: a step none of whose roles the person holds is not shown at all,
+    and its form answers 403 naming the roles it needs."""
+    for name, roles in (("emma", ("employee",)), ("olga", ("capa_owner", "employee")),
+                        ("quinn", ("qa", "employee"))):
+        account(name, *roles)
+    n = capa_at_plan_approval(engine)
+    login(client, "olga")
+    page = text(client.get(f"/records/{n}"))
+    assert "Approve action plan" not in page.split("Timeline")[0]
+    r = client.get(f"/records/{n}/do/approve_plan")
+    assert r.status_code == 403
+    assert "'Approve action plan' on " + n + " needs one of these roles: Quality Assurance; " \
+           "you hold none of them." in text(r)
