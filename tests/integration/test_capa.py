@@ -55,6 +55,8 @@ def test_capa_happy_path_closes_with_signatures_and_full_trail(engine, people):
     r = engine.fire(r.number, "verify", people["qa"], {"verification_evidence": "SOP-12 v4"},
                     signature=sign(people["qa"]))
     assert r.state == "effectiveness_check"
+    # the effectiveness check opens on its due date (not_before, R-WF-14)
+    clock.set(clock.now() + timedelta(days=90))
     r = engine.fire(r.number, "record_effectiveness", people["qa"],
                     {"effectiveness_result": "effective",
                      "effectiveness_evidence": "0 mix-ups in 90 days"})

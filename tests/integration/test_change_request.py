@@ -15,6 +15,7 @@ from workflow.audit import integrity
 from workflow.db.models import AuditEvent, Record, RecordLink, Signature, Task, TaskStatus, Timer
 from workflow.errors import (
     GuardFailed,
+    LinkedRecordsOpen,
     NotAuthorized,
     ReasonRequired,
     SegregationOfDuties,
@@ -131,8 +132,15 @@ def test_change_request_end_to_end_with_training(engine, people, co, make_user):
         assert create.reason == f"created by {cr.number} on entering training (step by " \
                                 "Carl Change-Owner)"
 
-    r = engine.fire(r.number, "confirm_training", co,
+    # the change waits for the training assignments it created (waits_for, R-WF-15)
+    with pytest.raises(LinkedRecordsOpen) as info:
+        engine.fire(r.number, "confirm_training", co,
                     {"training_summary": "TRN-2026-0001..0003 completed."})
+    assert info.value.open_records == ["TRN-2026-0001", "TRN-2026-0002", "TRN-2026-0003"]
+    for trn in info.value.open_records:
+        engine.fire(trn, "cancel", people["qa"], reason="trained in the classroom session")
+    r = engine.fire(r.number, "confirm_training", co,
+                    {"training_summary": "TRN-2026-0001..0003 closed: classroom session."})
     assert r.state == "verification"
     # the change owner (no QA role) may not verify
     with pytest.raises(NotAuthorized):

@@ -5,13 +5,25 @@ nothing."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from sqlalchemy import select
 
 from tests.factories import sign
-from workflow import tasks
-from workflow.db.models import Task, TaskStatus
-from workflow.errors import ClaimHeld, SegregationOfDuties
+from workflow import clock, tasks
+from workflow.db.models import AuditEvent, Task, TaskStatus
+from workflow.engine import inputs
+from workflow.errors import (
+    ClaimHeld,
+    LinkedRecordsOpen,
+    NotYetOpen,
+    ReasonRequired,
+    SegregationOfDuties,
+)
+from workflow.identity import users as identity
+from workflow.kpi import Kpi, Period
+from workflow.spec.load import load_text
 
 
 def capa_at(engine, people, state, responsible=None):
@@ -143,3 +155,157 @@ def test_the_implementer_cannot_judge_effectiveness_an_unsigned_step(engine, peo
         engine.fire(n, "record_effectiveness", both, {"effectiveness_result": "effective",
                                                       "effectiveness_evidence": "ok"},
                     reason="early")
+
+
+# --------------------------------------------------------------------------- not before / waits
+
+
+GATED = """\
+key: gated
+title: Gated check
+prefix: GATE
+roles:
+  qa: Quality Assurance
+  employee: Employee
+fields:
+  title: {type: string}
+  check_on: {type: date}
+start:
+  roles: [employee]
+  edits: [title, check_on]
+  requires: [title]
+states:
+  open:
+    initial: true
+    owner: qa
+  checked:
+    owner: qa
+  done:
+    final: true
+    outcome: done
+transitions:
+  - name: check
+    label: Check
+    from: open
+    to: checked
+    roles: [qa]
+    not_before: {after: 7d}
+  - name: confirm
+    label: Confirm
+    from: checked
+    to: done
+    roles: [qa]
+    not_before: {field: check_on}
+    waits_for: [{workflow: capa, link: related, outcome: done}]
+"""
+
+
+def publish_gated(engine):
+    d = load_text(GATED, origin="gated.yaml", known_workflows={"gated": None, "capa": None})
+    with engine.unit() as s:
+        engine.registry.publish(s, d, identity.system_user(s), reason="test")
+
+
+def transition_event(engine, number, name):
+    with engine.reader() as s:
+        rec = engine.get(number, session=s)
+        return s.execute(select(AuditEvent).where(
+            AuditEvent.record_id == rec.id, AuditEvent.action == "transition",
+            AuditEvent.transition == name)).scalar_one()
+
+
+def test_effectiveness_judged_before_it_is_due_needs_a_reason_and_is_flagged(engine, people):
+    """R-WF-14 R-UI-6 R-P11-10f-1: CAPA's effectiveness check opens on its due date (90 days
+    after verification); before then it is offered with a note, refused without a reason
+    (nothing changes), and taken with one is flagged taken_early in its audit event and
+    counted by the KPI capa.effectiveness_early."""
+    n = capa_at(engine, people, "verification")
+    engine.fire(n, "verify", people["qa"], {"verification_evidence": "SOP-12 v4"},
+                signature=sign(people["qa"]))
+    assert engine.get(n).data["effectiveness_due"] == "2026-05-31"
+    o = option(engine, n, people["qa2"], "record_effectiveness")
+    assert o.offered and o.note == ("Opens on 2026-05-31 00:00 UTC; taking it now needs a "
+                                    "reason and is flagged as taken early.")
+    before = engine.get(n).version
+    data = {"effectiveness_result": "effective", "effectiveness_evidence": "0 mix-ups"}
+    with pytest.raises(ReasonRequired, match=r"record effectiveness check CAPA-2026-0001 before "
+                                             r"it opens on 2026-05-31 00:00 UTC \(it is flagged "
+                                             r"as taken early\)"):
+        engine.fire(n, "record_effectiveness", people["qa2"], data)
+    assert engine.get(n).version == before
+    engine.fire(n, "record_effectiveness", people["qa2"], data,
+                reason="line 3 decommissioned: no further runs to observe")
+    ev = transition_event(engine, n, "record_effectiveness")
+    assert ev.changes == {"taken_early": {"opens_at": "2026-05-31T00:00:00+00:00"}}
+    assert ev.reason == "line 3 decommissioned: no further runs to observe"
+    with engine.reader() as s:
+        k = Kpi(s, engine.registry, "quinn", Period.months("2026-03", "2026-06"))
+        m = k.metric("capa.effectiveness_early")
+        assert (m.numerator, m.denominator) == (1, 1)
+        assert [r.number for r in k.drill("capa.effectiveness_early", "num")] == [n]
+
+
+def test_effectiveness_judged_when_due_needs_no_reason(engine, people):
+    """R-WF-14: from the due date on, the check is an ordinary step (no flag, no reason)."""
+    n = capa_at(engine, people, "verification")
+    engine.fire(n, "verify", people["qa"], {"verification_evidence": "e"},
+                signature=sign(people["qa"]))
+    clock.set(datetime(2026, 5, 31, tzinfo=UTC))
+    assert option(engine, n, people["qa2"], "record_effectiveness").note is None
+    engine.fire(n, "record_effectiveness", people["qa2"],
+                {"effectiveness_result": "effective", "effectiveness_evidence": "ok"})
+    assert not transition_event(engine, n, "record_effectiveness").changes
+    with engine.reader() as s:
+        k = Kpi(s, engine.registry, "quinn", Period.months("2026-03", "2026-06"))
+        assert k.metric("capa.effectiveness_early").numerator == 0
+
+
+def test_a_step_that_refuses_early_says_when_it_opens(engine, people):
+    """R-WF-14 R-WF-11: early: refuse (the default) refuses the step until it opens, with
+    NotYetOpen saying when, from a duration after entering the state and from a date field;
+    it is shown refused, not offered, and nothing changes."""
+    publish_gated(engine)
+    n = engine.start("gated", people["emp"], {"title": "t", "check_on": "2026-04-01"}).number
+    with pytest.raises(NotYetOpen) as info:
+        engine.fire(n, "check", people["qa"])
+    assert info.value.message == (
+        "Check on GATE-2026-0001 is not open yet: it opens on 2026-03-09 09:00 UTC (a set time "
+        "after entering 'Open'; rule: not before it is due).")
+    assert info.value.opens_at == "2026-03-09T09:00:00+00:00"
+    o = option(engine, n, people["qa"], "check")
+    assert not o.offered and o.rule == "not_yet_open" and o.refused == info.value.message
+    assert engine.get(n).version == 1
+    clock.set(datetime(2026, 3, 9, 9, 0, tzinfo=UTC))
+    engine.fire(n, "check", people["qa"])
+    with pytest.raises(NotYetOpen, match=r"opens on 2026-04-01 00:00 UTC \(Check on is "
+                                         r"2026-04-01"):
+        engine.fire(n, "confirm", people["qa"])
+
+
+def test_a_step_waits_for_its_linked_records_with_the_outcome_it_names(engine, people):
+    """R-WF-15 R-UI-6: a step waiting for linked CAPAs closed done is refused while one is
+    open, listing it with its state (and shows it to the signer); a CAPA cancelled (void)
+    does not satisfy 'outcome: done'; a closed-done one does."""
+    publish_gated(engine)
+    n = engine.start("gated", people["emp"], {"title": "t", "check_on": "2026-03-01"}).number
+    capa = engine.start("capa", people["emp"], {"title": "c", "description": "d"}).number
+    with engine.unit() as s:
+        ctx = engine.context(s)
+        a, b = (engine.get(x, session=s) for x in (n, capa))
+        inputs.link(ctx, a, b, "related", identity.get_user(s, people["qa"]))
+    clock.set(datetime(2026, 3, 9, 9, 0, tzinfo=UTC))
+    engine.fire(n, "check", people["qa"])
+    with pytest.raises(LinkedRecordsOpen) as info:
+        engine.fire(n, "confirm", people["qa"])
+    assert info.value.open_records == [capa]
+    assert info.value.message == (
+        f"Confirm on {n} waits for capa records linked as related closed with outcome done; "
+        f"still open: {capa} (open) (rule: parents wait for their children).")
+    rec = engine.get(n)
+    d = engine.definition_of(rec)
+    ((w, x, ok),) = engine.waiting_for(rec, d.transitions["confirm"])
+    assert (x.number, x.state, x.closed, ok) == (capa, "open", False, False)
+    assert option(engine, n, people["qa"], "confirm").rule == "linked_records_open"
+    engine.fire(capa, "cancel", people["qa"], reason="duplicate", signature=sign(people["qa"]))
+    with pytest.raises(LinkedRecordsOpen, match=r"still open: CAPA-2026-0001 \(closed: void"):
+        engine.fire(n, "confirm", people["qa"])

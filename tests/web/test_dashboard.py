@@ -37,7 +37,8 @@ def _build(engine):
     engine.fire(n, "verify", "quinn", {"verification_evidence": "e"}, signature=sign("quinn"))
     clock.advance(timedelta(days=20))
     engine.fire(n, "record_effectiveness", "quinn", {"effectiveness_result": "effective",
-                                                     "effectiveness_evidence": "ok"})
+                                                     "effectiveness_evidence": "ok"},
+                reason="judged before its due date (R-WF-14)")
     # the closer is not the verifier (separation of duties, R-WF-13)
     engine.fire(n, "close", "quentin", signature=sign("quentin"))
     day = clock.now().date().isoformat()

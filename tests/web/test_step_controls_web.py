@@ -10,6 +10,7 @@ from sqlalchemy import select
 from tests.web.conftest import login
 from workflow import tasks
 from workflow.db.models import Task, TaskStatus
+from workflow.signatures.mac import VouchedSignature, VouchingVerifier
 
 
 def text(r) -> str:
@@ -75,3 +76,45 @@ def test_a_step_of_another_role_is_not_shown_and_its_form_names_the_roles(client
     assert r.status_code == 403
     assert "'Approve action plan' on " + n + " needs one of these roles: Quality Assurance; " \
            "you hold none of them." in text(r)
+
+
+def test_an_early_step_is_noted_and_flagged_and_linked_records_are_listed(client, account,
+                                                                           engine):
+    """R-UI-6 R-WF-14 R-WF-15: the record page notes that taking the effectiveness check now
+    needs a reason; once taken early its timeline entry says so. A step waiting for linked
+    records lists them, with their state, on the record page and on the step's page."""
+    for name, roles in (("emma", ("employee",)), ("olga", ("capa_owner", "employee")),
+                        ("quinn", ("qa", "employee")), ("quentin", ("qa", "employee"))):
+        account(name, *roles)
+    n = capa_at_plan_approval(engine)
+    verifier, engine.verifier = engine.verifier, VouchingVerifier()
+    try:
+        engine.fire(n, "approve_plan", "quinn", signature=VouchedSignature("quinn"))
+        actions = [{**a, "done": True} for a in engine.get(n).data["actions"]]
+        engine.fire(n, "complete_implementation", "olga", {"implementation_summary": "s",
+                                                           "actions": actions})
+        engine.fire(n, "verify", "quinn", {"verification_evidence": "e"},
+                    signature=VouchedSignature("quinn"))
+    finally:
+        engine.verifier = verifier
+    cr = engine.start("change_request", "emma", {
+        "title": "Relabel", "description": "d", "justification": "j", "change_type": "process",
+        "owner": "olga", "related_capa": n}).number
+    login(client, "quentin")
+    page = text(client.get(f"/records/{n}"))
+    assert ("Record effectiveness check: Opens on 2026-05-31 00:00 UTC; taking it now needs a "
+            "reason and is flagged as taken early.") in page
+    r = client.get(f"/records/{n}/do/record_effectiveness")
+    assert r.status_code == 200 and "Opens on 2026-05-31 00:00 UTC" in text(r)
+    engine.fire(n, "record_effectiveness", "quentin",
+                {"effectiveness_result": "effective", "effectiveness_evidence": "ok"},
+                reason="site closing")
+    page = text(client.get(f"/records/{n}"))
+    assert "taken early (it opened on 2026-05-31)" in page
+    # Close CAPA waits for the related change request, listed with its state
+    assert "Close CAPA waits for" in page
+    assert f'<a href="/records/{cr}">{cr}</a> Relabel' in page and "Still open" in page
+    r = client.get(f"/records/{n}/do/close")
+    assert r.status_code == 403
+    assert f"waits for change_request records linked as related closed; still open: {cr} " \
+           "(draft) (rule: parents wait for their children)." in text(r)

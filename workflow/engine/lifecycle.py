@@ -123,14 +123,14 @@ def fire(ctx: Ctx, rec: Record, name: str, user: User, data: dict[str, Any],
         raise ReasonRequired(f"{t.label.lower()} {rec.number}")
     # signed content is locked; populations, required values, reasons (engine/content.py)
     content.check_fixed(session, d, rec, t, user, old_data, new_data)
-    if early is not None and not (reason or "").strip():
-        # not_before with early: reason (early: refuse was refused by check_step)
-        raise ReasonRequired(f"{t.label.lower()} {rec.number} before it opens on "
-                             f"{gates.when(early)} (it is flagged as taken early)")
     if t.separation.not_named_in and not system_actor:
         access.named_in(d, rec.number, t, new_data, user)  # also as this step leaves them
     if t.guards:
         inputs.check_guards(t.name, t.guards, inputs.names(ctx, d, rec, new_data, user))
+    if early is not None and not (reason or "").strip():
+        # not_before with early: reason (early: refuse was refused by check_step)
+        raise ReasonRequired(f"{t.label.lower()} {rec.number} before it opens on "
+                             f"{gates.when(early)} (it is flagged as taken early)")
     content.check(session, d, rec, t, user, old_data, new_data, reason)
 
     changes = {k: [old_data.get(k), new_data.get(k)] for k in

@@ -35,6 +35,7 @@ from workflow.kpi.context import Scope, empty_cohort
 from workflow.kpi.specs import SECURITY_ACTIONS, VOID, Spec
 from workflow.kpi.sql import (
     days_between,
+    has_key,
     list_count_sql,
     lists_user_sql,
     month_of,
@@ -254,6 +255,17 @@ def capa_effectiveness(s: Scope, spec: Spec, params: Mapping[str, str]) -> Selec
     """One row per effectiveness check decided in the period: a transition out of the
     'effectiveness' milestone's start state that is not into a final state (a cancel is
     no verdict); passed = into the milestone's stop state."""
+    return _effectiveness_checks(s, spec, early=False)
+
+
+@cohort("capa.effectiveness_early")
+def capa_effectiveness_early(s: Scope, spec: Spec, params: Mapping[str, str]) -> Select:
+    """The checks of ``capa.effectiveness``; hit = the step was taken before it opened (its
+    transition event carries ``taken_early``, R-WF-14)."""
+    return _effectiveness_checks(s, spec, early=True)
+
+
+def _effectiveness_checks(s: Scope, spec: Spec, *, early: bool) -> Select:
     workflow = spec.workflow or ""
     ev = AuditEvent
     decided, passed, starts = [], [], set()
@@ -268,7 +280,8 @@ def capa_effectiveness(s: Scope, spec: Spec, params: Mapping[str, str]) -> Selec
         passed.append(and_(here, ev.to_state == m.stop))
     if not decided:
         return empty_cohort()
-    return (select(Record.id.label("rid"), case((or_(*passed), 1), else_=0).label("hit"),
+    hit = has_key(ev.changes, "taken_early") if early else or_(*passed)
+    return (select(Record.id.label("rid"), case((hit, 1), else_=0).label("hit"),
                    cast(null(), Float()).label("value"))
             .join(ev, ev.record_id == Record.id)
             .where(*s.base(workflow),

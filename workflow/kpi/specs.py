@@ -44,6 +44,7 @@ DEFAULT_THRESHOLDS: dict[str, dict[str, Any]] = {
     "cr.approval_days": {"better": "lower", "green": 7, "amber": 14},
     "cr.void_share": {"better": "lower", "green": 0.10, "amber": 0.20},
     "capa.effectiveness": {"better": "higher", "green": 0.90, "amber": 0.75},
+    "capa.effectiveness_early": {"better": "lower", "green": 0, "amber": 0.10},
     "capa.days_late": {"better": "lower", "green": 0, "amber": 14},
     "capa.days_late_original": {"better": "lower", "green": 0, "amber": 30},
     "trn.compliance": {"better": "higher", "green": 0.95, "amber": 0.85},
@@ -117,6 +118,10 @@ SPECS: dict[str, Spec] = {s.key: s for s in [
     Spec("capa.effectiveness", "capa", "Effectiveness checks passed", "share", "percent",
          "Checks decided in the period (leaving the 'effectiveness' milestone's start state, "
          "not into a final state) that went on to its stop state.", "passed", "checks"),
+    Spec("capa.effectiveness_early", "capa", "Effectiveness checks taken early", "share",
+         "percent", "Checks decided in the period (as for 'Effectiveness checks passed') that "
+         "were taken before the step opened (its not_before), with a reason.", "early",
+         "checks"),
     Spec("capa.days_late", "capa", "Days late at closure (current due)", "mean", "days",
          "CAPAs closed in the period after their current due date: mean days late.",
          "late", "closed"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Float, String
+from sqlalchemy import Boolean, Float, String, literal_column
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import expression
 
@@ -32,6 +32,32 @@ def _days_pg(element: Any, compiler: Any, **kw: Any) -> str:
     a, b = list(element.clauses)
     return (f"(EXTRACT(EPOCH FROM ({compiler.process(b, **kw)} - {compiler.process(a, **kw)}))"
             " / 86400.0)")
+
+
+class has_key(expression.FunctionElement):  # noqa: N801
+    """``has_key(json_column, "name")``: the JSON object holds the key (with any value but
+    null), on SQLite (json_type) and PostgreSQL (->)."""
+
+    type = Boolean()
+    name = "has_key"
+    inherit_cache = True
+
+    def __init__(self, column: Any, key: str) -> None:
+        super().__init__(column, literal_column(f"'{safe_name(key)}'"))
+
+
+@compiles(has_key, "sqlite")
+def _has_key_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
+    col, key = list(element.clauses)
+    kind = f"json_type({compiler.process(col, **kw)}, '$.' || {compiler.process(key, **kw)})"
+    return f"({kind} IS NOT NULL AND {kind} <> 'null')"
+
+
+@compiles(has_key, "postgresql")
+def _has_key_pg(element: Any, compiler: Any, **kw: Any) -> str:
+    col, key = list(element.clauses)
+    return (f"(({compiler.process(col, **kw)})::jsonb -> {compiler.process(key, **kw)} "
+            "IS NOT NULL)")
 
 
 class month_of(expression.FunctionElement):  # noqa: N801
