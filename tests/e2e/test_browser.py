@@ -21,12 +21,13 @@ from werkzeug.serving import make_server
 
 from tests.conftest import TEST_KEY
 from tests.web.conftest import PASSWORD, POLICY
-from workflow import clock
-from workflow.db.models import AuditEvent, Signature
+from workflow import clock, tasks
+from workflow.db.models import AuditEvent, Signature, Task, TaskStatus
 from workflow.engine.core import Engine
 from workflow.identity import enablement, passwords
 from workflow.identity import users as identity
 from workflow.identity.totp import begin_totp_enrolment, confirm_totp_enrolment
+from workflow.signatures.mac import VouchedSignature, VouchingVerifier
 from workflow.signatures.part11 import Part11Verifier
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -269,3 +270,71 @@ def test_keyboard_and_labels_on_login_and_signature_pages(page: Page, live) -> N
     presses = tab_to_primary_button(page)
     assert presses <= 20, f"{presses} Tab presses to reach the Sign button"
     expect(page.get_by_role("button", name="Sign: Approved")).to_be_focused()
+
+
+# --------------------------------------------------------------------------- step controls (issue 15)
+
+
+def open_task_id(eng, number: str) -> int:
+    with eng.reader() as s:
+        rec = eng.get(number, session=s)
+        return s.execute(select(Task.id).where(Task.record_id == rec.id,
+                                               Task.status == TaskStatus.OPEN)).scalar_one()
+
+
+def test_a_held_step_is_shown_disabled_with_who_holds_it(page: Page, live) -> None:
+    """R-UI-5 R-WF-11 R-WF-12: Quinn claimed QA's plan approval; Quentin sees the step
+    disabled, with the reason naming Quinn, and no signature form is offered."""
+    _, eng, _ = live
+    number = capa_at_plan_approval(eng)
+    tasks.claim(eng, open_task_id(eng, number), "quinn")
+    log_in(page, "quentin")
+    page.goto(f"/records/{number}")
+    button = page.get_by_role("button", name="Approve action plan")
+    expect(button).to_be_disabled()
+    expect(page.locator("#why-approve_plan")).to_contain_text(
+        "the task is held by Quinn QA (quinn); only they can complete it until they release "
+        "or delegate it (rule: a claim holds).")
+    expect(page.get_by_role("link", name=re.compile("Approve action plan"))).to_have_count(0)
+    page.screenshot(path=str(SHOTS / "step-held-by-someone-else.png"), full_page=True)
+
+
+def test_early_step_note_and_linked_records_on_the_record_page(page: Page, live) -> None:
+    """R-UI-6 R-WF-14 R-WF-15 R-WF-13: after verification, the effectiveness check is offered
+    with a note that it opens on its due date; closing waits for the related change request,
+    listed with its state; the verifier sees Close CAPA disabled by separation of duties."""
+    _, eng, _ = live
+    number = capa_at_plan_approval(eng)
+    verifier, eng.verifier = eng.verifier, VouchingVerifier()
+    try:
+        eng.fire(number, "approve_plan", "quinn", signature=VouchedSignature("quinn"))
+        actions = [{**a, "done": True} for a in eng.get(number).data["actions"]]
+        eng.fire(number, "complete_implementation", "olga",
+                 {"implementation_summary": "Labels now printed at the line.",
+                  "actions": actions})
+        eng.fire(number, "verify", "quinn", {"verification_evidence": "SOP-12 v4 in use"},
+                 signature=VouchedSignature("quinn"))
+    finally:
+        eng.verifier = verifier
+    cr = eng.start("change_request", "emma", {
+        "title": "Print labels at the line", "description": "Move label printing to line 3",
+        "justification": "CAPA action", "change_type": "process", "owner": "olga",
+        "related_capa": number}).number
+    log_in(page, "quentin")
+    page.goto(f"/records/{number}")
+    expect(page.locator("#note-record_effectiveness")).to_contain_text(
+        "Opens on 2026-05-31 00:00 UTC; taking it now needs a reason and is flagged as taken "
+        "early.")
+    page.screenshot(path=str(SHOTS / "step-early-note.png"), full_page=True)
+    page.get_by_role("link", name="Record effectiveness check").click()
+    page.get_by_label("Effectiveness result").select_option("effective")
+    page.get_by_label("Effectiveness evidence").fill("No mix-up since the change.")
+    page.get_by_label("Reason").fill("Line 3 is being decommissioned.")
+    page.get_by_role("button", name="Record effectiveness check").click()
+    expect(page.locator(".timeline")).to_contain_text("taken early (it opened on 2026-05-31)")
+    waits = page.get_by_role("region", name="Close CAPA waits for")
+    expect(waits).to_contain_text(cr)
+    expect(waits).to_contain_text("Still open")
+    page.screenshot(path=str(SHOTS / "step-waits-for-linked-records.png"), full_page=True)
+    expect(page.get_by_role("button", name="Close CAPA")).to_be_disabled()
+    expect(page.locator("#why-close")).to_contain_text("rule: parents wait for their children")

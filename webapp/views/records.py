@@ -139,7 +139,9 @@ def fire(number: str, transition: str) -> Any:
         abort(403, description=option.refused if option is not None else (
             f"{t.label!r} on {rec.number} needs one of these roles: "
             f"{', '.join(d.roles.get(r, r) for r in t.roles)}; you hold none of them."))
-    Form = forms.build_form(d, t.edits, _users(), reason=t.reason_required,
+    # a step taken before it opens (not_before, early: reason) needs a reason
+    early = option is not None and option.note is not None
+    Form = forms.build_form(d, t.edits, _users(), reason=t.reason_required or early,
                             signature=t.signature is not None,
                             change_reason=any(rec.data.get(f) not in (None, "", [],
                                                                       d.fields[f].default)
