@@ -338,3 +338,26 @@ def test_early_step_note_and_linked_records_on_the_record_page(page: Page, live)
     page.screenshot(path=str(SHOTS / "step-waits-for-linked-records.png"), full_page=True)
     expect(page.get_by_role("button", name="Close CAPA")).to_be_disabled()
     expect(page.locator("#why-close")).to_contain_text("rule: parents wait for their children")
+
+
+def test_request_a_due_date_extension_from_the_record_page(page: Page, live) -> None:
+    """R-UI-7 R-WF-16: the CAPA owner asks for a later due date from the record page; the
+    record shows the request waiting, with the original and current due dates."""
+    _, eng, _ = live
+    number = capa_at_plan_approval(eng)
+    log_in(page, "olga")
+    page.goto(f"/records/{number}")
+    due = page.get_by_role("region", name="Due date")
+    expect(due).to_contain_text("Current: 2026-05-31")
+    due.get_by_role("link", name="Request extension").click()
+    page.get_by_label("New due date").fill("2026-06-30")
+    page.get_by_label("Justification").fill("The label supplier delivers in June.")
+    page.screenshot(path=str(SHOTS / "extension-request-form.png"), full_page=True)
+    page.get_by_role("button", name="Request extension").click()
+    expect(page.locator(".flash-success")).to_contain_text("is waiting for a decision by "
+                                                           "Quality Assurance")
+    due = page.get_by_role("region", name="Due date")
+    expect(due).to_contain_text("Requested: 2026-05-31 UTC → 2026-06-30 UTC")
+    expect(due).to_contain_text("The label supplier delivers in June.")
+    expect(due.get_by_role("link", name="Request extension")).to_have_count(0)
+    page.screenshot(path=str(SHOTS / "extension-requested.png"), full_page=True)

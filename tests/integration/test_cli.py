@@ -297,3 +297,40 @@ def test_db_upgrade_reports_the_revision(qms, empty_url):
     assert current.stdout == f"{HEAD}\n"
     assert counts(empty_url)["records"] == 0
 
+
+
+@pytest.mark.committed
+def test_due_date_extensions_from_the_command_line(demo):
+    """R-WF-16 R-WF-4: `qms records request-extension` asks, `decide-extension` rejects with a
+    reason (or approves with the signer's password), `records extensions` shows the original
+    and current due dates and every request; refusals are one line, no traceback."""
+    started = demo("records", "start", "capa", "--as", "emma", *CAPA)
+    number = started.stdout.split()[0]
+    asked = demo("records", "request-extension", number, "--as", "olga", "--until",
+                 "2026-07-15", "--reason", "Supplier audit moved to July")
+    assert asked.exit_code == 0, asked.output
+    m = re.fullmatch(rf"extension request #(\d+) on {number}: due 2026-07-15 asked, waiting "
+                     r"for a decision\n", asked.stdout)
+    assert m, asked.stdout
+    ext_id = m.group(1)
+    again = demo("records", "request-extension", number, "--as", "olga", "--until",
+                 "2026-08-01", "--reason", "x")
+    no_traceback(again)
+    assert again.exit_code == 1
+    assert f"{number} already has an extension request waiting." in again.output
+    own = demo("records", "decide-extension", ext_id, "--as", "olga", "--reject",
+               "--reason", "no")
+    assert own.exit_code == 1 and "Deciding a due-date extension needs one of: qa." in own.output
+    bare = demo("records", "decide-extension", ext_id, "--as", "quinn", "--reject")
+    assert bare.exit_code == 1
+    assert "A reason is required to reject an extension request." in bare.output
+    rejected = demo("records", "decide-extension", ext_id, "--as", "quinn", "--reject",
+                    "--reason", "Audit date is not confirmed")
+    assert rejected.exit_code == 0, rejected.output
+    assert rejected.stdout.startswith(f"extension request #{ext_id} on {number} rejected; "
+                                      "current due 2026-")
+    listed = demo("records", "extensions", number)
+    assert listed.exit_code == 0, listed.output
+    assert f"#{ext_id} rejected: " in listed.stdout
+    assert "asked by Olga Owner: Supplier audit moved to July; rejected by Quinn Quality: " \
+           "Audit date is not confirmed" in listed.stdout

@@ -7,7 +7,7 @@ import html as htmllib
 
 from sqlalchemy import select
 
-from tests.web.conftest import login
+from tests.web.conftest import PASSWORD, csrf, login
 from workflow import tasks
 from workflow.db.models import Task, TaskStatus
 from workflow.signatures.mac import VouchedSignature, VouchingVerifier
@@ -118,3 +118,126 @@ def test_an_early_step_is_noted_and_flagged_and_linked_records_are_listed(client
     assert r.status_code == 403
     assert f"waits for change_request records linked as related closed; still open: {cr} " \
            "(draft) (rule: parents wait for their children)." in text(r)
+
+
+def test_request_and_approve_a_due_date_extension_on_the_record_page(app, client, account,
+                                                                     engine):
+    """R-UI-7 R-WF-16 R-WF-4 R-P11-50-1: the CAPA owner requests an extension from the record
+    page (new date, justification); the record shows it waiting, with original and current
+    due dates; the owner cannot decide it; QA approves it with an electronic signature and
+    the current due date moves while the original stays."""
+    for name, roles in (("emma", ("employee",)), ("olga", ("capa_owner", "employee")),
+                        ("quinn", ("qa", "employee"))):
+        account(name, *roles)
+    n = capa_at_plan_approval(engine)
+    login(client, "olga")
+    page = text(client.get(f"/records/{n}"))
+    assert "Current: <strong>2026-05-31 UTC</strong>" in page and "Original: 2026-05-31 UTC" in page
+    assert f'href="/records/{n}/extensions/new"' in page
+    path = f"/records/{n}/extensions/new"
+    token = csrf(client, path)
+    version = engine.get(n).version
+    r = client.post(path, data={"csrf_token": token, "expected_version": version,
+                                "new_due": "2026-05-01", "reason": "Supplier late"})
+    assert r.status_code == 422  # not later than the current due date: nothing recorded
+    assert "must be later than the current due date (2026-05-31)" in text(r)
+    r = client.post(path, data={"csrf_token": token, "expected_version": version,
+                                "new_due": "2026-06-30", "reason": "Supplier delivers in June"})
+    assert r.status_code == 302
+    page = text(client.get(f"/records/{n}"))
+    assert "Requested</strong>: 2026-05-31 UTC → 2026-06-30 UTC" in page
+    assert "Supplier delivers in June" in page
+    assert f'href="/records/{n}/extensions/new"' not in page  # one request at a time
+    assert "Decide request" not in page  # not the requester's to decide
+    ext_id = engine_extension_id(engine, n)
+    r = client.get(f"/records/{n}/extensions/{ext_id}")
+    assert r.status_code == 403 and "Deciding a due-date extension needs one of: qa." in text(r)
+
+    qa = app.test_client()
+    login(qa, "quinn")
+    assert "Decide request" in text(qa.get(f"/records/{n}"))
+    path = f"/records/{n}/extensions/{ext_id}"
+    r = qa.post(path, data={"csrf_token": csrf(qa, path), "decision": "approve",
+                            "sig_username": "quinn", "sig_password": PASSWORD})
+    assert r.status_code == 302
+    page = text(qa.get(f"/records/{n}"))
+    assert "Current: <strong>2026-06-30 UTC</strong>" in page  # due at the end of 30 June
+    assert "Original: 2026-05-31 UTC" in page
+    assert "Approved</strong>: 2026-05-31 UTC → 2026-06-30 UTC" in page
+    assert "approved by Quinn Tester" in page
+    rec = engine.get(n)
+    assert rec.due_original.date().isoformat() == "2026-05-31"
+    assert rec.due_current.isoformat() == "2026-06-30T23:59:59+00:00"
+
+
+def engine_extension_id(engine, number: str) -> int:
+    from workflow.db.models import DueDateExtension
+
+    with engine.reader() as s:
+        rec = engine.get(number, session=s)
+        return s.execute(select(DueDateExtension.id).where(
+            DueDateExtension.record_id == rec.id)).scalar_one()
+
+
+def test_extensions_through_the_api(client, account, engine):
+    """R-WF-16 R-P11-10g-1: the API requests (201), lists and decides extensions; approving
+    needs the sign scope and the signer's credentials; the requester cannot decide; an
+    unknown request is 404-like, a date before the current due 422."""
+    import json
+
+    from workflow.identity import tokens as api_tokens
+    from workflow.identity import users as identity
+
+    for name, roles in (("emma", ("employee",)), ("olga", ("capa_owner", "employee")),
+                        ("quinn", ("qa", "employee"))):
+        account(name, *roles)
+    n = capa_at_plan_approval(engine)
+
+    def tok(user, *scopes):
+        with engine.unit() as s:
+            u = identity.get_user(s, user)
+            return api_tokens.create_token(s, u, actor=u, name="t", scopes=scopes,
+                                           expires_in_days=30).secret
+
+    def call(method, path, secret, body=None):
+        return getattr(client, method)("/api/v1" + path,
+                                       headers={"Authorization": f"Bearer {secret}"},
+                                       data=json.dumps(body) if body is not None else None,
+                                       content_type="application/json")
+
+    olga = tok("olga", "read", "write")
+    version = engine.get(n).version
+    r = call("post", f"/records/{n}/extensions", olga,
+             {"expected_version": version, "new_due": "2026-05-01", "reason": "late"})
+    assert r.status_code == 422 and r.get_json()["error"]["code"] == "validation_failed"
+    r = call("post", f"/records/{n}/extensions", olga,
+             {"expected_version": version, "new_due": "2026-06-30", "reason": "Supplier late"})
+    assert r.status_code == 201
+    body = r.get_json()
+    ext_id = body["id"]
+    assert body["due_current"] == body["due_original"]
+    assert body["due_current"].startswith("2026-05-31")
+    (item,) = body["items"]
+    assert (item["status"], item["new_due"][:10], item["reason"]) == (
+        "requested", "2026-06-30", "Supplier late")
+    r = call("post", f"/extensions/{ext_id}/decision", olga, {"approve": False, "reason": "x"})
+    assert r.status_code == 403 and r.get_json()["error"]["code"] == "not_authorized"
+    quinn = tok("quinn", "read", "write")
+    r = call("post", f"/extensions/{ext_id}/decision", quinn,
+             {"approve": True, "signature": {"username": "quinn", "password": PASSWORD}})
+    assert r.status_code == 403 and r.get_json()["error"]["code"] == "insufficient_scope"
+    signer = tok("quinn", "read", "write", "sign")
+    r = call("post", f"/extensions/{ext_id}/decision", signer, {"approve": True})
+    assert r.status_code == 422 and r.get_json()["error"]["code"] == "signature_required"
+    r = call("post", f"/extensions/{ext_id}/decision", signer,
+             {"approve": True, "signature": {"username": "quinn", "password": PASSWORD}})
+    assert r.status_code == 200, r.get_json()
+    body = r.get_json()
+    assert body["due_current"].startswith("2026-06-30T23:59:59")
+    assert body["due_original"].startswith("2026-05-31")
+    assert body["items"][0]["status"] == "approved" and body["items"][0]["signature_id"]
+    assert call("get", f"/records/{n}/extensions", olga).get_json()["items"][0][
+        "decided_by"] == "Quinn Tester"
+    r = call("post", "/extensions/99999/decision", signer, {"approve": False, "reason": "x"})
+    assert r.status_code == 422 and "no extension request #99999" in r.get_json()["error"][
+        "message"]

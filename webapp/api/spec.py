@@ -179,6 +179,16 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "numerator": {**_INT, "nullable": True}, "denominator": {**_INT, "nullable": True},
         "p90": {"type": "number", "nullable": True},
         "status": {"type": "string", "enum": ["green", "amber", "red"], "nullable": True}}),
+    "Extension": _obj({
+        "id": _INT, "status": {"type": "string", "enum": ["requested", "approved", "rejected"]},
+        "requested_by": _STR, "requested_at": _TIME, "old_due": _NTIME, "new_due": _TIME,
+        "reason": {**_STR, "description": "the requester's justification"},
+        "decided_by": _NSTR, "decided_at": _NTIME, "decision_reason": _NSTR,
+        "signature_id": {**_INT, "nullable": True,
+                         "description": "the approver's signature (Extension approved)"}}),
+    "ExtensionList": _obj({
+        "record": _STR, "version": _INT, "due_original": _NTIME, "due_current": _NTIME,
+        "items": {"type": "array", "items": ref("Extension")}}),
     "KpiList": _obj({
         "period": _obj({"from": _STR, "to": _STR, "start": _TIME, "end": _TIME}),
         "as_of": _TIME, "viewer": _STR,
@@ -223,6 +233,31 @@ FIRE_BODY = {
     "additionalProperties": False,
 }
 
+EXTENSION_BODY = {
+    "type": "object",
+    "properties": {
+        "expected_version": {"type": "integer", "minimum": 1},
+        "new_due": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$",
+                    "description": "the new due date (YYYY-MM-DD); due at the end of that day "
+                                   "(23:59:59 UTC); later than the current due date"},
+        "reason": {"type": "string", "minLength": 1, "maxLength": 2000,
+                   "description": "the justification"},
+    },
+    "required": ["expected_version", "new_due", "reason"],
+    "additionalProperties": False,
+}
+DECISION_BODY = {
+    "type": "object",
+    "properties": {
+        "approve": {"type": "boolean"},
+        "reason": {"type": "string", "maxLength": 2000,
+                   "description": "required to reject"},
+        "signature": SIGNATURE_BODY,
+    },
+    "required": ["approve"],
+    "additionalProperties": False,
+}
+
 # ------------------------------------------------------------------ errors
 
 ERROR_TEXT = {
@@ -231,9 +266,12 @@ ERROR_TEXT = {
     401: "Missing, invalid, expired or revoked token, or deactivated account (token_missing, "
          "token_invalid, token_expired, token_revoked, token_tampered, account_deactivated)",
     403: "The token lacks the scope (insufficient_scope) or the user the role "
-         "(not_authorized, training_required, account_locked)",
+         "(not_authorized, training_required, account_locked), or someone else holds the "
+         "task (claim_held, with holder)",
     404: "No such record or definition, or not visible to you (not_found)",
-    409: "The record changed since you read it (stale_record, with current_version)",
+    409: "The record changed since you read it (stale_record, with current_version); the "
+         "step is not open yet (not_yet_open, with opens_at) or waits for linked records "
+         "(linked_records_open, with open_records)",
     413: "Request body too large (payload_too_large)",
     422: "A rule refused the change (validation_failed, guard_failed, "
          "segregation_of_duties, transition_not_available, signature_required, "

@@ -8,7 +8,7 @@ only through ``Engine.start`` / ``Engine.fire``: the API adds no business rules.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -154,6 +154,56 @@ def fire_transition(caller: Caller, number: str, transition: str, body: dict[str
     record = _record(records.record_page(read_session(), engine(), r.number, caller.username))
     return {"record": record, "moved": r.moved, "signatures_needed": r.signatures_needed,
             "signature_id": r.signature_id, "created": [n for n in r.created if n != r.number]}
+
+
+def _extension(e: records.ExtensionRow) -> dict[str, Any]:
+    return {"id": e.id, "status": e.status, "requested_by": e.requested_by,
+            "requested_at": _iso(e.requested_at), "old_due": _iso(e.old_due),
+            "new_due": _iso(e.new_due), "reason": e.reason, "decided_by": e.decided_by,
+            "decided_at": _iso(e.decided_at), "decision_reason": e.decision_reason,
+            "signature_id": e.signature_id}
+
+
+def _extensions(rec: Record) -> dict[str, Any]:
+    return {"record": rec.number, "version": rec.version,
+            "due_original": _iso(rec.due_original), "due_current": _iso(rec.due_current),
+            "items": [_extension(e) for e in records.extensions(read_session(), rec)]}
+
+
+def list_extensions(caller: Caller, number: str) -> Any:
+    return _extensions(_visible(caller, number))
+
+
+def request_extension(caller: Caller, number: str, body: dict[str, Any]) -> Any:
+    rec = _visible(caller, number)
+    try:
+        day = datetime.strptime(body["new_due"], "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise ApiError(400, "bad_request", "new_due must be a date, YYYY-MM-DD.") from None
+    # due at the end of that day (23:59:59 UTC), as the web form and the CLI ask
+    ext_id = engine().request_extension(rec.number, caller.username,
+                                        day.replace(hour=23, minute=59, second=59),
+                                        body["reason"].strip(),
+                                        expected_version=body["expected_version"])
+    out = _extensions(_visible(caller, number))
+    out["id"] = ext_id
+    return out, 201
+
+
+def decide_extension(caller: Caller, extension_id: str, body: dict[str, Any]) -> Any:
+    try:
+        ext_id = int(extension_id)
+    except ValueError:
+        ext_id = 0
+    if not 0 < ext_id < 2**31:
+        raise ApiError(404, "not_found", "There is no such extension request.")
+    signature = body.get("signature")
+    if signature is not None:
+        require_scope(caller, "sign", "this request carries a signature")
+    r = engine().decide_extension(ext_id, caller.username, body["approve"],
+                                  signature=signature_from(signature),
+                                  reason=(body.get("reason") or "").strip() or None)
+    return _extensions(_visible(caller, r.number))
 
 
 def record_audit(caller: Caller, number: str) -> Any:
@@ -323,6 +373,28 @@ ROUTES: tuple[Route, ...] = (
           description="A `signature` needs the token scope `sign` AND the signer's own "
                       "username, password and (where required) authenticator code; a wrong "
                       "password counts toward account lockout like in the web UI."),
+    Route("GET", "/records/{number}/extensions", list_extensions,
+          "The record's due dates and due-date extension requests", "read", "extensions",
+          response="ExtensionList", params=(_NUMBER,), errors=(404,)),
+    Route("POST", "/records/{number}/extensions", request_extension,
+          "Request a due-date extension", "write", "extensions", ok=201,
+          response="ExtensionList", params=(_NUMBER,), body=spec.EXTENSION_BODY,
+          errors=(400, 403, 404, 409, 422),
+          description="Anyone working on an open record (a role of its workflow, or its "
+                      "initiator) asks to move its current due date; one request at a time. "
+                      "The due date moves only when the definition's extension roles "
+                      "approve it with a signature."),
+    Route("POST", "/extensions/{extension_id}/decision", decide_extension,
+          "Approve (signed) or reject (with a reason) a due-date extension request",
+          "write", "extensions", response="ExtensionList",
+          params=(Param("extension_id", "path", {"type": "integer", "minimum": 1,
+                                                   "maximum": 2**31 - 1},
+                        "the extension request's id"),),
+          body=spec.DECISION_BODY, errors=(403, 422),
+          description="Needs one of the definition's extension roles; not the requester. "
+                      "Approving needs a `signature` (token scope `sign` AND the signer's "
+                      "credentials, meaning \"Extension approved\"); rejecting needs a "
+                      "`reason`."),
     Route("GET", "/records/{number}/audit", record_audit, "The record's audit trail", "read",
           "audit", response="AuditTrail", params=(_NUMBER,), errors=(404,)),
     Route("GET", "/records/{number}/signatures", record_signatures,

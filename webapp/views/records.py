@@ -113,7 +113,9 @@ def view(number: str) -> Any:
                            events=page.events, sigs=page.signatures, links=page.links,
                            tasks=page.tasks, available=page.available, creator=page.creator,
                            people=page.people, superseded=page.superseded,
-                           options=page.options, waiting=page.waiting)
+                           options=page.options, waiting=page.waiting,
+                           extensions=page.extensions, extension_refused=page.extension_refused,
+                           extension_decide=page.extension_decide)
 
 
 def _people(d: Any, rec: Record) -> dict[str, str]:

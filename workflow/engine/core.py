@@ -20,12 +20,13 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from workflow import clock, config, rules
 from workflow.audit import trail as audit
 from workflow.db import records, seals
-from workflow.db.models import Record, User
+from workflow.db.models import DueDateExtension, ExtensionStatus, Record, User
 from workflow.db.uow import UnitOfWork
 from workflow.engine import access, actions, extensions, gates, lifecycle, timers
 from workflow.engine.context import ActionKind, Ctx, as_actor, result_of
@@ -264,6 +265,31 @@ class Engine:
         except CredentialsRejected as exc:
             self.signature_failed(exc)
             raise
+
+    def extension_options(self, record: Record, actor: str | User, *,
+                          session: Session | None = None
+                          ) -> tuple[str | None, dict[int, str | None]]:
+        """What ``actor`` may do about ``record``'s due date now: why they may not request an
+        extension (None: they may), and per waiting request id why they may not decide it
+        (None: they may). The record page offers exactly what these allow."""
+        with self._reading(session) as s:
+            ctx = self.context(s)
+            user = as_actor(s, actor)
+            try:
+                extensions.check_may_request(ctx, record, user)
+                may_request = None
+            except WorkflowError as exc:
+                may_request = exc.message
+            decide: dict[int, str | None] = {}
+            for ext in s.execute(select(DueDateExtension).where(
+                    DueDateExtension.record_id == record.id,
+                    DueDateExtension.status == ExtensionStatus.REQUESTED)).scalars():
+                try:
+                    extensions.check_may_decide(ctx, ext, record, user)
+                    decide[ext.id] = None
+                except WorkflowError as exc:
+                    decide[ext.id] = exc.message
+            return may_request, decide
 
     def signature_failed(self, exc: CredentialsRejected) -> None:
         """Record a failed signing in its own transaction (the refused change rolled back)

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from workflow import rules
 from workflow.db.models import (
     AuditEvent,
     DefinitionVersion,
+    DueDateExtension,
     Record,
     RecordLink,
     Signature,
@@ -61,6 +62,43 @@ class RecordPage:
     options: list[Option] = field(default_factory=list)
     #: per step that waits for linked records: (what it waits for, the record, satisfied)
     waiting: dict[str, list[tuple[Any, Any, bool]]] = field(default_factory=dict)
+    #: the record's due-date extension requests, oldest first
+    extensions: list[ExtensionRow] = field(default_factory=list)
+    #: why the viewer may not request an extension now (None: they may)
+    extension_refused: str | None = None
+    #: per waiting request id: why the viewer may not decide it (None: they may)
+    extension_decide: dict[int, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExtensionRow:
+    """A due-date extension request as the record page, the API and the CLI show it."""
+
+    id: int
+    status: str
+    requested_by: str
+    requested_at: Any
+    old_due: Any
+    new_due: Any
+    reason: str
+    decided_by: str | None
+    decided_at: Any
+    decision_reason: str | None
+    signature_id: int | None
+
+
+def extensions(session: Session, rec: Record) -> list[ExtensionRow]:
+    """The record's due-date extension requests with who asked and who decided, oldest
+    first."""
+    asker, decider = aliased(User), aliased(User)
+    rows = session.execute(
+        select(DueDateExtension, asker.full_name, decider.full_name)
+        .join(asker, asker.id == DueDateExtension.requested_by_id)
+        .outerjoin(decider, decider.id == DueDateExtension.decided_by_id)
+        .where(DueDateExtension.record_id == rec.id).order_by(DueDateExtension.id)).all()
+    return [ExtensionRow(e.id, e.status.value,
+                         who, e.requested_at, e.old_due, e.new_due, e.reason, by, e.decided_at,
+                         e.decision_reason, e.signature_id) for e, who, by in rows]
 
 
 def audit_events(session: Session, rec: Record) -> list[tuple[AuditEvent, str | None]]:
@@ -120,6 +158,7 @@ def record_page(session: Session, engine: Engine, number: str, viewer: str) -> R
     compiled = engine.registry.by_hash(session, rec.definition_hash)
     trail = audit_events(session, rec)
     options = engine.step_options(rec.number, viewer, session=session)
+    may_request, decide = engine.extension_options(rec, viewer, session=session)
     return RecordPage(
         record=rec, definition=d, definition_version=compiled.version,
         creator=session.get(User, rec.created_by_id),
@@ -130,7 +169,9 @@ def record_page(session: Session, engine: Engine, number: str, viewer: str) -> R
         people=field_people(session, d, rec),
         superseded=content.superseded([ev for ev, _ in trail], rec.data), options=options,
         waiting={t.name: engine.waiting_for(rec, t, session=session)
-                 for t in d.transitions_from(rec.state) if t.waits_for})
+                 for t in d.transitions_from(rec.state) if t.waits_for},
+        extensions=extensions(session, rec),
+        extension_refused=may_request, extension_decide=decide)
 
 
 def visible_records(session: Session, registry: Registry, user: User, roles: set[str], *,
