@@ -309,3 +309,27 @@ def test_a_step_waits_for_its_linked_records_with_the_outcome_it_names(engine, p
     engine.fire(capa, "cancel", people["qa"], reason="duplicate", signature=sign(people["qa"]))
     with pytest.raises(LinkedRecordsOpen, match=r"still open: CAPA-2026-0001 \(closed: void"):
         engine.fire(n, "confirm", people["qa"])
+
+
+def test_a_signer_of_a_quorum_is_not_offered_the_step_again(engine, people, make_user):
+    """R-WF-11 R-P11-10g-2: once Quinn (QA) has given his signature of the change approval,
+    the step is shown to him refused (he has already signed), before any password is typed,
+    and signing again is refused with the same rule; the process owner is still offered it."""
+    from tests.integration.test_change_request import draft, to_approval
+
+    co = make_user("carl", "change_owner", "employee", full_name="Carl Change-Owner")
+    n = draft(engine, people).number
+    to_approval(engine, people, co, n)
+    assert option(engine, n, people["qa"], "approve").offered
+    r = engine.fire(n, "approve", people["qa"], signature=sign(people["qa"]))
+    assert not r.moved and r.signatures_needed == 1
+    o = option(engine, n, people["qa"], "approve")
+    assert not o.offered and o.rule == "segregation_of_duties"
+    assert o.refused == (f"You have already signed 'Approve change' on {n}; another person "
+                         "must give the next signature (rule: distinct signers).")
+    with pytest.raises(SegregationOfDuties, match="already signed") as info:
+        engine.fire(n, "approve", people["qa"], signature=sign(people["qa"]))
+    assert info.value.rule == "distinct_signers"
+    assert option(engine, n, people["po"], "approve").offered
+    assert engine.fire(n, "approve", people["po"],
+                       signature=sign(people["po"])).state == "implementation"
