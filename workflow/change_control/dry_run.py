@@ -150,7 +150,10 @@ def dry_run(engine: Engine, source: str, path: Sequence[str] | None = None,
                         who = person([*roles, *sig_roles])
                     sig = VouchedSignature(who, method="dry-run") if t.signature else None
                     rr = dry.fire(number, name, who, values if k == 0 else {}, signature=sig,
-                                  reason="dry run" if t.reason_required else None)
+                                  # a step with not_before is taken at once: early, so
+                                  # with a reason where its definition allows that
+                                  reason="dry run" if t.reason_required or t.not_before
+                                  else None)
                     step.signatures += 1 if t.signature else 0
                     if rr.moved:
                         break
