@@ -390,7 +390,7 @@ ROUTES: tuple[Route, ...] = (
           params=(Param("extension_id", "path", {"type": "integer", "minimum": 1,
                                                    "maximum": 2**31 - 1},
                         "the extension request's id"),),
-          body=spec.DECISION_BODY, errors=(403, 422),
+          body=spec.DECISION_BODY, errors=(403, 404, 422),
           description="Needs one of the definition's extension roles; not the requester. "
                       "Approving needs a `signature` (token scope `sign` AND the signer's "
                       "credentials, meaning \"Extension approved\"); rejecting needs a "
