@@ -39,14 +39,14 @@ _EXPORTS = {
         "LoginStepExpired", "LoginThrottled", "TokenError", "TokenRejected", "ConfigError",
         "TamperedData", "DefinitionTampered", "UntrustedGrant", "ContentLocked",
         "ChangeReasonRequired", "RequiredEarlier", "PopulationFixed", "ClaimHeld", "NotYetOpen",
-        "LinkedRecordsOpen")},
+        "LinkedRecordsOpen", "KeyProblem", "CheckpointError")},
 }
 
 __all__ = [
-    "AccountLocked", "AuthError", "ClaimHeld", "CliActingRefused", "ConfigError",
+    "AccountLocked", "AuthError", "CheckpointError", "ClaimHeld", "CliActingRefused", "ConfigError",
     "CredentialsRejected", "DefinitionError", "LinkedRecordsOpen", "NotYetOpen",
     "DefinitionTampered", "DueDateLocked",
-    "Engine", "GrantRefused", "GuardFailed", "InactiveUser", "LoginFailed", "LoginStepExpired",
+    "Engine", "GrantRefused", "GuardFailed", "InactiveUser", "KeyProblem", "LoginFailed", "LoginStepExpired",
     "LoginThrottled", "NotAuthorized",
     "PasswordExpired",
     "PasswordRejected", "ReasonRequired", "RecordNotFound", "Result", "SecondFactorFailed",
@@ -66,6 +66,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
         AccountLocked,
         AuthError,
         ChangeReasonRequired,
+        CheckpointError,
         ClaimHeld,
         CliActingRefused,
         ConfigError,
@@ -77,6 +78,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
         GrantRefused,
         GuardFailed,
         InactiveUser,
+        KeyProblem,
         LinkedRecordsOpen,
         LoginFailed,
         LoginStepExpired,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 from datetime import date, datetime
 from typing import Any
 
 from workflow.clock import as_utc
+from workflow.keyring import Key, as_ring
 
 
 def _default(value: Any) -> Any:
@@ -41,7 +41,15 @@ def record_content(number: str, workflow_key: str, definition_hash: str, data: d
             "data": data}
 
 
-def keyed_hash(key: bytes, payload: Any) -> str:
-    """HMAC-SHA256 of the canonical JSON: without the server key (kept outside the
+def keyed_hash(key: Key, payload: Any) -> str:
+    """HMAC-SHA256 of the canonical JSON under the current server key, tagged with the key's
+    id (``k2:<base64url>``, workflow/keyring.py): without the server key (kept outside the
     database) nobody can write an audit event or a record row that verifies."""
-    return hmac.new(key, dumps(payload).encode(), hashlib.sha256).hexdigest()
+    return as_ring(key).sign(dumps(payload).encode())
+
+
+def keyed_ok(key: Key, payload: Any, tag: str | None) -> bool:
+    """Whether ``tag`` is the keyed hash of ``payload`` under the key it names (an untagged
+    hex value: the legacy key ``k1``), so what older keys made still verifies after a
+    rotation."""
+    return as_ring(key).verify(dumps(payload).encode(), tag)

@@ -40,6 +40,11 @@ class Settings:
     signature_key: bytes | None = field(default=None, repr=False)  # None: from the key file
     signature_key_file: Path | None = None  # None: instance_dir / signature.key
     secret_key: str | None = field(default=None, repr=False)  # None: instance file
+    # keys by id (workflow/signatures/keys.py): a KMS hook, the Ed25519 anchor keys, and
+    # where signed checkpoints go (workflow/audit/checkpoints.py)
+    key_provider: str | None = None  # "module:factory"; None: the key files
+    anchor_key_file: Path | None = None  # None: instance_dir / anchor.key
+    checkpoint_dir: Path | None = None  # None: instance_dir / checkpoints
     # --- web
     cookie_secure: bool = False
     trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-* are believed
@@ -96,6 +101,16 @@ class Settings:
         """The key file used when ``QMS_SIGNATURE_KEY`` is not set."""
         return self.signature_key_file or self.instance_dir / "signature.key"
 
+    @property
+    def anchor_key_path(self) -> Path:
+        """The Ed25519 anchor key file (never the HMAC key file)."""
+        return self.anchor_key_file or self.instance_dir / "anchor.key"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """The append-only directory signed checkpoints are written to."""
+        return self.checkpoint_dir or self.instance_dir / "checkpoints"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Parse and validate every ``QMS_`` variable of ``environ`` (default: the process
@@ -111,6 +126,9 @@ class Settings:
             signature_key=env.hex_key("QMS_SIGNATURE_KEY"),
             signature_key_file=env.path("QMS_SIGNATURE_KEY_FILE"),
             secret_key=env.optional("QMS_SECRET_KEY"),
+            key_provider=env.hook("QMS_KEY_PROVIDER"),
+            anchor_key_file=env.path("QMS_ANCHOR_KEY_FILE"),
+            checkpoint_dir=env.path("QMS_CHECKPOINT_DIR"),
             cookie_secure=env.flag("QMS_COOKIE_SECURE", d.cookie_secure),
             trusted_proxies=env.whole("QMS_TRUSTED_PROXIES", d.trusted_proxies, "proxies"),
             api_rate_per_minute=env.whole("QMS_API_RATE_PER_MINUTE", d.api_rate_per_minute,
@@ -271,6 +289,17 @@ class _Reader:
         if value.strip() not in ("0", "1"):
             raise ConfigError(name, f"{name} must be 1 (on) or 0 (off), got {value!r}")
         return value.strip() == "1"
+
+    def hook(self, name: str) -> str | None:
+        """``module:factory`` (a callable to import), checked for its form only."""
+        value = self.optional(name)
+        if value is None:
+            return None
+        module, sep, attr = value.strip().partition(":")
+        if not sep or not module or not attr.isidentifier():
+            raise ConfigError(name, f"{name} must be module:factory (e.g. "
+                                    f"mycompany.qms_kms:provider), got {value!r}")
+        return value.strip()
 
     def hex_key(self, name: str) -> bytes | None:
         value = self.optional(name)

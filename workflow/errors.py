@@ -538,3 +538,26 @@ class PopulationFixed(WorkflowError):
     def __init__(self, field: str, message: str):
         self.field = field
         super().__init__(message)
+
+
+class KeyProblem(WorkflowError):
+    """A server key or anchor key cannot be had or used as asked: a malformed key file (file
+    and line named), an unknown key id, a rotation the key source cannot do (the key comes
+    from an environment variable). ``source`` names the file, variable or provider."""
+
+    code = "key_problem"
+
+    def __init__(self, source: str, message: str):
+        self.source = source
+        super().__init__(message)
+
+
+class CheckpointError(WorkflowError):
+    """A checkpoint or signed true copy cannot be used: missing, unreadable, not in the
+    expected format, or (when checked) not signed by the key given. ``path`` names it."""
+
+    code = "checkpoint_invalid"
+
+    def __init__(self, path: str, message: str):
+        self.path = path
+        super().__init__(message)

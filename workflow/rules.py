@@ -27,6 +27,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from workflow.db.models import Record, RoleGrant, Task, User
 from workflow.db.seals import seal_ok
+from workflow.keyring import Key
 from workflow.spec.model import TrainingCapability, WorkflowDefinition
 
 #: the outcome of a record closed as completed (final state ``outcome: done``)
@@ -83,7 +84,7 @@ def grant_active(grant: Any, at: datetime) -> bool:
             and (grant.expires_at is None or grant.expires_at > at))
 
 
-def grant_trusted(key: bytes, grant: Any) -> bool:
+def grant_trusted(key: Key, grant: Any) -> bool:
     """The grant row carries its seal (written by the command that granted or revoked it):
     a row inserted or edited with plain SQL is not honoured. ``grant``: a role_grants row
     with its sealed columns and seal."""

@@ -28,6 +28,9 @@ EVERY = {
     "QMS_SIGNATURE_KEY": KEY_HEX,
     "QMS_SIGNATURE_KEY_FILE": "/etc/qms/signature.key",
     "QMS_SECRET_KEY": "flask-secret",
+    "QMS_KEY_PROVIDER": "acme.kms:provider",
+    "QMS_ANCHOR_KEY_FILE": "/etc/qms/anchor.key",
+    "QMS_CHECKPOINT_DIR": "/mnt/worm/qms-checkpoints",
     "QMS_COOKIE_SECURE": "1",
     "QMS_TRUSTED_PROXIES": "1",
     "QMS_API_RATE_PER_MINUTE": "0",
@@ -74,7 +77,10 @@ def test_every_variable_is_parsed() -> None:
         database_url="postgresql+psycopg://qms@db/qms", instance_dir=Path("/srv/qms"),
         migration_database_url="postgresql+psycopg://qms_owner@db/qms", runtime_role="qms_app",
         signature_key=bytes.fromhex(KEY_HEX), signature_key_file=Path("/etc/qms/signature.key"),
-        secret_key="flask-secret", cookie_secure=True, trusted_proxies=1, api_rate_per_minute=0,
+        secret_key="flask-secret", key_provider="acme.kms:provider",
+        anchor_key_file=Path("/etc/qms/anchor.key"),
+        checkpoint_dir=Path("/mnt/worm/qms-checkpoints"), cookie_secure=True, trusted_proxies=1,
+        api_rate_per_minute=0,
         base_url="https://qms.example.com", password_min_length=14, password_history=8,
         password_max_age_days=0, lockout_threshold=3, lockout_mode="admin",
         lockout_base_minutes=5, lockout_max_minutes=60, login_rate_per_ip=100,
@@ -101,6 +107,8 @@ def test_defaults() -> None:
     assert s.database_url is None and s.signature_key is None and s.smtp_url is None
     assert s.instance_dir == REPO_ROOT / "instance"
     assert s.signature_key_path == REPO_ROOT / "instance" / "signature.key"
+    assert s.anchor_key_path == REPO_ROOT / "instance" / "anchor.key"
+    assert s.checkpoint_path == REPO_ROOT / "instance" / "checkpoints"
     assert (s.password_min_length, s.password_history, s.password_max_age_days) == (12, 5, 90)
     assert (s.lockout_threshold, s.session_idle_minutes, s.session_max_hours) == (5, 15, 12)
     assert s.totp_required_roles == ("qa", "admin")
@@ -151,6 +159,8 @@ BAD = [
     ("QMS_COOKIE_SECURE", "yes", "QMS_COOKIE_SECURE must be 1 (on) or 0 (off), got 'yes'"),
     ("QMS_SIGNATURE_KEY", "not-hex", "QMS_SIGNATURE_KEY must be hex"),
     ("QMS_SIGNATURE_KEY", "ab" * 16, "QMS_SIGNATURE_KEY must be at least 32 bytes"),
+    ("QMS_KEY_PROVIDER", "acme.kms", "QMS_KEY_PROVIDER must be module:factory"),
+    ("QMS_KEY_PROVIDER", "acme.kms:not a name", "QMS_KEY_PROVIDER must be module:factory"),
 ]
 
 

@@ -31,7 +31,8 @@ from workflow.audit.trail import (
     verify_chain,
 )
 from workflow.db.models import AuditEvent, Record, Signature
-from workflow.db.seals import mac_ok, record_seal
+from workflow.db.seals import mac_ok, record_seal_ok
+from workflow.keyring import Key, as_ring
 
 #: records per range (a range's events are sorted by the database: keep them in memory-size)
 RANGE = 2000
@@ -69,8 +70,9 @@ def ranges(conn: Connection, size: int = RANGE) -> list[tuple[int, int]]:
     return [(lo, min(lo + size, top + 1)) for lo in range(1, top + 1, size)]
 
 
-def verify_range(conn: Connection, key: bytes, lo: int, hi: int) -> Counts:
+def verify_range(conn: Connection, key: Key, lo: int, hi: int) -> Counts:
     """Verify the records with ids in [lo, hi) and every event filed under those ids."""
+    key = as_ring(key)
     out = Counts()
     recs = conn.execute(select(_records).where(_records.c.id >= lo, _records.c.id < hi)
                         .order_by(_records.c.id)).all()
@@ -129,7 +131,7 @@ def _orphans(record_id: int, evs: list[Any]) -> ChainProblem:
                         kind="record")
 
 
-def verify_record(rec: Any, evs: list[Any], sigs: dict[int, Any], key: bytes
+def verify_record(rec: Any, evs: list[Any], sigs: dict[int, Any], key: Key
                   ) -> list[ChainProblem]:
     """One record: its chain (events in seq order), then its replay, seal and signatures."""
     chain = record_chain(rec.id)
@@ -137,7 +139,7 @@ def verify_record(rec: Any, evs: list[Any], sigs: dict[int, Any], key: bytes
                                  row_payload))
     if not problems:
         problems = list(replay(rec, evs, sigs))
-    if rec.seal != record_seal(key, rec):
+    if not record_seal_ok(key, rec):
         problems.append(ChainProblem(
             chain, None, None,
             f"{rec.number}: the record row does not match its seal: it was changed "

@@ -42,6 +42,7 @@ from workflow.db.models import (
 )
 from workflow.db.seals import seal_ok, where
 from workflow.errors import DefinitionTampered
+from workflow.keyring import Key
 from workflow.spec.load import published
 
 _events = AuditEvent.__table__
@@ -62,7 +63,7 @@ REPLAYED = ("user_created", "user_deactivated", "role_granted", "role_revoked",
 # --------------------------------------------------------------------------- system chains
 
 
-def system_chains(conn: Connection, key: bytes, replayed: list[Any]) -> Iterator[Any]:
+def system_chains(conn: Connection, key: Key, replayed: list[Any]) -> Iterator[Any]:
     """Verify every non-record chain and its head's seal; yields (chains, events) counts
     as a tuple first, then problems. The events the security tables are replayed from are
     appended to ``replayed``."""
@@ -110,7 +111,7 @@ def _rows(conn: Connection, model: Any) -> list[Any]:
     return list(conn.execute(select(t).order_by(t.c.id)))
 
 
-def seals(key: bytes, tables: dict[str, list[Any]]) -> Iterator[ChainProblem]:
+def seals(key: Key, tables: dict[str, list[Any]]) -> Iterator[ChainProblem]:
     """Every row of users, role_grants and api_tokens matches its seal."""
     for table, rows in tables.items():
         for row in rows:

@@ -43,6 +43,7 @@ from workflow.db import roles
 from workflow.db.models import AuditChain, AuditEvent, JobRun
 from workflow.db.seals import seal_unsealed
 from workflow.db.uow import UnitOfWork, Units
+from workflow.keyring import Key
 
 #: the JobRun.job name under which integrity verification results are stored
 VERIFY_JOB = "verify_audit"
@@ -52,7 +53,7 @@ PARALLEL_FROM = 200_000
 #: at most this many problems are kept with a stored result (all are in the report)
 STORED_PROBLEMS = 50
 
-Check = Callable[[Connection, bytes], Iterable[ChainProblem]]
+Check = Callable[[Connection, Any], Iterable[ChainProblem]]
 #: ``progress(events_checked, events_total)``, called as verification goes on
 Progress = Callable[[int, int], None]
 _CHECKS: list[Check] = []
@@ -66,7 +67,7 @@ def add_check(check: Check) -> None:
         _CHECKS.append(check)
 
 
-def runtime_role(conn: Connection, key: bytes) -> Iterable[ChainProblem]:
+def runtime_role(conn: Connection, key: Key) -> Iterable[ChainProblem]:
     """PostgreSQL: the role the application runs as (``current_user``) must not be able to
     change, delete or truncate the append-only tables or drop their triggers (a superuser,
     the schema's or a table's owner, or such privileges); :mod:`workflow.db.roles`.
@@ -80,7 +81,7 @@ def runtime_role(conn: Connection, key: bytes) -> Iterable[ChainProblem]:
                            "docs/operations.md, `qms db check-roles`)", kind="protection")
 
 
-def protections(conn: Connection, key: bytes) -> Iterable[ChainProblem]:
+def protections(conn: Connection, key: Key) -> Iterable[ChainProblem]:
     """The protections verify-audit itself relies on: the append-only triggers, then every
     check registered with :func:`add_check`."""
     yield from checks.triggers(conn)
@@ -88,7 +89,7 @@ def protections(conn: Connection, key: bytes) -> Iterable[ChainProblem]:
         yield from check(conn, key)
 
 
-def verify(session: Session, key: bytes, *, workers: int = 1,
+def verify(session: Session, key: Key, *, workers: int = 1,
            url: str | None = None, progress: Progress | None = None) -> VerifyReport:
     """Verify everything (see the module's docstring) in ``session``'s transaction, or, with
     ``workers`` > 1 and the database ``url``, the record chains in that many processes (each
@@ -162,18 +163,18 @@ def _misfiled(conn: Connection) -> Iterable[ChainProblem]:
 _worker_units: UnitOfWork | None = None
 
 
-def _worker_init(url: str, key: bytes) -> None:
+def _worker_init(url: str, key: Key) -> None:
     global _worker_units
     _worker_units = UnitOfWork(db.make_sessionmaker(db.make_engine(url)), key)
 
 
-def _worker_range(key: bytes, lo: int, hi: int) -> Counts:
+def _worker_range(key: Key, lo: int, hi: int) -> Counts:
     assert _worker_units is not None
     with _worker_units.read() as session:  # one read transaction per range
         return verify_range(session.connection(), key, lo, hi)
 
 
-def _in_workers(url: str, key: bytes, parts: list[tuple[int, int]], workers: int
+def _in_workers(url: str, key: Key, parts: list[tuple[int, int]], workers: int
                 ) -> Iterable[Counts]:
     """The ranges verified by ``workers`` processes; results in range order (so problems
     come first one first)."""

@@ -18,9 +18,10 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from workflow import canonical
-from workflow.canonical import keyed_hash
+from workflow.canonical import keyed_hash, keyed_ok
 from workflow.db.models import AuditChain, AuditEvent, Record, User
 from workflow.db.uow import attributed, session_key
+from workflow.keyring import Key
 
 GENESIS = "0" * 64
 #: who may read the system audit trail (logins, grants, definitions, exports)
@@ -71,9 +72,17 @@ def event_payload(ev: Any) -> dict[str, Any]:
     }
 
 
-def compute_hash(ev: Any, key: bytes,
+def compute_hash(ev: Any, key: Key,
                  payload: Callable[[Any], dict[str, Any]] = event_payload) -> str:
+    """The event's hash under the current server key (``<key id>:<base64url>``)."""
     return keyed_hash(key, payload(ev))
+
+
+def hash_ok(ev: Any, key: Key,
+            payload: Callable[[Any], dict[str, Any]] = event_payload) -> bool:
+    """Whether the event's stored hash verifies under the key it names (events written
+    before a key rotation keep verifying)."""
+    return keyed_ok(key, payload(ev), ev.hash)
 
 
 def _plain(changes: dict[str, Any] | None) -> dict[str, Any]:
@@ -240,7 +249,7 @@ class VerifyReport:
 
 
 def verify_chain(chain: str, events: list[Any], head_seq: int, head_hash: str,
-                 key: bytes, payload: Callable[[Any], dict[str, Any]] = event_payload
+                 key: Key, payload: Callable[[Any], dict[str, Any]] = event_payload
                  ) -> Iterator[ChainProblem]:
     """Check one chain's events (ordered by seq) against its stored head. ``payload``:
     :func:`row_payload` for Core rows selected with :data:`EVENT_COLUMNS`."""
@@ -255,7 +264,7 @@ def verify_chain(chain: str, events: list[Any], head_seq: int, head_hash: str,
             yield ChainProblem(chain, ev.seq, ev.id,
                                "does not link to the previous event (inserted or reordered)")
             return
-        if compute_hash(ev, key, payload) != ev.hash:
+        if not hash_ok(ev, key, payload):
             yield ChainProblem(chain, ev.seq, ev.id,
                                "content does not match its hash (the row was altered)")
             return

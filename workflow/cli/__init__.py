@@ -19,6 +19,7 @@ from workflow.cli.common import CliError
 from workflow.cli.db import db_group, init, stats
 from workflow.cli.definitions import definitions_group
 from workflow.cli.jobs import jobs_group, notifications_group, scheduler, timers_group
+from workflow.cli.keys import keys_group
 from workflow.cli.records import records_group
 from workflow.cli.tokens import tokens_group
 from workflow.cli.users import users_group
@@ -46,5 +47,6 @@ for command in (db_group, init, stats, definitions_group, verify_audit, export, 
                 tokens_group, records_group, timers_group, scheduler, jobs_group,
                 notifications_group, validation_report):
     main.add_command(command)
+main.add_command(keys_group)  # docs/keys.md
 
 __all__ = ["main"]

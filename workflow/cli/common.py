@@ -37,7 +37,10 @@ def safe_url(dbe: DBEngine) -> str:
 
 def checked_engine(*, check_schema: bool = True) -> tuple[Engine, DBEngine]:
     """The engine; unless initialising, refuse clearly when the schema is missing or old."""
-    engine, dbe = open_engine()
+    try:
+        engine, dbe = open_engine()
+    except WorkflowError as exc:  # a malformed key file, a key provider that fails...
+        raise CliError(str(exc)) from None
     if check_schema:
         try:
             current = db.current_revision(dbe)

@@ -15,7 +15,6 @@ rather than sealed again: a legitimate change never launders a forged row.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,10 +22,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from workflow.canonical import keyed_hash
+from workflow.canonical import keyed_hash, keyed_ok
 from workflow.db.models import ApiToken, AuditChain, RoleGrant, Signature, SigningEnablement, User
 from workflow.db.uow import session_key
 from workflow.errors import TamperedData
+from workflow.keyring import Key
 
 #: the record columns a seal covers: everything that says what the record is and holds
 SEALED = ("id", "number", "workflow_key", "definition_id", "definition_hash", "title", "state",
@@ -34,10 +34,17 @@ SEALED = ("id", "number", "workflow_key", "definition_id", "definition_hash", "t
           "outcome", "due_original", "due_current", "audit_seq", "audit_head")
 
 
-def record_seal(key: bytes, rec: Any) -> str:
+def record_seal(key: Key, rec: Any) -> str:
     """The record row's seal: a keyed hash over its sealed columns (verify-audit checks it,
     so a row edited with plain SQL is named)."""
     return keyed_hash(key, {k: getattr(rec, k) for k in SEALED})
+
+
+def record_seal_ok(key: Key, rec: Any, seal: str | None = None) -> bool:
+    """Whether the record row matches its seal (``seal``, default its stored one) under the
+    key the seal names."""
+    return keyed_ok(key, {k: getattr(rec, k) for k in SEALED},
+                    rec.seal if seal is None else seal)
 
 
 def mac_payload(sig: Signature, record_number: str) -> dict[str, Any]:
@@ -58,13 +65,15 @@ def mac_payload(sig: Signature, record_number: str) -> dict[str, Any]:
     }
 
 
-def compute_mac(key: bytes, sig: Signature, record_number: str) -> str:
+def compute_mac(key: Key, sig: Signature, record_number: str) -> str:
     """The signature's MAC: its fields, the record's number and the content hash it signed."""
     return keyed_hash(key, mac_payload(sig, record_number))
 
 
-def mac_ok(key: bytes, sig: Signature, record_number: str) -> bool:
-    return hmac.compare_digest(compute_mac(key, sig, record_number), sig.mac)
+def mac_ok(key: Key, sig: Signature, record_number: str) -> bool:
+    """Whether the signature's MAC verifies under the key it names (so signatures given
+    before a key rotation stay verifiable)."""
+    return keyed_ok(key, mac_payload(sig, record_number), sig.mac)
 
 
 # --------------------------------------------------------------------------- security rows
@@ -114,7 +123,7 @@ _MODELS: dict[type[Any], str] = {User: "users", RoleGrant: "role_grants",
                                  SigningEnablement: "signing_enablements"}
 
 
-def row_seal(key: bytes, table: str, row: Any) -> str:
+def row_seal(key: Key, table: str, row: Any) -> str:
     """The seal of a row of a sealed table (an ORM object or a Core row): a keyed hash over
     the table's name and its sealed columns."""
     return keyed_hash(key, {"table": table, **_payload(table, row)})
@@ -124,7 +133,7 @@ _verified: dict[tuple[Any, ...], bool] = {}
 _CACHE_MAX = 20_000
 
 
-def seal_ok(key: bytes, table: str, row: Any) -> bool:
+def seal_ok(key: Key, table: str, row: Any) -> bool:
     """Whether ``row`` matches its stored seal (an empty seal never does). Results are
     remembered per (key, values, seal): the engine's hot path checks the same grants again
     and again."""
@@ -139,7 +148,8 @@ def seal_ok(key: bytes, table: str, row: Any) -> bool:
         hit = None
     if hit is not None:
         return hit
-    ok = hmac.compare_digest(row_seal(key, table, row), seal)
+    ok = keyed_ok(key, {"table": table, **{c: getattr(row, c) for c in SEALED_COLUMNS[table]}},
+                  seal)
     if len(_verified) >= _CACHE_MAX:
         _verified.clear()
     _verified[memo] = ok

@@ -22,6 +22,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 from workflow.db.engines import WRITE
+from workflow.keyring import Key, KeyRing, as_ring
 
 #: where a write unit puts the server key on its session, for keyed hashes
 KEY = "qms_key"
@@ -36,13 +37,13 @@ ATTRIBUTION = "qms_attribution"
 Hook = Callable[[Session], None]
 
 
-def session_key(session: Session) -> bytes:
-    """The server key of the write unit ``session`` belongs to."""
+def session_key(session: Session) -> KeyRing:
+    """The server keys of the write unit ``session`` belongs to (the current one writes)."""
     key = session.info.get(KEY)
     if not key:
         # fail closed: an audit event or a seal must never be written unkeyed
         raise RuntimeError("audit events are written only inside a write unit (UnitOfWork.write)")
-    return bytes(key)
+    return as_ring(key)
 
 
 def attributed(session: Session, reason: str | None) -> str | None:
@@ -54,14 +55,14 @@ def attributed(session: Session, reason: str | None) -> str | None:
     return f"{reason} [{extra}]" if reason else f"[{extra}]"
 
 
-def check_key(session: Session) -> bytes:
-    """The server key to check seals with, in a write or a read unit's session."""
+def check_key(session: Session) -> KeyRing:
+    """The server keys to check seals with, in a write or a read unit's session."""
     key = session.info.get(KEY) or session.info.get(CHECK_KEY)
     if not key:
         # fail closed: no seal is trusted unchecked
         raise RuntimeError("seals are checked only in a unit of work's session "
                            "(UnitOfWork.write or read)")
-    return bytes(key)
+    return as_ring(key)
 
 
 class Units(Protocol):
@@ -70,7 +71,7 @@ class Units(Protocol):
     layers pointing one way (identity never imports the engine)."""
 
     @property
-    def signing_key(self) -> bytes: ...
+    def signing_key(self) -> KeyRing: ...
 
     def unit(self) -> AbstractContextManager[Session]: ...
 
@@ -83,18 +84,20 @@ class UnitOfWork:
     Args:
         sessions: a sessionmaker whose configuration (bind, join mode...) is copied; the
             hooks are registered on the copy only.
-        key: the server key (kept outside the database) for audit hashes and record seals.
+        key: the server keys (kept outside the database) for audit hashes and record seals:
+            a :class:`~workflow.keyring.KeyRing` (the current key writes, every key checks)
+            or one raw key (the legacy key ``k1``).
         before_write: hooks run, in this order, before every flush and before commit.
         on_rollback: hooks run after a rollback (they forget what was queued).
         after_flush: hooks run after each flush, before its objects leave ``session.new``
             (the seals of rows that got their id from the database).
     """
 
-    def __init__(self, sessions: sessionmaker[Session], key: bytes, *,
+    def __init__(self, sessions: sessionmaker[Session], key: Key, *,
                  before_write: Sequence[Hook] = (), on_rollback: Sequence[Hook] = (),
                  after_flush: Sequence[Hook] = ()) -> None:
         self.sessions: sessionmaker[Session] = sessionmaker(class_=sessions.class_, **sessions.kw)
-        self.key = key
+        self.key = as_ring(key)
         self.before_write = tuple(before_write)
         self.on_rollback = tuple(on_rollback)
         self.after_flush = tuple(after_flush)

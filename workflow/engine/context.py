@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from workflow.db.models import Record, User
 from workflow.identity import users as identity
+from workflow.keyring import KeyRing
 from workflow.registry import Registry
 from workflow.signatures.mac import CredentialVerifier
 from workflow.spec.machine import Compiled
@@ -58,7 +59,7 @@ class Ctx:
     now: datetime
     registry: Registry
     verifier: CredentialVerifier
-    signing_key: bytes
+    signing_key: KeyRing
     system_name: str
     actions: Mapping[str, ActionKind]
     spawn: Spawn

@@ -40,6 +40,7 @@ from workflow.errors import (
     WorkflowError,
 )
 from workflow.identity import users as identity
+from workflow.keyring import Key, KeyRing, as_ring
 from workflow.registry import Registry
 from workflow.signatures.mac import CredentialVerifier, VouchingVerifier
 from workflow.spec.model import TransitionSpec, WorkflowDefinition
@@ -47,7 +48,7 @@ from workflow.spec.model import TransitionSpec, WorkflowDefinition
 log = logging.getLogger(__name__)
 
 
-def unit_of_work(sessions: sessionmaker[Session], signing_key: bytes) -> UnitOfWork:
+def unit_of_work(sessions: sessionmaker[Session], signing_key: Key) -> UnitOfWork:
     """The engine's unit of work: queued audit events are inserted first, then the changed
     record rows are written back (sealed over their final audit head), then the changed rows
     of the security tables (users, grants, tokens, chain heads) are sealed; rows inserted
@@ -75,7 +76,7 @@ class Engine:
     def __init__(
         self,
         sessions: sessionmaker[Session] | UnitOfWork,
-        signing_key: bytes,
+        signing_key: Key,
         verifier: CredentialVerifier | None = None,
         registry: Registry | None = None,
         system_name: str | None = None,
@@ -86,7 +87,8 @@ class Engine:
         #: how this QMS is named in access reviews (QMS_SYSTEM_NAME); its own grants are
         #: revoked by revoke_grants actions of reviews of this system
         self.system_name = system_name or config.settings().system_name
-        self.signing_key = signing_key
+        #: the server keys by id (workflow/keyring.py): the current one signs, all verify
+        self.signing_key: KeyRing = as_ring(signing_key)
         self.verifier: CredentialVerifier = verifier or VouchingVerifier()
         self.registry = registry or Registry()
         self.actions: dict[str, ActionKind] = {**actions_builtin(), **(actions or {})}

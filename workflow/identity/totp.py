@@ -8,7 +8,6 @@ Functions taking a ``session`` only flush; those taking an ``engine`` run their 
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from workflow.errors import SecondFactorFailed, WorkflowError
 from workflow.identity import tokens as api_tokens
 from workflow.identity import users as identity
 from workflow.identity.policy import Policy
+from workflow.keyring import LEGACY_ID, Key, as_ring
 
 # --------------------------------------------------------------------------- secrets
 
@@ -37,20 +37,43 @@ def _totp_key(server_key: bytes) -> bytes:
                 info=b"qms totp secret v1").derive(server_key)
 
 
-def _encrypt(server_key: bytes, secret: str) -> str:
+def _encrypt(server_key: Key, secret: str) -> str:
+    """The secret encrypted (AES-GCM) under a key derived from the current server key, tagged
+    with that key's id: ``v2:<key id>:<base64>`` (so it still decrypts after a rotation)."""
+    ring = as_ring(server_key)
     nonce = secrets.token_bytes(12)
-    ct = AESGCM(_totp_key(server_key)).encrypt(nonce, secret.encode(), b"totp")
-    return "v1:" + base64.b64encode(nonce + ct).decode()
+    ct = AESGCM(_totp_key(ring.current_key)).encrypt(nonce, secret.encode(), b"totp")
+    return f"v2:{ring.current_id}:" + base64.b64encode(nonce + ct).decode()
 
 
-def _decrypt(server_key: bytes, blob: str) -> str:
-    raw = base64.b64decode(blob.removeprefix("v1:"))
-    return AESGCM(_totp_key(server_key)).decrypt(raw[:12], raw[12:], b"totp").decode()
+def _decrypt(server_key: Key, blob: str) -> str:
+    """Decrypt with the key the blob names (``v1:``, written before key ids: ``k1``)."""
+    ring = as_ring(server_key)
+    if blob.startswith("v2:"):
+        key_id, _, body = blob[3:].partition(":")
+    else:
+        key_id, body = LEGACY_ID, blob.removeprefix("v1:")
+    key = ring.key(key_id)
+    if key is None:
+        raise SecondFactorFailed(f"The authenticator secret was encrypted with server key "
+                                 f"{key_id}, which this server does not hold; an administrator "
+                                 "must reset the authenticator.")
+    raw = base64.b64decode(body)
+    return AESGCM(_totp_key(key)).decrypt(raw[:12], raw[12:], b"totp").decode()
 
 
-def _recovery_hash(server_key: bytes, code: str) -> str:
-    norm = code.replace("-", "").replace(" ", "").lower()
-    return hmac.new(server_key, b"recovery:" + norm.encode(), hashlib.sha256).hexdigest()
+def _norm_code(code: str) -> bytes:
+    return b"recovery:" + code.replace("-", "").replace(" ", "").lower().encode()
+
+
+def _recovery_hash(server_key: Key, code: str) -> str:
+    """A recovery code's keyed hash under the current server key (id-tagged)."""
+    return as_ring(server_key).sign(_norm_code(code))
+
+
+def _recovery_candidates(server_key: Key, code: str) -> list[str]:
+    """Every keyed hash a recovery code may be stored under (each held key, legacy hex)."""
+    return as_ring(server_key).candidates(_norm_code(code))
 
 
 # --------------------------------------------------------------------------- checks
@@ -64,7 +87,7 @@ def totp_enrolled(user: User) -> bool:
     return user.totp_enabled_at is not None and user.totp_secret is not None
 
 
-def check_second_factor(session: Session, user: User, code: str | None, server_key: bytes) -> str:
+def check_second_factor(session: Session, user: User, code: str | None, server_key: Key) -> str:
     """Accept a current TOTP code (once: replays within its window are refused) or an unused
     recovery code. Returns "totp" or "recovery"; raises SecondFactorFailed.
 
@@ -87,12 +110,12 @@ def check_second_factor(session: Session, user: User, code: str | None, server_k
                 user.totp_last_step = step + offset
                 return "totp"
         raise SecondFactorFailed()
-    digest = _recovery_hash(server_key, code)
     # one conditional UPDATE: of parallel requests with one code, exactly one changes the row
     # (the others find it used), whatever the isolation level (issue 14 item 3)
     spent = session.execute(
         update(RecoveryCode.__table__)
-        .where(RecoveryCode.user_id == user.id, RecoveryCode.code_hash == digest,
+        .where(RecoveryCode.user_id == user.id,
+               RecoveryCode.code_hash.in_(_recovery_candidates(server_key, code)),
                RecoveryCode.used_at.is_(None))
         .values(used_at=clock.now()))
     if spent.rowcount != 1:  # type: ignore[attr-defined]

@@ -18,13 +18,14 @@ from sqlalchemy.orm import Session
 from workflow import canonical, clock
 from workflow.audit import trail as audit
 from workflow.audit.trail import event_payload
-from workflow.canonical import keyed_hash
+from workflow.canonical import keyed_ok
 from workflow.db.models import DefinitionVersion, Record, User
-from workflow.db.seals import SEALED, record_seal
+from workflow.db.seals import SEALED, record_seal_ok
 from workflow.engine import content
 from workflow.engine.core import Engine
 from workflow.errors import RecordNotFound
 from workflow.identity import users as identity
+from workflow.keyring import Key
 from workflow.queries import records
 from workflow.registry import Registry
 
@@ -101,7 +102,7 @@ def record_copy(session: Session, registry: Registry, rec: Record) -> dict[str, 
     }
 
 
-def check_copy(doc: dict[str, Any], key: bytes) -> list[str]:
+def check_copy(doc: dict[str, Any], key: Key) -> list[str]:
     """Problems found re-checking a copy with the server key (empty: the copy is intact)."""
     problems = []
     prev = audit.GENESIS
@@ -110,7 +111,7 @@ def check_copy(doc: dict[str, Any], key: bytes) -> list[str]:
         payload = {k: v for k, v in ev.items() if k != "hash"}
         if ev.get("seq") != i or ev.get("prev_hash") != prev:
             problems.append(f"audit event #{i}: out of sequence or not linked")
-        if keyed_hash(key, payload) != ev.get("hash"):
+        if not keyed_ok(key, payload, ev.get("hash")):
             problems.append(f"audit event #{ev.get('seq')}: content does not match its hash")
         prev = ev.get("hash")
     integ = doc.get("integrity", {})
@@ -123,7 +124,7 @@ def check_copy(doc: dict[str, Any], key: bytes) -> list[str]:
             self.__dict__.update(values)
 
     sealed = integ.get("sealed", {})
-    if record_seal(key, _Row(sealed)) != integ.get("seal"):
+    if not record_seal_ok(key, _Row(sealed), integ.get("seal")):
         problems.append("the record's sealed columns do not match its seal")
     data = {f["name"]: f["value"] for f in doc.get("fields", [])}
     if sealed.get("data") != data:

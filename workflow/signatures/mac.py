@@ -14,8 +14,6 @@ so a signature row copied to another record or edited no longer verifies.
 from __future__ import annotations
 
 import logging
-import os
-import secrets
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,6 +23,8 @@ from sqlalchemy.orm import Session
 from workflow import config
 from workflow.db.models import User
 from workflow.errors import InactiveUser, SignatureRejected
+from workflow.keyring import KeyRing
+from workflow.signatures.keys import key_provider
 
 log = logging.getLogger(__name__)
 
@@ -77,20 +77,10 @@ class VouchingVerifier:
 # --------------------------------------------------------------------------- key and MAC
 
 
-def load_signing_key(settings: config.Settings | None = None) -> bytes:
-    """The server key for signature MACs, from QMS_SIGNATURE_KEY (hex) or a key file.
-
-    The file (QMS_SIGNATURE_KEY_FILE, default instance/signature.key) is created with a
-    random key on first use; it must be backed up with, but stored apart from, the database.
-    """
-    s = settings if settings is not None else config.settings()
-    if s.signature_key is not None:  # hex and length checked by Settings
-        return s.signature_key
-    path = s.signature_key_path
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
-        log.warning("created a new signature key at %s: back it up apart from the database", path)
-    return bytes.fromhex(path.read_text().strip())
+def load_signing_key(settings: config.Settings | None = None) -> KeyRing:
+    """The server keys by id for signature MACs, audit hashes and seals, from the key provider
+    (workflow/signatures/keys.py): QMS_SIGNATURE_KEY (hex, the key ``k1``), the key file
+    (QMS_SIGNATURE_KEY_FILE, default instance/signature.key, created with a random key on
+    first use) or the provider QMS_KEY_PROVIDER names. The keys must be backed up with, but
+    stored apart from, the database."""
+    return key_provider(settings).hmac_keys()

@@ -30,6 +30,7 @@ from workflow.identity.passwords import password_expired, password_matches
 from workflow.identity.policy import Policy
 from workflow.identity.sessions import live_session
 from workflow.identity.totp import check_second_factor, totp_enrolled, totp_required
+from workflow.keyring import Key
 from workflow.signatures.mac import VerifiedSigner, VouchedSignature
 
 
@@ -58,7 +59,7 @@ class PasswordSignature:
 class Part11Verifier:
     """The engine's credential verifier for 21 CFR Part 11 §11.200 / Annex 11 §14."""
 
-    def __init__(self, server_key: bytes, policy: Policy | None = None,
+    def __init__(self, server_key: Key, policy: Policy | None = None,
                  allow_vouched: bool = False) -> None:
         self.server_key = server_key
         self.policy = policy or Policy.from_settings()

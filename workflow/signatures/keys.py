@@ -1,0 +1,225 @@
+"""Where the keys come from, and how they rotate (21 CFR 11.10(c)/(d), EU GMP Annex 11 §7,
+§12; R-SEC-11, R-SEC-12, R-SEC-13).
+
+Two kinds of key, never the same:
+
+* the **HMAC server keys** (:class:`~workflow.keyring.KeyRing`): audit event hashes, record
+  and row seals, signature MACs, recovery codes and (derived) the TOTP secret encryption.
+  Secret; kept outside the database; never logged.
+* the **anchor keys** (:class:`~workflow.keyring.AnchorKeys`, Ed25519): sign checkpoints and
+  true copies, which an inspector verifies with the public half alone.
+
+A :class:`KeyProvider` hands out both and rotates them. :class:`FileKeyProvider` (the
+default) reads the settings:
+
+* HMAC: ``QMS_SIGNATURE_KEY`` (hex; the key ``k1``), else the key file
+  (``QMS_SIGNATURE_KEY_FILE``, default ``instance/signature.key``). The file holds either one
+  hex key (the key ``k1``, as written before key ids) or one ``<id> <hex>`` line per key, the
+  current key last. Created with a random key on first use.
+* anchor: the file ``QMS_ANCHOR_KEY_FILE`` (default ``instance/anchor.key``), one
+  ``<id> <hex Ed25519 seed>`` line per key (``a1``, ``a2``...), the current key last.
+  Created on first use.
+
+Rotation appends a new key (``k2``, ``a2``...) as the new current key; older keys stay, so
+whatever they made still verifies. Files are replaced atomically and are readable by their
+owner only (0600).
+
+A KMS or HSM plugs in with ``QMS_KEY_PROVIDER=module:factory``: ``factory(settings)``
+returns an object with the three methods of :class:`KeyProvider`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Protocol
+
+from workflow import config
+from workflow.errors import KeyProblem
+from workflow.keyring import LEGACY_ID, AnchorKeys, KeyRing, next_id, valid_id
+
+log = logging.getLogger(__name__)
+
+KINDS = ("hmac", "anchor")
+
+
+class KeyProvider(Protocol):
+    """Hands out the HMAC server keys and the Ed25519 anchor keys, and rotates them."""
+
+    def hmac_keys(self) -> KeyRing:
+        """Every HMAC key by id, the current one to write with."""
+        ...
+
+    def anchor_keys(self) -> AnchorKeys:
+        """Every Ed25519 anchor key by id, the current one to sign with."""
+        ...
+
+    def rotate(self, kind: str) -> str:
+        """Start a new current key of ``kind`` ("hmac" or "anchor"); return its id. Older
+        keys stay available for verification."""
+        ...
+
+
+# --------------------------------------------------------------------------- key files
+
+
+def _read_lines(path: Path, what: str) -> list[tuple[int, list[str]]]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise KeyProblem(str(path), f"cannot read the {what} file {path}: {exc.strerror or exc}") from None
+    return [
+        (n, line.split())
+        for n, line in enumerate(text.splitlines(), start=1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def _hex(path: Path, line: int, value: str, size: int | None = None) -> bytes:
+    # the message names the file and line, never the value
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise KeyProblem(str(path), f"{path} line {line}: the key is not hex") from None
+    if size is not None and len(raw) != size:
+        raise KeyProblem(
+            str(path), f"{path} line {line}: the key must be {size} bytes ({size * 2} hex digits)"
+        )
+    if size is None and len(raw) < 32:
+        raise KeyProblem(str(path), f"{path} line {line}: the key must be at least 32 bytes")
+    return raw
+
+
+def _parse(path: Path, what: str, size: int | None) -> dict[str, bytes]:
+    """``<id> <hex>`` lines, oldest first (one bare hex line: the legacy key ``k1``)."""
+    lines = _read_lines(path, what)
+    if len(lines) == 1 and len(lines[0][1]) == 1:
+        n, (value,) = lines[0]
+        return {LEGACY_ID: _hex(path, n, value, size)}
+    keys: dict[str, bytes] = {}
+    for n, parts in lines:
+        if len(parts) != 2:
+            raise KeyProblem(str(path), f"{path} line {n}: expected `<key id> <hex key>`")
+        key_id, value = parts
+        if not valid_id(key_id):
+            raise KeyProblem(
+                str(path),
+                f"{path} line {n}: {key_id!r} is not a key id "
+                "(1-16 of a-z, 0-9, '-', starting with a letter)",
+            )
+        if key_id in keys:
+            raise KeyProblem(str(path), f"{path} line {n}: key id {key_id} appears twice")
+        keys[key_id] = _hex(path, n, value, size)
+    if not keys:
+        raise KeyProblem(str(path), f"the {what} file {path} holds no key")
+    return keys
+
+
+def _write(path: Path, keys: dict[str, bytes], header: str) -> None:
+    """Replace ``path`` atomically with one ``<id> <hex>`` line per key (owner-only)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(
+                f"# {header}\n# one `<key id> <hex>` line per key, the current key last; "
+                "never delete a line\n"
+            )
+            for key_id, key in keys.items():
+                fh.write(f"{key_id} {key.hex()}\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _create(path: Path, key_id: str, key: bytes, header: str, what: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it meanwhile: use theirs
+        return
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"# {header}\n{key_id} {key.hex()}\n")
+    log.warning("created a new %s at %s: back it up apart from the database", what, path)
+
+
+class FileKeyProvider:
+    """Keys from the settings: the environment or the key files (see the module's doc)."""
+
+    HMAC_HEADER = "QMS HMAC server keys (QMS_SIGNATURE_KEY_FILE): secret"
+    ANCHOR_HEADER = "QMS Ed25519 anchor keys (QMS_ANCHOR_KEY_FILE): secret seeds"
+
+    def __init__(self, settings: config.Settings):
+        self.settings = settings
+
+    def hmac_keys(self) -> KeyRing:
+        s = self.settings
+        if s.signature_key is not None:  # hex and length checked by Settings
+            return KeyRing.single(s.signature_key)
+        path = s.signature_key_path
+        if not path.exists():
+            _create(path, LEGACY_ID, secrets.token_bytes(32), self.HMAC_HEADER, "signature key")
+        keys = _parse(path, "signature key", None)
+        return KeyRing(keys, list(keys)[-1])
+
+    def anchor_keys(self) -> AnchorKeys:
+        path = self.settings.anchor_key_path
+        if not path.exists():
+            _create(path, "a1", secrets.token_bytes(32), self.ANCHOR_HEADER, "anchor key")
+        seeds = _parse(path, "anchor key", 32)
+        return AnchorKeys.from_seeds(seeds, list(seeds)[-1])
+
+    def rotate(self, kind: str) -> str:
+        if kind == "hmac":
+            if self.settings.signature_key is not None:
+                raise KeyProblem(
+                    "QMS_SIGNATURE_KEY",
+                    "the HMAC key comes from QMS_SIGNATURE_KEY, which this command "
+                    "cannot change: move the key into a key file "
+                    "(QMS_SIGNATURE_KEY_FILE, as `k1 <hex>`) or use a key provider "
+                    "(QMS_KEY_PROVIDER), then rotate",
+                )
+            ring = self.hmac_keys()
+            new = next_id(ring.ids, "k")
+            keys = {k: ring.key(k) or b"" for k in ring.ids}
+            _write(self.settings.signature_key_path, {**keys, new: secrets.token_bytes(32)}, self.HMAC_HEADER)
+            return new
+        if kind == "anchor":
+            path = self.settings.anchor_key_path
+            self.anchor_keys()  # created if missing
+            seeds = _parse(path, "anchor key", 32)
+            new = next_id(seeds, "a")
+            _write(path, {**seeds, new: secrets.token_bytes(32)}, self.ANCHOR_HEADER)
+            return new
+        raise KeyProblem(kind, f"unknown kind of key {kind!r}: hmac or anchor")
+
+
+# --------------------------------------------------------------------------- the provider
+
+
+def key_provider(settings: config.Settings | None = None) -> KeyProvider:
+    """The provider the settings name (``QMS_KEY_PROVIDER``), else :class:`FileKeyProvider`."""
+    s = settings if settings is not None else config.settings()
+    if not s.key_provider:
+        return FileKeyProvider(s)
+    module, _, attr = s.key_provider.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise KeyProblem(
+            "QMS_KEY_PROVIDER", f"QMS_KEY_PROVIDER {s.key_provider!r} cannot be loaded: {exc}"
+        ) from None
+    provider = factory(s)
+    missing = [m for m in ("hmac_keys", "anchor_keys", "rotate") if not hasattr(provider, m)]
+    if missing:
+        raise KeyProblem(
+            "QMS_KEY_PROVIDER", f"the key provider {s.key_provider!r} lacks {', '.join(missing)}"
+        )
+    return provider
