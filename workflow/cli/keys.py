@@ -7,11 +7,9 @@ from pathlib import Path
 
 import click
 
-from workflow import clock, config
-from workflow.audit import trail as audit
+from workflow import config
 from workflow.cli.common import checked_engine, cli_reason, friendly
-from workflow.identity.users import system_user
-from workflow.signatures.keys import KINDS, key_provider
+from workflow.signatures.keys import KINDS, key_provider, record_rotation
 
 
 @click.group("keys")
@@ -53,15 +51,7 @@ def keys_rotate(kind: str, reason: str) -> None:
     new = key_provider().rotate(kind)
     config.reset()
     engine, _ = checked_engine()  # the keys as they are now: the event carries the new id
-    with engine.unit() as session:
-        audit.system_event(
-            session,
-            at=clock.now(),
-            actor=system_user(session),
-            action="key_rotated",
-            changes={"kind": kind, "key_id": new},
-            reason=why,
-        )
+    record_rotation(engine, kind, new, why)
     click.echo(
         f"{kind}: new current key {new}; older keys stay for verification. Restart the "
         "web server and the scheduler so they use it."

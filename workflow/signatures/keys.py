@@ -37,8 +37,11 @@ import secrets
 from pathlib import Path
 from typing import Protocol
 
-from workflow import config
+from workflow import clock, config
+from workflow.audit import trail as audit
+from workflow.db.uow import Units
 from workflow.errors import KeyProblem
+from workflow.identity.users import system_user
 from workflow.keyring import LEGACY_ID, AnchorKeys, KeyRing, next_id, valid_id
 
 log = logging.getLogger(__name__)
@@ -223,3 +226,13 @@ def key_provider(settings: config.Settings | None = None) -> KeyProvider:
             "QMS_KEY_PROVIDER", f"the key provider {s.key_provider!r} lacks {', '.join(missing)}"
         )
     return provider
+
+
+def record_rotation(engine: Units, kind: str, key_id: str, reason: str) -> None:
+    """Record a rotation on the system audit trail (``key_rotated``: the kind and the new key
+    id, never a key), in a unit of ``engine`` (opened with the keys as they are now, so the
+    event carries the new key's id)."""
+    with engine.unit() as session:
+        audit.system_event(session, at=clock.now(), actor=system_user(session),
+                           action="key_rotated", changes={"kind": kind, "key_id": key_id},
+                           reason=reason)
