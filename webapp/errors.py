@@ -111,6 +111,11 @@ ERRORS: dict[type[wf.WorkflowError], ErrorEntry] = {
     wf.PopulationFixed: ErrorEntry(422, "Not possible", (("field", "field"),)),
     # 21 CFR 11.100(b), 11.10(j): identity not verified or e-signature policy not accepted
     wf.SigningNotEnabled: ErrorEntry(403, "Not allowed to sign yet", (("missing", "missing"),)),
+    # a server or anchor key that cannot be had (a malformed key file, a failing key provider):
+    # the server's configuration, not the request
+    wf.KeyProblem: ErrorEntry(500, "Server misconfigured"),
+    # a checkpoint or signed copy that cannot be read: the input given is refused
+    wf.CheckpointError: REFUSED,
 }
 """Errors raised elsewhere in workflow/ (login and password errors, draft and plan errors,
 PasswordExpired...) take the entry of their nearest listed base class."""

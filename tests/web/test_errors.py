@@ -73,6 +73,9 @@ EXAMPLES: list[tuple[wf.WorkflowError, int, int, dict[str, object]]] = [
     (wf.LinkedRecordsOpen("children open", transition="confirm_training",
                           open_records=["TRN-2026-0001"]), 409, 409,
      {"transition": "confirm_training", "open_records": ["TRN-2026-0001"]}),
+    (wf.KeyProblem("/etc/qms/signature.key", "/etc/qms/signature.key line 1: the key is not hex"),
+     500, 500, {}),
+    (wf.CheckpointError("cp.json", "checkpoint file cp.json does not exist"), 422, 422, {}),
 ]
 
 
