@@ -14,6 +14,7 @@ import logging
 import click
 
 from workflow import config
+from workflow.cli.anchor import audit_group, verify_copy
 from workflow.cli.audit import export, verify_audit
 from workflow.cli.common import CliError
 from workflow.cli.db import db_group, init, stats
@@ -48,5 +49,7 @@ for command in (db_group, init, stats, definitions_group, verify_audit, export, 
                 notifications_group, validation_report):
     main.add_command(command)
 main.add_command(keys_group)  # docs/keys.md
+main.add_command(audit_group)  # docs/inspector.md
+main.add_command(verify_copy)  # docs/inspector.md
 
 __all__ = ["main"]

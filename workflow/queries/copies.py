@@ -6,16 +6,26 @@ what is needed to check it: the record's sealed columns and seal, the chain head
 hash and previous hash. :func:`check_copy` recomputes them with the server key, so a copy can
 be verified against the key without the database. Every export is itself audited
 (R-P11-10b-2).
+
+A copy handed to an inspector is verifiable on its own (R-SEC-17): :func:`sign_copy` embeds the
+last checkpoint covering the record (workflow/audit/checkpoints.py) and an Ed25519 signature
+with the anchor key over the copy's canonical JSON (``signature`` member); a PDF copy is signed
+over its bytes with the signature in a sidecar ``<file>.sig`` (:func:`sign_pdf`).
+:func:`check_signed` verifies either with the public key alone (``qms verify-copy``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from workflow import canonical, clock
+from workflow.audit import checkpoints
 from workflow.audit import trail as audit
 from workflow.audit.trail import event_payload
 from workflow.canonical import keyed_ok
@@ -23,9 +33,9 @@ from workflow.db.models import DefinitionVersion, Record, User
 from workflow.db.seals import SEALED, record_seal_ok
 from workflow.engine import content
 from workflow.engine.core import Engine
-from workflow.errors import RecordNotFound
+from workflow.errors import CheckpointError, RecordNotFound
 from workflow.identity import users as identity
-from workflow.keyring import Key
+from workflow.keyring import AnchorKeys, Key, verify_ed25519
 from workflow.queries import records
 from workflow.registry import Registry
 
@@ -132,14 +142,130 @@ def check_copy(doc: dict[str, Any], key: Key) -> list[str]:
     return problems
 
 
+# --------------------------------------------------------------------------- signed copies
+
+#: the sidecar of a signed PDF copy
+PDF_SIGNATURE_FORMAT = "qms-copy-signature/1"
+
+
+def covering_checkpoint(directory: Path | None, record_id: int) -> dict[str, Any] | None:
+    """The newest checkpoint in ``directory`` and where it saw the record's chain, or None
+    when no checkpoint covers the record yet (created after the newest one)."""
+    if directory is None:
+        return None
+    found = checkpoints.files(directory)
+    if not found:
+        return None
+    path = found[-1]
+    try:
+        body = checkpoints.load(path)["checkpoint"]
+    except CheckpointError:
+        return None
+    seen = body.get("records", {}).get(str(record_id))
+    if not seen:
+        return None
+    return {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "created_at": body["created_at"], "record_seq": seen["seq"],
+            "record_head": seen["head"]}
+
+
+def _signature(anchor: AnchorKeys, data: bytes) -> dict[str, Any]:
+    key_id, value = anchor.sign(data)
+    return {"algorithm": "Ed25519", "key_id": key_id,
+            "public_key_sha256": anchor.public_fingerprint(key_id), "value": value}
+
+
+def signed_part(doc: dict[str, Any]) -> dict[str, Any]:
+    """What a JSON copy's signature covers: the copy without its ``signature`` member."""
+    return {k: v for k, v in doc.items() if k != "signature"}
+
+
+def sign_copy(doc: dict[str, Any], anchor: AnchorKeys, checkpoint_dir: Path | None
+              ) -> dict[str, Any]:
+    """The JSON copy with the checkpoint covering the record (``integrity.checkpoint``, or
+    None) and an Ed25519 signature over its canonical JSON (``signature``)."""
+    out = json.loads(canonical.dumps(signed_part(doc)))  # plain JSON: what a file holds
+    record_id = int(out["integrity"]["chain"].split(":", 1)[1])
+    out["integrity"]["checkpoint"] = covering_checkpoint(checkpoint_dir, record_id)
+    out["integrity"]["signed_by"] = ("the system's Ed25519 anchor key; verify with `qms "
+                                     "verify-copy FILE --public-key KEY` (docs/inspector.md)")
+    out["signature"] = _signature(anchor, canonical.dumps(out).encode())
+    return out
+
+
+def sign_pdf(pdf: bytes, doc: dict[str, Any], anchor: AnchorKeys, name: str) -> dict[str, Any]:
+    """The sidecar of a PDF copy: an Ed25519 signature over the PDF's exact bytes, with the
+    record, its chain head and its covering checkpoint (all also printed in the PDF)."""
+    integ = doc["integrity"]
+    return {"format": PDF_SIGNATURE_FORMAT, "file": name,
+            "sha256": hashlib.sha256(pdf).hexdigest(), "record": doc["record"]["number"],
+            "chain_head": {"seq": integ["chain_head_seq"], "hash": integ["chain_head_hash"]},
+            "checkpoint": integ.get("checkpoint"), **_signature(anchor, pdf)}
+
+
+def check_signed(path: Path, public_keys: list[Any]) -> tuple[dict[str, Any], list[str]]:
+    """A signed copy (JSON with its ``signature``, or a PDF with ``<file>.sig``) checked with
+    the public key(s) alone; returns what it says (record, chain head, checkpoint) and the
+    problems (empty: verified). Unreadable input raises :class:`CheckpointError`."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(str(path), f"cannot read {path}: {exc.strerror or exc}") from None
+    if raw.startswith(b"%PDF"):
+        side = path.with_name(path.name + ".sig")
+        try:
+            sig = json.loads(side.read_bytes())
+        except FileNotFoundError:
+            raise CheckpointError(str(side), f"the PDF copy's signature {side} is missing: a "
+                                             "signed PDF copy comes with its .sig file") from None
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(str(side), f"{side} is not a copy signature: {exc}") from None
+        if not isinstance(sig, dict) or sig.get("format") != PDF_SIGNATURE_FORMAT:
+            raise CheckpointError(str(side), f"{side} is not a copy signature (expected format "
+                                             f"{PDF_SIGNATURE_FORMAT})")
+        data = raw
+        info = {"record": sig.get("record"), "chain_head": sig.get("chain_head"),
+                "checkpoint": sig.get("checkpoint")}
+        extra = [] if sig.get("sha256") == hashlib.sha256(raw).hexdigest() else [
+            "the PDF's sha256 differs from the one its signature names: the PDF was changed"]
+    else:
+        try:
+            doc = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CheckpointError(str(path), f"{path} is neither a PDF nor a JSON true copy "
+                                             f"({exc})") from None
+        sig = doc.get("signature") if isinstance(doc, dict) else None
+        if not isinstance(sig, dict) or doc.get("format") != FORMAT:
+            raise CheckpointError(str(path), f"{path} is not a signed true copy (expected format "
+                                             f"{FORMAT} with a signature)")
+        data = canonical.dumps(signed_part(doc)).encode()
+        integ = doc.get("integrity", {})
+        info = {"record": doc.get("record", {}).get("number"),
+                "chain_head": {"seq": integ.get("chain_head_seq"),
+                               "hash": integ.get("chain_head_hash")},
+                "checkpoint": integ.get("checkpoint")}
+        extra = []
+    if not isinstance(sig.get("value"), str):
+        raise CheckpointError(str(path), f"the signature of {path} has no value")
+    ok = any(k is not None and verify_ed25519(k, data, sig["value"]) for k in public_keys)
+    problems = [] if ok else [
+        f"the signature (anchor key {sig.get('key_id')}) does not verify with the public key(s) "
+        "given: the copy was changed after it was signed, or it was not signed by this system"]
+    return {**info, "key_id": sig.get("key_id")}, problems + extra
+
+
 def export_record(session: Session, registry: Registry, number: str, actor: User,
-                  fmt: str, reason: str) -> dict[str, Any]:
-    """Build the copy and audit the export on the system chain (caller's unit commits)."""
+                  fmt: str, reason: str, *, anchor: AnchorKeys | None = None,
+                  checkpoint_dir: Path | None = None) -> dict[str, Any]:
+    """Build the copy (signed with ``anchor`` when given, see :func:`sign_copy`) and audit
+    the export on the system chain with the copy's sha256 (caller's unit commits)."""
     rec = session.execute(select(Record).where(Record.number == number.strip().upper())
                           ).scalar_one_or_none()
     if rec is None:
         raise RecordNotFound(number)
     doc = record_copy(session, registry, rec)
+    if anchor is not None:
+        doc = sign_copy(doc, anchor, checkpoint_dir)
     audit.system_event(session, at=clock.now(), actor=actor, action="record_exported",
                        changes={"number": rec.number, "format": fmt,
                                 "sha256": canonical.sha256(doc)},
@@ -148,12 +274,31 @@ def export_record(session: Session, registry: Registry, number: str, actor: User
 
 
 def export(engine: Engine, number: str, fmt: str, reason: str,
-           actor: str | None = None) -> dict[str, Any]:
-    """The command: build the true copy of ``number`` and audit its export, in one unit;
-    ``actor`` is the person exporting (the system account when not given: ``qms export``)."""
+           actor: str | None = None, *, anchor: AnchorKeys | None = None,
+           checkpoint_dir: Path | None = None) -> dict[str, Any]:
+    """The command: build the true copy of ``number`` (signed with ``anchor``, naming the
+    newest checkpoint of ``checkpoint_dir`` that covers it) and audit its export, in one
+    unit; ``actor`` is the person exporting (the system account when not given)."""
     with engine.unit() as session:
         user = identity.get_user(session, actor) if actor else identity.system_user(session)
-        return export_record(session, engine.registry, number, user, fmt, reason)
+        return export_record(session, engine.registry, number, user, fmt, reason,
+                             anchor=anchor, checkpoint_dir=checkpoint_dir)
+
+
+def _signed_lines(doc: dict[str, Any], p: Any) -> list[Any]:
+    """What a signed PDF copy says about its signature and checkpoint."""
+    integ = doc["integrity"]
+    if "signed_by" not in integ:
+        return []
+    cp = integ.get("checkpoint")
+    covered = (f"Covered by checkpoint {cp['file']} of {cp['created_at']} (sha256 "
+               f"{cp['sha256']}), which saw this record's chain at #{cp['record_seq']} "
+               f"{cp['record_head']}." if cp else
+               "No checkpoint covered this record when it was copied (it is newer than the "
+               "newest checkpoint).")
+    return [p(covered), p("This PDF is signed over its exact bytes with the system's Ed25519 "
+                          "anchor key; the signature is the file <this file>.sig. Verify with "
+                          "`qms verify-copy FILE --public-key KEY` or docs/inspector.md.")]
 
 
 def record_pdf(doc: dict[str, Any]) -> bytes:
@@ -225,6 +370,7 @@ def record_pdf(doc: dict[str, Any]) -> bytes:
           f"{doc['integrity']['chain_head_hash']}; record seal {doc['integrity']['seal']}; "
           f"definition sha256 {doc['integrity']['definition_hash']}. "
           f"{doc['integrity']['note']}."),
+        *_signed_lines(doc, p),
     ]
     buf = io.BytesIO()
     SimpleDocTemplate(buf, pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm,

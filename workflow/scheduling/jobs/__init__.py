@@ -8,6 +8,7 @@ from notifications.job import dispatch_notifications
 from workflow.scheduling.context import Job
 from workflow.scheduling.jobs.access_review import access_review, check_access_review
 from workflow.scheduling.jobs.audit_trail_review import audit_trail_review
+from workflow.scheduling.jobs.checkpoint import audit_checkpoint, check_checkpoint
 from workflow.scheduling.jobs.definition_review import check_definition_review, definition_review
 from workflow.scheduling.jobs.kpi_report import check_kpi_report, kpi_report
 from workflow.scheduling.jobs.reminders import (
@@ -38,5 +39,6 @@ def default_jobs() -> dict[str, Job]:
         Job("kpi_report", kpi_report, check=check_kpi_report),
         Job("verify_audit_requests", verify_audit_requests, idempotent=True),
         Job("verify_audit_daily", verify_audit_daily),
+        Job("audit_checkpoint", audit_checkpoint, check=check_checkpoint),
     ]
     return {job.name: job for job in jobs}

@@ -9,6 +9,7 @@ the security role (``QMS_SECURITY_ROLE``), in the unit that stores the result.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -16,12 +17,15 @@ from sqlalchemy.orm import Session
 from workflow import clock, outbox
 from workflow.audit import integrity, runs
 from workflow.audit import trail as audit
-from workflow.audit.trail import VerifyReport
+from workflow.audit.trail import ChainProblem, VerifyReport
 from workflow.config import settings
 from workflow.db.models import JobRun
 from workflow.db.uow import Units
 from workflow.errors import TamperedData
 from workflow.scheduling.context import JobContext
+
+#: further checks whose problems a run's result includes (``qms verify-audit --since-checkpoint``)
+Extra = Callable[[], list[ChainProblem]]
 
 log = logging.getLogger(__name__)
 #: the security event a failed verification appends to the system chain
@@ -54,20 +58,25 @@ def _summary(report: VerifyReport) -> str:
 
 
 def verify_now(engine: Units, runner: str, requested_by: str, *,
-               workers: int | None = None) -> tuple[int, VerifyReport]:
+               workers: int | None = None, extra: Extra | None = None
+               ) -> tuple[int, VerifyReport]:
     """Verify now in this process (``qms verify-audit``): a run row, its progress, its
-    result, the alarm on failure; returns (run id, report)."""
+    result, the alarm on failure; returns (run id, report). ``extra()`` adds problems of
+    further checks to the run's result (``--since-checkpoint``: workflow/audit/checkpoints.py)."""
     run_id = runs.start(engine, runner, requested_by)
-    return run_id, run(engine, run_id, workers=workers)
+    return run_id, run(engine, run_id, workers=workers, extra=extra)
 
 
-def run(engine: Units, run_id: int, *, workers: int | None = None) -> VerifyReport:
+def run(engine: Units, run_id: int, *, workers: int | None = None,
+        extra: Extra | None = None) -> VerifyReport:
     """Verify everything for the running verification ``run_id``: progress and heartbeat
     on its row while it reads, then its result; on failure the alarm (:func:`alarm`). An
     exception (the database went away) leaves the run ``failed`` with the error."""
     beat = runs.Heartbeat(engine, run_id)
     try:
         report = integrity.verify_all(engine, workers=workers, progress=beat)
+        if extra is not None:
+            report.problems.extend(extra())
     except Exception as exc:
         runs.abandon(engine, run_id, exc)
         raise
