@@ -131,19 +131,23 @@ def test_qms_export_and_verify_copy(committed_engine, committed_url, tmp_path):
                 identity.grant_role(s, u, r, actor=actor, reason="test")
     number = capa(eng, {"emp": "emma", "qa": "quinn", "owner": "olga"})
     eng.sessions.kw["bind"].dispose()
+    # the export acts as the system account in a maintenance window (R-SEC-35: else --as)
     env = {"QMS_DATABASE_URL": committed_url, "QMS_SIGNATURE_KEY": TEST_KEY.hex(),
-           "QMS_INSTANCE_DIR": str(tmp_path), "QMS_CHECKPOINT_DIR": str(tmp_path / "cps")}
+           "QMS_INSTANCE_DIR": str(tmp_path), "QMS_CHECKPOINT_DIR": str(tmp_path / "cps"),
+           "QMS_CLI_MAINTENANCE": "1"}
     runner = CliRunner(env=env)
     assert runner.invoke(main, ["audit", "checkpoint"]).exit_code == 0
     js, pdf = tmp_path / "copy.json", tmp_path / "copy.pdf"
-    assert runner.invoke(main, ["export", number, "-o", str(js)]).exit_code == 0
-    r = runner.invoke(main, ["export", number, "--format", "pdf", "-o", str(pdf)])
+    r = runner.invoke(main, ["export", number, "-o", str(js), "--maintenance"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["export", number, "--format", "pdf", "-o", str(pdf), "--maintenance"])
     assert r.exit_code == 0 and f"its signature to {pdf}.sig" in r.output
     assert runner.invoke(main, ["keys", "export-public", "-o", str(tmp_path / "pub")]
                          ).exit_code == 0
     pem = str(tmp_path / "pub" / "qms-anchor-a1.pem")
     offline = CliRunner(env={"QMS_DATABASE_URL": "", "QMS_SIGNATURE_KEY": "",
-                             "QMS_INSTANCE_DIR": str(tmp_path / "elsewhere")})
+                             "QMS_INSTANCE_DIR": str(tmp_path / "elsewhere"),
+                             "QMS_CLI_MAINTENANCE": ""})
     for f in (js, pdf):
         ok = offline.invoke(main, ["verify-copy", str(f), "--public-key", pem])
         assert ok.exit_code == 0, ok.output
