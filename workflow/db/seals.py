@@ -115,6 +115,8 @@ def _payload(table: str, row: Any) -> dict[str, Any]:
         if value:
             payload[c] = value
     return payload
+
+
 #: what each sealed table holds, in messages
 TABLE_NOUNS = {"users": "user", "role_grants": "role grant", "api_tokens": "API token",
                "audit_chains": "audit chain head", "signing_enablements": "signing enablement"}
@@ -148,8 +150,7 @@ def seal_ok(key: Key, table: str, row: Any) -> bool:
         hit = None
     if hit is not None:
         return hit
-    ok = keyed_ok(key, {"table": table, **{c: getattr(row, c) for c in SEALED_COLUMNS[table]}},
-                  seal)
+    ok = keyed_ok(key, {"table": table, **_payload(table, row)}, seal)
     if len(_verified) >= _CACHE_MAX:
         _verified.clear()
     _verified[memo] = ok
