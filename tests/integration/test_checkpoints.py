@@ -24,6 +24,7 @@ from workflow.audit import checkpoints, integrity
 from workflow.cli import main
 from workflow.engine.core import Engine
 from workflow.errors import CheckpointError
+from workflow.identity import enablement
 from workflow.identity import users as identity
 from workflow.keyring import AnchorKeys
 
@@ -222,6 +223,7 @@ def test_restoring_an_older_backup_is_named_against_the_checkpoint(
         for name, roles in (("emma", ["employee"]), ("quinn", ["qa", "employee"]),
                             ("olga", ["capa_owner"])):
             u = identity.create_user(s, name, name.title(), actor=actor, reason="test")
+            enablement.enable_for_system(s, u, reason="test")  # may sign (as conftest's people)
             for r in roles:
                 identity.grant_role(s, u, r, actor=actor, reason="test")
     people = {"emp": "emma", "qa": "quinn", "owner": "olga"}

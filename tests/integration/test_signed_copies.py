@@ -17,6 +17,7 @@ from tests.integration.test_inspector import run_script
 from workflow.audit import checkpoints
 from workflow.cli import main
 from workflow.errors import CheckpointError
+from workflow.identity import enablement
 from workflow.identity import users as identity
 from workflow.keyring import AnchorKeys
 from workflow.queries import copies
@@ -127,6 +128,7 @@ def test_qms_export_and_verify_copy(committed_engine, committed_url, tmp_path):
         for name, roles in (("emma", ["employee"]), ("quinn", ["qa", "employee"]),
                             ("olga", ["capa_owner"])):
             u = identity.create_user(s, name, name.title(), actor=actor, reason="test")
+            enablement.enable_for_system(s, u, reason="test")  # may sign (as conftest's people)
             for r in roles:
                 identity.grant_role(s, u, r, actor=actor, reason="test")
     number = capa(eng, {"emp": "emma", "qa": "quinn", "owner": "olga"})
