@@ -186,7 +186,7 @@ def test_a_missing_or_garbled_checkpoint_is_a_clear_error(tmp_path, content, mes
 # --------------------------------------------------------------------------- the CLI
 
 
-def _backup(url: str, tmp_path: Path) -> str:
+def _backup(url: str, tmp_path: Path, admin_url: str) -> str:
     """A consistent copy of the database (SQLite: the backup API; PostgreSQL: a database
     created from it as a template): yesterday's backup."""
     if url.startswith("sqlite"):
@@ -196,23 +196,23 @@ def _backup(url: str, tmp_path: Path) -> str:
             a.backup(b)
         return f"sqlite:///{dst}"
     name = f"qms_bak_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")  # may create databases
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{url.rsplit("/", 1)[1]}"'))
     admin.dispose()
     return url.rsplit("/", 1)[0] + "/" + name
 
 
-def _drop(url: str) -> None:
+def _drop(url: str, admin_url: str) -> None:
     if url.startswith("postgresql"):
-        admin = create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as c:
             c.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
         admin.dispose()
 
 
 def test_restoring_an_older_backup_is_named_against_the_checkpoint(
-        committed_engine, committed_url, tmp_path):
+        committed_engine, committed_url, database_url, tmp_path):
     """R-SEC-15, R-SEC-14, R-P11-10c-3, R-A11-7-1: the database is backed up, work goes on, the
     hourly checkpoint is written, then the older backup is restored. ``qms verify-audit``
     alone says OK (the backup is consistent in itself); with ``--since-checkpoint`` it exits
@@ -229,7 +229,7 @@ def test_restoring_an_older_backup_is_named_against_the_checkpoint(
     people = {"emp": "emma", "qa": "quinn", "owner": "olga"}
     first = capa(eng, people)
     eng.sessions.kw["bind"].dispose()
-    backup = _backup(committed_url, tmp_path)
+    backup = _backup(committed_url, tmp_path, database_url)
     try:
         eng.fire(first, "submit_root_cause", "olga", {"root_cause_category": "method",
                                                       "root_cause": "rc"})
@@ -261,7 +261,7 @@ def test_restoring_an_older_backup_is_named_against_the_checkpoint(
         assert "[checkpoint] record numbers CAPA-" in out
         assert "Traceback" not in out
     finally:
-        _drop(backup)
+        _drop(backup, database_url)
 
 
 def test_verify_audit_since_a_missing_checkpoint_says_so(committed_url, tmp_path):
