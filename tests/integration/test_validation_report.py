@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import TEST_KEY
 from tests.factories import Qms, sign
 from workflow.db import engines as db
-from workflow.errors import WorkflowError
+from workflow.errors import LOGIN_FAILED, WorkflowError
 from workflow.identity import enablement
 from workflow.identity import users as identity
 from workflow.spec.load import DEFAULT_DEFINITIONS_DIR
@@ -215,4 +215,4 @@ def test_bad_results_file_and_unknown_submitter_are_one_clear_line(qms, syntheti
               "--requirements", str(cat), "--submit-as", "nobody", "--password-stdin",
               input="whatever\n")
     assert res.exit_code == 1 and "Traceback" not in res.output
-    assert res.output == "error: Unknown username or wrong password.\n"
+    assert res.output == f"error: {LOGIN_FAILED}\n"  # one message, no account enumeration
