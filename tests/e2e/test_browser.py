@@ -212,8 +212,11 @@ def test_qa_signs_the_action_plan_in_the_signature_dialog(page: Page, live) -> N
     sig.get_by_label("Password").fill("not-my-password")
     sig.get_by_label("Authentication code").fill(next_code(totps["quinn"]))
     page.get_by_role("button", name="Sign: Approved").click()
-    expect(page.locator(".flash-error")).to_have_text(
+    expect(page.locator("div.flash-error")).to_have_text(
         "The password is wrong; nothing was signed.")
+    # the signing slip says how many tries are left before the lockout (issue 14, item 4)
+    expect(page.locator("[data-attempts-left]")).to_have_text(
+        "4 attempts left before your account is locked.")
     expect(sig.get_by_label("Password")).to_have_value("")  # never echoed back
     with eng.reader() as s:
         assert s.execute(select(Signature)).first() is None
@@ -268,7 +271,8 @@ def test_keyboard_and_labels_on_login_and_signature_pages(page: Page, live) -> N
     assert unlabelled_inputs(page) == []
     page.locator("body").focus()
     presses = tab_to_primary_button(page)
-    assert presses <= 20, f"{presses} Tab presses to reach the Sign button"
+    # the action-plan list now has "Add a row" / "Remove" controls (issue 15, control 9): 21 stops
+    assert presses <= 24, f"{presses} Tab presses to reach the Sign button"
     expect(page.get_by_role("button", name="Sign: Approved")).to_be_focused()
 
 

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
 from tests.conftest import TEST_KEY
-from tests.factories import sign
+from tests.factories import dba, sign
 from workflow.audit import checkpoints, integrity
 from workflow.cli import main
 from workflow.engine.core import Engine
@@ -33,8 +33,9 @@ OTHER = AnchorKeys.from_seeds({"a1": b"\x22" * 32}, "a1")
 
 
 def sql(engine: Engine, statement: str, **params: Any) -> list[Any]:
-    """Plain SQL behind the application's back, in a transaction of its own."""
-    with engine.unit() as s:
+    """Plain SQL behind the application's back, in a transaction of its own, with the rights of
+    a DBA (on PostgreSQL the application's runtime role may not touch the triggers)."""
+    with dba(engine) as s:
         result = s.execute(text(statement), params)
         return result.all() if result.returns_rows else []
 
