@@ -214,7 +214,7 @@ def _drop(url: str, admin_url: str) -> None:
 
 def test_restoring_an_older_backup_is_named_against_the_checkpoint(
         committed_engine, committed_url, database_url, tmp_path):
-    """R-SEC-15, R-SEC-14, R-P11-10c-3, R-A11-7-1: the database is backed up, work goes on, the
+    """R-SEC-15, R-SEC-14: the database is backed up, work goes on, the
     hourly checkpoint is written, then the older backup is restored. ``qms verify-audit``
     alone says OK (the backup is consistent in itself); with ``--since-checkpoint`` it exits
     non-zero naming the lost record, the rolled-back chains and the counter."""

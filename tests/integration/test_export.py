@@ -64,7 +64,7 @@ def test_json_copy_is_complete_checkable_and_audited(engine, people):
 
 
 def test_pdf_copy_contains_signature_manifestations_and_audit_entries(engine, people):
-    """R-P11-10b-1 R-P11-50-1 R-A11-8-1: the PDF copy's text holds each signature's printed
+    """R-P11-10b-1 R-P11-50-1: the PDF copy's text holds each signature's printed
     name, UTC time and meaning, and every audit entry."""
     import io
 

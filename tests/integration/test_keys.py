@@ -80,7 +80,7 @@ def problems(engine: Engine, key: object) -> list[str]:
 
 
 def test_rotation_keeps_everything_made_with_the_old_key_verifiable(engine, people):
-    """R-SEC-11, R-P11-10e-4, R-P11-70-1, R-A11-7-1 (stored data stays verifiable): events,
+    """R-SEC-11, R-P11-10e-4, R-P11-70-1 (stored data stays verifiable): events,
     seals and signatures made with k1 verify after the rotation; new ones carry k2; a ring
     without the key a tag names does not verify it."""
     number = capa_at_plan_approval(engine)

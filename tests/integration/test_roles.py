@@ -54,7 +54,7 @@ REFUSED = [f"UPDATE {t} SET id = id" for t in roles.APPEND_ONLY] + \
 
 @pytest.mark.parametrize("statement", REFUSED)
 def test_the_runtime_role_may_not_change_the_append_only_tables(pg, people, statement):
-    """R-SEC-42 R-P11-10e-3 R-P11-10c-1 R-A11-7-1 R-A11-12-1: as the application's database
+    """R-SEC-42 R-P11-10e-3 R-P11-10c-1 R-A11-12-1: as the application's database
     role (what someone with its credentials has), PostgreSQL itself refuses to update,
     delete or truncate audit events, signatures and definition versions, to disable or drop
     their triggers, to bypass them, or to drop or create tables."""
