@@ -16,7 +16,7 @@ each value, which signatures were given), so the controls need no state of their
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,6 +113,7 @@ def check_fixed(
     user: User,
     old: Mapping[str, Any],
     new: Mapping[str, Any],
+    events: Callable[[], list[Event]] | None = None,
 ) -> None:
     """Refuse ``t``'s change when it touches content a signature in force locks, or rows of
     a generated population (run before the step's guards: what is fixed is the reason,
@@ -125,7 +126,7 @@ def check_fixed(
     if not changed:
         return
     if any(x.locks for x in d.transitions.values()):
-        _locks(d, rec, t, history(session, rec), old, new, changed)
+        _locks(d, rec, t, events() if events else history(session, rec), old, new, changed)
     _populations(d, user, old, new, changed)
 
 
@@ -138,6 +139,7 @@ def check(
     old: Mapping[str, Any],
     new: Mapping[str, Any],
     reason: str | None,
+    events: Callable[[], list[Event]] | None = None,
 ) -> None:
     """Refuse ``t``'s change of ``old`` into ``new`` when a field an earlier step required
     is cleared, or a reason for change is missing (run after the step's guards, which name
@@ -149,9 +151,9 @@ def check(
     changed = [f for f in sorted(set(old) | set(new)) if old.get(f) != new.get(f)]
     if not changed:
         return
-    events = history(session, rec)
-    _required_earlier(d, events, old, new, changed)
-    _reason(d, rec, t, user, events, old, new, changed, reason)
+    trail = events() if events else history(session, rec)
+    _required_earlier(d, trail, old, new, changed)
+    _reason(d, rec, t, user, trail, old, new, changed, reason)
 
 
 def _locks(

@@ -3,6 +3,7 @@ run inside the caller's unit with the record row locked."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -122,7 +123,9 @@ def fire(ctx: Ctx, rec: Record, name: str, user: User, data: dict[str, Any],
     if t.reason_required and not (reason or "").strip():
         raise ReasonRequired(f"{t.label.lower()} {rec.number}")
     # signed content is locked; populations, required values, reasons (engine/content.py)
-    content.check_fixed(session, d, rec, t, user, old_data, new_data)
+    # (the record's trail is read at most once for both checks)
+    record_events = functools.cache(lambda: content.history(session, rec))
+    content.check_fixed(session, d, rec, t, user, old_data, new_data, record_events)
     if t.separation.not_named_in and not system_actor:
         access.named_in(d, rec.number, t, new_data, user)  # also as this step leaves them
     if t.guards:
@@ -131,7 +134,7 @@ def fire(ctx: Ctx, rec: Record, name: str, user: User, data: dict[str, Any],
         # not_before with early: reason (early: refuse was refused by check_step)
         raise ReasonRequired(f"{t.label.lower()} {rec.number} before it opens on "
                              f"{gates.when(early)} (it is flagged as taken early)")
-    content.check(session, d, rec, t, user, old_data, new_data, reason)
+    content.check(session, d, rec, t, user, old_data, new_data, reason, record_events)
 
     changes = {k: [old_data.get(k), new_data.get(k)] for k in
                sorted(set(old_data) | set(new_data)) if old_data.get(k) != new_data.get(k)}
