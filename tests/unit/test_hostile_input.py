@@ -26,12 +26,12 @@ BOMB = "".join(
 
 def test_an_alias_bomb_is_refused_at_its_line_in_milliseconds():
     """R-SEC-30: a few hundred bytes of nested aliases are refused before composing, with
-    file:line and what to do; the check takes milliseconds, not the 35 s of a naive parse."""
+    file:line and what to do; the check takes milliseconds of CPU, not the 35 s of a naive parse."""
     assert len(BOMB) < 400
-    t = time.perf_counter()
+    t = time.process_time()
     with pytest.raises(DefinitionError) as exc:
         load_text(BOMB, origin="bomb.yaml")
-    assert time.perf_counter() - t < 1.0
+    assert time.process_time() - t < 1.0
     (p,) = exc.value.problems
     assert p.file == "bomb.yaml" and p.line == 5
     assert "expands to more than 50,000 values" in p.message and "&name" in p.message

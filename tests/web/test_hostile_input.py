@@ -44,7 +44,7 @@ def _save(client, draft_id: int, source: str, expected: int = 1):
 
 def test_a_yaml_bomb_in_a_draft_is_refused_fast_and_the_page_keeps_working(client, account, engine):
     """R-SEC-30: a 306-byte alias bomb and 20,000 nested brackets saved into a draft answer
-    422 in well under a second (seconds on a loaded machine) with the limit at its line; the
+    422 in well under a second of CPU time (not wall time: the machine may be loaded) with the limit at its line; the
     draft page then opens (200) for anyone, instead of taking 50 s or a 500 for good."""
     account("paul", "process_owner", "employee")
     account("emma", "employee")
@@ -53,17 +53,17 @@ def test_a_yaml_bomb_in_a_draft_is_refused_fast_and_the_page_keeps_working(clien
     for n, (text, message) in enumerate(
         [(BOMB, "expands to more than 50,000 values"), ("[" * 20_000 + "]" * 20_000, "nested more than 40")]
     ):
-        t = time.perf_counter()
+        t = time.process_time()
         r = _save(client, d.id, text, expected=1 + n)
         body = r.get_data(as_text=True)
         assert r.status_code == 422 and message in body, body[:2000]
-        assert time.perf_counter() - t < LIMIT_S
+        assert time.process_time() - t < LIMIT_S
     client.post("/logout", data={"csrf_token": csrf(client, "/")})
     login(client, "emma")
-    t = time.perf_counter()
+    t = time.process_time()
     r = client.get(f"/definitions/drafts/{d.id}")
     assert r.status_code == 200 and "nested more than 40" in r.get_data(as_text=True)
-    assert time.perf_counter() - t < LIMIT_S
+    assert time.process_time() - t < LIMIT_S
 
 
 def test_an_oversized_draft_is_refused_and_not_stored(client, account, engine):
