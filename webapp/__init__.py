@@ -95,6 +95,8 @@ def create_app(config: dict[str, Any] | None = None,
     if "QMS_ENGINE" not in app.config:
         app.config["QMS_ENGINE"], _ = open_engine(settings=settings)
     app.config.setdefault("QMS_POLICY", Policy.from_settings(settings))
+    # the settings in force (workflow/config.py): views read them here, never the environment
+    app.config["QMS_SETTINGS"] = settings
     app.config.setdefault("QMS_API_RATE_PER_MINUTE", settings.api_rate_per_minute)
 
     csrf.init_app(app)

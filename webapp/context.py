@@ -92,7 +92,7 @@ def init_app(app: Flask) -> None:
 
 
 def user_zone() -> ZoneInfo:
-    tz = getattr(current_user, "timezone", None) or "UTC"
+    tz = getattr(current_user, "timezone", None) or current_app.config["QMS_SETTINGS"].timezone
     try:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):

@@ -8,21 +8,36 @@ the cached :func:`settings`; tests that change the environment call :func:`reset
 An empty variable counts as unset (its default applies), except ``QMS_TOTP_REQUIRED_ROLES``,
 where an empty list means that no role must use an authenticator.
 
-The README's configuration table lists exactly these variables (tests/unit/test_config.py).
+Where the values come from (:func:`environment`): the process environment, over an optional
+``.env`` file (``QMS_ENV_FILE``, else ``.env`` in the current directory; parsed by
+python-dotenv, never copied into the process environment). A ``QMS_`` variable that is not a
+setting is warned about with the nearest known name (a typo would otherwise be ignored);
+``QMS_TEST_*`` and ``QMS_BENCH_*`` belong to the tests and benchmarks and are left alone.
+
+The README's configuration table lists exactly these variables (tests/unit/test_config.py);
+``qms config show`` prints the values in force, secrets masked.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from workflow.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "QMS_"
+#: QMS_ variables that are not settings of the product: the tests' and benchmarks' own
+NOT_SETTINGS = ("QMS_TEST_", "QMS_BENCH_")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -95,6 +110,17 @@ class Settings:
     smtp_retry_seconds: int = 60
     smtp_timeout: float = 10.0
     digest_hour: int = 7
+    # --- installation
+    #: the installation's time zone (tz database name): new accounts' zone, pages before login
+    timezone: str = "UTC"
+    #: the day the system went live: the scheduler opens no period that ended before it
+    #: (None: the day `qms init` recorded, else the first definition's publication)
+    go_live: date | None = None
+    # --- operations
+    log_format: str = "json"  # json: one JSON object a line (request id on each); text
+    log_level: str = "info"
+    #: the .env file read under the environment (None: ./.env when it exists)
+    env_file: Path | None = None
 
     @property
     def signature_key_path(self) -> Path:
@@ -183,6 +209,12 @@ class Settings:
                                                 d.smtp_retry_seconds, "seconds")),
             smtp_timeout=env.seconds("QMS_SMTP_TIMEOUT", d.smtp_timeout),
             digest_hour=env.hour("QMS_DIGEST_HOUR", d.digest_hour),
+            timezone=env.zone("QMS_TIMEZONE", d.timezone),
+            go_live=env.day("QMS_GO_LIVE"),
+            log_format=env.choice("QMS_LOG_FORMAT", d.log_format, ("json", "text")),
+            log_level=env.choice("QMS_LOG_LEVEL", d.log_level,
+                                 ("debug", "info", "warning", "error")),
+            env_file=env.path("QMS_ENV_FILE"),
         )
 
 
@@ -192,7 +224,28 @@ VARIABLES: dict[str, str] = {
 }
 
 
+#: fields whose value is never shown (keys; URLs are shown without their password)
+SECRET_FIELDS = frozenset({"signature_key", "secret_key"})
+
 _ROLE = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
+def is_zone(name: str) -> bool:
+    """Whether ``name`` is a time zone of the tz database ("Europe/Paris"; not "Europe/Pari")."""
+    if not name or name != name.strip() or name.startswith("/") or ".." in name:
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
+
+def zone_problem(name: str) -> str:
+    """Why ``name`` is not a time zone, with the nearest names of the tz database."""
+    near = difflib.get_close_matches(name, sorted(available_timezones()), n=2, cutoff=0.75)
+    hint = f"; did you mean {' or '.join(near)}?" if near else " (e.g. Europe/Paris, UTC)"
+    return f"must be a time zone of the tz database, got {name!r}{hint}"
 
 
 class _Reader:
@@ -200,6 +253,21 @@ class _Reader:
 
     def __init__(self, environ: Mapping[str, str]):
         self.environ = environ
+
+    def zone(self, name: str, default: str) -> str:
+        value = (self.optional(name) or default).strip()
+        if not is_zone(value):
+            raise ConfigError(name, f"{name} {zone_problem(value)}")
+        return value
+
+    def day(self, name: str) -> date | None:
+        value = self.optional(name)
+        if value is None:
+            return None
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            raise ConfigError(name, f"{name} must be a date YYYY-MM-DD, got {value!r}") from None
 
     def raw(self, name: str) -> str | None:
         return self.environ.get(name)
@@ -318,14 +386,120 @@ class _Reader:
 # --------------------------------------------------------------------------- the process's
 
 
+@dataclass(frozen=True)
+class Environment:
+    """The ``QMS_`` variables a process runs with and where each came from."""
+
+    values: dict[str, str]
+    #: variable -> "environment" or "file <path>"
+    sources: dict[str, str]
+    file: Path | None = None
+
+
+def environment(environ: Mapping[str, str] | None = None, cwd: Path | None = None
+                ) -> Environment:
+    """The ``QMS_`` variables of ``environ`` (default: the process environment) over those of
+    the ``.env`` file: ``QMS_ENV_FILE`` if set (it must exist), else ``.env`` in ``cwd``
+    (default: the current directory) if there is one. The environment wins."""
+    env = {k: v for k, v in (os.environ if environ is None else environ).items()
+           if k.startswith(PREFIX)}
+    named = env.get("QMS_ENV_FILE")
+    path: Path | None
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise ConfigError("QMS_ENV_FILE", f"QMS_ENV_FILE names {named}, which is not a "
+                                              "file that can be read")
+    else:
+        path = (cwd or Path.cwd()) / ".env"
+        path = path if path.is_file() else None
+    values: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    if path is not None:
+        from dotenv import dotenv_values  # only when there is a file
+
+        try:
+            found = dotenv_values(path, interpolate=False)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError("QMS_ENV_FILE", f"the settings file {path} cannot be read: "
+                                              f"{exc}") from None
+        for k, v in found.items():
+            if k.startswith(PREFIX) and v is not None:
+                values[k] = v
+                sources[k] = f"file {path}"
+    for k, v in env.items():
+        values[k] = v
+        sources[k] = "environment"
+    return Environment(values, sources, path)
+
+
+def unknown_variables(values: Mapping[str, str]) -> list[str]:
+    """A warning for each ``QMS_`` variable that is no setting, naming the nearest one."""
+    out = []
+    for name in sorted(values):
+        if not name.startswith(PREFIX) or name in VARIABLES or name.startswith(NOT_SETTINGS):
+            continue
+        near = difflib.get_close_matches(name, list(VARIABLES), n=1, cutoff=0.75)
+        hint = f"; did you mean {near[0]}?" if near else ""
+        out.append(f"{name} is not a setting and is ignored{hint}")
+    return out
+
+
+def mask(name: str, value: str) -> str:
+    """A value as shown to people: keys and secrets never, URLs without their password."""
+    upper = name.upper()
+    if any(w in upper for w in ("KEY", "SECRET", "PASSWORD", "TOKEN", "PASSWD", "CREDENTIAL")) \
+            and not upper.endswith(("_FILE", "_PROVIDER")):
+        return "(set, masked)" if value else "(empty)"
+    return mask_url(value)
+
+
+def mask_url(value: str) -> str:
+    """``value`` with the password of a URL in it replaced by ``***``."""
+    if "://" in value:
+        from sqlalchemy.engine import make_url
+
+        try:
+            return make_url(value).render_as_string(hide_password=True)
+        except Exception:  # not a URL SQLAlchemy parses: mask anything between :// and @
+            return re.sub(r"//[^/@]*@", "//***@", value)
+    return value
+
+
+def shown(settings: Settings, env: Environment) -> list[dict[str, str]]:
+    """Every setting as ``qms config show`` prints it: variable, value (secrets masked) and
+    source (default, environment, or the .env file)."""
+    rows = []
+    for name, field_name in VARIABLES.items():
+        value = getattr(settings, field_name)
+        if field_name in SECRET_FIELDS:
+            text = "(set, masked)" if value else "(not set)"
+        elif value is None:
+            text = "(not set)"
+        elif isinstance(value, bool):
+            text = str(int(value))
+        elif isinstance(value, tuple):
+            text = ",".join(":".join(v) if isinstance(v, tuple) else v for v in value)
+        else:
+            text = mask_url(str(value))
+        rows.append({"name": name, "value": text,
+                     "source": env.sources.get(name, "default")})
+    return rows
+
+
 _current: Settings | None = None
 
 
 def settings() -> Settings:
-    """This process's settings, read from the environment on first use."""
+    """This process's settings, read from the environment (and .env file) on first use; a
+    ``QMS_`` variable that is no setting is logged as a warning."""
     global _current
     if _current is None:
-        _current = Settings.from_env()
+        env = environment()
+        current = Settings.from_env(env.values)
+        for warning in unknown_variables(env.values):
+            log.warning(warning)
+        _current = current
     return _current
 
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from workflow.db.models import AuditEvent, RoleGrant
-from workflow.errors import WorkflowError
+from workflow.errors import ValidationFailed, WorkflowError
 from workflow.identity import admin, passwords, sessions
 from workflow.identity import users as identity
 from workflow.identity.policy import Policy
@@ -62,6 +62,22 @@ def test_created_user_has_a_temporary_password_and_roles(engine, make_user):
     assert created.pending == ("employee",)
     assert [a.roles for a in admin.list_accounts(engine) if a.username == "zoe"] == [
         ("capa_owner",)]
+
+
+def test_a_time_zone_not_in_the_tz_database_is_refused(engine, make_user, monkeypatch):
+    """R-OPS-10: "Europe/Pari" is refused with the nearest names and creates nobody; without a
+    zone the account gets the installation's (QMS_TIMEZONE)."""
+    make_user("ada", "admin")
+    with pytest.raises(ValidationFailed) as caught:
+        admin.create_user(engine, "zoe", "Zoe Analyst", actor="ada", reason="hire",
+                          policy=POLICY, timezone="Europe/Pari")
+    assert "did you mean Europe/Paris" in caught.value.errors["timezone"]
+    with engine.reader() as s:
+        assert identity.find_user(s, "zoe") is None
+    monkeypatch.setenv("QMS_TIMEZONE", "America/New_York")
+    admin.create_user(engine, "zoe", "Zoe Analyst", actor="ada", reason="hire", policy=POLICY)
+    with engine.reader() as s:
+        assert identity.get_user(s, "zoe").timezone == "America/New_York"
 
 
 def test_grant_ends_with_its_day_and_revoke_needs_the_role(engine, make_user):

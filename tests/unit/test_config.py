@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import fields
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,11 @@ EVERY = {
     "QMS_SMTP_RETRY_SECONDS": "30",
     "QMS_SMTP_TIMEOUT": "2.5",
     "QMS_DIGEST_HOUR": "0",
+    "QMS_TIMEZONE": "Europe/Paris",
+    "QMS_GO_LIVE": "2026-03-01",
+    "QMS_LOG_FORMAT": "text",
+    "QMS_LOG_LEVEL": "warning",
+    "QMS_ENV_FILE": "/etc/qms/qms.env",
 }
 
 
@@ -95,7 +101,9 @@ def test_every_variable_is_parsed() -> None:
         schedules_file=Path("/etc/qms/schedules.yaml"), kpi_thresholds=Path("/etc/qms/kpi.yaml"),
         verify_workers=3,
         smtp_url="smtp://mail:2525", smtp_from="qa@example.com", smtp_max_attempts=7,
-        smtp_retry_seconds=30, smtp_timeout=2.5, digest_hour=0)
+        smtp_retry_seconds=30, smtp_timeout=2.5, digest_hour=0, timezone="Europe/Paris",
+        go_live=date(2026, 3, 1), log_format="text", log_level="warning",
+        env_file=Path("/etc/qms/qms.env"))
     assert s.signature_key_path == Path("/etc/qms/signature.key")
     for f in fields(Settings):  # every field differs from its default: each one was read
         assert getattr(s, f.name) != f.default, f.name
@@ -161,6 +169,13 @@ BAD = [
     ("QMS_SIGNATURE_KEY", "ab" * 16, "QMS_SIGNATURE_KEY must be at least 32 bytes"),
     ("QMS_KEY_PROVIDER", "acme.kms", "QMS_KEY_PROVIDER must be module:factory"),
     ("QMS_KEY_PROVIDER", "acme.kms:not a name", "QMS_KEY_PROVIDER must be module:factory"),
+    ("QMS_TIMEZONE", "Europe/Pari", "QMS_TIMEZONE must be a time zone of the tz database, "
+     "got 'Europe/Pari'; did you mean Europe/Paris"),
+    ("QMS_TIMEZONE", "CEST+2", "QMS_TIMEZONE must be a time zone of the tz database"),
+    ("QMS_TIMEZONE", "../../etc/passwd", "QMS_TIMEZONE must be a time zone of the tz database"),
+    ("QMS_GO_LIVE", "01/03/2026", "QMS_GO_LIVE must be a date YYYY-MM-DD, got '01/03/2026'"),
+    ("QMS_LOG_FORMAT", "xml", "QMS_LOG_FORMAT must be one of json, text, got 'xml'"),
+    ("QMS_LOG_LEVEL", "loud", "QMS_LOG_LEVEL must be one of debug, info, warning, error"),
 ]
 
 
@@ -261,3 +276,110 @@ def test_qms_reports_a_bad_variable_in_one_line_before_touching_anything() -> No
     assert "error: QMS_DIGEST_HOUR must be an hour from 0 to 23, got '24'" in result.output
     assert "Traceback" not in result.output
     assert config.settings().digest_hour == 7  # the command left no settings behind
+
+
+# ------------------------------------------------------------------ .env, unknown names, show
+
+
+def test_env_file_under_the_environment(tmp_path: Path) -> None:
+    """R-OPS-10: a .env file supplies settings; the environment wins; only QMS_ lines count;
+    the process environment is not changed; a named file that is missing is refused."""
+    env_file = tmp_path / "qms.env"
+    env_file.write_text("# settings\nQMS_SYSTEM_NAME='ACME QMS'\nexport QMS_DIGEST_HOUR=5\n"
+                        "QMS_TIMEZONE=Europe/Berlin\nPATH=/nowhere\n", encoding="utf-8")
+    env = config.environment({"QMS_ENV_FILE": str(env_file), "QMS_TIMEZONE": "Asia/Tokyo",
+                              "HOME": "/root"})
+    s = Settings.from_env(env.values)
+    assert (s.system_name, s.digest_hour, s.timezone) == ("ACME QMS", 5, "Asia/Tokyo")
+    assert env.sources["QMS_SYSTEM_NAME"] == f"file {env_file}"
+    assert env.sources["QMS_TIMEZONE"] == "environment"
+    assert "PATH" not in env.values and "HOME" not in env.values
+    assert os.environ.get("QMS_SYSTEM_NAME") != "ACME QMS"
+    # without QMS_ENV_FILE: ./.env of the directory the process runs in, if there is one
+    (tmp_path / ".env").write_text("QMS_SYSTEM_NAME=from-dotenv\n", encoding="utf-8")
+    assert config.environment({}, cwd=tmp_path).values == {"QMS_SYSTEM_NAME": "from-dotenv"}
+    assert config.environment({}, cwd=tmp_path / "nothing-here").values == {}
+    with pytest.raises(ConfigError) as caught:
+        config.environment({"QMS_ENV_FILE": str(tmp_path / "missing.env")})
+    assert caught.value.variable == "QMS_ENV_FILE"
+    assert "missing.env, which is not a file" in str(caught.value)
+
+
+def test_a_bad_value_in_the_env_file_is_refused_naming_the_variable(tmp_path: Path) -> None:
+    """R-OPS-10: a value from the file is checked like one from the environment."""
+    (tmp_path / ".env").write_text("QMS_TIMEZONE=Europe/Pari\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="QMS_TIMEZONE must be a time zone"):
+        Settings.from_env(config.environment({}, cwd=tmp_path).values)
+
+
+def test_unknown_variables_are_warned_about_with_the_nearest_name(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """R-OPS-10: a misspelt QMS_ variable is named with the nearest setting, not ignored in
+    silence; the tests' own QMS_TEST_* variables are not settings and not warned about."""
+    values = {"QMS_SESION_IDLE_MINUTES": "5", "QMS_SMTPURL": "smtp://x", "QMS_FOO": "1",
+              "QMS_TEST_DATABASE_URL": "x", "QMS_BENCH_DATABASE_URL": "y",
+              "QMS_SYSTEM_NAME": "ok"}
+    assert config.unknown_variables(values) == [
+        "QMS_FOO is not a setting and is ignored",
+        "QMS_SESION_IDLE_MINUTES is not a setting and is ignored; did you mean "
+        "QMS_SESSION_IDLE_MINUTES?",
+        "QMS_SMTPURL is not a setting and is ignored; did you mean QMS_SMTP_URL?",
+    ]
+    monkeypatch.setenv("QMS_LOCKOUT_TRESHOLD", "3")
+    with caplog.at_level("WARNING", logger="workflow.config"):
+        config.settings()
+    assert "QMS_LOCKOUT_TRESHOLD is not a setting and is ignored; did you mean " \
+        "QMS_LOCKOUT_THRESHOLD?" in caplog.text
+
+
+def test_time_zones_come_from_the_tz_database() -> None:
+    """R-OPS-10: "Europe/Pari" is no time zone (it used to show UTC in silence)."""
+    assert config.is_zone("Europe/Paris") and config.is_zone("UTC")
+    for bad in ("Europe/Pari", "", " UTC", "/etc/localtime", "../zoneinfo/UTC", "Mars/Olympus"):
+        assert not config.is_zone(bad), bad
+    assert "did you mean Europe/Paris" in config.zone_problem("Europe/Pari")
+
+
+def test_config_show_masks_secrets_and_names_sources(tmp_path: Path) -> None:
+    """R-OPS-10: `qms config show` lists every setting with its value and source; keys and
+    URL passwords never appear; unknown variables are warned about."""
+    env_file = tmp_path / "qms.env"
+    env_file.write_text("QMS_SYSTEM_NAME=FromFile\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["config", "show", "--json"], env={
+        "QMS_ENV_FILE": str(env_file), "QMS_SIGNATURE_KEY": KEY_HEX,
+        "QMS_SECRET_KEY": "flask-secret-value",
+        "QMS_DATABASE_URL": "postgresql+psycopg://qms:db-password@db/qms",
+        "QMS_SMTP_URL": "smtp://mailer:smtp-password@mail:587?starttls=1",
+        "QMS_SESION_IDLE_MINUTES": "5"})
+    assert result.exit_code == 0, result.output
+    for secret in (KEY_HEX, "flask-secret-value", "db-password", "smtp-password"):
+        assert secret not in result.output
+    import json
+    shown = json.loads(result.stdout)
+    rows = {r["name"]: r for r in shown["settings"]}
+    assert sorted(rows) == sorted(VARIABLES)
+    assert rows["QMS_SIGNATURE_KEY"] == {"name": "QMS_SIGNATURE_KEY", "value": "(set, masked)",
+                                         "source": "environment"}
+    assert rows["QMS_DATABASE_URL"]["value"] == "postgresql+psycopg://qms:***@db/qms"
+    assert rows["QMS_SMTP_URL"]["value"] == "smtp://mailer:***@mail:587?starttls=1"
+    assert rows["QMS_SYSTEM_NAME"] == {"name": "QMS_SYSTEM_NAME", "value": "FromFile",
+                                       "source": f"file {env_file}"}
+    assert rows["QMS_DIGEST_HOUR"] == {"name": "QMS_DIGEST_HOUR", "value": "7",
+                                       "source": "default"}
+    assert shown["unknown"] == ["QMS_SESION_IDLE_MINUTES is not a setting and is ignored; "
+                                "did you mean QMS_SESSION_IDLE_MINUTES?"]
+    table = CliRunner().invoke(main, ["config", "show"], env={"QMS_SIGNATURE_KEY": KEY_HEX})
+    assert table.exit_code == 0 and KEY_HEX not in table.output
+    assert re.search(r"QMS_PASSWORD_MIN_LENGTH +12 +default", table.output)
+
+
+def test_flask_sees_the_settings_through_app_config(tmp_path: Path) -> None:
+    """R-OPS-10: the web app reads its settings from app.config, not the environment."""
+    from webapp import create_app
+
+    s = Settings.from_env({"QMS_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+                           "QMS_INSTANCE_DIR": str(tmp_path), "QMS_TIMEZONE": "Europe/Paris",
+                           "QMS_SECRET_KEY": "k" * 32})
+    app = create_app(settings=s)
+    assert app.config["QMS_SETTINGS"] is s
+    assert app.config["QMS_SETTINGS"].timezone == "Europe/Paris"

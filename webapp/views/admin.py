@@ -10,7 +10,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
@@ -38,7 +47,8 @@ class CreateUserForm(FlaskForm):
                             description="Shown on every signature this person gives.")
     email = StringField("E-mail", validators=[Optional(), Length(max=254),
                                              Regexp(r"^[^@\s]+@[^@\s]+$", message="Not an e-mail address.")])
-    timezone = StringField("Time zone", default="UTC", validators=[DataRequired()])
+    timezone = StringField("Time zone", validators=[DataRequired()],
+                           description="tz database name, e.g. Europe/Paris.")
     reason = StringField("Reason", validators=[DataRequired(), Length(max=500)])
 
 
@@ -69,7 +79,8 @@ def users() -> Any:
     s = read_session()
     rows = directories.accounts(s)
     roles = {u.id: sorted(identity.roles_of(s, u)) for u in rows}
-    return render_template("admin/users.html", users=rows, roles=roles, form=CreateUserForm())
+    form = CreateUserForm(timezone=current_app.config["QMS_SETTINGS"].timezone)
+    return render_template("admin/users.html", users=rows, roles=roles, form=form)
 
 
 @bp.route("/users/new", methods=["POST"])

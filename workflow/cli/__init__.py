@@ -22,6 +22,7 @@ from workflow.cli.definitions import definitions_group
 from workflow.cli.jobs import jobs_group, notifications_group, scheduler, timers_group
 from workflow.cli.keys import keys_group
 from workflow.cli.records import records_group
+from workflow.cli.settings import config_group
 from workflow.cli.tokens import tokens_group
 from workflow.cli.users import users_group
 from workflow.cli.validation import validation_report
@@ -49,6 +50,7 @@ for command in (db_group, init, stats, definitions_group, verify_audit, export, 
                 notifications_group, validation_report):
     main.add_command(command)
 main.add_command(keys_group)  # docs/keys.md
+main.add_command(config_group)  # README, Configuration
 main.add_command(audit_group)  # docs/inspector.md
 main.add_command(verify_copy)  # docs/inspector.md
 

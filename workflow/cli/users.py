@@ -25,13 +25,14 @@ def users_group() -> None:
 @click.argument("username")
 @click.option("--name", "full_name", required=True, help="Printed full name (shown on signatures).")
 @click.option("--email", default="")
-@click.option("--timezone", default="UTC", show_default=True)
+@click.option("--timezone", default=None,
+              help="tz database name (default: QMS_TIMEZONE, UTC unless set).")
 @click.option("--role", "roles", multiple=True, help="Grant this role too (repeatable).")
 @click.option("--reason", required=True, help="Why (recorded in the audit trail).")
 @click.option("--password-stdin", is_flag=True,
               help="Read an initial password from standard input instead of generating one.")
 @friendly
-def users_create(username: str, full_name: str, email: str, timezone: str,
+def users_create(username: str, full_name: str, email: str, timezone: str | None,
                  roles: tuple[str, ...], reason: str, password_stdin: bool) -> None:
     """Create a user with a temporary password that must be changed at first login."""
     engine, _ = checked_engine()

@@ -70,7 +70,7 @@ def acting_user(session: Session, actor: str) -> User:
 
 
 def create_user(engine: Units, username: str, full_name: str, *, actor: str, reason: str,
-                policy: Policy, email: str = "", timezone: str = "UTC",
+                policy: Policy, email: str = "", timezone: str | None = None,
                 roles: tuple[str, ...] = (), password: str | None = None) -> NewUser:
     """Create a user with a temporary password (``password``, or a generated one) that must be
     changed at first login, and grant ``roles``."""

@@ -14,11 +14,18 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from workflow import clock, rules
+from workflow import config as qms_config
 from workflow.audit import trail as audit
 from workflow.db.models import LoginChallenge, RoleGrant, User, UserSession
 from workflow.db.seals import SEALED_COLUMNS
 from workflow.db.uow import Units, check_key
-from workflow.errors import InactiveUser, UnknownUser, UsernameTaken, WorkflowError
+from workflow.errors import (
+    InactiveUser,
+    UnknownUser,
+    UsernameTaken,
+    ValidationFailed,
+    WorkflowError,
+)
 
 USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
 SYSTEM_USERNAME = "system"
@@ -75,7 +82,7 @@ def create_user(
     full_name: str,
     *,
     email: str = "",
-    timezone: str = "UTC",
+    timezone: str | None = None,
     actor: User | None = None,
     reason: str = "",
 ) -> User:
@@ -87,6 +94,9 @@ def create_user(
         )
     if not full_name.strip():
         raise WorkflowError("A printed full name is required (it appears on signatures).")
+    timezone = (timezone or qms_config.settings().timezone).strip()
+    if not qms_config.is_zone(timezone):  # a typo would silently show every time in UTC
+        raise ValidationFailed({"timezone": qms_config.zone_problem(timezone)})
     if find_user(session, username) is not None:
         raise UsernameTaken(username)
     now = clock.now()

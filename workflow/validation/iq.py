@@ -25,19 +25,8 @@ from workflow.identity.policy import Policy
 from workflow.spec.load import DEFAULT_DEFINITIONS_DIR, load_directory
 from workflow.validation.catalogue import Catalogue
 
-SECRET_WORDS = ("KEY", "SECRET", "PASSWORD", "TOKEN", "PASSWD", "CREDENTIAL")
-
-
-def mask(name: str, value: str) -> str:
-    """A configuration value as shown in the report: secrets never, URLs without password."""
-    if any(w in name.upper() for w in SECRET_WORDS) and not name.upper().endswith("_FILE"):
-        return "(set, masked)" if value else "(empty)"
-    if "://" in value:
-        try:
-            return make_url(value).render_as_string(hide_password=True)
-        except Exception:  # not an SQLAlchemy URL: mask anything between :// and @
-            return re.sub(r"//[^/@]*@", "//***@", value)
-    return value
+#: a configuration value as shown in the report (one rule with `qms config show`)
+mask = config.mask
 
 
 def sha256_file(path: Path) -> str:
