@@ -20,6 +20,18 @@ def local(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return f"{value.astimezone(zone).strftime(fmt)} {value.astimezone(zone).tzname()}"
 
 
+def due(value: datetime | None) -> str:
+    """A deadline as a person entered it: a date-only due date is that date, never moved by
+    a time zone (workflow.clock.deadline_day); a deadline with a time of day (a duration's
+    end) is shown as its date in the viewer's zone, with the zone named."""
+    if value is None:
+        return ""
+    day = clock.deadline_day(value)
+    if day is not None:
+        return day.isoformat()
+    return local(value, "%Y-%m-%d")
+
+
 def differs_from_utc(value: datetime | None) -> bool:
     return value is not None and value.astimezone(user_zone()).utcoffset() != timedelta(0)
 
@@ -49,6 +61,7 @@ def register(app: Flask) -> None:
     """Install the filters and globals on ``app``'s Jinja environment."""
     app.jinja_env.filters["local"] = local
     app.jinja_env.filters["utc"] = utc
+    app.jinja_env.filters["due"] = due
     app.jinja_env.filters["label"] = label
     app.jinja_env.globals["due_badge"] = due_badge
     app.jinja_env.globals["differs_from_utc"] = differs_from_utc

@@ -6,7 +6,7 @@ Tests move the clock (``clock.set``/``clock.advance``) instead of sleeping.
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 _lock = threading.Lock()
 _frozen: datetime | None = None
@@ -51,3 +51,30 @@ def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+# ---------------------------------------------------------------- date-only deadlines
+#
+# A date-only due date ("due 2026-12-10") is kept as an instant, the end of that day in UTC
+# (2026-12-11 00:00 UTC; extension requests write 23:59:59 of the day), so deadlines of every
+# kind compare and sort as instants. Shown back, such an instant must be the date that was
+# entered: converting it to the viewer's zone first and then taking the date shows the next
+# day east of UTC (and at UTC itself). :func:`deadline_day` is the way back, in one place.
+
+
+def end_of_day(day: date) -> datetime:
+    """The deadline instant of a date-only due date: the end of ``day`` in UTC."""
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+
+
+def deadline_day(value: datetime | None) -> date | None:
+    """The calendar date a date-only deadline was entered as (see :func:`end_of_day`), or
+    None when ``value`` is a deadline with a time of day (shown in the viewer's zone)."""
+    if value is None:
+        return None
+    v = as_utc(value)
+    if (v.hour, v.minute, v.second, v.microsecond) == (0, 0, 0, 0):
+        return v.date() - timedelta(days=1)
+    if (v.hour, v.minute, v.second) == (23, 59, 59):
+        return v.date()
+    return None

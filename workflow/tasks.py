@@ -19,6 +19,7 @@ from workflow import clock, rules
 from workflow.audit import trail as audit
 from workflow.db import records
 from workflow.db.models import Record, Task, TaskStatus, User
+from workflow.engine import access
 from workflow.errors import NotAuthorized, TaskNotFound, WorkflowError
 from workflow.identity import users as identity
 
@@ -184,12 +185,35 @@ def delegate(engine: Engine, task_id: int, actor: str, to: str, reason: str) -> 
             raise NotAuthorized("Only the person holding a task can delegate it.")
         if target.id == user.id:
             raise WorkflowError("Choose someone else to delegate to.")
-        if task.role and task.role not in identity.roles_of(session, target):
-            raise WorkflowError(f"{target.full_name} does not hold the role {task.role!r}.")
+        why = _cannot_take(session, engine, rec, task, target)
+        if why:
+            raise WorkflowError(why)
         task.assignee_id = target.id
         _audit(session, rec, user, "task_delegated",
                {"task": task.id, "assignee": [user.username, target.username]}, reason)
         return rec.number
+
+
+def _cannot_take(session: Session, engine: Engine, rec: Record, task: Task, person: User
+                 ) -> str | None:
+    d = engine.registry.by_hash(session, rec.definition_hash).definition
+    return access.could_take_task(engine.context(session), d, rec, task.role, person)
+
+
+def delegate_candidates(session: Session, engine: Engine, task_id: int, viewer: str
+                        ) -> list[tuple[str, str]]:
+    """(username, printed name) of the people ``viewer`` may hand the task to: active
+    people who could take it (``engine.access.could_take_task``, the rule the delegate
+    command applies), the viewer excluded. Reads only."""
+    user = identity.get_user(session, viewer)
+    task = visible_task(session, engine, task_id, user)
+    rec = session.get(Record, task.record_id)
+    assert rec is not None
+    people = session.execute(select(User).where(
+        User.active.is_(True), User.is_system.is_(False), User.id != user.id)
+        .order_by(User.full_name)).scalars()
+    return [(p.username, p.full_name) for p in people
+            if _cannot_take(session, engine, rec, task, p) is None]
 
 
 def _audit(session: Session, rec: Record, user: User, action: str, changes: dict[str, Any],

@@ -122,7 +122,7 @@ def test_an_early_step_is_noted_and_flagged_and_linked_records_are_listed(client
 
 def test_request_and_approve_a_due_date_extension_on_the_record_page(app, client, account,
                                                                      engine):
-    """R-UI-7 R-WF-16 R-WF-4 R-P11-50-1: the CAPA owner requests an extension from the record
+    """R-UI-7 R-WF-16 R-WF-4 R-P11-50-1 R-UI-50: the CAPA owner requests an extension from the record
     page (new date, justification); the record shows it waiting, with original and current
     due dates; the owner cannot decide it; QA approves it with an electronic signature and
     the current due date moves while the original stays."""
@@ -145,7 +145,8 @@ def test_request_and_approve_a_due_date_extension_on_the_record_page(app, client
                                 "new_due": "2026-06-30", "reason": "Supplier delivers in June"})
     assert r.status_code == 302
     page = text(client.get(f"/records/{n}"))
-    assert "Requested</strong>: 2026-05-31 UTC → 2026-06-30 UTC" in page
+    # a requested date is a date-only deadline: shown as entered, without a zone (R-UI-50)
+    assert "Requested</strong>: 2026-05-31 UTC → 2026-06-30<" in page
     assert "Supplier delivers in June" in page
     assert f'href="/records/{n}/extensions/new"' not in page  # one request at a time
     assert "Decide request" not in page  # not the requester's to decide
@@ -161,9 +162,9 @@ def test_request_and_approve_a_due_date_extension_on_the_record_page(app, client
                             "sig_username": "quinn", "sig_password": PASSWORD})
     assert r.status_code == 302
     page = text(qa.get(f"/records/{n}"))
-    assert "Current: <strong>2026-06-30 UTC</strong>" in page  # due at the end of 30 June
+    assert "Current: <strong>2026-06-30</strong>" in page  # due at the end of 30 June
     assert "Original: 2026-05-31 UTC" in page
-    assert "Approved</strong>: 2026-05-31 UTC → 2026-06-30 UTC" in page
+    assert "Approved</strong>: 2026-05-31 UTC → 2026-06-30<" in page
     assert "approved by Quinn Tester" in page
     rec = engine.get(n)
     assert rec.due_original.date().isoformat() == "2026-05-31"

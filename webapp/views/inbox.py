@@ -17,7 +17,7 @@ from workflow import tasks as wf_inbox
 from workflow.db.models import Task
 from workflow.errors import TaskNotFound, WorkflowError
 from workflow.identity import users as identity
-from workflow.queries import definitions, directories
+from workflow.queries import definitions, training
 
 bp = Blueprint("inbox", __name__)
 
@@ -59,8 +59,20 @@ def index() -> Any:
         if row.definition_hash not in defs:
             defs[row.definition_hash] = engine().registry.by_hash(
                 s, row.definition_hash).definition
+    overdue_training = training.overdue_unheld(s, engine().registry, user,
+                                               identity.roles_of(s, user))
     return render_template("inbox/index.html", page=page, workflows=workflows, wf=wf,
-                           scope=scope, args=args, defs=defs)
+                           scope=scope, args=args, defs=defs, overdue_training=overdue_training)
+
+
+@bp.route("/training")
+@login_required
+def my_training() -> Any:
+    """The person's own trainings (the ``training`` capability): open, overdue, completed."""
+    s = read_session()
+    user = identity.get_user(s, current_user.username)
+    mine = training.my_training(s, engine().registry, user, identity.roles_of(s, user))
+    return render_template("inbox/training.html", mine=mine, workflows=_workflows())
 
 
 def _visible_task(task_id: int) -> Task:
@@ -105,9 +117,9 @@ def delegate(task_id: int) -> Any:
     if task.assignee_id != current_user.id:
         abort(403, description="Only the person holding a task can delegate it.")
     form = DelegateForm()
-    form.to.choices = choices(directories.pickable_users(read_session(),
-                                                         excluding=current_user.id),
-                              blank=False)
+    people = wf_inbox.delegate_candidates(read_session(), engine(), task_id,
+                                          current_user.username)
+    form.to.choices = choices([(u, f"{n} ({u})") for u, n in people], blank=False)
     if form.validate_on_submit():
         try:
             number = wf_inbox.delegate(engine(), task_id, current_user.username, form.to.data,
@@ -117,4 +129,5 @@ def delegate(task_id: int) -> Any:
         else:
             flash(f"The task on {number} was delegated.", "success")
             return redirect(url_for("inbox.index"))
-    return render_template("inbox/delegate.html", form=form, task_id=task_id)
+    return render_template("inbox/delegate.html", form=form, task_id=task_id,
+                           nobody=not people)

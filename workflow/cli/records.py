@@ -9,6 +9,7 @@ from typing import Any
 import click
 from sqlalchemy import select
 
+from workflow import clock
 from workflow.cli.common import act_as, acting_options, checked_engine, friendly
 from workflow.db.models import AuditEvent, Record, Signature
 
@@ -81,7 +82,9 @@ def records_list(workflow: str | None) -> None:
         if workflow:
             q = q.where(Record.workflow_key == workflow)
         for r in s.execute(q).scalars():
-            due = f"due {r.due_current:%Y-%m-%d}" if r.due_current else ""
+            day = clock.deadline_day(r.due_current)
+            due = (f"due {day or f'{clock.as_utc(r.due_current):%Y-%m-%d %H:%M}Z'}"
+                   if r.due_current else "")
             click.echo(f"{r.number:16} {r.state:22} v{r.version:<3} {due:14} {r.title}")
 
 

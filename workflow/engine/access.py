@@ -6,6 +6,7 @@ the same function: a step is offered only when the engine would accept it (R-WF-
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from workflow import rules
 from workflow.db.models import Record, User
-from workflow.engine import gates
+from workflow.engine import gates, inputs
 from workflow.engine import statements as st
 from workflow.engine.context import Ctx
 from workflow.errors import (
@@ -235,3 +236,45 @@ def available(ctx: Ctx, d: WorkflowDefinition, rec: Record, user: User
 def role_label(d: WorkflowDefinition, role: str) -> str:
     return {"initiator": "the record's initiator",
             "assignee": "the person the task is assigned to"}.get(role, d.roles.get(role, role))
+
+
+def could_take_task(ctx: Ctx, d: WorkflowDefinition, rec: Record, task_role: str | None,
+                    user: User) -> str | None:
+    """Whether ``user`` could take over a task of ``rec``'s state (the delegate list, and
+    the delegate command, ask this): None when they could, else why not. They must be active,
+    hold the task's role (when it is a role's task), and at least one step from the state must
+    be theirs once they hold it: one of its roles (the assignee pseudo-role counts: they
+    would be the assignee), separation of duties, not signed it already, the training gate,
+    and the step's guards about who acts (those naming ``actor``, e.g. "actor != trainee"),
+    evaluated on the record as it is (guards on values the step itself enters are checked
+    when it is taken)."""
+    if not user.active or user.is_system:
+        return f"{user.full_name} cannot take tasks (deactivated or a system account)."
+    roles = ctx.roles(user)
+    if task_role and task_role not in roles:
+        return f"{user.full_name} does not hold the role {role_label(d, task_role)}."
+    why = f"{user.full_name} may take none of the steps of this task."
+    for t in d.transitions_from(rec.state):
+        acting = roles & set(t.roles)
+        if not acting and "assignee" in t.roles:
+            acting = {"assignee"}
+        if not acting and "initiator" in t.roles and user.id == rec.created_by_id:
+            acting = {"initiator"}
+        if not acting:
+            continue
+        try:
+            separation(ctx.session, rec, t, user, d)
+            already_signed(ctx.session, rec, t, user)
+            training_gate(ctx, d, rec, t, user)
+            about_actor = tuple(g for g in t.guards if _ACTOR.search(g.when))
+            if about_actor:
+                inputs.check_guards(t.label, about_actor,
+                                    inputs.names(ctx, d, rec, rec.data, user))
+        except WorkflowError as exc:
+            why = f"{user.full_name}: {exc.message}"
+            continue
+        return None
+    return why
+
+
+_ACTOR = re.compile(r"\bactor\b")

@@ -4,9 +4,10 @@ Shared by a step (``fire``) and by a signed migration (change_control/migrate.py
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
+from workflow import clock
 from workflow.db.models import Record, TaskStatus, TimerStatus, User
 from workflow.engine import statements as st
 from workflow.engine.context import Ctx
@@ -96,4 +97,4 @@ def end_of(value: str) -> datetime:
     """A date field's deadline is the end of that day (UTC); a datetime is itself."""
     if "T" in value:
         return datetime.fromisoformat(value).astimezone(UTC)
-    return datetime.combine(date.fromisoformat(value) + timedelta(days=1), time(0), tzinfo=UTC)
+    return clock.end_of_day(date.fromisoformat(value))

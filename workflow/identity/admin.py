@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from workflow import clock
 from workflow.db.models import GrantRequest, User, UserSession
 from workflow.db.uow import Units
 from workflow.errors import GrantRefused, WorkflowError
@@ -58,7 +59,7 @@ def temporary_password() -> str:
 
 def end_of_day(day: date) -> datetime:
     """A grant that expires "on" ``day`` ends at the end of that day, UTC."""
-    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+    return clock.end_of_day(day)
 
 
 def acting_user(session: Session, actor: str) -> User:
