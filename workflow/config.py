@@ -32,6 +32,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from workflow.errors import ConfigError
 
+#: the source checkout this module sits in: only for what needs one (the validation report
+#: runs the test suite and reads docs/); the running system finds its files through
+#: workflow/resources.py and keeps its data in the instance directory
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "QMS_"
 #: QMS_ variables that are not settings of the product: the tests' and benchmarks' own
@@ -51,7 +54,10 @@ class Settings:
     # schema owner; None: database_url) and the runtime role granted after each upgrade
     migration_database_url: str | None = None
     runtime_role: str | None = None  # None: database_url's user when it differs from the owner
-    instance_dir: Path = REPO_ROOT / "instance"
+    #: ``./instance`` of the working directory when the process starts (never inside the
+    #: installed package: an installed wheel writes nothing into site-packages); production
+    #: sets QMS_INSTANCE_DIR (docs/deployment.md)
+    instance_dir: Path = field(default_factory=lambda: Path.cwd() / "instance")
     signature_key: bytes | None = field(default=None, repr=False)  # None: from the key file
     signature_key_file: Path | None = None  # None: instance_dir / signature.key
     secret_key: str | None = field(default=None, repr=False)  # None: instance file

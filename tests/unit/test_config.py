@@ -110,13 +110,15 @@ def test_every_variable_is_parsed() -> None:
 
 
 def test_defaults() -> None:
+    """R-OPS-2: the documented defaults; the instance directory is ./instance of the working
+    directory, never a folder inside the installed package."""
     s = Settings.from_env({})
     assert s == Settings()
     assert s.database_url is None and s.signature_key is None and s.smtp_url is None
-    assert s.instance_dir == REPO_ROOT / "instance"
-    assert s.signature_key_path == REPO_ROOT / "instance" / "signature.key"
-    assert s.anchor_key_path == REPO_ROOT / "instance" / "anchor.key"
-    assert s.checkpoint_path == REPO_ROOT / "instance" / "checkpoints"
+    assert s.instance_dir == Path.cwd() / "instance"
+    assert s.signature_key_path == Path.cwd() / "instance" / "signature.key"
+    assert s.anchor_key_path == Path.cwd() / "instance" / "anchor.key"
+    assert s.checkpoint_path == Path.cwd() / "instance" / "checkpoints"
     assert (s.password_min_length, s.password_history, s.password_max_age_days) == (12, 5, 90)
     assert (s.lockout_threshold, s.session_idle_minutes, s.session_max_hours) == (5, 15, 12)
     assert s.totp_required_roles == ("qa", "admin")

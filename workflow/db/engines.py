@@ -14,8 +14,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from workflow import config
-from workflow.config import REPO_ROOT
 from workflow.db import roles
+from workflow.resources import migrations_dir
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,8 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 def alembic_config(url: str) -> Any:
     from alembic.config import Config
 
-    cfg = Config(str(REPO_ROOT / "migrations" / "alembic.ini"))
-    cfg.set_main_option("script_location", str(REPO_ROOT / "migrations"))
+    cfg = Config(str(migrations_dir() / "alembic.ini"))
+    cfg.set_main_option("script_location", str(migrations_dir()))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
 

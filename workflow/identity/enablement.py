@@ -46,13 +46,14 @@ from workflow.identity.lockout import record_failure
 from workflow.identity.passwords import password_matches
 from workflow.identity.policy import Policy
 from workflow.identity.totp import check_second_factor, totp_enrolled
+from workflow.resources import data_file
 
 IDENTITY = "identity_verified"
 POLICY = "policy_accepted"
 #: what the person affirms when accepting the policy (shown next to the policy, stored)
 STATEMENT = ("I agree that my electronic signature is the legally binding equivalent of my "
              "handwritten signature.")
-SHIPPED_POLICY = Path(__file__).resolve().parents[1] / "data" / "esignature-policy.txt"
+SHIPPED_POLICY = data_file("esignature-policy.txt")
 ADMIN_ROLE = "admin"
 
 

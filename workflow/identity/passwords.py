@@ -10,7 +10,6 @@ import gzip
 import secrets
 from datetime import timedelta
 from functools import cache
-from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -26,13 +25,14 @@ from workflow.identity import tokens as api_tokens
 from workflow.identity import users as identity
 from workflow.identity.lockout import is_locked, lift_lapsed, locked_error, record_failure
 from workflow.identity.policy import Policy
+from workflow.resources import data_file
 
 #: the longest password accepted, when set and at login (longer ones are refused before any
 #: hashing: an attacker cannot make the server hash megabytes; R-SEC-34)
 MAX_LENGTH = 256
 #: fewer distinct characters than this is "trivially repetitive" (aaaa..., abab..., 1212...)
 MIN_DISTINCT = 5
-COMMON_PASSWORDS = Path(__file__).resolve().parents[1] / "data" / "common-passwords.txt.gz"
+COMMON_PASSWORDS = data_file("common-passwords.txt.gz")
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 
 

@@ -10,15 +10,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
 from workflow.errors import DefinitionError, Problem
+from workflow.resources import definitions_dir
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "definitions" / "workflow.schema.json"
+SCHEMA_PATH = definitions_dir() / "workflow.schema.json"
 
 #: A key path into a parsed document: mapping keys and sequence indexes.
 KeyPath = tuple[str | int, ...]

@@ -22,6 +22,7 @@ from workflow.config import REPO_ROOT
 from workflow.db import engines as db
 from workflow.errors import ConfigError
 from workflow.identity.policy import Policy
+from workflow.resources import migrations_dir
 from workflow.spec.load import DEFAULT_DEFINITIONS_DIR, load_directory
 from workflow.validation.catalogue import Catalogue
 
@@ -157,7 +158,7 @@ def gather_iq(database_url: str | None = None, catalogue: Catalogue | None = Non
         "configuration": configuration(),
         "definition_files": _checksums(DEFAULT_DEFINITIONS_DIR, ["*.yaml", "*.json"]),
         "definition_hashes": defs,
-        "migration_files": _checksums(REPO_ROOT / "migrations",
+        "migration_files": _checksums(migrations_dir(),
                                       ["versions/*.py", "env.py", "alembic.ini",
                                        "script.py.mako"]),
     }
