@@ -17,6 +17,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from workflow import config as qms_config
+from workflow import logs as qms_logs
 
 csrf = CSRFProtect()
 #: the session cookie's name; over HTTPS (``QMS_COOKIE_SECURE=1``) the ``__Host-`` one
@@ -61,6 +62,9 @@ def create_app(config: dict[str, Any] | None = None,
     )
     if config:
         app.config.update(config)
+    from webapp import ops
+
+    ops.init_app(app)  # first: request ids and the health probes before every other hook
     if settings.trusted_proxies:
         # believe the X-Forwarded-For/-Proto/-Host/-Port of exactly this many proxies: the
         # client address recorded in login and security events is then the real one, and
@@ -94,6 +98,12 @@ def create_app(config: dict[str, Any] | None = None,
 
     if "QMS_ENGINE" not in app.config:
         app.config["QMS_ENGINE"], _ = open_engine(settings=settings)
+    # the application's log lines need a handler also under gunicorn (which configures only
+    # its own loggers): installed unless the process configured logging itself
+    if qms_logs.configure(settings) is not None:
+        from flask.logging import default_handler
+
+        app.logger.removeHandler(default_handler)  # its lines go to the one handler
     app.config.setdefault("QMS_POLICY", Policy.from_settings(settings))
     # the settings in force (workflow/config.py): views read them here, never the environment
     app.config["QMS_SETTINGS"] = settings

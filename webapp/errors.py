@@ -15,7 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response, flash, g, jsonify, render_template, request
+from flask import (
+    Flask,
+    Response,
+    current_app,
+    flash,
+    g,
+    jsonify,
+    make_response,
+    render_template,
+)
 from flask_wtf.csrf import CSRFError
 
 from workflow import errors as wf
@@ -188,14 +197,31 @@ def http_error_response(status: int, message: str) -> Response:
 # ------------------------------------------------------------------ the app's error pages
 
 
+def page_response(status: int, title: str, message: str) -> Response:
+    """An error answer: the error page, or the JSON error body on the API's paths. The page
+    shows the request's reference (webapp/ops.py) for the person to quote."""
+    wants_json = current_app.extensions.get("qms_wants_json")
+    if wants_json is not None and wants_json():
+        return http_error_response(status, message)
+    return make_response(render_template("error.html", status=status, title=title,
+                                         message=message), status)
+
+
+def server_error_page() -> Response:
+    """The 500 answer (an unexpected error, already logged with its traceback)."""
+    ref = g.get("request_id") or "(none)"
+    return page_response(500, "Something went wrong", "The request failed and nothing was "
+                         "changed. If it happens again, tell your administrator the "
+                         f"reference {ref}.")
+
+
 def register(app: Flask, *, wants_json: Callable[[], bool]) -> None:
     """The error pages of ``app``; requests for which ``wants_json()`` (the API's paths) get
     the JSON error body instead."""
+    app.extensions["qms_wants_json"] = wants_json
 
     def page(status: int, title: str, message: str) -> Any:
-        if wants_json():
-            return http_error_response(status, message)
-        return render_template("error.html", status=status, title=title, message=message), status
+        return page_response(status, title, message)
 
     @app.errorhandler(CSRFError)
     def _csrf(e: CSRFError) -> tuple[str, int]:
@@ -229,8 +255,7 @@ def register(app: Flask, *, wants_json: Callable[[], bool]) -> None:
         return page(found.page, found.title, str(e))
 
     @app.errorhandler(500)
-    def _server_error(e: Any) -> tuple[str, int]:
-        log.exception("server error on %s", request.path)
-        ref = getattr(g, "request_id", "")
-        return page(500, "Something went wrong", "The request failed and nothing was "
-                    f"changed. If it happens again, tell your administrator {ref}.")
+    def _server_error(e: Any) -> Response:
+        # Flask has logged the exception with its traceback (app.logger, "Exception on ..."),
+        # on a line that carries the request id
+        return server_error_page()

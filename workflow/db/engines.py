@@ -14,7 +14,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from workflow import config
-from workflow.db import roles
+from workflow.db import outage, roles
 from workflow.resources import migrations_dir
 
 log = logging.getLogger(__name__)
@@ -40,9 +40,16 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
         kwargs.setdefault("connect_args", {}).setdefault("timeout", 30)
         engine = create_engine(url, **kwargs)
         _configure_sqlite(engine)
+        outage.watch(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    if url.startswith("postgresql"):
+        # a server that does not answer fails the request in seconds instead of the TCP
+        # timeout's minutes (readiness probes and requests during an outage)
+        kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", 10)
+    engine = create_engine(url, **kwargs)
+    outage.watch(engine)  # outages logged once, their connections dropped (db/outage.py)
+    return engine
 
 
 def _configure_sqlite(engine: Engine) -> None:
