@@ -40,8 +40,7 @@ READ_ONLY = "read_only"
 #: SQLSTATE classes/codes of PostgreSQL that mean the server cannot be used right now
 _PG_UNREACHABLE = ("08", "57P01", "57P02", "57P03", "53300")  # connection, shutdown, too many
 _PG_READ_ONLY = ("25006",)  # read_only_sql_transaction (hot standby, read-only database)
-_SQLITE_UNREACHABLE = ("unable to open database file", "disk i/o error",
-                       "database disk image is malformed")
+_SQLITE_UNREACHABLE = ("unable to open database file", "disk i/o error")
 _SQLITE_READ_ONLY = ("readonly database", "read-only database", "read-only file system")
 
 
