@@ -10,6 +10,7 @@ from flask import Flask
 
 from webapp.context import user_zone
 from workflow import clock
+from workflow.spec.fields import choice_label
 
 
 def local(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
@@ -54,7 +55,7 @@ def due_badge(due: datetime | None) -> tuple[str, str] | None:
 
 
 def label(name: str) -> str:
-    return name.replace("_", " ").capitalize()
+    return choice_label(name)
 
 
 def register(app: Flask) -> None:

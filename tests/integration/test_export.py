@@ -82,7 +82,9 @@ def test_pdf_copy_contains_signature_manifestations_and_audit_entries(engine, pe
     text = " ".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages)
     flat = " ".join(text.split())
     (sig,) = doc["signatures"]
-    for needle in ("Quinn QA", sig["signed_at_utc"], "Cancelled", n, "duplicate of another CAPA"):
+    # times read "2026-03-02 09:00:00" under a "(UTC)" heading (the JSON copy keeps ISO 8601)
+    for needle in ("Quinn QA", sig["signed_at_utc"][:19].replace("T", " "), "Cancelled", n,
+                   "duplicate of another CAPA"):
         assert needle in flat, needle
     for ev in doc["audit_trail"]:
         assert ev["hash"][:16] in flat.replace(" ", ""), ev["seq"]
@@ -97,3 +99,48 @@ def test_export_of_an_unknown_record_is_refused_and_audits_nothing(engine):
         copies.export(engine, "nope-2026-0001", "json", "inspection")
     with engine.reader() as s:
         assert s.execute(select(func.count()).select_from(AuditEvent)).scalar_one() == before
+
+
+def test_copy_flags_fields_changed_after_first_entry_with_their_audit_entries(engine, people):
+    """R-A11-8-1: the JSON and PDF copies, and the record page's read model, flag a field
+    whose entered value was changed later, naming the audit entries that changed it; a
+    field entered once (or first entered at a later step) is not flagged."""
+    import io
+
+    import pypdf
+
+    from workflow.queries import records
+
+    day = "2026-03-01"
+    d = engine.start("deviation", people["emp"], {
+        "title": "Particle", "description": "d", "occurred_on": day, "discovered_on": day,
+        "area": "Filling", "immediate_actions": "hold"}).number
+    engine.fire(d, "triage", people["qa"], {"classification": "major",
+                                            "classification_rationale": "r",
+                                            "capa_required": True,
+                                            "investigator": people["owner"]})
+    with engine.unit() as s:
+        olga = identity.get_user(s, people["owner"])
+        identity.grant_role(s, olga, "deviation_owner", actor=identity.system_user(s), reason="t")
+    engine.fire(d, "submit_investigation", people["owner"], {
+        "root_cause_category": "method", "root_cause": "rc", "impact_assessment": "none",
+        "batch_disposition": "reject", "capa_required": True})
+    engine.fire(d, "approve", people["qa2"], {"classification": "critical", "capa_required": True},
+                signature=sign(people["qa2"]), reason="re-assessed: single unit affected")
+    with engine.unit() as s:
+        doc = export_record(s, engine.registry, d, identity.system_user(s), "json", "inspection")
+        page = records.record_page(s, engine, d, people["qa"])
+    changed = {f["name"]: f["changed_after_first_entry"] for f in doc["fields"]}
+    (seq,) = [e["seq"] for e in doc["audit_trail"]
+              if e["action"] == "update" and "classification" in e["changes"]
+              and e["changes"]["classification"][0] == "major"]
+    assert changed["classification"] == [seq]
+    assert changed["title"] == [] and changed["root_cause"] == []
+    assert page.changed == {"classification": [seq]}
+    text = " ".join(" ".join(p.extract_text() for p in
+                             pypdf.PdfReader(io.BytesIO(copies.record_pdf(doc))).pages).split())
+    assert f"changed after first entry: audit #{seq}" in text
+    assert text.count("changed after first entry: audit #") == 1
+    display = {f["name"]: f["display"] for f in doc["fields"]}
+    assert display["classification"] == "Critical"  # the choice label, not the key
+    assert display["investigator"] == "Olga Owner (olga)"  # the printed name

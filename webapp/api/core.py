@@ -15,7 +15,7 @@ from datetime import datetime
 from functools import wraps
 from typing import Any
 
-from flask import current_app, jsonify, request
+from flask import Response, current_app, jsonify, request
 from jsonschema import Draft7Validator
 
 from webapp.api.spec import Param, Route
@@ -231,7 +231,10 @@ def dispatch(route: Route) -> Callable[..., Any]:
             if route.body is not None:
                 kwargs["body"] = parse_body(route)
             try:
-                payload, status, headers = _normalise(view(**kwargs), route.ok)
+                result = view(**kwargs)
+                if isinstance(result, Response):  # a file (true copy, attachment)
+                    return result
+                payload, status, headers = _normalise(result, route.ok)
             except wf.WorkflowError as exc:
                 raise api_error(exc) from None
         except ApiError as err:

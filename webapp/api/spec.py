@@ -45,6 +45,7 @@ class Route:
     errors: tuple[int, ...] = ()
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    media: str = "application/json"  # of the OK answer (a file: application/pdf, ...)
 
     @property
     def endpoint(self) -> str:
@@ -301,9 +302,11 @@ def openapi(routes: tuple[Route, ...], rate_per_minute: int) -> dict[str, Any]:
             op["requestBody"] = {"required": True, "content": {
                 "application/json": {"schema": r.body}}}
         ok_schema = ref(r.response) if r.response else {"type": "object"}
+        if r.media != "application/json":
+            ok_schema = {"type": "string", "format": "binary"}
         responses: dict[str, Any] = {str(r.ok): {
             "description": "OK" if r.ok == 200 else "Created",
-            "content": {"application/json": {"schema": ok_schema}}}}
+            "content": {r.media: {"schema": ok_schema}}}}
         codes = set(r.errors)
         if r.scope is not None:
             codes |= {401, 403, 429}

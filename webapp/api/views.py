@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from webapp import downloads
 from webapp.api import spec
 from webapp.api.core import (
     decode_cursor,
@@ -217,6 +218,14 @@ def record_audit(caller: Caller, number: str) -> Any:
         "prev_hash": ev.prev_hash} for ev, username in rows]}
 
 
+def record_copy_pdf(caller: Caller, number: str) -> Any:
+    return downloads.true_copy(number, "pdf", caller.username, "true copy downloaded via the API")
+
+
+def record_copy_json(caller: Caller, number: str) -> Any:
+    return downloads.true_copy(number, "json", caller.username, "true copy downloaded via the API")
+
+
 def record_signatures(caller: Caller, number: str) -> Any:
     rec = _visible(caller, number)
     sigs = records.signatures(read_session(), rec)
@@ -397,6 +406,20 @@ ROUTES: tuple[Route, ...] = (
                       "`reason`."),
     Route("GET", "/records/{number}/audit", record_audit, "The record's audit trail", "read",
           "audit", response="AuditTrail", params=(_NUMBER,), errors=(404,)),
+    Route("GET", "/records/{number}/copy.pdf", record_copy_pdf,
+          "The record's signed true copy as PDF", "read", "audit", params=(_NUMBER,),
+          errors=(404,), media="application/pdf",
+          description="Fields with labels, signature manifestations, state history, links and "
+                      "the whole audit trail, in embedded Unicode fonts (21 CFR 11.10(b)). The "
+                      "Ed25519 signature over the PDF's exact bytes is in the header "
+                      "`X-QMS-Copy-Signature` (base64 of the `.sig` file `qms verify-copy` "
+                      "reads). The download is audited with the token's user."),
+    Route("GET", "/records/{number}/copy.json", record_copy_json,
+          "The record's signed true copy as JSON", "read", "audit", params=(_NUMBER,),
+          errors=(404,), media="application/json",
+          description="The electronic true copy (format `qms-true-copy/1`) with its Ed25519 "
+                      "`signature`, checkable with `qms verify-copy`; audited with the "
+                      "token's user."),
     Route("GET", "/records/{number}/signatures", record_signatures,
           "The record's electronic signatures with their manifestation", "read", "audit",
           response="SignatureList", params=(_NUMBER,), errors=(404,)),

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 
-from webapp import errors, forms
+from webapp import downloads, errors, forms
 from webapp.context import engine, policy, read_session
 from webapp.views.audit import csv_response
 from workflow.db.models import Record
@@ -115,7 +115,7 @@ def view(number: str) -> Any:
                            people=page.people, superseded=page.superseded,
                            options=page.options, waiting=page.waiting,
                            extensions=page.extensions, extension_refused=page.extension_refused,
-                           extension_decide=page.extension_decide)
+                           extension_decide=page.extension_decide, changed=page.changed)
 
 
 def _people(d: Any, rec: Record) -> dict[str, str]:
@@ -233,3 +233,14 @@ def audit(number: str) -> Any:
                             numbers={ev.id: rec.number for ev in events})
     return render_template("records/audit.html", rec=rec, d=d, events=events)
 
+
+
+@bp.route("/<number>/copy.<fmt>")
+@login_required
+def copy(number: str, fmt: str) -> Any:
+    """Download the record's signed true copy (PDF, JSON, or the PDF with its signature as
+    ZIP): audited with the person's name; a record they may not see is a 404."""
+    if fmt not in downloads.COPY_FORMATS:
+        abort(404)
+    return downloads.true_copy(number, fmt, current_user.username,
+                               "true copy downloaded from the record page")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,10 @@ from workflow.errors import CheckpointError, RecordNotFound
 from workflow.identity import users as identity
 from workflow.keyring import AnchorKeys, Key, verify_ed25519
 from workflow.queries import records
+from workflow.queries.copy_pdf import record_pdf  # noqa: F401 (drawn there, used from here)
 from workflow.registry import Registry
+from workflow.spec.fields import choice_label, is_empty
+from workflow.spec.model import FieldSpec
 
 FORMAT = "qms-true-copy/1"
 
@@ -56,13 +60,19 @@ def record_copy(session: Session, registry: Registry, rec: Record) -> dict[str, 
     superseded = content.superseded(events, rec.data)
     links = records.links(session, rec)
     creator = session.get(User, rec.created_by_id)
+    people = records.field_people(session, d, rec)
+    changed = records.changed_after_entry(events)
     fields = []
     for spec in d.fields.values():
         if spec.name in rec.data:
             fields.append({"name": spec.name, "label": spec.label, "type": spec.type,
-                           "value": rec.data[spec.name]})
+                           "value": rec.data[spec.name],
+                           "display": display(spec, rec.data[spec.name], people),
+                           "changed_after_first_entry": changed.get(spec.name, [])})
     for extra in sorted(set(rec.data) - set(d.fields)):  # values of fields no longer declared
-        fields.append({"name": extra, "label": extra, "type": "unknown", "value": rec.data[extra]})
+        fields.append({"name": extra, "label": extra, "type": "unknown", "value": rec.data[extra],
+                       "display": display(None, rec.data[extra], people),
+                       "changed_after_first_entry": changed.get(extra, [])})
 
     def state_label(name: str | None) -> str | None:
         return d.states[name].label if name in d.states else name
@@ -85,6 +95,10 @@ def record_copy(session: Session, registry: Registry, rec: Record) -> dict[str, 
             "version": rec.version,
         },
         "fields": fields,
+        "labels": {"states": {k: v.label for k, v in d.states.items()},
+                   "steps": {k: v.label for k, v in d.transitions.items()},
+                   "roles": dict(d.roles),
+                   "fields": {k: v.label for k, v in d.fields.items()}},
         "state_history": history,
         "links": [{"kind": link.kind,
                    "direction": "outgoing" if link.source_id == rec.id else "incoming",
@@ -110,6 +124,33 @@ def record_copy(session: Session, registry: Registry, rec: Record) -> dict[str, 
                     "key; check them with workflow.export.check_copy",
         },
     }
+
+
+def display(spec: FieldSpec | None, value: Any, people: Mapping[str, str]) -> Any:
+    """How a person reads ``value``: choice labels, printed names, Yes/No; a list as a table
+    (``{"columns": [...], "rows": [[...], ...]}``); text otherwise."""
+    if is_empty(value):
+        return ""
+    if spec is None:
+        return value if isinstance(value, str) else canonical.dumps(value)
+    if spec.type == "list":
+        if spec.item is not None:
+            return {"columns": [spec.item.label or spec.label],
+                    "rows": [[display(spec.item, x, people)] for x in value]}
+        return {"columns": [c.label for c in spec.fields],
+                "rows": [[display(c, row.get(c.name), people) if isinstance(row, dict) else ""
+                          for c in spec.fields] for row in value]}
+    if spec.type == "boolean":
+        return "Yes" if value else "No"
+    if spec.type == "choice":
+        return choice_label(value)
+    if spec.type == "user":
+        name = people.get(value)
+        return f"{name} ({value})" if name else str(value)
+    if spec.type == "file" and isinstance(value, dict):
+        return (f"{value.get('name')} ({value.get('type')}, {value.get('size')} bytes, "
+                f"sha256 {value.get('sha256')})")
+    return value if isinstance(value, str) else canonical.dumps(value)
 
 
 def check_copy(doc: dict[str, Any], key: Key) -> list[str]:
@@ -275,105 +316,17 @@ def export_record(session: Session, registry: Registry, number: str, actor: User
 
 def export(engine: Engine, number: str, fmt: str, reason: str,
            actor: str | None = None, *, anchor: AnchorKeys | None = None,
-           checkpoint_dir: Path | None = None) -> dict[str, Any]:
+           checkpoint_dir: Path | None = None, visible_only: bool = False) -> dict[str, Any]:
     """The command: build the true copy of ``number`` (signed with ``anchor``, naming the
     newest checkpoint of ``checkpoint_dir`` that covers it) and audit its export, in one
-    unit; ``actor`` is the person exporting (the system account when not given)."""
+    unit; ``actor`` is the person exporting (the system account when not given). With
+    ``visible_only`` (the web UI and the API) a record ``actor`` may not see is not found
+    (the one visibility rule) and nothing is audited."""
     with engine.unit() as session:
         user = identity.get_user(session, actor) if actor else identity.system_user(session)
+        if visible_only:
+            engine.get(number.strip().upper(), viewer=user, session=session)
         return export_record(session, engine.registry, number, user, fmt, reason,
                              anchor=anchor, checkpoint_dir=checkpoint_dir)
 
 
-def _signed_lines(doc: dict[str, Any], p: Any) -> list[Any]:
-    """What a signed PDF copy says about its signature and checkpoint."""
-    integ = doc["integrity"]
-    if "signed_by" not in integ:
-        return []
-    cp = integ.get("checkpoint")
-    covered = (f"Covered by checkpoint {cp['file']} of {cp['created_at']} (sha256 "
-               f"{cp['sha256']}), which saw this record's chain at #{cp['record_seq']} "
-               f"{cp['record_head']}." if cp else
-               "No checkpoint covered this record when it was copied (it is newer than the "
-               "newest checkpoint).")
-    return [p(covered), p("This PDF is signed over its exact bytes with the system's Ed25519 "
-                          "anchor key; the signature is the file <this file>.sig. Verify with "
-                          "`qms verify-copy FILE --public-key KEY` or docs/inspector.md.")]
-
-
-def record_pdf(doc: dict[str, Any]) -> bytes:
-    """The human-readable true copy as PDF (reportlab): the same content as the JSON copy,
-    every signature's manifestation and every audit entry."""
-    import io
-    import json
-    from xml.sax.saxutils import escape
-
-    from reportlab.lib import colors
-    from reportlab.lib.pagesizes import A4
-    from reportlab.lib.styles import getSampleStyleSheet
-    from reportlab.lib.units import mm
-    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
-
-    styles = getSampleStyleSheet()
-    small = styles["BodyText"].clone("small", fontSize=7.5, leading=9)
-    rec = doc["record"]
-
-    def p(text: Any, style: Any = small) -> Paragraph:
-        return Paragraph(escape("" if text is None else str(text)), style)
-
-    def table(header: list[str], rows: list[list[Any]], widths: list[float]) -> Table:
-        t = Table([[p(h) for h in header]] + [[p(c) for c in r] for r in rows],
-                  colWidths=[w * mm for w in widths], repeatRows=1)
-        t.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
-                               ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8eef5")),
-                               ("VALIGN", (0, 0), (-1, -1), "TOP")]))
-        return t
-
-    def value(v: Any) -> str:
-        return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
-
-    story: list[Any] = [
-        Paragraph(escape(f"{rec['number']}: {rec['title']}"), styles["Title"]),
-        p(f"True copy of a {rec['workflow_title']} record (definition version "
-          f"{rec['definition_version']}), state {rec['state_label']}, record version "
-          f"{rec['version']}. Exported {doc['exported_at']} (UTC).", styles["BodyText"]),
-        p(f"Created {rec['created_at']} by {(rec['initiator'] or {}).get('name')}; closed "
-          f"{rec['closed_at'] or '-'} ({rec['outcome'] or 'open'}); due (original / current) "
-          f"{rec['due_original'] or '-'} / {rec['due_current'] or '-'}.", styles["BodyText"]),
-        Spacer(1, 4 * mm), Paragraph("Fields", styles["Heading2"]),
-        table(["Field", "Value"], [[f["label"], value(f["value"])] for f in doc["fields"]],
-              [50, 130]),
-        Paragraph("Electronic signatures", styles["Heading2"]),
-        table(["Printed name", "Date and time (UTC)", "Meaning", "Role", "Step"],
-              [[s["printed_name"], s["signed_at_utc"],
-                s["meaning"] + (" (SUPERSEDED: the content it covered changed since)"
-                                if s.get("status") == "superseded" else ""),
-                s["role"], s["transition"]]
-               for s in doc["signatures"]] or [["none", "", "", "", ""]], [40, 45, 40, 25, 30]),
-        Paragraph("State history", styles["Heading2"]),
-        table(["Time (UTC)", "From", "To", "Step", "By", "Reason"],
-              [[h["at"], h["from_label"] or "", h["to_label"], h["transition"] or "start",
-                h["actor"], h["reason"] or ""] for h in doc["state_history"]],
-              [36, 28, 28, 28, 30, 30]),
-        Paragraph("Linked records", styles["Heading2"]),
-        table(["Link", "Record", "Title", "State"],
-              [[f"{x['kind']} ({x['direction']})", x["number"], x["title"], x["state"]]
-               for x in doc["links"]] or [["none", "", "", ""]], [40, 35, 75, 30]),
-        Paragraph("Audit trail", styles["Heading2"]),
-        table(["#", "Time (UTC)", "Actor", "Action", "Changes", "Reason", "Hash"],
-              [[e["seq"], e["at"], e["actor_name"],
-                " ".join(x for x in (e["action"], e["transition"] or "") if x),
-                value(e["changes"]) if e["changes"] else "", e["reason"] or "", e["hash"][:16]]
-               for e in doc["audit_trail"]], [7, 30, 24, 24, 50, 25, 22]),
-        Paragraph("Integrity", styles["Heading2"]),
-        p(f"Chain {doc['integrity']['chain']} head #{doc['integrity']['chain_head_seq']} "
-          f"{doc['integrity']['chain_head_hash']}; record seal {doc['integrity']['seal']}; "
-          f"definition sha256 {doc['integrity']['definition_hash']}. "
-          f"{doc['integrity']['note']}."),
-        *_signed_lines(doc, p),
-    ]
-    buf = io.BytesIO()
-    SimpleDocTemplate(buf, pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm,
-                      topMargin=15 * mm, bottomMargin=15 * mm,
-                      title=f"{rec['number']} true copy").build(story)
-    return buf.getvalue()

@@ -62,6 +62,8 @@ class RecordPage:
     options: list[Option] = field(default_factory=list)
     #: per step that waits for linked records: (what it waits for, the record, satisfied)
     waiting: dict[str, list[tuple[Any, Any, bool]]] = field(default_factory=dict)
+    #: field -> the audit entries (seq) that changed it after its first entry (R-A11-8-1)
+    changed: dict[str, list[int]] = field(default_factory=dict)
     #: the record's due-date extension requests, oldest first
     extensions: list[ExtensionRow] = field(default_factory=list)
     #: why the viewer may not request an extension now (None: they may)
@@ -106,6 +108,20 @@ def audit_events(session: Session, rec: Record) -> list[tuple[AuditEvent, str | 
     return [(ev, username) for ev, username in session.execute(
         select(AuditEvent, User.username).outerjoin(User, User.id == AuditEvent.actor_id)
         .where(AuditEvent.record_id == rec.id).order_by(AuditEvent.seq))]
+
+
+def changed_after_entry(events: list[Any]) -> dict[str, list[int]]:
+    """Field -> the audit entries (``seq``) that changed or cleared a value already entered
+    (Annex 11 §8, R-A11-8-1): what a printout flags. Entering a value where there was none
+    and adding list rows are first entries, not changes."""
+    out: dict[str, list[int]] = {}
+    for ev in events:
+        if ev.action not in ("create", "update") or not isinstance(ev.changes, dict):
+            continue
+        for f, ch in ev.changes.items():
+            if isinstance(ch, list) and len(ch) == 2 and content.is_change(ch[0], ch[1]):
+                out.setdefault(f, []).append(ev.seq)
+    return out
 
 
 def signatures(session: Session, rec: Record) -> list[Signature]:
@@ -168,6 +184,7 @@ def record_page(session: Session, engine: Engine, number: str, viewer: str) -> R
         available=[o.transition for o in options if o.offered],
         people=field_people(session, d, rec),
         superseded=content.superseded([ev for ev, _ in trail], rec.data), options=options,
+        changed=changed_after_entry([ev for ev, _ in trail]),
         waiting={t.name: engine.waiting_for(rec, t, session=session)
                  for t in d.transitions_from(rec.state) if t.waits_for},
         extensions=extensions(session, rec),

@@ -23,6 +23,11 @@ class FieldValueError(ValueError):
     pass
 
 
+def choice_label(name: Any) -> str:
+    """How a choice key reads (``under_review`` -> ``Under review``), everywhere it is shown."""
+    return str(name).replace("_", " ").capitalize()
+
+
 def is_empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
 

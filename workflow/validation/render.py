@@ -1,8 +1,9 @@
 """Render the validation report model (workflow.validation.report.build_report) as HTML and PDF.
 
 The PDF is drawn with ReportLab's Platypus in invariant mode (fixed creation date and document
-ID), so the same report model always gives byte-identical files. Standard PDF fonts cover
-Windows-1252 only; other characters are written as ASCII look-alikes.
+ID), so the same report model always gives byte-identical files. Text is set in the embedded
+Unicode fonts of :mod:`workflow.pdffonts` (the same as the true copies): names, paths and test
+ids print as written, in any script.
 """
 
 from __future__ import annotations
@@ -13,11 +14,6 @@ from pathlib import Path
 from typing import Any
 
 TITLE = "Validation report: QMS workflow engine"
-_ASCII = str.maketrans({"\u2192": "->", "\u2190": "<-", "\u2260": "!=", "\u2264": "<=",
-                        "\u2265": ">=", "\u2026": "...", "\u2013": "-", "\u2014": "-",
-                        "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
-                        "\u00a0": " "})
-
 SIGN_ROLES = (("Prepared by (system owner / validation lead)", ""),
               ("Reviewed and approved by (Quality Assurance)", "Approved"))
 
@@ -148,16 +144,16 @@ def render_html(r: dict[str, Any]) -> str:
 # ------------------------------------------------------------------ PDF
 
 
-def _pdf_text(s: str) -> str:
-    s = str(s).translate(_ASCII)
-    s = s.encode("cp1252", "replace").decode("cp1252")
-    return html.escape(s, quote=False).replace("\n", "<br/>")
+def _pdf_text(s: str, base: str | None = None) -> str:
+    from workflow import pdffonts
+
+    return pdffonts.markup(str(s), base or pdffonts.REGULAR)
 
 
 def render_pdf(r: dict[str, Any], path: Path) -> None:
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4, landscape
-    from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+    from reportlab.lib.styles import ParagraphStyle
     from reportlab.lib.units import mm
     from reportlab.platypus import (
         PageBreak,
@@ -168,23 +164,28 @@ def render_pdf(r: dict[str, Any], path: Path) -> None:
         TableStyle,
     )
 
-    styles = getSampleStyleSheet()
+    from workflow import pdffonts
+
+    styles = pdffonts.styles()
     cell = ParagraphStyle("cell", parent=styles["BodyText"], fontSize=7, leading=8.5,
                           wordWrap="CJK")
-    mono = ParagraphStyle("mono", parent=cell, fontName="Courier", fontSize=6.5, leading=8)
-    head = ParagraphStyle("head", parent=cell, fontName="Helvetica-Bold")
+    mono = ParagraphStyle("mono", parent=cell, fontName=pdffonts.MONO, fontSize=6.5, leading=8)
+    head = ParagraphStyle("head", parent=cell, fontName=pdffonts.BOLD)
+    base = {id(mono): pdffonts.MONO, id(head): pdffonts.BOLD}
     page = landscape(A4)
     width = page[0] - 24 * mm
 
     def table(header: list[str], rows: list[list[str]], widths: list[float],
               styles_: list[ParagraphStyle] | None = None, height: float = 0) -> Table:
         st = styles_ or [cell] * len(header)
-        data = [[Paragraph(_pdf_text(h), head) for h in header]]
-        data += [[Paragraph(_pdf_text(c), st[i]) for i, c in enumerate(row)] for row in rows]
+        data = [[Paragraph(_pdf_text(h, pdffonts.BOLD), head) for h in header]]
+        data += [[Paragraph(_pdf_text(c, base.get(id(st[i]))), st[i]) for i, c in enumerate(row)]
+                 for row in rows]
         t = Table(data, colWidths=[w * width for w in widths], repeatRows=1,
                   rowHeights=None if not height else [None] + [height] * len(rows))
         t.setStyle(TableStyle([
             ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
+            ("FONT", (0, 0), (-1, -1), pdffonts.REGULAR),
             ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8e8e8")),
             ("VALIGN", (0, 0), (-1, -1), "TOP"),
             ("LEFTPADDING", (0, 0), (-1, -1), 3), ("RIGHTPADDING", (0, 0), (-1, -1), 3),
@@ -193,11 +194,11 @@ def render_pdf(r: dict[str, Any], path: Path) -> None:
 
     def footer(canvas: Any, doc: Any) -> None:
         canvas.saveState()
-        canvas.setFont("Helvetica", 7)
         commit = r["iq"]["product"]["commit"][:12]
-        canvas.drawString(12 * mm, 7 * mm, _plain(f"{TITLE} - commit {commit} - "
-                                                    f"conclusion {r['conclusion']}"))
-        canvas.drawRightString(page[0] - 12 * mm, 7 * mm, f"page {doc.page}")
+        pdffonts.draw_string(canvas, 12 * mm, 7 * mm, f"{TITLE} - commit {commit} - "
+                                                      f"conclusion {r['conclusion']}", 7)
+        pdffonts.draw_string(canvas, page[0] - 12 * mm, 7 * mm, f"page {doc.page}", 7,
+                             right=True)
         canvas.restoreState()
 
     story: list[Any] = [Paragraph(_pdf_text(TITLE), styles["Title"]),
@@ -235,11 +236,9 @@ def render_pdf(r: dict[str, Any], path: Path) -> None:
                     [0.55, 0.3, 0.08, 0.07], [mono, cell, cell, cell])]
     doc = SimpleDocTemplate(str(path), pagesize=page, leftMargin=12 * mm, rightMargin=12 * mm,
                             topMargin=12 * mm, bottomMargin=14 * mm, invariant=1,
+                            initialFontName=pdffonts.REGULAR,
                             title=TITLE, author="qms validation-report",
                             subject=f"IQ/OQ, commit {r['iq']['product']['commit']}",
                             creator="qms-workflow")
     doc.build(story, onFirstPage=footer, onLaterPages=footer)
 
-
-def _plain(s: str) -> str:
-    return str(s).translate(_ASCII).encode("cp1252", "replace").decode("cp1252")
