@@ -58,7 +58,8 @@ def test_record_page_offers_copies_and_each_download_is_signed_and_audited_with_
     for fmt in ("pdf", "json", "zip"):
         assert f'/records/{n}/copy.{fmt}"' in page
     assert 'print.css" media="print"' in page  # printing shows the record, not the app
-    css = client.get("/static/print.css").get_data(as_text=True)
+    with client.get("/static/print.css") as r:
+        css = r.get_data(as_text=True)
     assert ".topbar" in css and ".no-print" in css and "display: none" in css
 
     r = client.get(f"/records/{n}/copy.json")
