@@ -57,7 +57,14 @@ def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def render_svg(d: WorkflowDefinition, title: str | None = None) -> str:
+def render_svg(d: WorkflowDefinition, title: str | None = None, *,
+               current: str | None = None,
+               taken: frozenset[tuple[str, str]] = frozenset(),
+               visited: frozenset[str] = frozenset()) -> str:
+    """The diagram; for a record, ``current`` (its state) is drawn with a thick blue border,
+    the ``visited`` states tinted and the ``taken`` (source state, transition) steps in blue
+    (the record page also lists the path as text: the picture is not the only way to read
+    it)."""
     layer = _layers(d)
     rows_of: dict[int, list[str]] = {}
     for name in d.states:  # definition order within a row
@@ -81,15 +88,19 @@ def render_svg(d: WorkflowDefinition, title: str | None = None) -> str:
     out.append(f'<svg xmlns="http://www.w3.org/2000/svg" class="wf-diagram" role="img" '
                f'viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" '
                f'height="{height:.0f}" font-family="{FONT}" font-size="12">')
+    where = (f"; current state {d.states[current].label}" if current in d.states else "")
     out.append(f"<title>{escape(heading)}: {len(d.states)} states, "
-               f"{len(d.transitions)} transitions</title>")
+               f"{len(d.transitions)} transitions{escape(where)}</title>")
     out.append('<defs>'
                f'<marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
                f'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
                f'fill="{MUTED}"/></marker>'
                f'<marker id="arrow-sig" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
                f'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
-               f'fill="{SIG}"/></marker></defs>')
+               f'fill="{SIG}"/></marker>'
+               f'<marker id="arrow-taken" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+               f'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
+               f'fill="{BRAND}"/></marker></defs>')
     out.append(f'<text x="{PAD}" y="{PAD}" font-size="14" font-weight="700" fill="{INK}">'
                f"{escape(heading)}</text>")
 
@@ -125,6 +136,9 @@ def render_svg(d: WorkflowDefinition, title: str | None = None) -> str:
             path = f"M{x1:.1f},{y1:.1f} C{x1:.1f},{my:.1f} {x2:.1f},{my:.1f} {x2:.1f},{y2:.1f}"
             lx, ly = (x1 + x2) / 2, my - 2
         cls = "wf-edge wf-sig" if sig else "wf-edge"
+        if (src, t.name) in taken:  # a step this record took: blue and thick
+            colour, marker, cls = BRAND, "url(#arrow-taken)", cls + " wf-taken"
+            extra = ' stroke-width="3.2"' + (' stroke-dasharray="7 4"' if sig else "")
         out.append(f'<path class="{cls}" data-transition="{escape(t.name)}" d="{path}" '
                    f'fill="none" stroke="{colour}"{extra} marker-end="{marker}"/>')
         text = _clip(t.label, 34)
@@ -161,9 +175,14 @@ def render_svg(d: WorkflowDefinition, title: str | None = None) -> str:
             fill, stroke, cls = "#e6f0fa", BRAND, "wf-state wf-initial"
         else:
             fill, stroke, cls = "#ffffff", "#94a3b8", "wf-state"
+        width_ = 2.2 if s.initial else 1.5
+        if name in visited:
+            fill, cls = "#dbe9f8", cls + " wf-visited"
+        if name == current:
+            stroke, width_, cls = BRAND, 4.0, cls + " wf-current"
         out.append(f'<g class="{cls}" data-state="{escape(name)}">')
         out.append(f'<rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="10" '
-                   f'fill="{fill}" stroke="{stroke}" stroke-width="{2.2 if s.initial else 1.5}"/>')
+                   f'fill="{fill}" stroke="{stroke}" stroke-width="{width_}"/>')
         if s.final:
             out.append(f'<rect x="{x + 4}" y="{y + 4}" width="{BOX_W - 8}" height="{BOX_H - 8}" '
                        f'rx="7" fill="none" stroke="{stroke}" stroke-width="1"/>')
@@ -173,6 +192,8 @@ def render_svg(d: WorkflowDefinition, title: str | None = None) -> str:
                 ", ".join(d.roles.get(o, o) for o in s.owners) or "no task")
         if s.initial:
             note = "start · " + note
+        if name == current:
+            note = "▶ current state"
         out.append(f'<text x="{x + BOX_W / 2}" y="{y + 36}" text-anchor="middle" '
                    f'font-size="10.5" fill="{MUTED}">{escape(_clip(note, 30))}</text>')
         out.append(f"<title>{escape(name)}</title></g>")

@@ -7,9 +7,11 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
+from markupsafe import Markup
 
 from webapp import downloads, errors, forms
 from webapp.context import engine, policy, read_session
+from webapp.diagram import render_svg
 from webapp.views.audit import csv_response
 from workflow.db.models import Record
 from workflow.errors import (
@@ -109,7 +111,16 @@ def _load(number: str) -> tuple[Record, Any]:
 @login_required
 def view(number: str) -> Any:
     page = records.record_page(read_session(), engine(), number, current_user.username)
+    # where the record stands: the states it went through, oldest first (also as text)
+    path = [ev for ev in page.events if ev.to_state is not None]
+    svg = Markup(render_svg(  # every text in it is escaped by render_svg
+        page.definition, f"{page.definition.title}: {page.record.number}",
+        current=page.record.state,
+        taken=frozenset((ev.from_state, ev.transition) for ev in path
+                        if ev.from_state and ev.transition),
+        visited=frozenset(ev.to_state for ev in path)))
     return render_template("records/view.html", rec=page.record, d=page.definition,
+                           path=path, diagram=svg,
                            events=page.events, sigs=page.signatures, links=page.links,
                            tasks=page.tasks, available=page.available, creator=page.creator,
                            people=page.people, superseded=page.superseded,
