@@ -6,7 +6,7 @@ from __future__ import annotations
 from alembic import context
 
 from workflow.db.engines import make_engine
-from workflow.db.models import Base
+from workflow.db.models import Base, modelled
 
 config = context.config
 target_metadata = Base.metadata
@@ -18,6 +18,7 @@ def _run(connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=modelled,
     )
     with context.begin_transaction():
         context.run_migrations()

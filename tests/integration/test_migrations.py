@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tests.factories import owner_url
 from workflow.db import engines as db
-from workflow.db.models import Base
+from workflow.db.models import Base, modelled
 
 pytestmark = [
     pytest.mark.committed,
@@ -50,7 +50,8 @@ def _differences(dbe: Any) -> list[Any]:
     """What ``alembic revision --autogenerate`` would emit, with migrations/env.py's options
     (compare_type on; server defaults are not compared, as there)."""
     with dbe.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True,
+                                                  "include_object": modelled})
         diffs = compare_metadata(ctx, Base.metadata)
     return [d for d in diffs if not _is_expression_index(d)]
 

@@ -362,7 +362,7 @@ def test_list_records_filters_keyset_pages_and_visibility(client, engine, org):
     assert [i["number"] for i in page2["items"]] == [numbers[0]] and page2["next_cursor"] is None
     got = call(client, "GET", "/records?state=investigation", tok).get_json()["items"]
     assert [i["number"] for i in got] == [numbers[0]]
-    got = call(client, "GET", "/records?q=oos%201", tok).get_json()["items"]
+    got = call(client, "GET", "/records?q=%22oos%201%22", tok).get_json()["items"]
     assert [i["number"] for i in got] == [numbers[1]]
     # ivy (ISMS only) sees neither deviations nor training assignments
     assert call(client, "GET", "/records", token(engine, "ivy", "read")).get_json()[

@@ -113,7 +113,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "number": _STR, "kind": _STR,
             "direction": {"type": "string", "enum": ["outgoing", "incoming"]}})},
     })]},
-    "RecordPage": _page("RecordSummary"),
+    "RecordPage": _obj({
+        **_page("RecordSummary")["properties"],
+        "previous_cursor": {**_NSTR, "description": "pass as `cursor` for the page before; "
+                                                    "null on the first page"},
+        "total": {**_INT, "description": "with count=true: matching records, at most 1,000"},
+        "total_capped": {**_BOOL, "description": "with count=true: more than `total` match"},
+    }, required=("items", "next_cursor", "previous_cursor")),
     "Transition": _obj({
         "name": _STR, "label": _STR, "to_state": _STR,
         "edits": {"type": "array", "items": _STR},

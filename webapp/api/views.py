@@ -8,7 +8,7 @@ only through ``Engine.start`` / ``Engine.fire``: the API adds no business rules.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -31,12 +31,12 @@ from workflow.db.models import (
     DefinitionVersion,
     Record,
 )
-from workflow.errors import WorkflowError
+from workflow.errors import ValidationFailed, WorkflowError
 from workflow.identity import tokens as api_tokens
 from workflow.identity import users as identity
 from workflow.kpi import SPECS, Kpi, Period
 from workflow.kpi.specs import SYSTEM_METRIC_ROLES
-from workflow.queries import definitions, records
+from workflow.queries import definitions, records, search
 
 Caller = api_tokens.Caller
 
@@ -93,24 +93,45 @@ def me(caller: Caller) -> Any:
             "token": {"prefix": caller.prefix, "scopes": sorted(caller.scopes)}}
 
 
+def _day(query: dict[str, Any], name: str, *, end: bool = False) -> datetime | None:
+    raw = query.get(name)
+    if not raw:
+        return None
+    try:
+        d = date.fromisoformat(raw)
+    except ValueError:
+        raise ApiError(400, "bad_request", f"{name} must be a date YYYY-MM-DD.") from None
+    return datetime.combine(d + timedelta(days=1) if end else d, time(0), tzinfo=UTC)
+
+
 def list_records(caller: Caller, query: dict[str, Any]) -> Any:
     """Records the caller may see (the engine's visibility rule as a query: a role of the
-    record's workflow version, the initiator, or a task assigned to them), newest first."""
-    after = decode_cursor(query["cursor"])
-    if after is not None and not after.isdigit():
-        raise ApiError(400, "bad_cursor", "The cursor is not valid; start again from the "
-                                          "first page.")
+    record's workflow version, the initiator, or a task assigned to them) matching the
+    search (workflow/queries/search.py, the same as the /records page), one keyset page."""
+    rq = search.RecordQuery(
+        q=query["q"] or "", workflow=query["workflow"] or "", state=query["state"] or "",
+        status=query["status"] or "", initiator=query["initiator"] or "",
+        assignee=query["owner"] or "", overdue=bool(query["overdue"]),
+        created_from=_day(query, "created_from"), created_to=_day(query, "created_to", end=True),
+        updated_from=_day(query, "updated_from"), updated_to=_day(query, "updated_to", end=True),
+        sort=query["sort"] or "newest")
     s = read_session()
     user = identity.get_user(s, caller.username)
     roles = identity.roles_of(s, user)
-    limit = query["limit"]
-    rows = records.visible_records(
-        s, engine().registry, user, roles, workflow=query["workflow"] or None,
-        state=query["state"] or None, text=query["q"] or None,
-        before_id=int(after) if after is not None else None, limit=limit)
-    items = [_summary(s, r) for r in rows[:limit]]
-    nxt = encode_cursor(str(rows[limit - 1].id)) if len(rows) > limit else None
-    return {"items": items, "next_cursor": nxt}
+    try:
+        page = search.search(s, engine().registry, user, roles, rq,
+                             cursor=query["cursor"] or None, limit=query["limit"],
+                             count=bool(query["count"]))
+    except ValidationFailed as exc:
+        if "cursor" in exc.errors:
+            raise ApiError(400, "bad_cursor", "The cursor is not valid; start again from the "
+                                              "first page.") from None
+        raise ApiError(400, "bad_request", str(exc)) from None
+    out: dict[str, Any] = {"items": [_summary(s, r) for r in page.records],
+                           "next_cursor": page.next, "previous_cursor": page.previous}
+    if query["count"]:
+        out.update(total=page.total, total_capped=page.capped)
+    return out
 
 
 def get_record(caller: Caller, number: str) -> Any:
@@ -353,15 +374,34 @@ _CURSOR = Param("cursor", "query", {"type": "string", "maxLength": 200},
 _WORKFLOW = Param("workflow", "query", {"type": "string", "maxLength": 40},
                   "definition key, e.g. deviation")
 _STATE = Param("state", "query", {"type": "string", "maxLength": 40}, "state name")
-_Q = Param("q", "query", {"type": "string", "maxLength": 100},
-           "text in the record number or title")
+_Q = Param("q", "query", {"type": "string", "maxLength": 200},
+           "words in the record number, title or text values (every word, as a word or "
+           "its start; case ignored)")
+_SEARCH = (
+    Param("status", "query", {"type": "string", "enum": ["open", "closed"]},
+          "open or closed records only"),
+    Param("initiator", "query", {"type": "string", "maxLength": 64},
+          "username of the person who started the record"),
+    Param("owner", "query", {"type": "string", "maxLength": 64},
+          "username holding an open task on the record"),
+    Param("overdue", "query", {"type": "boolean"}, "open records past their due date only"),
+    *(Param(n, "query", {"type": "string", "format": "date", "maxLength": 10},
+            f"{n.replace('_', ' ')} (YYYY-MM-DD, UTC; 'to' includes the day)")
+      for n in ("created_from", "created_to", "updated_from", "updated_to")),
+    Param("sort", "query", {"type": "string", "enum": list(search.SORTS), "default": "newest"},
+          "newest (default), oldest, updated (recently updated), number, due (soonest due)"),
+    Param("count", "query", {"type": "boolean"},
+          f"also count the matches (up to {search.COUNT_CAP:,}; total_capped says there are "
+          "more)"),
+)
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/openapi.json", openapi_document, "This OpenAPI document", None, "meta"),
     Route("GET", "/me", me, "The token's user, roles and scopes", "read", "meta",
           response="Me"),
-    Route("GET", "/records", list_records, "Records visible to you, newest first", "read",
-          "records", response="RecordPage", params=(_WORKFLOW, _STATE, _Q, _LIMIT, _CURSOR),
+    Route("GET", "/records", list_records, "Search the records visible to you (newest first "
+          "by default)", "read", "records", response="RecordPage",
+          params=(_Q, _WORKFLOW, _STATE, *_SEARCH, _LIMIT, _CURSOR),
           errors=(400,)),
     Route("POST", "/records", create_record, "Start a record", "write", "records", ok=201,
           response="Record", body=spec.CREATE_BODY, errors=(422,),

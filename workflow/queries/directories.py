@@ -17,6 +17,14 @@ def people_names(session: Session, usernames: set[str]) -> dict[str, str]:
         select(User.username, User.full_name).where(User.username.in_(sorted(usernames))))}
 
 
+def names_by_id(session: Session, ids: set[int]) -> dict[int, str]:
+    """user id -> printed name, in one query."""
+    if not ids:
+        return {}
+    return {i: n for i, n in session.execute(
+        select(User.id, User.full_name).where(User.id.in_(sorted(ids))))}
+
+
 def pickable_users(session: Session, *, excluding: int | None = None
                    ) -> list[tuple[str, str]]:
     """(username, "Full Name (username)") of every active person (not the system user; not
