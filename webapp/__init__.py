@@ -7,6 +7,7 @@ CDN: the product runs on closed networks.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from datetime import timedelta
@@ -105,6 +106,10 @@ def create_app(config: dict[str, Any] | None = None,
         from flask.logging import default_handler
 
         app.logger.removeHandler(default_handler)  # its lines go to the one handler
+    logging.getLogger(__name__).info(
+        "web app ready: database %s, time zone %s, %d trusted proxies",
+        app.config["QMS_ENGINE"].sessions.kw["bind"].engine.url.render_as_string(
+            hide_password=True), settings.timezone, settings.trusted_proxies)
     app.config.setdefault("QMS_POLICY", Policy.from_settings(settings))
     # the settings in force (workflow/config.py): views read them here, never the environment
     app.config["QMS_SETTINGS"] = settings

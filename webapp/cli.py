@@ -5,22 +5,39 @@ Kept here so that the engine package never imports Flask.
 
 from __future__ import annotations
 
+import logging
+
 import click
 from werkzeug.serving import WSGIRequestHandler
 
 from webapp import create_app
+from webapp.ops import ENVIRON_KEY
+from workflow import logs
 from workflow.cli import main
+
+access_log = logging.getLogger("qms.access")
 
 
 class QuietRequestHandler(WSGIRequestHandler):
     """Flask's development server without its version banner: the ``Server`` header says
     ``QMS``, not ``Werkzeug/3.x Python/3.x`` (a version tells an attacker which known
-    flaws to try)."""
+    flaws to try); its access lines are structured like gunicorn's (webapp/gunicorn_conf.py),
+    with the request id of the answer and the client address after ProxyFix."""
 
     server_version = "QMS"  # type: ignore[assignment]  # werkzeug's is a property
 
     def version_string(self) -> str:
         return "QMS"
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        environ = getattr(self, "environ", {}) or {}
+        status = getattr(code, "value", code)
+        access_log.info("%s %s %s", self.command, self.path, status,
+                        extra={"method": self.command, "path": self.path,
+                               "status": int(status) if str(status).isdigit() else None,
+                               "bytes": size if size != "-" else None,
+                               "client": environ.get("REMOTE_ADDR", self.address_string()),
+                               "request_id": environ.get(ENVIRON_KEY)})
 
 
 @main.command("serve")
@@ -32,6 +49,7 @@ def serve(host: str, port: int) -> None:
     from workflow.demo import DEMO_PASSWORD
     from workflow.identity.users import find_user
 
+    logs.configure(replace=True)  # the one handler (QMS_LOG_FORMAT), not the CLI's plain one
     app = create_app()
     click.echo(f"QMS web UI on http://{host}:{port}/")
     with app.config["QMS_ENGINE"].reader() as s:

@@ -34,6 +34,8 @@ access_log = logging.getLogger("qms.access")
 bp = Blueprint("ops", __name__)
 
 HEADER = "X-Request-ID"
+#: the request id in the WSGI environ, for the server's access line (qms serve)
+ENVIRON_KEY = "qms.request_id"
 WELL_FORMED = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{7,99}")
 #: endpoints answered before every other hook (no session cookie read, no database)
 PROBES = frozenset({"ops.healthz", "ops.readyz"})
@@ -82,6 +84,7 @@ def init_app(app: Flask) -> None:
     def _start() -> Any:
         rid = accepted_request_id(request.headers.get(HEADER))
         g.request_id = rid
+        request.environ[ENVIRON_KEY] = rid
         g.request_started = time.monotonic()
         g.request_token = logs.request_id.set(rid)
         if request.endpoint in PROBES:  # answered here: no session, no user, no database

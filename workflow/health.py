@@ -68,18 +68,22 @@ def _head() -> str | None:
 
 
 def database(p: Probe) -> Check:
-    """The database answers a query."""
+    """The database answers a query and takes writes (not read-only)."""
+    state = outage.outage_of(p.dbe.engine)
     try:
         with p.connect() as conn:
             conn.execute(text("SELECT 1"))
+            # on SQLite the write probe waits for other writers: only during an outage
+            suspect = state is not None and state.current == outage.READ_ONLY
+            if (conn.dialect.name != "sqlite" or suspect) and not outage.writable(conn):
+                return Check("database", False, "read-only")
     except Exception as exc:  # any failure to answer means: not ready
         what = outage.kind(exc) or "error"
         log.debug("readiness: database check failed", exc_info=True)
         return Check("database", False, "unreachable" if what == outage.UNREACHABLE else
                      "read-only" if what == outage.READ_ONLY else "query failed")
-    state = outage.outage_of(p.dbe.engine)
-    if state is not None and state.current == outage.READ_ONLY:
-        return Check("database", False, "read-only")
+    if state is not None and state.current is not None:
+        state.succeeded(write=True)  # writable and answering: the outage is over
     return Check("database", True)
 
 

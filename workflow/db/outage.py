@@ -29,7 +29,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy import exc as sa_exc
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,8 @@ _SQLITE_READ_ONLY = ("readonly database", "read-only database", "read-only file 
 def kind(error: BaseException) -> str | None:
     """``unreachable``, ``read_only`` or None (not an outage: a bug or a refused row)."""
     orig = getattr(error, "orig", None) or error
-    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
-        return UNREACHABLE
+    # by the driver's error first: connection_invalidated is also set for the outages
+    # that :func:`watch` drops the connection for (a read-only one included)
     if isinstance(orig, sqlite3.Error):
         text = str(orig).lower()
         if any(t in text for t in _SQLITE_READ_ONLY):
@@ -56,21 +56,26 @@ def kind(error: BaseException) -> str | None:
         if isinstance(orig, sqlite3.OperationalError) and any(t in text
                                                                for t in _SQLITE_UNREACHABLE):
             return UNREACHABLE
-        return None
+        return UNREACHABLE if _invalidated(error) else None
     sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     if sqlstate:
         if sqlstate in _PG_READ_ONLY:
             return READ_ONLY
         if sqlstate.startswith(_PG_UNREACHABLE[0]) or sqlstate in _PG_UNREACHABLE:
             return UNREACHABLE
-        return None
+        return UNREACHABLE if _invalidated(error) else None
     # a driver's OperationalError without a SQLSTATE: the connection failed (refused, reset,
     # closed by the server) before the server could answer
     if isinstance(error, sa_exc.OperationalError) or type(orig).__name__ == "OperationalError":
         return UNREACHABLE
-    if isinstance(error, sa_exc.InterfaceError):
+    if isinstance(error, sa_exc.InterfaceError) or _invalidated(error):
         return UNREACHABLE
     return None
+
+
+def _invalidated(error: BaseException) -> bool:
+    """SQLAlchemy found the connection gone (its dialect's disconnect detection)."""
+    return isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
 
 
 @dataclass
@@ -152,12 +157,44 @@ def watch(engine: Engine) -> Outage:
             ctx.is_disconnect = True
         outage.failed(what, ctx.sqlalchemy_exception or ctx.original_exception)
 
+    @event.listens_for(engine, "connect")
+    def _on_connect(_dbapi_conn: Any, record: Any) -> None:
+        record.info["qms_fresh"] = True
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(_dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        # during a read-only outage no connection is used twice: one opened while the
+        # database was read-only stays read-only (SQLite opens it so for good), so each
+        # checkout gets a new one, which sees the database as it is now
+        fresh = record.info.pop("qms_fresh", False)
+        if outage.current == READ_ONLY and not fresh:
+            raise sa_exc.DisconnectionError("read-only outage: use a new connection")
+
     @event.listens_for(engine, "after_cursor_execute")
     def _on_statement(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         if outage.current is not None:
             outage.succeeded(write=statement.lstrip()[:6].upper() in _WRITES)
 
     return outage
+
+
+def writable(conn: Connection) -> bool:
+    """Whether the database takes writes now, asked without changing anything. PostgreSQL:
+    the session is not read-only (a standby, default_transaction_read_only). SQLite: a write
+    of the header's user_version to its own value, in the caller's transaction, which it
+    rolls back (waits for other writers: call it only when an outage is suspected)."""
+    if conn.dialect.name == "postgresql":
+        return conn.exec_driver_sql("SHOW transaction_read_only").scalar() == "off"
+    if conn.dialect.name != "sqlite":
+        return True
+    version = conn.exec_driver_sql("PRAGMA user_version").scalar()
+    try:  # inside the connection's transaction, which the caller rolls back
+        conn.exec_driver_sql(f"PRAGMA user_version = {int(version or 0)}")
+    except sa_exc.DBAPIError as exc:
+        if kind(exc) == READ_ONLY:
+            return False
+        raise
+    return True
 
 
 def outage_of(engine: Engine) -> Outage | None:
