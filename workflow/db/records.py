@@ -26,8 +26,12 @@ _records = Record.__table__.c
 
 RECORD_BY_ID = select(Record).where(Record.id == bindparam("ref"))
 RECORD_BY_NUMBER = select(Record).where(Record.number == bindparam("ref"))
-_LOCK_BY_ID = RECORD_BY_ID.with_for_update()
-_LOCK_BY_NUMBER = RECORD_BY_NUMBER.with_for_update()
+# the locking reads select the table's columns (Core): the record is built from the row and
+# kept out of the session, so the ORM's loading would be paid for nothing
+_ROW_BY_ID = select(Record.__table__).where(_records.id == bindparam("ref"))
+_ROW_BY_NUMBER = select(Record.__table__).where(_records.number == bindparam("ref"))
+_LOCK_BY_ID = _ROW_BY_ID.with_for_update()
+_LOCK_BY_NUMBER = _ROW_BY_NUMBER.with_for_update()
 # SET gets the columns passed at execution (the ones that changed)
 _UPDATE_RECORD = update(Record.__table__).where(
     _records.id == bindparam("_id"), _records.version == bindparam("_stored_version"))
@@ -56,18 +60,18 @@ def lock(session: Session, ref: int | str) -> Record:
     """Load the record for change. PostgreSQL: SELECT ... FOR UPDATE. SQLite: the unit
     already holds the database write lock (BEGIN IMMEDIATE).
 
-    The record comes back detached from the session: change its attributes freely, the
-    unit writes what changed at flush/commit (``write_back``)."""
+    The record comes back outside the session (built from the row, never in it): change
+    its attributes freely, the unit writes what changed at flush/commit (``write_back``)."""
     by_id = isinstance(ref, int)
     if is_sqlite(session):
-        stmt = RECORD_BY_ID if by_id else RECORD_BY_NUMBER
+        stmt = _ROW_BY_ID if by_id else _ROW_BY_NUMBER
     else:
         stmt = _LOCK_BY_ID if by_id else _LOCK_BY_NUMBER
     key = ref if by_id else str(ref).strip().upper()
-    rec = session.execute(stmt, {"ref": key}).scalar_one_or_none()
-    if rec is None:
+    row = session.execute(stmt, {"ref": key}).mappings().one_or_none()
+    if row is None:
         raise RecordNotFound(ref)
-    session.expunge(rec)
+    rec = Record(**row)
     track(session, rec)
     return rec
 

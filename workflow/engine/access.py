@@ -7,7 +7,7 @@ the same function: a step is offered only when the engine would accept it (R-WF-
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,10 @@ from workflow.identity import users as identity
 from workflow.spec.fields import users_in
 from workflow.spec.model import TransitionSpec, WorkflowDefinition
 
+#: the record's create, update, transition and sign events, oldest first, read at most once
+#: per step (``functools.cache`` over :func:`workflow.engine.content.history`)
+History = Callable[[], list[Any]]
+
 
 @dataclass(frozen=True)
 class Option:
@@ -50,15 +54,16 @@ class Option:
 
 
 def check_step(ctx: Ctx, d: WorkflowDefinition, rec: Record, t: TransitionSpec,
-               user: User) -> None:
+               user: User, events: History | None = None) -> None:
     """Every rule about who may take step ``t`` on ``rec`` now, in order: active and holding
     an allowed role; separation of duties; not already signed by this person in this visit;
     a task held by someone else; the training gate; not before it opens (``early: refuse``);
     the linked records it waits for. Raises the refusing rule's error; the engine calls it
-    on every step and :func:`options` on every step it offers."""
+    on every step and :func:`options` on every step it offers. ``events``: the record's
+    trail as the step reads it (engine/content.py), shared with the separation check."""
     if not user.is_system:
         roles = ctx.roles(user)
-        authorise(ctx.session, d, rec, t, user, roles)
+        authorise(ctx.session, d, rec, t, user, roles, events)
         already_signed(ctx.session, rec, t, user)
         claim_holds(ctx.session, d, rec, t, user, roles)
         training_gate(ctx, d, rec, t, user)
@@ -95,7 +100,7 @@ def check_visible(ctx: Ctx, rec: Record, user: User, ref: int | str) -> None:
 
 
 def authorise(session: Session, d: WorkflowDefinition, rec: Record, t: TransitionSpec,
-              user: User, roles: set[str]) -> None:
+              user: User, roles: set[str], events: History | None = None) -> None:
     """The user may take step ``t`` on ``rec``: active, holds one of its roles (or is the
     initiator / the assignee where the step allows them), and separation of duties holds."""
     if not user.active:
@@ -110,7 +115,7 @@ def authorise(session: Session, d: WorkflowDefinition, rec: Record, t: Transitio
         raise NotAuthorized(
             f"{t.label} on {rec.number} needs one of these roles: {names}.",
             required_roles=t.roles)
-    separation(session, rec, t, user, d)
+    separation(session, rec, t, user, d, events)
 
 
 def allowed_roles(session: Session, rec: Record, t: TransitionSpec, user: User,
@@ -165,7 +170,7 @@ def is_assignee(session: Session, rec: Record, user: User) -> bool:
 
 
 def separation(session: Session, rec: Record, t: TransitionSpec, user: User,
-               d: WorkflowDefinition | None = None) -> None:
+               d: WorkflowDefinition | None = None, events: History | None = None) -> None:
     """The step's separation-of-duties rules (not the initiator, not who did step X, not
     a person named in field Y), for signed and unsigned steps alike (R-WF-13). Each refusal
     names its rule."""
@@ -175,9 +180,15 @@ def separation(session: Session, rec: Record, t: TransitionSpec, user: User,
             f"{t.label}: the person who initiated {rec.number} may not also do this step "
             "(separation of duties: not the initiator).", rule="not_initiator")
     if sep.not_actor_of:
-        did = session.execute(st.DID_STEP, {"rid": rec.id, "uid": user.id,
-                                            "transitions": list(sep.not_actor_of)}
-                              ).scalar_one_or_none()
+        if events is not None:
+            # the step reads the record's trail anyway: the same events, no second query
+            did = next((ev.transition for ev in events() if ev.actor_id == user.id
+                        and ev.action in ("transition", "sign")
+                        and ev.transition in sep.not_actor_of), None)
+        else:
+            did = session.execute(st.DID_STEP, {"rid": rec.id, "uid": user.id,
+                                                "transitions": list(sep.not_actor_of)}
+                                  ).scalar_one_or_none()
         if did:
             label = d.transitions[did].label if d is not None and did in d.transitions else did
             raise SegregationOfDuties(

@@ -12,7 +12,6 @@ from workflow import outbox
 from workflow.audit import trail as audit
 from workflow.db.models import Record, User
 from workflow.engine import inputs, states
-from workflow.engine import statements as st
 from workflow.engine.context import ActionKind, Ctx
 from workflow.errors import ValidationFailed, WorkflowError
 from workflow.identity import users as identity
@@ -84,8 +83,7 @@ def notify(ctx: Ctx, compiled: Compiled, rec: Record, user: User, action: Action
         return
     recipient_user = None
     if p.get("field") and rec.data.get(p["field"]):
-        recipient_user = ctx.session.execute(
-            st.USER_ID, {"username": rec.data[p["field"]]}).scalar_one_or_none()
+        recipient_user = ctx.user_id(rec.data[p["field"]])
     role = p.get("role") if p.get("role") not in ("initiator", "assignee") else None
     if p.get("role") == "initiator":
         recipient_user = rec.created_by_id

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from workflow.db.models import AuditEvent, Record, User
@@ -51,20 +51,18 @@ class Event:
 
 def history(session: Session, rec: Record) -> list[Event]:
     """The record's create, update, transition and sign events, oldest first."""
-    rows = session.execute(
-        select(
-            AuditEvent.action,
-            AuditEvent.transition,
-            AuditEvent.actor_id,
-            AuditEvent.actor_name,
-            AuditEvent.changes,
-        )
-        .where(
-            AuditEvent.record_id == rec.id, AuditEvent.action.in_(("create", "update", "transition", "sign"))
-        )
-        .order_by(AuditEvent.seq)
-    )
+    rows = session.execute(_HISTORY, {"rid": rec.id})
     return [Event(a, t, u, n, c or {}) for a, t, u, n, c in rows]
+
+
+_ev = AuditEvent.__table__.c
+# built once, on the table's columns (Core): read on nearly every step
+_HISTORY = (
+    select(_ev.action, _ev.transition, _ev.actor_id, _ev.actor_name, _ev.changes)
+    .where(_ev.record_id == bindparam("rid"),
+           _ev.action.in_(("create", "update", "transition", "sign")))
+    .order_by(_ev.seq)
+)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from workflow.db.models import Record, User
+from workflow.engine import statements as st
 from workflow.identity import users as identity
 from workflow.keyring import KeyRing
 from workflow.registry import Registry
@@ -72,6 +73,48 @@ class Ctx:
         if user.id not in self._roles:
             self._roles[user.id] = identity.roles_of(self.session, user, self.now)
         return self._roles[user.id]
+
+    def actor(self, actor: str | User) -> User:
+        """The acting user, attached to the session; by name, the user and their roles at
+        the time of this unit are read in one statement."""
+        if isinstance(actor, User):
+            user = as_actor(self.session, actor)
+        else:
+            user, roles = identity.get_actor(self.session, actor, self.now)
+            self._roles[user.id] = roles
+        remember_user(self.session, user.username, user.id)
+        return user
+
+    def user_id(self, username: str) -> int | None:
+        """The id of the user ``username`` (None: no such user), once per unit."""
+        return user_id(self.session, username)
+
+    def username(self, uid: int) -> str:
+        """The username of the user with id ``uid``, once per unit."""
+        names: dict[int, str] = self.session.info.setdefault(_USERNAMES, {})
+        if uid not in names:
+            remember_user(self.session, self.session.execute(
+                st.USERNAME, {"user_id": uid}).scalar_one(), uid)
+        return names[uid]
+
+
+#: per unit (session): username -> id and id -> username of the users it looked up; both
+#: are fixed for the life of an account (usernames are never changed or reused)
+_USER_IDS = "qms_user_ids"
+_USERNAMES = "qms_usernames"
+
+
+def remember_user(session: Session, username: str, uid: int) -> None:
+    session.info.setdefault(_USER_IDS, {})[username] = uid
+    session.info.setdefault(_USERNAMES, {})[uid] = username
+
+
+def user_id(session: Session, username: str) -> int | None:
+    """The id of the user ``username`` (None: no such user), looked up once per unit."""
+    ids: dict[str, int | None] = session.info.setdefault(_USER_IDS, {})
+    if username not in ids:
+        ids[username] = session.execute(st.USER_ID, {"username": username}).scalar_one_or_none()
+    return ids[username]
 
 
 def as_actor(session: Session, actor: str | User) -> User:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from workflow.db.models import Record, RecordLink, User
 from workflow.engine import statements as st
-from workflow.engine.context import Ctx
+from workflow.engine.context import Ctx, remember_user
 from workflow.errors import GuardFailed, ValidationFailed, WorkflowError
 from workflow.spec import expressions
 from workflow.spec.fields import FieldValueError, coerce, references_in, users_in
@@ -59,7 +59,10 @@ def check_existence(session: Session, d: WorkflowDefinition, values: Mapping[str
         spec = d.fields[name]
         names = users_in(spec, value)
         if names:
-            found = {n for (n,) in session.execute(st.ACTIVE_USERNAMES, {"names": list(names)})}
+            found = set()
+            for n, uid in session.execute(st.ACTIVE_USERNAMES, {"names": list(names)}):
+                found.add(n)
+                remember_user(session, n, uid)
             bad = [n for n in names if n not in found]
             if bad:
                 errors[name] = f"no active user {', '.join(sorted(set(bad)))}"
@@ -112,8 +115,7 @@ def names(ctx: Ctx, d: WorkflowDefinition, rec: Record, data: Mapping[str, Any],
                actor=user.username if user else None, item=None, user=None)
     out["initiator"] = None
     if rec.created_by_id is not None:
-        out["initiator"] = ctx.session.execute(
-            st.USERNAME, {"user_id": rec.created_by_id}).scalar_one()
+        out["initiator"] = ctx.username(rec.created_by_id)
     if extra:
         out.update(extra)
     return out

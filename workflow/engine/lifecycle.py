@@ -108,8 +108,11 @@ def fire(ctx: Ctx, rec: Record, name: str, user: User, data: dict[str, Any],
     if dest is None:
         avail = [x.name for x in access.available(ctx, d, rec, user)]
         raise TransitionNotAvailable(rec.number, name, rec.state, avail)
+    # the record's trail, read at most once for the separation and content checks
+    # (engine/content.py)
+    record_events = functools.cache(lambda: content.history(session, rec))
     if not system_actor:
-        access.check_step(ctx, d, rec, t, user)
+        access.check_step(ctx, d, rec, t, user, record_events)
     else:
         gates.check_open(ctx, d, rec, t)
         gates.check_waits(ctx, d, rec, t)
@@ -123,8 +126,6 @@ def fire(ctx: Ctx, rec: Record, name: str, user: User, data: dict[str, Any],
     if t.reason_required and not (reason or "").strip():
         raise ReasonRequired(f"{t.label.lower()} {rec.number}")
     # signed content is locked; populations, required values, reasons (engine/content.py)
-    # (the record's trail is read at most once for both checks)
-    record_events = functools.cache(lambda: content.history(session, rec))
     content.check_fixed(session, d, rec, t, user, old_data, new_data, record_events)
     if t.separation.not_named_in and not system_actor:
         access.named_in(d, rec.number, t, new_data, user)  # also as this step leaves them

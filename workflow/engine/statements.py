@@ -46,7 +46,7 @@ counters = RecordCounter.__table__.c
 
 USER_ID = select(users.id).where(users.username == bindparam("username"))
 USERNAME = select(users.username).where(users.id == bindparam("user_id"))
-ACTIVE_USERNAMES = select(users.username).where(
+ACTIVE_USERNAMES = select(users.username, users.id).where(
     users.username.in_(bindparam("names", expanding=True)),
     users.active.is_(True), users.is_system.is_(False))
 RECORD_WORKFLOWS = select(records.number, records.workflow_key).where(

@@ -52,8 +52,7 @@ def open_tasks(ctx: Ctx, rec: Record, state: StateSpec,
     due = task_due(ctx, rec, state)
     assignee_id = None
     if state.assignee_field and rec.data.get(state.assignee_field):
-        assignee_id = ctx.session.execute(
-            st.USER_ID, {"username": rec.data[state.assignee_field]}).scalar_one_or_none()
+        assignee_id = ctx.user_id(rec.data[state.assignee_field])
     rows = []
     for owner in state.owners or (None,):
         role, who = (None, rec.created_by_id) if owner == "initiator" else (owner, assignee_id)

@@ -24,7 +24,7 @@ from datetime import datetime
 from functools import cache
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from workflow import clock
@@ -119,19 +119,24 @@ class Status:
         return out
 
 
+# a person's enablement rows with the printed name of who recorded each, in one statement
+# (checked before every signature)
+_ENABLEMENTS = select(SigningEnablement, User.full_name).outerjoin(
+    User, User.id == SigningEnablement.recorded_by_id).where(
+    SigningEnablement.user_id == bindparam("user_id")).order_by(SigningEnablement.id)
+
+
 def status(session: Session, user: User, policy: EsignPolicy | None = None) -> Status:
     """``user``'s enablement (only rows whose seal holds count)."""
     policy = policy or current_policy()
     key = check_key(session)
-    rows = session.execute(select(SigningEnablement).where(SigningEnablement.user_id == user.id)
-                           .order_by(SigningEnablement.id)).scalars().all()
+    rows = session.execute(_ENABLEMENTS, {"user_id": user.id}).all()
     ident = accepted = None
     older = None
-    for row in rows:
+    for row, by_name in rows:
         if not seal_ok(key, "signing_enablements", row):
             continue
-        by = session.get(User, row.recorded_by_id)
-        fact = Fact(row.detail, by.full_name if by else "?", row.recorded_at)
+        fact = Fact(row.detail, by_name or "?", row.recorded_at)
         if row.kind == IDENTITY:
             ident = fact
         elif row.kind == POLICY:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from types import SimpleNamespace
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from workflow import clock, rules
@@ -40,6 +41,13 @@ _GRANTS_OF = select(*(_grants[c] for c in (*SEALED_COLUMNS["role_grants"], "seal
     _grants.user_id == bindparam("user_id"), rules.active_grant_clause(bindparam("at")))
 
 
+# the acting user and their active grants in one statement (the engine's every step)
+_ACTOR = select(User, *(_grants[c].label("g_" + c) for c in (*SEALED_COLUMNS["role_grants"], "seal"))
+                ).outerjoin(RoleGrant.__table__, and_(
+                    _grants.user_id == User.id, rules.active_grant_clause(bindparam("at")))
+                ).where(func.lower(User.username) == bindparam("username"))
+
+
 def find_user(session: Session, username: str) -> User | None:
     return session.execute(_USER_BY_NAME, {"username": username.lower()}).scalar_one_or_none()
 
@@ -63,6 +71,33 @@ def get_user(session: Session, username: str, *, active: bool = True) -> User:
     if active and not user.active:
         raise InactiveUser(user.username)
     return user
+
+
+def get_actor(session: Session, username: str, at: datetime) -> tuple[User, set[str]]:
+    """The active user ``username`` and the roles they hold at ``at`` (as :func:`roles_of`:
+    active grants whose seal holds), read in one statement.
+
+    Raises:
+        UnknownUser, InactiveUser.
+    """
+    rows = session.execute(_ACTOR, {"username": username.lower(), "at": at}).all()
+    if not rows:
+        raise UnknownUser(username)
+    user = rows[0][0]
+    if not user.active:
+        raise InactiveUser(user.username)
+    key = check_key(session)
+    trusted: set[str] = set()
+    forged: set[str] = set()
+    names = (*SEALED_COLUMNS["role_grants"], "seal")
+    for row in rows:
+        m = row._mapping
+        if m["g_id"] is None:
+            continue  # no active grant (the outer join's empty side)
+        grant = SimpleNamespace(**{c: m["g_" + c] for c in names})
+        (trusted if rules.grant_trusted(key, grant) else forged).add(grant.role)
+    session.info.setdefault(_UNTRUSTED, {})[user.id] = forged - trusted
+    return user, trusted
 
 
 def system_user(session: Session) -> User:
