@@ -42,7 +42,9 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
         _configure_sqlite(engine)
         outage.watch(engine)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
+    # no pool_pre_ping (a round trip on every checkout): a connection found dead when used
+    # is invalidated with the pool's older ones (db/outage.py), and a unit that lost it
+    # before its commit is run once more on a fresh one (UnitOfWork.retrying)
     if url.startswith("postgresql"):
         # a server that does not answer fails the request in seconds instead of the TCP
         # timeout's minutes (readiness probes and requests during an outage)

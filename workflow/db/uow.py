@@ -14,11 +14,13 @@ their queues are discarded.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from workflow.db.engines import WRITE
@@ -35,6 +37,10 @@ CHECK_KEY = "qms_check_key"
 ATTRIBUTION = "qms_attribution"
 
 Hook = Callable[[Session], None]
+T = TypeVar("T")
+#: set on a database error raised while the unit committed (its outcome is unknown)
+AT_COMMIT = "qms_at_commit"
+log = logging.getLogger(__name__)
 
 
 def session_key(session: Session) -> KeyRing:
@@ -135,6 +141,7 @@ class UnitOfWork:
         """One write transaction: commit on success, roll back on any exception. On SQLite
         it starts with BEGIN IMMEDIATE (workflow/db/engines.py)."""
         session = self.sessions()
+        committing = False
         try:
             # no autoflush: the unit flushes where it needs ids and once at commit, instead
             # of before every query (measured: half the cost of a transition)
@@ -144,8 +151,33 @@ class UnitOfWork:
                 if self.attribution:
                     session.info[ATTRIBUTION] = self.attribution
                 yield session
+                committing = True
+        except DBAPIError as exc:
+            if committing:
+                # lost during the final flush or the COMMIT: whether it committed is not
+                # known, so it is never run again (see retrying)
+                setattr(exc, AT_COMMIT, True)
+            raise
         finally:
             session.close()
+
+    def retrying(self, work: Callable[[], T]) -> T:
+        """Run ``work`` (which opens its own write unit) once more when the database
+        connection it used was found dead before its commit - e.g. a pooled connection the
+        server closed while it was idle (there is no ``pool_pre_ping``). That is safe: a
+        transaction whose connection is gone before COMMIT never committed, and the unit
+        runs again from the start on a fresh connection (the dead one was invalidated with
+        the pool's older ones). A connection lost at commit, any other error, or a second
+        loss is raised as it is (workflow/db/outage.py tells an outage from a bug)."""
+        try:
+            return work()
+        except DBAPIError as exc:
+            if not exc.connection_invalidated or getattr(exc, AT_COMMIT, False):
+                raise
+            log.warning("the database connection was lost before the unit committed "
+                        "(%s); running it once more on a new connection",
+                        type(exc.orig).__name__)
+        return work()
 
     @contextmanager
     def read(self) -> Iterator[Session]:

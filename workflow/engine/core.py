@@ -126,9 +126,13 @@ class Engine:
         Raises:
             UnknownWorkflow, NotAuthorized, ValidationFailed, InactiveUser, UnknownUser.
         """
+        return self.uow.retrying(lambda: self._start(workflow, actor, data, reason))
+
+    def _start(self, workflow: str, actor: str | User, data: Mapping[str, Any] | None,
+               reason: str | None) -> Result:
         with self.unit() as session:
             ctx = self.context(session)
-            user = as_actor(session, actor)
+            user = ctx.actor(actor)
             compiled = self.registry.latest(session, workflow)
             d = compiled.definition
             if not ctx.roles(user) & set(d.start_roles):
@@ -171,10 +175,16 @@ class Engine:
             SegregationOfDuties, ValidationFailed, ReasonRequired, GuardFailed,
             SignatureRequired, SignatureRejected, InactiveUser.
         """
+        return self.uow.retrying(lambda: self._fire(record, transition, actor, data,
+                                                    signature, reason, expected_version))
+
+    def _fire(self, record: int | str, transition: str, actor: str | User,
+              data: Mapping[str, Any] | None, signature: Any, reason: str | None,
+              expected_version: int | None) -> Result:
         try:
             with self.unit() as session:
                 ctx = self.context(session)
-                user = as_actor(session, actor)
+                user = ctx.actor(actor)
                 rec = records.lock(session, record)
                 access.check_visible(ctx, rec, user, record)
                 if expected_version is not None and rec.version != expected_version:
