@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +26,14 @@ CLI_KEY_HEX = "44" * 32
 #: :func:`ensure_roles` where the test URL's user may create roles)
 OWNER_ROLE = os.environ.get("QMS_TEST_OWNER_ROLE") or "qms_owner"
 RUNTIME_ROLE = os.environ.get("QMS_TEST_RUNTIME_ROLE") or "qms_runtime"
+
+
+def anchor_key_file(path: Path) -> Path:
+    """Write a random Ed25519 anchor key file (``a1``) at ``path``: keys never appear by
+    themselves (``qms init`` on a new database and ``qms keys create`` make them)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"a1 {secrets.token_hex(32)}\n")
+    return path
 
 
 def is_pg(url: str) -> bool:

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
 from tests.conftest import TEST_KEY
-from tests.factories import dba, sign
+from tests.factories import anchor_key_file, dba, sign
 from workflow.audit import checkpoints, integrity
 from workflow.cli import main
 from workflow.engine.core import Engine
@@ -242,6 +242,7 @@ def test_restoring_an_older_backup_is_named_against_the_checkpoint(
         eng.sessions.kw["bind"].dispose()
         env = {"QMS_DATABASE_URL": committed_url, "QMS_SIGNATURE_KEY": TEST_KEY.hex(),
                "QMS_INSTANCE_DIR": str(tmp_path), "QMS_CHECKPOINT_DIR": str(tmp_path / "cps")}
+        anchor_key_file(tmp_path / "anchor.key")
         runner = CliRunner(env=env)
         made = runner.invoke(main, ["audit", "checkpoint"])
         assert made.exit_code == 0 and made.output.startswith("checkpoint "), made.output
@@ -288,6 +289,7 @@ def test_verify_checkpoint_offline_with_the_public_key(committed_engine, committ
     system's key, or an earlier checkpoint file changed after the next one was signed."""
     env = {"QMS_DATABASE_URL": committed_url, "QMS_SIGNATURE_KEY": TEST_KEY.hex(),
            "QMS_INSTANCE_DIR": str(tmp_path), "QMS_CHECKPOINT_DIR": str(tmp_path / "cps")}
+    anchor_key_file(tmp_path / "anchor.key")
     runner = CliRunner(env=env)
     assert runner.invoke(main, ["audit", "checkpoint"]).exit_code == 0
     assert runner.invoke(main, ["audit", "checkpoint"]).exit_code == 0
@@ -327,7 +329,7 @@ def test_the_hourly_job_writes_a_checkpoint(engine, people, tmp_path, monkeypatc
     from workflow.scheduling.jobs import default_jobs
 
     monkeypatch.setenv("QMS_CHECKPOINT_DIR", str(tmp_path / "cps"))
-    monkeypatch.setenv("QMS_ANCHOR_KEY_FILE", str(tmp_path / "anchor.key"))
+    monkeypatch.setenv("QMS_ANCHOR_KEY_FILE", str(anchor_key_file(tmp_path / "anchor.key")))
     jobs = default_jobs()
     schedule = schedule_file.load_schedules(jobs=jobs)["audit_checkpoint_hourly"]
     assert (schedule.cron, schedule.period) == ("0 * * * *", "hour")

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import TEST_KEY
-from tests.factories import sign
+from tests.factories import anchor_key_file, sign
 from tests.integration.test_inspector import run_script
 from workflow.audit import checkpoints
 from workflow.cli import main
@@ -137,6 +137,7 @@ def test_qms_export_and_verify_copy(committed_engine, committed_url, tmp_path):
     env = {"QMS_DATABASE_URL": committed_url, "QMS_SIGNATURE_KEY": TEST_KEY.hex(),
            "QMS_INSTANCE_DIR": str(tmp_path), "QMS_CHECKPOINT_DIR": str(tmp_path / "cps"),
            "QMS_CLI_MAINTENANCE": "1"}
+    anchor_key_file(tmp_path / "anchor.key")
     runner = CliRunner(env=env)
     assert runner.invoke(main, ["audit", "checkpoint"]).exit_code == 0
     js, pdf = tmp_path / "copy.json", tmp_path / "copy.pdf"

@@ -381,7 +381,9 @@ def test_flask_sees_the_settings_through_app_config(tmp_path: Path) -> None:
 
     s = Settings.from_env({"QMS_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
                            "QMS_INSTANCE_DIR": str(tmp_path), "QMS_TIMEZONE": "Europe/Paris",
-                           "QMS_SECRET_KEY": "k" * 32})
+                           "QMS_SECRET_KEY": "k" * 32,
+                           # keys fail closed (R-OPS-3): none is made up for an empty database
+                           "QMS_SIGNATURE_KEY": "11" * 32})
     app = create_app(settings=s)
     assert app.config["QMS_SETTINGS"] is s
     assert app.config["QMS_SETTINGS"].timezone == "Europe/Paris"

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
 
 import click
+from sqlalchemy import Engine as DBEngine
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from workflow.audit.integrity import seal_existing
 from workflow.bootstrap import load_definitions
@@ -16,7 +21,11 @@ from workflow.db import roles
 from workflow.db.models import AuditEvent, Record, Signature, Task
 from workflow.demo import seed
 from workflow.engine.core import Engine
+from workflow.errors import KeyProblem
+from workflow.signatures.keys import create_missing_keys, database_has_history
 from workflow.signatures.part11 import Part11Verifier
+
+T = TypeVar("T")
 
 
 @click.group("db")
@@ -144,7 +153,12 @@ def db_current() -> None:
 @click.option("--demo", is_flag=True, help="Also add demo users and a dozen demo records.")
 @friendly
 def init(demo: bool) -> None:
-    """Create or upgrade the database and load the shipped definitions (safe to re-run)."""
+    """Create or upgrade the database and load the shipped definitions (safe to re-run).
+
+    On a database without audit events or signatures, creates the key files that are missing
+    (the HMAC signature key and the Ed25519 anchor key); on one with history a missing key
+    stops the command (restore it from the backup of the keys)."""
+    make_keys()
     engine, dbe = checked_engine(check_schema=False)
     current = _migrate()
     click.echo(f"database ready at revision {current} ({safe_url(dbe)})")
@@ -157,6 +171,36 @@ def init(demo: bool) -> None:
         engine.verifier = Part11Verifier(engine.signing_key, allow_vouched=True)
         for line in seed(engine):
             click.echo(line)
+
+
+def _probe(fn: Callable[[DBEngine], T]) -> T:
+    """``fn`` on a plain engine of the application's database (no keys needed)."""
+    probe = db.make_engine(db.default_database_url(settings()))
+    try:
+        return fn(probe)
+    except KeyProblem as exc:
+        raise CliError(str(exc)) from None
+    except OperationalError as exc:  # unreachable server, no such file...: one clear line
+        raise CliError(f"cannot reach the database ({safe_url(probe)}): "
+                       f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    finally:
+        probe.dispose()
+
+
+def history() -> bool:
+    """Whether the database holds audit events or signatures."""
+    return _probe(database_has_history)
+
+
+def make_keys(allow_new_anchor: bool = False) -> list[tuple[str, Path]]:
+    """Create the missing key files where that is safe (workflow/signatures/keys.py)."""
+    made = _probe(lambda probe: create_missing_keys(settings(), probe,
+                                                    allow_new_anchor=allow_new_anchor))
+    for kind, path in made:
+        what = "HMAC signature key" if kind == "hmac" else "Ed25519 anchor key"
+        click.echo(f"created the {what} {path}: back it up apart from the database "
+                   "(docs/operations.md)", err=True)
+    return made
 
 
 @click.command("stats")

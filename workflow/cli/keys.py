@@ -9,7 +9,8 @@ import click
 
 from workflow import config
 from workflow.cli.common import checked_engine, cli_reason, friendly
-from workflow.signatures.keys import KINDS, key_provider, record_rotation
+from workflow.cli.db import history, make_keys
+from workflow.signatures.keys import KINDS, key_provider, record_creation, record_rotation
 
 
 @click.group("keys")
@@ -59,6 +60,30 @@ def keys_rotate(kind: str, reason: str) -> None:
     if kind == "anchor":
         click.echo("Give inspectors its public key: qms keys export-public --id " + new)
 
+
+@keys_group.command("create")
+@click.option("--new-anchor", is_flag=True,
+              help="Create a missing anchor key although the database holds audit events "
+                   "(an installation that never had one). Never creates a missing HMAC key.")
+@click.option("--reason", default="anchor key created", show_default=True,
+              help="Why (audited, with --new-anchor).")
+@friendly
+def keys_create(new_anchor: bool, reason: str) -> None:
+    """Create the key files that are missing (QMS_SIGNATURE_KEY_FILE, QMS_ANCHOR_KEY_FILE),
+    only while the database holds no audit event and no signature; `qms init` does the same.
+    Existing key files are never replaced. On a database with history a missing key is
+    restored from the backup of the keys, not created."""
+    why = cli_reason(reason)
+    made = make_keys(allow_new_anchor=new_anchor)
+    if not made:
+        click.echo("every key is there (or comes from QMS_SIGNATURE_KEY or QMS_KEY_PROVIDER); "
+                   "nothing created")
+        return
+    if new_anchor and any(kind == "anchor" for kind, _ in made) and history():
+        engine, _ = checked_engine()  # a new anchor key on a database with history: audited
+        record_creation(engine, "anchor", "a1", why)
+        click.echo("recorded on the system audit trail (key_created); give inspectors its "
+                   "public key: qms keys export-public --id a1")
 
 @keys_group.command("export-public")
 @click.option("--id", "key_id", default=None, help="Only this anchor key (PEM on stdout).")

@@ -15,10 +15,15 @@ default) reads the settings:
 * HMAC: ``QMS_SIGNATURE_KEY`` (hex; the key ``k1``), else the key file
   (``QMS_SIGNATURE_KEY_FILE``, default ``instance/signature.key``). The file holds either one
   hex key (the key ``k1``, as written before key ids) or one ``<id> <hex>`` line per key, the
-  current key last. Created with a random key on first use.
+  current key last.
 * anchor: the file ``QMS_ANCHOR_KEY_FILE`` (default ``instance/anchor.key``), one
   ``<id> <hex Ed25519 seed>`` line per key (``a1``, ``a2``...), the current key last.
-  Created on first use.
+
+Keys fail closed: reading a key that is not there is a :class:`~workflow.errors.KeyProblem`
+naming the key and where it was expected, never a new key (a new HMAC key would make every
+audit event, seal and signature of the database look altered). Keys are created only by
+:func:`create_missing_keys` (``qms init`` on a database without audit events or signatures,
+and ``qms keys create``).
 
 Rotation appends a new key (``k2``, ``a2``...) as the new current key; older keys stay, so
 whatever they made still verifies. Files are replaced atomically and are readable by their
@@ -37,8 +42,12 @@ import secrets
 from pathlib import Path
 from typing import Protocol
 
+from sqlalchemy import Engine as DBEngine
+from sqlalchemy import inspect, select
+
 from workflow import clock, config
 from workflow.audit import trail as audit
+from workflow.db.models import AuditEvent, Signature
 from workflow.db.uow import Units
 from workflow.errors import KeyProblem
 from workflow.identity.users import system_user
@@ -142,15 +151,26 @@ def _write(path: Path, keys: dict[str, bytes], header: str) -> None:
         raise
 
 
-def _create(path: Path, key_id: str, key: bytes, header: str, what: str) -> None:
+def _create(path: Path, key_id: str, key: bytes, header: str, what: str) -> bool:
+    """Write a new key file (owner-only); False when it exists already (never replaced)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process created it meanwhile: use theirs
-        return
+        return False
     with os.fdopen(fd, "w") as fh:
         fh.write(f"# {header}\n{key_id} {key.hex()}\n")
     log.warning("created a new %s at %s: back it up apart from the database", what, path)
+    return True
+
+
+def _missing(what: str, path: Path, variable: str) -> KeyProblem:
+    return KeyProblem(
+        str(path),
+        f"the {what} is missing: expected in {path} ({variable}). Restore it from the backup "
+        "of the keys (docs/operations.md); a new key is created only by `qms init` on a new "
+        "database or `qms keys create`",
+    )
 
 
 class FileKeyProvider:
@@ -168,16 +188,42 @@ class FileKeyProvider:
             return KeyRing.single(s.signature_key)
         path = s.signature_key_path
         if not path.exists():
-            _create(path, LEGACY_ID, secrets.token_bytes(32), self.HMAC_HEADER, "signature key")
+            raise _missing("HMAC signature key", path,
+                           "QMS_SIGNATURE_KEY_FILE, or the key itself in QMS_SIGNATURE_KEY")
         keys = _parse(path, "signature key", None)
         return KeyRing(keys, list(keys)[-1])
 
     def anchor_keys(self) -> AnchorKeys:
         path = self.settings.anchor_key_path
         if not path.exists():
-            _create(path, "a1", secrets.token_bytes(32), self.ANCHOR_HEADER, "anchor key")
+            raise _missing("Ed25519 anchor key", path, "QMS_ANCHOR_KEY_FILE")
         seeds = _parse(path, "anchor key", 32)
         return AnchorKeys.from_seeds(seeds, list(seeds)[-1])
+
+    def missing(self) -> list[str]:
+        """The kinds of key ("hmac", "anchor") whose file is not there."""
+        s = self.settings
+        out = []
+        if s.signature_key is None and not s.signature_key_path.exists():
+            out.append("hmac")
+        if not s.anchor_key_path.exists():
+            out.append("anchor")
+        return out
+
+    def create(self, kind: str) -> Path | None:
+        """Write a new random key file of ``kind``; None when the file exists (never
+        replaced). Callers check first that no record depends on a key
+        (:func:`create_missing_keys`)."""
+        if kind == "hmac":
+            path = self.settings.signature_key_path
+            made = _create(path, LEGACY_ID, secrets.token_bytes(32), self.HMAC_HEADER,
+                           "signature key")
+        elif kind == "anchor":
+            path = self.settings.anchor_key_path
+            made = _create(path, "a1", secrets.token_bytes(32), self.ANCHOR_HEADER, "anchor key")
+        else:
+            raise KeyProblem(kind, f"unknown kind of key {kind!r}: hmac or anchor")
+        return path if made else None
 
     def rotate(self, kind: str) -> str:
         if kind == "hmac":
@@ -196,7 +242,7 @@ class FileKeyProvider:
             return new
         if kind == "anchor":
             path = self.settings.anchor_key_path
-            self.anchor_keys()  # created if missing
+            self.anchor_keys()  # refused when missing: a rotation never starts a new file
             seeds = _parse(path, "anchor key", 32)
             new = next_id(seeds, "a")
             _write(path, {**seeds, new: secrets.token_bytes(32)}, self.ANCHOR_HEADER)
@@ -228,6 +274,15 @@ def key_provider(settings: config.Settings | None = None) -> KeyProvider:
     return provider
 
 
+def record_creation(engine: Units, kind: str, key_id: str, reason: str) -> None:
+    """Record that a missing key of ``kind`` was created on a database with history
+    (``key_created``: the kind and id, never a key)."""
+    with engine.unit() as session:
+        audit.system_event(session, at=clock.now(), actor=system_user(session),
+                           action="key_created", changes={"kind": kind, "key_id": key_id},
+                           reason=reason)
+
+
 def record_rotation(engine: Units, kind: str, key_id: str, reason: str) -> None:
     """Record a rotation on the system audit trail (``key_rotated``: the kind and the new key
     id, never a key), in a unit of ``engine`` (opened with the keys as they are now, so the
@@ -236,3 +291,60 @@ def record_rotation(engine: Units, kind: str, key_id: str, reason: str) -> None:
         audit.system_event(session, at=clock.now(), actor=system_user(session),
                            action="key_rotated", changes={"kind": kind, "key_id": key_id},
                            reason=reason)
+
+
+# --------------------------------------------------------------------------- creating keys
+
+
+def database_has_history(dbe: DBEngine) -> bool:
+    """Whether the database holds audit events or signatures: then no key may be created
+    (what they were made with is the key to restore, not a new one)."""
+    tables = set(inspect(dbe).get_table_names())
+    with dbe.connect() as conn:
+        for model in (AuditEvent, Signature):
+            if model.__tablename__ in tables and conn.execute(
+                    select(model.id).limit(1)).first() is not None:
+                return True
+    return False
+
+
+def create_missing_keys(settings: config.Settings, dbe: DBEngine,
+                        allow_new_anchor: bool = False) -> list[tuple[str, Path]]:
+    """Create the key files that are missing, only while the database holds no audit event
+    and no signature (``qms init`` on a new database, ``qms keys create``). Otherwise refuse
+    with a :class:`KeyProblem` naming each missing key and where it was expected.
+
+    ``allow_new_anchor``: a missing *anchor* key may be created on a database with history
+    (``qms keys create --new-anchor``: an installation that never had one; checkpoints and
+    copies signed by a lost anchor key stay unverifiable with the new one). A missing HMAC
+    key never is: restore it. Returns (kind, path) per key created; a key provider
+    (``QMS_KEY_PROVIDER``) manages its own keys, so nothing is created for it."""
+    provider = key_provider(settings)
+    if not isinstance(provider, FileKeyProvider):
+        return []
+    missing = provider.missing()
+    if not missing:
+        return []
+    if database_has_history(dbe):
+        refused = [k for k in missing if not (k == "anchor" and allow_new_anchor)]
+        if refused:
+            where = {"hmac": ("HMAC signature key", settings.signature_key_path,
+                              "QMS_SIGNATURE_KEY_FILE or QMS_SIGNATURE_KEY"),
+                     "anchor": ("Ed25519 anchor key", settings.anchor_key_path,
+                                "QMS_ANCHOR_KEY_FILE")}
+            named = "; ".join(f"the {where[k][0]} (expected in {where[k][1]}, {where[k][2]})"
+                              for k in refused)
+            raise KeyProblem(
+                str(where[refused[0]][1]),
+                f"the database already holds audit events or signatures, so no key is created: "
+                f"missing {named}. Restore the key files from the backup of the keys "
+                "(docs/operations.md) or point the settings at them"
+                + ("; a lost anchor key only: `qms keys create --new-anchor`"
+                   if refused == ["anchor"] else ""),
+            )
+    made = []
+    for kind in missing:
+        path = provider.create(kind)
+        if path is not None:
+            made.append((kind, path))
+    return made
