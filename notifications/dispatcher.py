@@ -13,6 +13,12 @@
    (``QMS_SMTP_RETRY_SECONDS`` x 2^(attempts-1), at most 6 h); after ``QMS_SMTP_MAX_ATTEMPTS``
    the row is ``dead`` with its ``last_error``, listed for administrators.
 3. **Digests.** Due ``digest`` rows of one person go out as one e-mail.
+4. **Back from an outage.** E-mails dead-lettered because the mail server could not be
+   reached (refused, timed out, disconnected: not a refused recipient) are queued again by
+   themselves once the server answers: each run with such rows first opens a connection to
+   the server (and closes it); when it succeeds, the rows get a fresh set of attempts and go
+   out in the same run. An administrator can also queue every dead message again at once
+   (:func:`requeue_all`: the *Undeliverable messages* page, ``qms notifications requeue``).
 
 Delivery is at least once: a crash between the SMTP server's acceptance and the commit that
 marks the row sends that e-mail again.
@@ -62,6 +68,7 @@ class DispatchReport:
     digests: int = 0
     retrying: int = 0
     dead: int = 0
+    requeued: int = 0  # dead e-mails queued again because the server answers again
 
     def summary(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,6 +83,7 @@ def dispatch(uow: UnitOfWork, *, now: datetime | None = None, smtp: Any = _ENV,
     report = DispatchReport()
     _fan_out(uow, now, settings, report, batch)
     if settings is not None:
+        _revive(uow, settings, report)
         _send(uow, now, settings, report, batch, channel="email")
         _send(uow, now, settings, report, batch, channel="digest")
     return report
@@ -268,6 +276,43 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"[:1000]
 
 
+#: errors of the connection to the mail server, not of one message: a message dead-lettered
+#: for one of them is queued again by itself once the server answers (:func:`_revive`)
+TRANSPORT_ERRORS = frozenset({
+    "ConnectionRefusedError", "ConnectionResetError", "ConnectionAbortedError", "TimeoutError",
+    "timeout", "OSError", "gaierror", "SMTPServerDisconnected", "SMTPConnectError",
+    "SMTPHeloError", "SSLError", "SSLEOFError", "BrokenPipeError"})
+
+
+def _transport_failure(error: str | None) -> bool:
+    return error is not None and error.split(":", 1)[0] in TRANSPORT_ERRORS
+
+
+def _revive(uow: UnitOfWork, settings: SmtpSettings, report: DispatchReport) -> None:
+    """Queue again the e-mails that died because the server could not be reached, if it
+    answers now (one connection, opened and closed; nothing is sent by it)."""
+    with uow.reader() as s:
+        ids = [i for i, error in s.execute(
+            select(OutboxMessage.id, OutboxMessage.last_error).where(
+                OutboxMessage.status == "dead",
+                OutboxMessage.channel.in_(("email", "digest")))).all()
+            if _transport_failure(error)]
+    if not ids:
+        return
+    try:
+        with Mailer(settings):
+            pass
+    except Exception as exc:  # noqa: BLE001 - still down: they stay dead, checked next run
+        log.debug("SMTP %s still unreachable: %s", settings.redacted(), _describe(exc))
+        return
+    with uow.unit() as s:
+        n = s.execute(update(OutboxMessage).where(
+            OutboxMessage.id.in_(ids), OutboxMessage.status == "dead")
+            .values(status="pending", attempts=0, next_attempt_at=None)).rowcount
+    report.requeued += n
+    log.warning("SMTP %s answers again: %d dead e-mail(s) queued again", settings.redacted(), n)
+
+
 # ------------------------------------------------------------------ administrators
 
 
@@ -287,3 +332,10 @@ def requeue(uow: UnitOfWork, outbox_id: int) -> bool:
             OutboxMessage.id == outbox_id, OutboxMessage.status == "dead")
             .values(status="pending", attempts=0, next_attempt_at=None))
         return r.rowcount == 1
+
+
+def requeue_all(uow: UnitOfWork) -> int:
+    """Give every dead message a fresh set of attempts; returns how many."""
+    with uow.unit() as s:
+        return s.execute(update(OutboxMessage).where(OutboxMessage.status == "dead")
+                         .values(status="pending", attempts=0, next_attempt_at=None)).rowcount

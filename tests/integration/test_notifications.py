@@ -11,6 +11,7 @@ Time travels with workflow.clock; nothing sleeps.
 from __future__ import annotations
 
 import email
+import logging
 import socket
 from datetime import UTC, datetime, timedelta
 from email import policy
@@ -22,7 +23,7 @@ from sqlalchemy import select, update
 
 from notifications import dead_count, unread_count
 from notifications.channels import SmtpSettings
-from notifications.dispatcher import dead_letters, dispatch, requeue
+from notifications.dispatcher import dead_letters, dispatch, requeue, requeue_all
 from workflow import clock
 from workflow.db.models import Notification, OutboxMessage, User
 from workflow.identity import users as identity
@@ -135,7 +136,7 @@ def test_in_app_notification_for_each_holder_of_the_role(engine, people):
     (orig,) = outbox_rows(engine)
     assert (orig.status, orig.sent_at) == ("sent", clock.now())
     assert dispatch(engine).summary() == {"messages": 0, "in_app": 0, "sent": 0, "digests": 0,
-                                          "retrying": 0, "dead": 0}
+                                          "retrying": 0, "dead": 0, "requeued": 0}
 
 
 def test_emails_reach_a_real_smtp_server_with_record_links(engine, people, smtp):
@@ -211,7 +212,61 @@ def test_dead_letter_after_n_attempts_visible_and_requeueable(engine, people, sm
         assert sorted(who for _, who in dead) == ["quentin", "quinn"]
     smtp.start()
     assert requeue(engine, rows[0].id) and not requeue(engine, rows[0].id)
-    assert dispatch(engine, smtp=settings).sent == 1
+    # the other one died of the same outage: queued again by itself, the server answering
+    report = dispatch(engine, smtp=settings)
+    assert (report.sent, report.requeued) == (2, 1)
+
+
+def test_dead_emails_go_out_by_themselves_once_the_server_answers(engine, people, smtp,
+                                                                   caplog):
+    """R-OPS-19: the mail server is down past the retry budget, every e-mail dies; while it
+    stays down they stay dead (no send, no log line per run); once it answers, the next
+    dispatcher run queues them again and delivers them without anyone clicking. An e-mail
+    refused for its recipient is not revived."""
+    settings = smtp.settings(max_attempts=2, retry_seconds=10)
+    smtp.stop()
+    new_capa(engine, people)
+    for _ in range(2):
+        dispatch(engine, smtp=settings)
+        clock.advance(timedelta(hours=1))
+    assert [x.status for x in outbox_rows(engine, channel="email")] == ["dead"] * 2
+    with engine.unit() as s:  # a third one died of its recipient: stays dead
+        s.add(OutboxMessage(kind="test", channel="email", status="dead", attempts=1,
+                            recipient_user_id=identity.get_user(s, people["qa"]).id,
+                            subject="bounced", body="x", created_at=clock.now(),
+                            last_error="recipient deactivated or without e-mail"))
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="notifications.dispatcher"):
+        for _ in range(3):  # still down: nothing changes, nothing logged above debug
+            report = dispatch(engine, smtp=settings)
+            assert (report.requeued, report.sent) == (0, 0)
+            clock.advance(timedelta(minutes=1))
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO]
+    smtp.start()
+    with caplog.at_level(logging.INFO, logger="notifications.dispatcher"):
+        report = dispatch(engine, smtp=settings)
+    assert (report.requeued, report.sent) == (2, 2)
+    assert sorted(m["To"] for m in smtp.messages) == ["quentin@example.com", "quinn@example.com"]
+    assert [r.getMessage() for r in caplog.records if "answers again" in r.getMessage()] == [
+        f"SMTP {settings.redacted()} answers again: 2 dead e-mail(s) queued again"]
+    assert [(x.subject, x.status) for x in outbox_rows(engine, status="dead")] == [
+        ("bounced", "dead")]
+
+
+def test_an_administrator_requeues_every_dead_message_at_once(engine, people, smtp):
+    """R-OPS-20: requeue_all gives every dead message (whatever its cause) a fresh set of
+    attempts; the dispatcher then sends them."""
+    settings = smtp.settings(max_attempts=1)
+    smtp.stop()
+    new_capa(engine, people)
+    dispatch(engine, smtp=settings)
+    with engine.unit() as s:
+        s.execute(update(OutboxMessage).where(OutboxMessage.status == "dead")
+                  .values(last_error="SMTPRecipientsRefused: {...}"))  # not revived alone
+    smtp.start()
+    assert dispatch(engine, smtp=settings).sent == 0
+    assert requeue_all(engine) == 2 and requeue_all(engine) == 0
+    assert dispatch(engine, smtp=settings).sent == 2
 
 
 def test_message_to_a_role_nobody_holds_is_dead_lettered(engine, people):

@@ -119,3 +119,31 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(qms, args, message):
     assert message in (r.stderr or r.output)
     assert "Traceback" not in r.output
     assert len(events(qms.url, "role_granted")) + len(events(qms.url, "user_created")) == before
+
+
+@pytest.mark.committed
+def test_notifications_requeue_cli(qms):
+    """R-OPS-20: `qms notifications requeue --all` (or by id) queues dead messages again;
+    naming both or neither is refused, an id that is not dead is named."""
+    from workflow import clock
+    from workflow.db.models import OutboxMessage
+
+    eng, dbe = engine_on(qms.url)
+    try:
+        with eng.unit() as s:
+            for i in range(3):
+                s.add(OutboxMessage(created_at=clock.now(), recipient_role="nobody",
+                                    subject=f"lost {i}", body="", status="dead", attempts=5,
+                                    last_error="ConnectionRefusedError: [Errno 111]"))
+        with eng.reader() as s:
+            ids = s.execute(select(OutboxMessage.id).order_by(OutboxMessage.id)).scalars().all()
+    finally:
+        dbe.dispose()
+    r = qms("notifications", "requeue")
+    assert r.exit_code == 1 and "name the messages (IDS) or give --all" in r.output
+    r = qms("notifications", "requeue", str(ids[0]), "999999")
+    assert r.exit_code == 1
+    assert "#999999 is not dead-lettered" in r.output and "1 message(s) queued again" in r.output
+    r = qms("notifications", "requeue", "--all")
+    assert r.exit_code == 0 and "2 message(s) queued again" in r.output
+    assert "0 dead letter(s)" in qms("notifications", "dead").output

@@ -139,3 +139,33 @@ def test_dead_letters_are_listed_for_administrators_only(client, account, engine
     assert f"Message #{m.id} queued again" in r.get_data(as_text=True)
     with engine.reader() as s:
         assert s.get(OutboxMessage, m.id).status == "pending"
+
+
+def test_retry_all_queues_every_dead_message_for_administrators_only(client, account, engine):
+    """R-OPS-20: one button queues every dead message again; only administrators may."""
+    account("quinn", "qa", "employee")
+    account("ada", "admin", totp=True)
+    with engine.unit() as s:
+        for i in range(3):
+            s.add(OutboxMessage(created_at=clock.now(), recipient_role="nobody_role",
+                                subject=f"Lost message {i}", body="", status="pending",
+                                attempts=0))
+    dispatch(engine, smtp=None)
+    login(client, "quinn")
+    assert client.post("/admin/notifications/dead/retry-all",
+                       data={"csrf_token": csrf(client, "/")}).status_code == 403
+    client.post("/logout", data={"csrf_token": csrf(client, "/")})
+    login(client, "ada", totp=account.totp["ada"].at(clock.now()))
+    html = client.get("/admin/notifications/dead").get_data(as_text=True)
+    assert "Retry all" in html
+    r = client.post("/admin/notifications/dead/retry-all",
+                    data={"csrf_token": csrf(client, "/admin/notifications/dead")},
+                    follow_redirects=True)
+    html = r.get_data(as_text=True)
+    assert "3 messages queued again" in html and "Retry all" not in html
+    with engine.reader() as s:
+        assert not s.execute(select(OutboxMessage).where(OutboxMessage.status == "dead")).all()
+    r = client.post("/admin/notifications/dead/retry-all",
+                    data={"csrf_token": csrf(client, "/admin/notifications/dead")},
+                    follow_redirects=True)
+    assert "There was no undeliverable message." in r.get_data(as_text=True)

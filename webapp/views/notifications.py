@@ -14,7 +14,7 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from flask_login import current_user, login_required
 
 from notifications import inbox, unread_count
-from notifications.dispatcher import dead_letters, requeue
+from notifications.dispatcher import dead_letters, requeue, requeue_all
 from webapp.context import engine, read_session, safe_next
 from webapp.views.auth import roles_required
 from workflow.identity import users as identity
@@ -91,4 +91,14 @@ def retry(outbox_id: int) -> Any:
               "success")
     else:
         flash(f"Message #{outbox_id} is not dead-lettered.", "error")
+    return redirect(url_for("notifications.dead"))
+
+
+@bp.route("/admin/notifications/dead/retry-all", methods=["POST"])
+@roles_required(ADMIN_ROLE)
+def retry_all() -> Any:
+    n = requeue_all(engine())
+    flash(f"{n} message{'' if n == 1 else 's'} queued again; the dispatcher retries them "
+          "within a minute." if n else "There was no undeliverable message.",
+          "success" if n else "info")
     return redirect(url_for("notifications.dead"))

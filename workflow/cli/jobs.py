@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from notifications.dispatcher import dead_letters, dispatch
+from notifications.dispatcher import dead_letters, dispatch, requeue, requeue_all
 from workflow.bootstrap import job_registry
 from workflow.cli.common import CliError, checked_engine, friendly
 from workflow.scheduling import claims, runner, service
@@ -127,3 +127,23 @@ def notifications_dead() -> None:
         click.echo(f"#{m.id} {m.created_at:%Y-%m-%d %H:%M} to {who or m.recipient_role or '-'} "
                    f"({m.channel}, {m.attempts} attempt(s)): {m.subject} -- {m.last_error}")
     click.echo(f"{len(rows)} dead letter(s)")
+
+
+@notifications_group.command("requeue")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all", "every", is_flag=True, help="Every dead-lettered message.")
+def notifications_requeue(ids: tuple[int, ...], every: bool) -> None:
+    """Queue dead-lettered messages again (IDS from `qms notifications dead`, or --all) with a
+    fresh set of attempts, after the cause is fixed; the next dispatch sends them."""
+    if bool(ids) == every:
+        raise CliError("name the messages (IDS) or give --all, not both")
+    engine, _ = checked_engine()
+    if every:
+        click.echo(f"{requeue_all(engine)} message(s) queued again")
+        return
+    done = [i for i in ids if requeue(engine, i)]
+    for i in sorted(set(ids) - set(done)):
+        click.echo(f"#{i} is not dead-lettered", err=True)
+    click.echo(f"{len(done)} message(s) queued again")
+    if len(done) != len(ids):
+        raise SystemExit(1)
