@@ -23,6 +23,7 @@ from workflow.errors import (
 )
 from workflow.identity import lockout
 from workflow.identity import users as identity
+from workflow.queries import audit as audit_trail
 from workflow.queries import definitions, directories, records
 from workflow.signatures.part11 import PasswordSignature
 
@@ -242,7 +243,9 @@ def audit(number: str) -> Any:
     if request.args.get("format") == "csv":
         return csv_response(events, f"{rec.number}-audit-trail.csv",
                             numbers={ev.id: rec.number for ev in events})
-    return render_template("records/audit.html", rec=rec, d=d, events=events)
+    rows = audit_trail.readable(read_session(), engine().registry,
+                                [(ev, rec.number) for ev in events])
+    return render_template("records/audit.html", rec=rec, d=d, rows=rows)
 
 
 
