@@ -62,6 +62,7 @@ SYSTEM_ACTIONS: dict[str, str] = {
     "definition_draft_submitted": "Definition draft submitted",
     "definition_draft_withdrawn": "Definition draft withdrawn",
     "records_migrated": "Records migrated",
+    "key_created": "Key created",
     "key_rotated": "Key rotated",
     "rows_sealed": "Rows sealed",
     "integrity_check_failed": "Integrity check failed",
