@@ -6,6 +6,8 @@ tests/integration/test_rules.py checks that they agree on a matrix of users and 
 the rule cannot drift between the record page, the API list and the dashboard.
 
 - visibility: who may see a record (``can_see`` / ``visible_clause``);
+- inbox: which tasks are a user's work (``in_inbox`` / ``inbox_branches``): open, and assigned
+  to them or open to a role they hold; every such task's record is visible to them;
 - active grant: whether a role grant counts at a time (``grant_active`` / ``active_grant_clause``);
   authority (the engine's role checks, ``identity.users.roles_of``) also needs the grant's
   keyed seal to hold (``grant_trusted``; HMAC has no SQL twin: listings and KPIs use the
@@ -21,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, false, or_, select, true
+from sqlalchemy import and_, bindparam, exists, false, literal_column, or_, select, true
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -72,6 +74,34 @@ def visible_clause(user: User, roles: set[str],
         Record.definition_hash.in_(hashes) if hashes else false(),
         Record.created_by_id == user.id,
         exists().where(Task.record_id == Record.id, Task.assignee_id == user.id))
+
+
+# --------------------------------------------------------------------------- inbox
+
+#: ``tasks.status = 'open'`` written as a literal, not a bound parameter: SQLite uses a partial
+#: index only when the query's term matches its WHERE clause literally, and PostgreSQL's
+#: generic plans (prepared statements) cannot prove a parameter equal to it either
+OPEN_TASK = _tasks.status == literal_column("'open'")
+
+
+def in_inbox(task: Any, user: User, roles: set[str]) -> bool:
+    """A task is in the user's inbox: open, and assigned to them, or unassigned and open to
+    a role they hold (what they may claim)."""
+    if task.status != "open":
+        return False
+    return task.assignee_id == user.id or (task.assignee_id is None and task.role in roles)
+
+
+def inbox_branches(user: User, roles: Iterable[str]) -> list[tuple[str, ColumnElement[bool]]]:
+    """:func:`in_inbox` as disjoint SQL conditions on ``tasks``: ("mine", assigned to the
+    user) and one ("role:<name>", claimable) per role. Each walks its own partial index in
+    due order (``ix_tasks_open_assignee_due``, ``ix_tasks_claimable_role_due``), so an inbox
+    page costs what the user's work costs, however many tasks the site holds."""
+    out: list[tuple[str, ColumnElement[bool]]] = [
+        ("mine", and_(OPEN_TASK, _tasks.assignee_id == user.id))]
+    out += [(f"role:{r}", and_(OPEN_TASK, _tasks.assignee_id.is_(None), _tasks.role == r))
+            for r in sorted(roles)]
+    return out
 
 
 # --------------------------------------------------------------------------- active grant

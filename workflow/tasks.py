@@ -1,7 +1,9 @@
 """The task inbox: what a person should work on, and claiming, releasing and delegating.
 
-Inbox filters run on indexed task columns (role, assignee, status, due date) joined to the
-record row, with keyset pagination on (due date, task id): no per-task queries, no OFFSET.
+The inbox reads the user's work through partial indexes of the open tasks (one for tasks
+assigned to someone, one for unassigned tasks by role), branch by branch in due order, with
+keyset pagination on (due date, task id) and capped counts: no per-task queries, no OFFSET,
+no scan of the site's open tasks.
 Claim, release and delegate change who holds a task; each runs in one unit of work with
 the record row locked and an audit event on the record's chain.
 """
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, literal, or_, select
+from sqlalchemy import func, literal, or_, select, tuple_, union_all
 from sqlalchemy.orm import Session
 
 from workflow import clock, rules
@@ -51,12 +53,12 @@ class InboxPage:
     next_cursor: str | None
     counts: dict[str, int]
     total: int
+    capped: bool = False  # a count reached tasks.COUNT_CAP: the numbers are lower bounds
 
 
-def _visible_tasks(user: User, roles: set[str]) -> Any:
-    mine = Task.assignee_id == user.id
-    claimable = and_(Task.assignee_id.is_(None), Task.role.in_(sorted(roles) or [""]))
-    return and_(Task.status == TaskStatus.OPEN, or_(mine, claimable))
+#: per-branch cap of the inbox counts: above it a branch's count reads "at least" (no inbox
+#: page counts hundreds of thousands of claimable tasks on every request)
+COUNT_CAP = 1000
 
 
 def inbox(
@@ -71,40 +73,57 @@ def inbox(
     cursor: str | None = None,
     limit: int = 25,
 ) -> InboxPage:
+    """One page of the user's inbox (rules.in_inbox) in due order, undated tasks last.
+
+    Each branch of rules.inbox_branches ("mine", one per claimable role) is read in two
+    parts, dated tasks in (due, id) order and undated ones in id order, each walking a
+    partial index and stopping after ``limit + 1`` rows; the page is the first of their
+    union. The per-workflow counts read at most COUNT_CAP + 1 tasks a branch
+    (``InboxPage.capped`` says a count is a lower bound)."""
     roles = identity.roles_of(session, user)
-    cond = [_visible_tasks(user, roles)]
+    branches = rules.inbox_branches(user, roles)
     if scope == "mine":
-        cond.append(Task.assignee_id == user.id)
+        branches = branches[:1]
     elif scope == "claimable":
-        cond.append(Task.assignee_id.is_(None))
+        branches = branches[1:]
+    rec_cond = []
     if workflow:
-        cond.append(Record.workflow_key == workflow)
+        rec_cond.append(Record.workflow_key == workflow)
     if state:
-        cond.append(Record.state == state)
-    if overdue:
-        cond.append(Task.due_at < clock.now())
+        rec_cond.append(Record.state == state)
     if search:
         like = f"%{search.strip().lower()}%"
-        cond.append(or_(func.lower(Record.number).like(like), func.lower(Record.title).like(like)))
-    # undated tasks sort last: coalesce to a far-future date for ordering and the cursor
-    due_key = func.coalesce(Task.due_at, literal(FAR_FUTURE))
-    base = select(Task, Record, User.username).join(Record, Record.id == Task.record_id) \
-        .outerjoin(User, User.id == Task.assignee_id).where(*cond)
-    counts = {key: n for key, n in session.execute(
-        select(Record.workflow_key, func.count()).select_from(Task)
-        .join(Record, Record.id == Task.record_id).where(*cond)
-        .group_by(Record.workflow_key))}
-    q = base
-    if cursor:
-        try:
-            due_s, tid_s = cursor.split("|")
-            due = datetime.fromisoformat(due_s)
-            tid = int(tid_s)
-        except ValueError:
-            raise WorkflowError("The page link is not valid; start again from the first page.") \
-                from None
-        q = q.where(or_(due_key > due, and_(due_key == due, Task.id > tid)))
-    rows = session.execute(q.order_by(due_key, Task.id).limit(limit + 1)).all()
+        rec_cond.append(or_(func.lower(Record.number).like(like),
+                            func.lower(Record.title).like(like)))
+    task_cond = [Task.due_at < clock.now()] if overdue else []
+    due, tid = _cursor(cursor) if cursor else (None, None)
+
+    def part(cond: Any, *extra: Any) -> Any:
+        return select(Task.id).join(Record, Record.id == Task.record_id) \
+            .where(cond, *task_cond, *rec_cond, *extra)
+
+    parts = []
+    for _name, cond in branches:
+        if due is None or due < FAR_FUTURE:
+            after = [tuple_(Task.due_at, Task.id) > tuple_(literal(due, Task.due_at.type),
+                                                          literal(tid))] if due is not None else []
+            parts.append(part(cond, Task.due_at.is_not(None), *after)
+                         .order_by(Task.due_at, Task.id).limit(limit + 1))
+        if not overdue:
+            after = [Task.id > tid] if due == FAR_FUTURE else []
+            parts.append(part(cond, Task.due_at.is_(None), *after)
+                         .order_by(Task.id).limit(limit + 1))
+    rows: list[Any] = []
+    if parts:
+        subs = [p.subquery() for p in parts]
+        picked = union_all(*[select(sq.c.id) for sq in subs]).subquery()
+        due_key = func.coalesce(Task.due_at, literal(FAR_FUTURE))
+        rows = list(session.execute(
+            select(Task, Record, User.username).join(Record, Record.id == Task.record_id)
+            .outerjoin(User, User.id == Task.assignee_id)
+            .where(Task.id.in_(select(picked.c.id)))
+            .order_by(due_key, Task.id).limit(limit + 1)).all())
+    counts, capped = _counts(session, branches, task_cond, rec_cond)
     out = [InboxRow(t.id, r.id, r.number, r.title, r.workflow_key, r.definition_hash, r.state,
                     t.role, who,
                     t.due_at, t.opened_at, t.assignee_id == user.id) for t, r, who in rows[:limit]]
@@ -112,7 +131,39 @@ def inbox(
     if len(rows) > limit:
         last = rows[limit - 1][0]
         nxt = f"{(last.due_at or FAR_FUTURE).isoformat()}|{last.id}"
-    return InboxPage(out, nxt, counts, sum(counts.values()))
+    return InboxPage(out, nxt, counts, sum(counts.values()), capped)
+
+
+def _cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        due_s, tid_s = cursor.split("|")
+        due = datetime.fromisoformat(due_s)
+        if due.tzinfo is None:
+            raise ValueError(due_s)
+        return due, int(tid_s)
+    except ValueError:
+        raise WorkflowError("The page link is not valid; start again from the first page.") \
+            from None
+
+
+def _counts(session: Session, branches: list[tuple[str, Any]], task_cond: list[Any],
+            rec_cond: list[Any]) -> tuple[dict[str, int], bool]:
+    """Tasks per workflow, each branch read up to COUNT_CAP + 1 rows (one statement)."""
+    if not branches:
+        return {}, False
+    subs = [select(literal(i).label("part"), Record.workflow_key.label("wf"))
+            .select_from(Task).join(Record, Record.id == Task.record_id)
+            .where(cond, *task_cond, *rec_cond).limit(COUNT_CAP + 1).subquery()
+            for i, (_name, cond) in enumerate(branches)]
+    both = union_all(*[select(sq.c.part, sq.c.wf) for sq in subs]).subquery()
+    per_part: dict[int, int] = {}
+    counts: dict[str, int] = {}
+    for part, wf, n in session.execute(select(both.c.part, both.c.wf, func.count())
+                                       .group_by(both.c.part, both.c.wf)):
+        per_part[part] = per_part.get(part, 0) + n
+        counts[wf] = counts.get(wf, 0) + n
+    capped = any(n > COUNT_CAP for n in per_part.values())
+    return dict(sorted(counts.items())), capped
 
 
 def visible_task(session: Session, engine: Engine, task_id: int, viewer: str | User) -> Task:

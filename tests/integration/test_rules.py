@@ -12,7 +12,7 @@ from itertools import product
 
 from sqlalchemy import insert, select
 
-from workflow import clock, rules
+from workflow import clock, rules, tasks
 from workflow.db.models import Record, RoleGrant, Task, TaskStatus, User
 from workflow.identity import users as identity
 
@@ -143,3 +143,82 @@ def test_training_done_predicate_and_sql_agree_and_name_no_workflow(engine, peop
                 assert not rules.trained_on(s, workflows, people["emp"], doc, "2", at)
                 assert not rules.trained_on(s, workflows, people["qa"], doc, None, at)
     assert answers == {True, False}
+
+
+def _task_matrix(engine, people) -> None:
+    """Open and done tasks of every kind on a few records: assigned to olga or quinn,
+    claimable by qa, capa_owner or process_owner, dated (some sharing a due time) and
+    undated."""
+    numbers = [engine.start("capa", people["emp"], {"title": f"C{i}", "description": "d"}
+                            ).number for i in range(3)]
+    base = clock.now()
+    with engine.unit() as s:
+        uid = {n: identity.get_user(s, n).id for n in (people["owner"], people["qa"])}
+        recs = s.execute(select(Record).where(Record.number.in_(numbers))).scalars().all()
+        rows = []
+        for i, (rec, role, who, due, status) in enumerate(product(
+                recs, ["qa", "capa_owner", "process_owner", None],
+                [None, people["owner"], people["qa"]],
+                [None, base + timedelta(days=1), base - timedelta(days=2)],
+                [TaskStatus.OPEN, TaskStatus.DONE])):
+            if role is None and who is None:
+                continue  # every task has a role or an assignee
+            rows.append(dict(record_id=rec.id, state=rec.state, state_visit=rec.state_visit,
+                             role=role, assignee_id=uid[who] if who else None, status=status,
+                             opened_at=base, due_at=due + timedelta(seconds=i % 2) if due
+                             else None))
+        s.execute(insert(Task), rows)
+
+
+def test_inbox_predicate_and_sql_agree_and_pages_walk_every_task_once(engine, people):
+    """R-PERF-10: a user's inbox (rules.in_inbox: open, mine or claimable by a role I hold) is
+    the same task set for the predicate and for the inbox pages built on its SQL twin
+    (rules.inbox_branches): walking every page with the cursor lists each task exactly once,
+    in due order with undated tasks last, and "mine" / "claimable" split it."""
+    _task_matrix(engine, people)
+    with engine.reader() as s:
+        for name in (people["owner"], people["qa"], people["po"], people["emp"]):
+            user = identity.get_user(s, name)
+            roles = identity.roles_of(s, user)
+            expected = {t.id: t for t in s.execute(select(Task)).scalars()
+                        if rules.in_inbox(t, user, roles)}
+            in_sql = set()
+            for _name, cond in rules.inbox_branches(user, roles):
+                got = set(s.execute(select(Task.id).where(cond)).scalars())
+                assert not got & in_sql, "the branches are disjoint"
+                in_sql |= got
+            assert in_sql == set(expected), name
+            for scope in ("all", "mine", "claimable"):
+                seen, cursor = [], None
+                while True:
+                    page = tasks.inbox(s, user, scope=scope, cursor=cursor, limit=4)
+                    seen += [r.task_id for r in page.rows]
+                    cursor = page.next_cursor
+                    if cursor is None:
+                        break
+                want = [t for t in expected.values() if scope == "all"
+                        or (scope == "mine") == (t.assignee_id == user.id)]
+                key = [(t.due_at is None, t.due_at or clock.now(), t.id) for t in want]
+                assert seen == [t.id for _k, t in sorted(zip(key, want, strict=True),
+                                                          key=lambda p: p[0])], (name, scope)
+                assert page.total == len(want) and not page.capped
+            if name == people["qa"]:
+                assert any(t.assignee_id is None for t in expected.values())
+                assert any(t.due_at is None for t in expected.values())
+                overdue = tasks.inbox(s, user, overdue=True, limit=100).rows
+                assert {r.task_id for r in overdue} == {
+                    t.id for t in expected.values() if t.due_at and t.due_at < clock.now()}
+
+
+def test_inbox_counts_are_capped_not_scanned(engine, people, monkeypatch):
+    """R-PERF-11: the inbox counts read at most tasks.COUNT_CAP + 1 tasks a branch; above it
+    the page says the counts are lower bounds (and the rows are still the first ones)."""
+    _task_matrix(engine, people)
+    monkeypatch.setattr(tasks, "COUNT_CAP", 3)
+    with engine.reader() as s:
+        user = identity.get_user(s, people["qa"])
+        page = tasks.inbox(s, user, limit=5)
+        assert page.capped and len(page.rows) == 5
+        # each of quinn's branches (mine, qa, employee) counted at most 4 tasks
+        assert page.total <= 4 * 3
+        assert page.counts == {"capa": page.total}

@@ -294,7 +294,7 @@ def list_tasks(caller: Caller, query: dict[str, Any]) -> Any:
                    "due_at": _iso(r.due_at), "overdue": r.due_at is not None and r.due_at < now}
                   for r in page.rows],
         "next_cursor": encode_cursor(page.next_cursor) if page.next_cursor else None,
-        "counts": page.counts, "total": page.total,
+        "counts": page.counts, "total": page.total, "counts_capped": page.capped,
     }
 
 

@@ -62,7 +62,8 @@ def index() -> Any:
     overdue_training = training.overdue_unheld(s, engine().registry, user,
                                                identity.roles_of(s, user))
     return render_template("inbox/index.html", page=page, workflows=workflows, wf=wf,
-                           scope=scope, args=args, defs=defs, overdue_training=overdue_training)
+                           scope=scope, args=args, defs=defs, overdue_training=overdue_training,
+                           cap=wf_inbox.COUNT_CAP)
 
 
 @bp.route("/training")

@@ -301,8 +301,14 @@ class Task(Base):
 
     __table_args__ = (
         Index("ix_tasks_record_status", "record_id", "status"),
-        Index("ix_tasks_role_status_due", "role", "status", "due_at"),
-        Index("ix_tasks_assignee_status_due", "assignee_id", "status", "due_at"),
+        # the inbox (workflow/rules.py inbox_branches): open tasks by assignee, and
+        # unassigned open tasks by role, each in (due, id) order; partial (migration 0012),
+        # so done tasks - most of them - are not indexed here
+        Index("ix_tasks_open_assignee_due", "assignee_id", "due_at", "id",
+              sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'")),
+        Index("ix_tasks_claimable_role_due", "role", "due_at", "id",
+              sqlite_where=text("status = 'open' AND assignee_id IS NULL"),
+              postgresql_where=text("status = 'open' AND assignee_id IS NULL")),
     )
 
 
