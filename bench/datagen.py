@@ -513,7 +513,8 @@ def generate(url: str, *, records: int = 50_000, hot_user: str = "olga", hot_tas
 def copy_to_postgresql(sqlite_path: str, url: str, log: Any = None) -> int:
     """Copy a generated SQLite database into PostgreSQL (wiped, schema from ``alembic upgrade
     head``) with COPY: the same rows, ids, hashes and seals, so both databases hold the same
-    dataset. Returns the number of rows copied."""
+    dataset. The SQLite file must be at the same schema revision (``qms db upgrade`` it
+    first). Returns the number of rows copied."""
     import sqlite3
 
     import psycopg
@@ -543,6 +544,10 @@ def copy_to_postgresql(sqlite_path: str, url: str, log: Any = None) -> int:
             if "id" in cols:
                 pg.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                            f"coalesce((SELECT max(id) FROM {table}), 1))")
+        # derived tables the triggers fill (skipped by the replica role): the record search
+        if (pg.execute("SELECT to_regclass('record_search')").fetchone() or [None])[0]:
+            pg.execute("INSERT INTO record_search (record_id, doc) "
+                       "SELECT id, record_search_doc(number, title, data) FROM records")
         pg.commit()
     with psycopg.connect(dsn, autocommit=True) as pg:
         pg.execute("ANALYZE")
