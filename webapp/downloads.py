@@ -12,11 +12,13 @@ import json
 import zipfile
 from typing import Any
 
-from flask import Response, current_app
+from flask import Response, current_app, request
+from werkzeug.datastructures import FileStorage
 
 from webapp.context import engine
 from workflow import config
-from workflow.queries import copies
+from workflow.errors import AttachmentRefused
+from workflow.queries import attachments, copies
 from workflow.signatures.keys import key_provider
 
 #: the Content Security Policy of every download
@@ -72,3 +74,35 @@ def true_copy(number: str, fmt: str, username: str, reason: str) -> Response:
 
 def is_download(resp: Any) -> bool:
     return isinstance(resp, Response) and resp.headers.get("Content-Security-Policy") == DOWNLOAD_CSP
+
+
+# --------------------------------------------------------------------------- attachments
+
+
+def allow_uploads() -> None:
+    """Let this request's body carry a file up to QMS_ATTACHMENT_MAX_BYTES (the app's limit
+    for every other request stays as it is); call before the form is read."""
+    request.max_content_length = max(current_app.config.get("MAX_CONTENT_LENGTH") or 0,
+                                     settings().attachment_max_bytes + 1024 * 1024)
+
+
+def attach_uploads(data: dict[str, Any], username: str, number: str | None = None) -> None:
+    """Store each uploaded file in ``data`` (a FileStorage from webapp/forms.posted) and put
+    its file value in its place (AttachmentRefused: nothing of that file is stored)."""
+    limit = settings().attachment_max_bytes
+    for name, value in list(data.items()):
+        if isinstance(value, FileStorage):
+            raw = value.stream.read(limit + 1)  # one byte more tells "too large"
+            try:
+                data[name] = attachments.upload(engine(), username, value.filename or "file",
+                                                raw, field=name, number=number)
+            except AttachmentRefused as exc:
+                exc.field = name  # type: ignore[attr-defined]  (the form marks the field)
+                raise
+
+
+def attachment_file(number: str, sha256: str, username: str) -> Response:
+    """The attached file as a download (audited; RecordNotFound when the person may not see
+    the record or it holds no such file; AttachmentDamaged when the stored bytes changed)."""
+    value, data = attachments.download(engine(), number, sha256, username)
+    return attachment(data, value["name"], value["type"], X_QMS_SHA256=value["sha256"])

@@ -125,6 +125,12 @@ ERRORS: dict[type[wf.WorkflowError], ErrorEntry] = {
     wf.KeyProblem: ErrorEntry(500, "Server misconfigured"),
     # a checkpoint or signed copy that cannot be read: the input given is refused
     wf.CheckpointError: REFUSED,
+    # attachments (workflow/blobs.py): a refused upload stored nothing; a damaged stored
+    # file is not handed out
+    wf.AttachmentRefused: REFUSED,
+    wf.AttachmentTooLarge: ErrorEntry(413, "File too large", page_status=422),
+    wf.AttachmentTypeRefused: ErrorEntry(415, "File type not accepted", page_status=422),
+    wf.AttachmentDamaged: ErrorEntry(409, "Integrity check failed", (("sha256", "sha256"),)),
 }
 """Errors raised elsewhere in workflow/ (login and password errors, draft and plan errors,
 PasswordExpired...) take the entry of their nearest listed base class."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
+from werkzeug.datastructures import FileStorage
 from wtforms import (
     Field,
     FieldList,
@@ -53,6 +55,10 @@ def _make(spec: FieldSpec, users: list[tuple[str, str]]) -> Field:
     if t in ("integer", "decimal"):
         return StringField(render_kw={"inputmode": "decimal" if t == "decimal" else "numeric"},
                            **kw)
+    if t == "file":
+        kw["description"] = (spec.help + " " if spec.help else "") + \
+            "Choose a file to attach (it replaces the file attached now, if any)."
+        return FileField(**kw)
     if t == "reference":
         return StringField(render_kw={"placeholder": f"{(spec.workflow or '').upper()} number",
                                       "pattern": r"[A-Za-z0-9-]+"}, **kw)
@@ -116,6 +122,8 @@ def initial(d: WorkflowDefinition, names: tuple[str, ...], data: dict[str, Any],
         v = data.get(name)
         if spec.type == "boolean":
             out[name] = "" if v is None else ("yes" if v else "no")
+        elif spec.type == "file":
+            out[name] = None  # a file input shows no value; the attached file is listed
         elif spec.type == "list" and spec.item is not None:
             out[name] = "\n".join(str(x) for x in v or [])
         elif spec.type == "list":
@@ -153,11 +161,21 @@ def posted(d: WorkflowDefinition, names: tuple[str, ...], form: FlaskForm) -> di
                     rows.append({k: _bool(sub, row.get(k)) for k, sub in
                                  ((s.name, s) for s in spec.fields) if row.get(k) not in (None, "")})
             out[name] = rows
+        elif spec.type == "file":
+            # an upload (a FileStorage) or nothing: no file chosen keeps the current one
+            # (webapp/downloads.py attach_uploads stores it and puts its file value here)
+            if isinstance(field.data, FileStorage) and field.data.filename:
+                out[name] = field.data
         else:
             v = field.data
             v = v.strip() if isinstance(v, str) else v
             out[name] = _bool(spec, v) if v not in (None, "") else None
     return out
+
+
+def file_fields(d: WorkflowDefinition, names: tuple[str, ...]) -> list[str]:
+    """The fields of ``names`` that take an uploaded file (the form is multipart)."""
+    return [n for n in names if d.fields[n].type == "file"]
 
 
 def _bool(spec: FieldSpec, v: Any) -> Any:

@@ -39,10 +39,12 @@ _EXPORTS = {
         "LoginStepExpired", "LoginThrottled", "TokenError", "TokenRejected", "ConfigError",
         "TamperedData", "DefinitionTampered", "UntrustedGrant", "ContentLocked",
         "ChangeReasonRequired", "RequiredEarlier", "PopulationFixed", "ClaimHeld", "NotYetOpen",
-        "LinkedRecordsOpen", "KeyProblem", "CheckpointError")},
+        "LinkedRecordsOpen", "KeyProblem", "CheckpointError", "AttachmentRefused",
+        "AttachmentTooLarge", "AttachmentTypeRefused", "AttachmentDamaged")},
 }
 
 __all__ = [
+    "AttachmentDamaged", "AttachmentRefused", "AttachmentTooLarge", "AttachmentTypeRefused",
     "AccountLocked", "AuthError", "CheckpointError", "ClaimHeld", "CliActingRefused", "ConfigError",
     "CredentialsRejected", "DefinitionError", "LinkedRecordsOpen", "NotYetOpen",
     "DefinitionTampered", "DueDateLocked",
@@ -64,6 +66,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from workflow.engine import Engine, Result
     from workflow.errors import (
         AccountLocked,
+        AttachmentDamaged,
+        AttachmentRefused,
+        AttachmentTooLarge,
+        AttachmentTypeRefused,
         AuthError,
         ChangeReasonRequired,
         CheckpointError,

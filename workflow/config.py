@@ -66,6 +66,14 @@ class Settings:
     key_provider: str | None = None  # "module:factory"; None: the key files
     anchor_key_file: Path | None = None  # None: instance_dir / anchor.key
     checkpoint_dir: Path | None = None  # None: instance_dir / checkpoints
+    # attachments (workflow/blobs.py): where files go, another store, the limits
+    attachment_dir: Path | None = None  # None: instance_dir / attachments
+    attachment_store: str | None = None  # "module:factory"; None: the local directory
+    attachment_max_bytes: int = 25 * 1024 * 1024
+    attachment_types: tuple[str, ...] = (
+        "application/pdf", "image/png", "image/jpeg", "image/tiff", "text/plain",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
     # --- web
     cookie_secure: bool = False
     trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-* are believed
@@ -139,6 +147,11 @@ class Settings:
         return self.anchor_key_file or self.instance_dir / "anchor.key"
 
     @property
+    def attachment_path(self) -> Path:
+        """The directory of the local attachment store."""
+        return self.attachment_dir or self.instance_dir / "attachments"
+
+    @property
     def checkpoint_path(self) -> Path:
         """The append-only directory signed checkpoints are written to."""
         return self.checkpoint_dir or self.instance_dir / "checkpoints"
@@ -161,6 +174,11 @@ class Settings:
             key_provider=env.hook("QMS_KEY_PROVIDER"),
             anchor_key_file=env.path("QMS_ANCHOR_KEY_FILE"),
             checkpoint_dir=env.path("QMS_CHECKPOINT_DIR"),
+            attachment_dir=env.path("QMS_ATTACHMENT_DIR"),
+            attachment_store=env.hook("QMS_ATTACHMENT_STORE"),
+            attachment_max_bytes=max(1, env.whole("QMS_ATTACHMENT_MAX_BYTES",
+                                                  d.attachment_max_bytes, "bytes")),
+            attachment_types=env.media_types("QMS_ATTACHMENT_TYPES", d.attachment_types),
             cookie_secure=env.flag("QMS_COOKIE_SECURE", d.cookie_secure),
             trusted_proxies=env.whole("QMS_TRUSTED_PROXIES", d.trusted_proxies, "proxies"),
             api_rate_per_minute=env.whole("QMS_API_RATE_PER_MINUTE", d.api_rate_per_minute,
@@ -234,6 +252,7 @@ VARIABLES: dict[str, str] = {
 SECRET_FIELDS = frozenset({"signature_key", "secret_key"})
 
 _ROLE = re.compile(r"[a-z][a-z0-9_]{0,39}")
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,62}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 
 
 def is_zone(name: str) -> bool:
@@ -339,6 +358,18 @@ class _Reader:
         if bad:
             raise ConfigError(name, f"{name} must list role names separated by commas, "
                                     f"got {bad[0]!r}")
+        return out
+
+    def media_types(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        """A comma-separated list of media types (``application/pdf,image/png``)."""
+        value = self.optional(name)
+        if value is None:
+            return default
+        out = tuple(t.strip().lower() for t in value.split(",") if t.strip())
+        bad = [t for t in out if not _MEDIA_TYPE.fullmatch(t)]
+        if bad or not out:
+            raise ConfigError(name, f"{name} must list media types separated by commas "
+                                    f"(e.g. application/pdf,image/png), got {value!r}")
         return out
 
     def pairs(self, name: str, default: tuple[tuple[str, str], ...]

@@ -561,3 +561,37 @@ class CheckpointError(WorkflowError):
     def __init__(self, path: str, message: str):
         self.path = path
         super().__init__(message)
+
+
+class AttachmentRefused(WorkflowError):
+    """An uploaded file is not accepted (workflow/blobs.py); nothing was stored. ``code``:
+    attachment_empty, attachment_too_large or attachment_type_refused."""
+
+    code = "attachment_refused"
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        super().__init__(message)
+
+
+class AttachmentTooLarge(AttachmentRefused):
+    """An uploaded file is larger than QMS_ATTACHMENT_MAX_BYTES."""
+
+    code = "attachment_too_large"
+
+
+class AttachmentTypeRefused(AttachmentRefused):
+    """An uploaded file's type (read from its content) is not in QMS_ATTACHMENT_TYPES."""
+
+    code = "attachment_type_refused"
+
+
+class AttachmentDamaged(WorkflowError):
+    """A stored attachment is missing or no longer matches its SHA-256: it is not handed
+    out (verify-audit names it). ``sha256`` names the file."""
+
+    code = "attachment_damaged"
+
+    def __init__(self, sha256: str, message: str):
+        self.sha256 = sha256
+        super().__init__(message)

@@ -73,3 +73,47 @@ def test_record_page_shows_where_it_stands_and_downloads_a_copy(page: Page, live
     expect(page.locator(".head-actions")).to_be_hidden()
     expect(page.locator(".where-card")).to_be_visible()
     page.screenshot(path=str(SHOTS / "record-page-print.png"), full_page=True)
+
+
+def test_owner_attaches_evidence_and_qa_downloads_it(page: Page, live, tmp_path,
+                                                     monkeypatch) -> None:
+    """R-WF-30 R-WF-31: the CAPA owner chooses a file in "Complete implementation"; the record
+    page lists it with its type, size and SHA-256; QA downloads exactly those bytes as a
+    file (never shown in the page)."""
+    from tests.e2e.test_content_controls_browser import capa_at_action_plan
+    from tests.integration.test_attachments import PDF
+    from workflow.signatures.mac import VouchedSignature, VouchingVerifier
+
+    monkeypatch.setenv("QMS_ATTACHMENT_DIR", str(tmp_path / "files"))
+    _, eng, _ = live
+    n = capa_at_action_plan(eng)
+    eng.fire(n, "submit_plan", "olga", {"actions": [{"description": "Label check",
+                                                     "responsible": "olga"}],
+                                        "effectiveness_criteria": "No mix-ups"})
+    verifier, eng.verifier = eng.verifier, VouchingVerifier()
+    try:
+        eng.fire(n, "approve_plan", "quentin", signature=VouchedSignature("quentin"))
+    finally:
+        eng.verifier = verifier
+    evidence = tmp_path / "SOP-12 rev 4 (Łódź).pdf"
+    evidence.write_bytes(PDF)
+
+    log_in(page, "olga")
+    page.goto(f"/records/{n}/do/complete_implementation")
+    page.get_by_label("Implementation summary").fill("Second-person check added to SOP-12.")
+    page.get_by_label("Done, row 1 of Actions").select_option("yes")
+    page.get_by_label("Implementation evidence (file)").set_input_files(str(evidence))
+    page.get_by_role("button", name="Complete implementation").click()
+    expect(page.get_by_text("is now")).to_be_visible()
+    link = page.get_by_role("link", name="SOP-12 rev 4 (Łódź).pdf")
+    expect(link).to_be_visible()
+    expect(page.locator(".fields")).to_contain_text("application/pdf")
+    page.locator(".fields").screenshot(path=str(SHOTS / "record-attachment.png"))
+
+    page.context.clear_cookies()
+    log_in(page, "quentin")
+    page.goto(f"/records/{n}")
+    with page.expect_download() as dl:
+        page.get_by_role("link", name="SOP-12 rev 4 (Łódź).pdf").click()
+    assert dl.value.suggested_filename == "SOP-12 rev 4 (Łódź).pdf"
+    assert dl.value.path().read_bytes() == PDF

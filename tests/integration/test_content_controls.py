@@ -269,11 +269,11 @@ BASE = (DEFAULT_DEFINITIONS_DIR / "capa.yaml").read_text()
         ),
         (
             "    unlocks: [approve_plan]\n  - name: complete_implementation",
-            "    unlocks: [verify]\n  - name: complete_implementation",
-            "unlocks 'verify', which is not a step with locks:",
+            "    unlocks: [record_effectiveness]\n  - name: complete_implementation",
+            "unlocks 'record_effectiveness', which is not a step with locks:",
         ),
         (
-            "    signature: {meaning: Verified, roles: [qa]}",
+            "    signature: {meaning: Approved for closure, roles: [qa]}",
             "    locks: [verification_evidence]",
             "locks fields but has no signature",
         ),

@@ -13,8 +13,11 @@ from webapp import downloads, errors, forms
 from webapp.context import engine, policy, read_session
 from webapp.diagram import render_svg
 from webapp.views.audit import csv_response
+from workflow import blobs
 from workflow.db.models import Record
 from workflow.errors import (
+    AttachmentDamaged,
+    AttachmentRefused,
     ChangeReasonRequired,
     RecordNotFound,
     StaleRecord,
@@ -55,19 +58,25 @@ def new(workflow: str) -> Any:
         if definitions.is_known(read_session(), workflow):
             abort(403, description="None of your roles may start this kind of record.")
         abort(404)
+    multipart = bool(forms.file_fields(d, d.start_edits))
+    if multipart:
+        downloads.allow_uploads()
     Form = forms.build_form(d, d.start_edits, _users())
     form = Form(data=forms.initial(d, d.start_edits, {}) if request.method == "GET" else None)
     if _added_row(form, d.start_edits):
         return render_template("records/new.html", d=d, form=form, csv_fields=forms.csv_fields(d),
-                               required=set(d.start_requires))
+                               required=set(d.start_requires), multipart=multipart)
     if form.validate_on_submit():
         data = forms.posted(d, d.start_edits, form)
         try:
             forms.add_csv_rows(d, d.start_edits, request.files, data)
+            downloads.attach_uploads(data, current_user.username)
             data = {k: v for k, v in data.items() if v not in (None, [])}
             r = engine().start(workflow, current_user.username, data)
         except forms.CsvError as exc:
             _csv_error(form, exc)
+        except AttachmentRefused as exc:
+            _upload_error(form, exc)
         except ValidationFailed as exc:
             _field_errors(form, exc)
         except WorkflowError as exc:
@@ -76,7 +85,8 @@ def new(workflow: str) -> Any:
             flash(f"{r.number} was created.", "success")
             return redirect(url_for("records.view", number=r.number))
     return render_template("records/new.html", d=d, form=form, csv_fields=forms.csv_fields(d),
-                           required=set(d.start_requires)), 200 if not form.errors else 422
+                           required=set(d.start_requires), multipart=multipart
+                           ), 200 if not form.errors else 422
 
 
 def _added_row(form: Any, names: tuple[str, ...]) -> bool:
@@ -87,6 +97,14 @@ def _added_row(form: Any, names: tuple[str, ...]) -> bool:
         return False
     form[name].append_entry()
     return True
+
+
+def _upload_error(form: Any, exc: AttachmentRefused) -> None:
+    """A refused upload (nothing of it was stored): the field says why."""
+    name = getattr(exc, "field", None)
+    if name in form:
+        form[name].errors = [*form[name].errors, exc.message]
+    flash(exc.message, "error")
 
 
 def _csv_error(form: Any, exc: forms.CsvError) -> None:
@@ -127,7 +145,8 @@ def view(number: str) -> Any:
                            people=page.people, superseded=page.superseded,
                            options=page.options, waiting=page.waiting,
                            extensions=page.extensions, extension_refused=page.extension_refused,
-                           extension_decide=page.extension_decide, changed=page.changed)
+                           extension_decide=page.extension_decide, changed=page.changed,
+                           damaged=page.damaged)
 
 
 def _people(d: Any, rec: Record) -> dict[str, str]:
@@ -155,6 +174,9 @@ def fire(number: str, transition: str) -> Any:
             f"{', '.join(d.roles.get(r, r) for r in t.roles)}; you hold none of them."))
     # a step taken before it opens (not_before, early: reason) needs a reason
     early = option is not None and option.note is not None
+    multipart = bool(forms.file_fields(d, t.edits))
+    if multipart:
+        downloads.allow_uploads()
     Form = forms.build_form(d, t.edits, _users(), reason=t.reason_required or early,
                             signature=t.signature is not None,
                             change_reason=any(rec.data.get(f) not in (None, "", [],
@@ -174,9 +196,13 @@ def fire(number: str, transition: str) -> Any:
         data = forms.posted(d, t.edits, form)
         try:
             forms.add_csv_rows(d, t.edits, request.files, data)
+            downloads.attach_uploads(data, current_user.username, rec.number)
         except forms.CsvError as exc:
             _csv_error(form, exc)
             status = 422
+        except AttachmentRefused as exc:
+            _upload_error(form, exc)
+            status = errors.page_status(exc)
         else:
             sig = None
             if t.signature is not None:
@@ -221,6 +247,7 @@ def fire(number: str, transition: str) -> Any:
                            needs_totp=not current_user.signed_before,
                            attempts_left=_attempts_left() if t.signature else None,
                            csv_fields=forms.csv_fields(d), people=_people(d, rec),
+                           multipart=multipart, damaged={},
                            note=option.note if option else None,
                            waiting=engine().waiting_for(rec, t, session=read_session())
                            ), status
@@ -258,3 +285,18 @@ def copy(number: str, fmt: str) -> Any:
         abort(404)
     return downloads.true_copy(number, fmt, current_user.username,
                                "true copy downloaded from the record page")
+
+
+@bp.route("/<number>/files/<sha256>")
+@login_required
+def attachment(number: str, sha256: str) -> Any:
+    """Download a file the record holds (or held): only for people who may see the record
+    (404 otherwise), audited with their name, as an attachment never shown inline."""
+    if not blobs.SHA256.match(sha256):
+        abort(404)
+    try:
+        return downloads.attachment_file(number, sha256, current_user.username)
+    except RecordNotFound:
+        abort(404)
+    except AttachmentDamaged as exc:  # not handed out; verify-audit names it too
+        abort(409, description=exc.message)

@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy import Connection, String, cast, func, literal, select
 from sqlalchemy.orm import Session
 
-from workflow import clock
+from workflow import blobs, clock
 from workflow.audit import checks
 from workflow.audit import trail as audit
 from workflow.audit.chains import Counts, ranges, verify_range
@@ -40,7 +40,7 @@ from workflow.audit.trail import ChainProblem, VerifyReport
 from workflow.config import settings
 from workflow.db import engines as db
 from workflow.db import roles
-from workflow.db.models import AuditChain, AuditEvent, JobRun
+from workflow.db.models import AuditChain, AuditEvent, JobRun, Record
 from workflow.db.seals import seal_unsealed
 from workflow.db.uow import UnitOfWork, Units
 from workflow.keyring import Key
@@ -278,3 +278,24 @@ def seal_existing(engine: Units, runner: str) -> dict[str, list[str]]:
 
 # the runtime role's privileges are one of the protections verify-audit relies on (issue 13)
 add_check(runtime_role)
+
+
+def attachments(conn: Connection, key: Key) -> Iterable[ChainProblem]:
+    """Every file a record holds is stored and its bytes still hash to the SHA-256 the
+    record (sealed, covered by its chain and signatures) names: a file replaced or changed
+    in the attachment store, or removed from it, is named here (workflow/blobs.py).
+    Registered with :func:`add_check` below."""
+    store = blobs.store()
+    rows = conn.execute(select(Record.id, Record.number, Record.data).where(
+        cast(Record.data, String).like('%"sha256"%')).order_by(Record.id))
+    for rid, number, data in rows:
+        for field, value in (data or {}).items():
+            for f in blobs.files_in(value):
+                why = blobs.intact(store, f["sha256"], f["size"])
+                if why:
+                    yield ChainProblem(audit.record_chain(rid), None, None,
+                                       f"{number} {field}: attachment {f['name']} (sha256 "
+                                       f"{f['sha256']}): {why}", kind="attachment")
+
+
+add_check(attachments)

@@ -322,15 +322,33 @@ def _reason(
         raise ChangeReasonRequired(rec.number, need)
 
 
-def superseded(events: list[Any], data: Mapping[str, Any]) -> frozenset[int]:
+def superseded(events: list[Any], data: Mapping[str, Any],
+               damaged: frozenset[str] = frozenset()) -> frozenset[int]:
     """Ids of the signatures whose covered content has changed since they were given
     (R-P11-70-2): shown "superseded" wherever signatures are shown. ``events``: the record's
-    audit events (anything with ``action`` and ``changes``), ``data``: its current values."""
+    audit events (anything with ``action`` and ``changes``), ``data``: its current values;
+    ``damaged``: SHA-256s of attached files whose stored bytes no longer match: a signature
+    given over such a file (in the fields it locks, or anywhere in the content when it locks
+    none) is superseded too."""
     out = set()
+    files: dict[str, str] = {}  # field -> the SHA-256 of its file at this point of the trail
     for ev in events:
-        sig = (ev.changes or {}).get("signature") if ev.action == "sign" else None
-        if not isinstance(sig, dict) or "covered_hash" not in sig:
+        changes = ev.changes or {}
+        if damaged and ev.action in ("create", "update"):
+            for f, ch in changes.items():
+                new = ch[1] if isinstance(ch, list) and len(ch) == 2 else None
+                if isinstance(new, dict) and isinstance(new.get("sha256"), str):
+                    files[f] = new["sha256"]
+                else:
+                    files.pop(f, None)
+        sig = changes.get("signature") if ev.action == "sign" else None
+        if not isinstance(sig, dict):
             continue
-        if spec.covered_now(sig.get("covers", ()), sig.get("free", {}), data) != sig["covered_hash"]:
+        signed = {files[f] for f in sig["covers"] if f in files} if "covers" in sig \
+            else set(files.values())
+        if signed & damaged:
+            out.add(sig["id"])
+        elif "covered_hash" in sig and spec.covered_now(
+                sig.get("covers", ()), sig.get("free", {}), data) != sig["covered_hash"]:
             out.add(sig["id"])
     return frozenset(out)

@@ -10,12 +10,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from workflow import blobs
 from workflow.db.models import Record, RecordLink, User
 from workflow.engine import statements as st
 from workflow.engine.context import Ctx, remember_user
 from workflow.errors import GuardFailed, ValidationFailed, WorkflowError
 from workflow.spec import expressions
-from workflow.spec.fields import FieldValueError, coerce, references_in, users_in
+from workflow.spec.fields import FieldValueError, coerce, files_in, references_in, users_in
 from workflow.spec.model import Action, Guard, WorkflowDefinition
 
 
@@ -54,7 +55,7 @@ def clean(session: Session, d: WorkflowDefinition, current: dict[str, Any],
 def check_existence(session: Session, d: WorkflowDefinition, values: Mapping[str, Any],
                     errors: dict[str, str], own_number: str | None = None) -> None:
     """Named users must be active people; referenced records must exist in the workflow
-    the field names."""
+    the field names; files must be stored."""
     for name, value in values.items():
         spec = d.fields[name]
         names = users_in(spec, value)
@@ -66,6 +67,12 @@ def check_existence(session: Session, d: WorkflowDefinition, values: Mapping[str
             bad = [n for n in names if n not in found]
             if bad:
                 errors[name] = f"no active user {', '.join(sorted(set(bad)))}"
+        files = files_in(spec, value)
+        if files:  # a file value names a stored upload (workflow/blobs.py)
+            store = blobs.store()
+            gone = [f["name"] for f in files if not store.exists(f["sha256"])]
+            if gone:
+                errors[name] = f"no uploaded file {', '.join(gone)}: upload the file itself"
         refs = references_in(spec, value)
         if refs:
             numbers = [n for _, n in refs]

@@ -57,7 +57,7 @@ def record_copy(session: Session, registry: Registry, rec: Record) -> dict[str, 
     # the same reads as the record page (workflow/queries/records.py): they cannot diverge
     events = [ev for ev, _ in records.audit_events(session, rec)]
     sigs = records.signatures(session, rec)
-    superseded = content.superseded(events, rec.data)
+    superseded = content.superseded(events, rec.data, frozenset(records.damaged_files(rec)))
     links = records.links(session, rec)
     creator = session.get(User, rec.created_by_id)
     people = records.field_people(session, d, rec)

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from workflow import rules
+from workflow import blobs, rules
 from workflow.db.models import (
     AuditEvent,
     DefinitionVersion,
@@ -62,6 +62,8 @@ class RecordPage:
     options: list[Option] = field(default_factory=list)
     #: per step that waits for linked records: (what it waits for, the record, satisfied)
     waiting: dict[str, list[tuple[Any, Any, bool]]] = field(default_factory=dict)
+    #: SHA-256 -> why, for attached files whose stored bytes are missing or changed
+    damaged: dict[str, str] = field(default_factory=dict)
     #: field -> the audit entries (seq) that changed it after its first entry (R-A11-8-1)
     changed: dict[str, list[int]] = field(default_factory=dict)
     #: the record's due-date extension requests, oldest first
@@ -130,9 +132,19 @@ def signatures(session: Session, rec: Record) -> list[Signature]:
                                 .order_by(Signature.id)).scalars())
 
 
+def damaged_files(rec: Record) -> dict[str, str]:
+    """SHA-256 -> why, for each file ``rec`` holds whose stored bytes are missing or no
+    longer match (workflow/blobs.py; read and hashed again on each call)."""
+    if not any(blobs.files_in(v) for v in rec.data.values()):
+        return {}
+    return blobs.broken(blobs.store(), rec.data)
+
+
 def superseded(session: Session, rec: Record) -> frozenset[int]:
-    """Ids of ``rec``'s signatures whose covered content changed since (R-P11-70-2)."""
-    return content.superseded([ev for ev, _ in audit_events(session, rec)], rec.data)
+    """Ids of ``rec``'s signatures whose covered content changed since (R-P11-70-2),
+    including a signed attachment whose stored file no longer matches."""
+    return content.superseded([ev for ev, _ in audit_events(session, rec)], rec.data,
+                              frozenset(damaged_files(rec)))
 
 
 def links(session: Session, rec: Record) -> list[tuple[RecordLink, Record]]:
@@ -173,6 +185,7 @@ def record_page(session: Session, engine: Engine, number: str, viewer: str) -> R
     rec, d = visible_record(session, engine, number, viewer)
     compiled = engine.registry.by_hash(session, rec.definition_hash)
     trail = audit_events(session, rec)
+    damaged = damaged_files(rec)
     options = engine.step_options(rec.number, viewer, session=session)
     may_request, decide = engine.extension_options(rec, viewer, session=session)
     return RecordPage(
@@ -183,7 +196,9 @@ def record_page(session: Session, engine: Engine, number: str, viewer: str) -> R
         tasks=open_tasks(session, rec),
         available=[o.transition for o in options if o.offered],
         people=field_people(session, d, rec),
-        superseded=content.superseded([ev for ev, _ in trail], rec.data), options=options,
+        superseded=content.superseded([ev for ev, _ in trail], rec.data,
+                                      frozenset(damaged)), options=options,
+        damaged=damaged,
         changed=changed_after_entry([ev for ev, _ in trail]),
         waiting={t.name: engine.waiting_for(rec, t, session=session)
                  for t in d.transitions_from(rec.state) if t.waits_for},

@@ -114,6 +114,12 @@ class _Checker:
                 self._field_spec((*path, "item"), spec["item"])
             for n, sub in spec.get("fields", {}).items():
                 self._field_spec((*path, "fields", n), sub)
+            inner = [spec.get("item", {})] + list(spec.get("fields", {}).values())
+            if any(x.get("type") == "file" for x in inner):
+                self.err(path, "a file field cannot be a list item or column: declare one "
+                               "field of type: file per attachment")
+        if "default" in spec and t == "file":
+            self.err((*path, "default"), "a file field has no default")
 
     def _states(self) -> None:
         initial = [n for n, s in self.states.items() if s.get("initial")]

@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from workflow.blobs import SHA256, is_file_value
 from workflow.spec.model import FieldSpec
 
 DEFAULT_MAX_STRING = 200
@@ -26,6 +27,22 @@ class FieldValueError(ValueError):
 def choice_label(name: Any) -> str:
     """How a choice key reads (``under_review`` -> ``Under review``), everywhere it is shown."""
     return str(name).replace("_", " ").capitalize()
+
+
+def _file(value: Any) -> dict[str, Any]:
+    """A file value (workflow/blobs.py): what an upload returned, checked for shape; the
+    engine checks that the file is stored."""
+    if not is_file_value(value):
+        raise FieldValueError("must be an uploaded file ({sha256, name, size, type})")
+    if not SHA256.match(str(value["sha256"])):
+        raise FieldValueError("has no valid SHA-256")
+    if not isinstance(value["name"], str) or not 0 < len(value["name"]) <= 200:
+        raise FieldValueError("needs a file name of 1 to 200 characters")
+    if isinstance(value["size"], bool) or not isinstance(value["size"], int) or value["size"] < 1:
+        raise FieldValueError("needs a size in bytes")
+    if not isinstance(value["type"], str) or "/" not in value["type"]:
+        raise FieldValueError("needs a media type")
+    return {k: value[k] for k in ("sha256", "name", "size", "type")}
 
 
 def is_empty(value: Any) -> bool:
@@ -106,6 +123,8 @@ def coerce(spec: FieldSpec, value: Any) -> Any:
         if not isinstance(value, str):
             raise FieldValueError("must be a username")
         return value.strip().lower()
+    if t == "file":
+        return _file(value)
     if t == "reference":
         if not isinstance(value, str):
             raise FieldValueError("must be a record number")
@@ -157,6 +176,11 @@ def _range(spec: FieldSpec, value: Any) -> None:
 def users_in(spec: FieldSpec, value: Any) -> list[str]:
     """Usernames referenced by a stored value (for existence checks)."""
     return _collect(spec, value, "user")
+
+
+def files_in(spec: FieldSpec, value: Any) -> list[dict[str, Any]]:
+    """The file values a stored value holds (a file field's one file)."""
+    return [value] if spec.type == "file" and is_file_value(value) else []
 
 
 def references_in(spec: FieldSpec, value: Any) -> list[tuple[str, str]]:

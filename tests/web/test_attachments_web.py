@@ -1,0 +1,122 @@
+"""Attachments through the web UI (issue 17 item 2): a file chosen in the step's form is
+stored and attached; downloads are attachments, never inline, for people who may see the
+record; refused files change nothing."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from sqlalchemy import select
+
+from tests.integration.test_attachments import PDF, PNG
+from tests.web.conftest import PASSWORD, csrf, login
+from workflow.db.models import AuditEvent
+from workflow.signatures.part11 import PasswordSignature
+
+ACTIONS = [{"description": "Second-person label check", "responsible": "olga",
+            "due": "2026-04-30"}]
+
+
+@pytest.fixture
+def staff(account, tmp_path, monkeypatch):
+    monkeypatch.setenv("QMS_ATTACHMENT_DIR", str(tmp_path / "files"))
+    return {"emp": account("emma", "employee"), "qa": account("quinn", "qa", "employee"),
+            "owner": account("olga", "capa_owner", "employee"), "ivy": account("ivy", "isms")}
+
+
+def at_implementation(engine) -> str:
+    n = engine.start("capa", "emma", {"title": "Label mix-up", "description": "QC"}).number
+    engine.fire(n, "assign", "quinn", {"owner": "olga"})
+    engine.fire(n, "submit_root_cause", "olga", {"root_cause_category": "method",
+                                                 "root_cause": "No label check."})
+    engine.fire(n, "submit_plan", "olga", {"actions": ACTIONS,
+                                           "effectiveness_criteria": "No mix-ups"})
+    engine.fire(n, "approve_plan", "quinn", signature=PasswordSignature("quinn", PASSWORD, None))
+    return n
+
+
+def post_implementation(client, engine, n: str, upload: tuple[bytes, str] | None):
+    path = f"/records/{n}/do/complete_implementation"
+    page = client.get(path).get_data(as_text=True)
+    assert 'enctype="multipart/form-data"' in page and 'type="file"' in page
+    form = {"csrf_token": csrf(client, path), "expected_version": engine.get(n).version,
+            "implementation_summary": "Check added to SOP-12.",
+            "actions-0-description": ACTIONS[0]["description"],
+            "actions-0-responsible": "olga", "actions-0-due": "2026-04-30",
+            "actions-0-done": "yes"}
+    if upload is not None:
+        form["implementation_evidence"] = (io.BytesIO(upload[0]), upload[1])
+    return client.post(path, data=form, content_type="multipart/form-data")
+
+
+def files(tmp_path) -> list:
+    root = tmp_path / "files"
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+def test_attach_in_the_form_then_download_as_an_attachment(app, client, engine, staff,
+                                                           tmp_path):
+    """R-WF-30 R-WF-31: the owner attaches a PDF in "Complete implementation"; the record
+    page links it with its type, size and SHA-256; the download is the same bytes, sent as
+    an attachment with nosniff and a CSP that allows nothing, and audited with the person."""
+    n = at_implementation(engine)
+    login(client, "olga")
+    r = post_implementation(client, engine, n, (PDF, "SOP 12 evidence.pdf"))
+    assert r.status_code == 302, r.get_data(as_text=True)[:2000]
+    value = engine.get(n).data["implementation_evidence"]
+    assert value["name"] == "SOP 12 evidence.pdf" and value["type"] == "application/pdf"
+    page = client.get(f"/records/{n}").get_data(as_text=True)
+    href = f"/records/{n}/files/{value['sha256']}"
+    assert href in page and "SOP 12 evidence.pdf" in page and value["sha256"][:12] in page
+
+    qa = app.test_client()
+    login(qa, "quinn")
+    with qa.get(href) as r:
+        assert r.status_code == 200 and r.data == PDF
+        assert r.headers["Content-Disposition"].startswith("attachment;")
+        assert 'filename="SOP 12 evidence.pdf"' in r.headers["Content-Disposition"]
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        assert r.headers["Content-Security-Policy"].startswith("default-src 'none'; sandbox")
+        assert r.mimetype == "application/pdf"
+    with engine.reader() as s:
+        ev = s.execute(select(AuditEvent).where(AuditEvent.action == "attachment_downloaded")
+                       ).scalar_one()
+    assert (ev.actor_name, ev.changes["number"]) == ("Quinn Tester", n)
+
+
+def test_another_persons_record_attachment_is_404(app, client, engine, staff):
+    """R-WF-31 R-P11-10d-2: someone who may not see the record gets 404 for its file (and
+    for a made-up hash), exactly as for a record that does not exist."""
+    n = at_implementation(engine)
+    login(client, "olga")
+    assert post_implementation(client, engine, n, (PNG, "photo.png")).status_code == 302
+    sha = engine.get(n).data["implementation_evidence"]["sha256"]
+    ivy = app.test_client()
+    login(ivy, "ivy")
+    assert ivy.get(f"/records/{n}/files/{sha}").status_code == 404
+    assert client.get(f"/records/{n}/files/{'0' * 64}").status_code == 404
+    assert client.get(f"/records/{n}/files/not-a-hash").status_code == 404
+    with engine.reader() as s:
+        assert s.execute(select(AuditEvent).where(
+            AuditEvent.action == "attachment_downloaded")).first() is None
+
+
+def test_wrong_type_or_oversize_upload_is_refused_on_the_form_and_nothing_changes(
+        client, engine, staff, tmp_path, monkeypatch):
+    """R-WF-30: a program renamed .pdf and a file over the limit come back on the form with
+    the reason; the record does not move and no file is stored."""
+    n = at_implementation(engine)
+    login(client, "olga")
+    before = engine.get(n).version
+    r = post_implementation(client, engine, n, (b"MZ\x90\x00" + b"\x00" * 400, "report.pdf"))
+    assert r.status_code == 422
+    assert re.search(r"report\.pdf is application/vnd\.microsoft\.portable-executable \(read "
+                     r"from its content, not its name\)", r.get_data(as_text=True))
+    monkeypatch.setenv("QMS_ATTACHMENT_MAX_BYTES", "64")
+    r = post_implementation(client, engine, n, (PDF, "big.pdf"))
+    assert r.status_code == 422 and "files up to 64 bytes" in r.get_data(as_text=True)
+    rec = engine.get(n)
+    assert rec.version == before and rec.state == "implementation"
+    assert files(tmp_path) == []
