@@ -27,7 +27,11 @@ def test_record_page_shows_where_it_stands_and_downloads_a_copy(page: Page, live
     with dates (the current one marked) and draws the state diagram with the current state
     and the steps taken highlighted; "Download copy" gives the PDF copy with the title in
     Polish and Japanese intact; printing hides the application around the record."""
+    from workflow import config
+    from workflow.signatures.keys import FileKeyProvider
+
     _, eng, _ = live
+    FileKeyProvider(config.settings()).create("anchor")  # `qms init` creates it
     add_user(eng, "olive", "Olive Owner", "deviation_owner", "employee")
     n = eng.start("deviation", "emma", DEV).number
     eng.fire(n, "triage", "quentin", {"classification": "minor",

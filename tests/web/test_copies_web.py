@@ -18,11 +18,13 @@ from workflow import config
 from workflow.db.models import AuditEvent
 from workflow.keyring import verify_ed25519
 from workflow.queries import copies
-from workflow.signatures.keys import key_provider
+from workflow.signatures.keys import FileKeyProvider, key_provider
 
 
 @pytest.fixture
 def org(account) -> dict[str, str]:
+    # the anchor key that signs copies is created by `qms init` (here: by hand, once)
+    FileKeyProvider(config.settings()).create("anchor")
     account("emma", "employee")
     account("ivy", "isms")  # no role of the deviation workflow: sees no deviation
     account("quinn", "qa", "employee")

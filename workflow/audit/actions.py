@@ -68,6 +68,8 @@ SYSTEM_ACTIONS: dict[str, str] = {
     "integrity_check_failed": "Integrity check failed",
     "cli_authenticated": "Command line: person authenticated",
     "cli_maintenance": "Command line: maintenance mode",
+    "attachment_uploaded": "File uploaded",
+    "attachment_downloaded": "File downloaded",
 }
 
 ACTIONS: dict[str, str] = {**RECORD_ACTIONS, **SYSTEM_ACTIONS}
