@@ -24,7 +24,7 @@ from sqlalchemy import Connection, func, select
 
 from workflow import canonical
 from workflow.audit.trail import (
-    EVENT_COLUMNS,
+    EVENT_COLUMNS_RAW_AT,
     ChainProblem,
     record_chain,
     row_payload,
@@ -82,7 +82,7 @@ def verify_range(conn: Connection, key: Key, lo: int, hi: int) -> Counts:
     # streamed (a server-side cursor on PostgreSQL); the options go with this statement only:
     # Connection.execution_options would change the caller's connection
     events = conn.execute(
-        select(*EVENT_COLUMNS).where(_events.c.record_id >= lo, _events.c.record_id < hi)
+        select(*EVENT_COLUMNS_RAW_AT).where(_events.c.record_id >= lo, _events.c.record_id < hi)
         .order_by(*_EVENT_ORDER), execution_options=STREAM)
     by_record = _group(events)
     pending = next(by_record, None)
