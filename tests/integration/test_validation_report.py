@@ -216,3 +216,24 @@ def test_bad_results_file_and_unknown_submitter_are_one_clear_line(qms, syntheti
               input="whatever\n")
     assert res.exit_code == 1 and "Traceback" not in res.output
     assert res.output == f"error: {LOGIN_FAILED}\n"  # one message, no account enumeration
+
+
+@pytest.mark.committed
+def test_report_pdf_embeds_unicode_fonts(committed_url, synthetic, tmp_path):
+    """R-A11-P-1 R-P11-10b-1: the validation report PDF sets its text in the embedded fonts
+    of the true copies (workflow/pdffonts.py): a system name in Polish and Japanese prints
+    as written, and no font is a standard one the reader must supply."""
+    cat, results = synthetic
+    q = Qms(committed_url, TEST_KEY.hex(), env={"QMS_SYSTEM_NAME": "QMS Łódź 測試"})
+    try:
+        res = q("validation-report", "--results", str(results), "--out", str(tmp_path / "r"),
+                "--requirements", str(cat))
+    finally:
+        q.close()
+    assert res.exit_code == 0, res.output
+    reader = pypdf.PdfReader(str(tmp_path / "r" / "validation-report.pdf"))
+    assert "QMS Łódź 測試" in "".join(p.extract_text() for p in reader.pages)
+    fonts = {str(f.get_object()["/BaseFont"]) for p in reader.pages
+             for f in p["/Resources"]["/Font"].values()}
+    assert fonts and all("+" in f for f in fonts), fonts  # subset-embedded, e.g. AAAAAA+DejaVuSans
+    assert any("IPAexGothic" in f for f in fonts)

@@ -147,3 +147,18 @@ def test_fallback_font_draws_what_the_latin_font_lacks():
     assert pdffonts.runs(f"a{JAPANESE}b") == [("DejaVuSans", "a"), ("IPAexGothic", JAPANESE),
                                               ("DejaVuSans", "b")]
     assert pdffonts.markup("<b>&測") == '&lt;b&gt;&amp;<font name="IPAexGothic">測</font>'
+
+
+def test_trail_changes_read_as_labels_and_due_dates_as_times():
+    """R-P11-10b-1: in the audit trail a choice reads as its label, a file as its name and
+    hash; due dates read as times, not ISO strings with microseconds."""
+    doc = _doc()
+    doc["labels"]["choice_fields"] = ["site"]
+    doc["record"]["due_current"] = "2027-03-01T09:23:14.578521+00:00"
+    doc["audit_trail"][1]["changes"] = {
+        "site": ["lodz_plant", "tokyo_plant"],
+        "title": [None, {"sha256": "ab" * 32, "name": "scan.pdf", "size": 9, "type": "x/y"}]}
+    text = " ".join(" ".join(_text(record_pdf(doc))).split())
+    assert "Site: Lodz plant → Tokyo plant" in text
+    assert "file scan.pdf (sha256 abababababababab…)" in text
+    assert "2027-03-01 09:23:14 UTC" in text and "578521" not in text

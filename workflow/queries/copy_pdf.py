@@ -15,6 +15,7 @@ import io
 from typing import Any
 
 from workflow import pdffonts
+from workflow.spec.fields import choice_label
 
 CHANGED_NOTE = ("† changed after its first entry: the audit entries named beside the value "
                 "changed or cleared a value already entered (see the audit trail below).")
@@ -60,8 +61,16 @@ def _change_lines(e: dict[str, Any], labels: dict[str, Any]) -> str:
     if not ch:
         return ""
     if e["action"] in ("create", "update") and isinstance(ch, dict):
-        names = labels.get("fields", {})
-        return "\n".join(f"{names.get(f, f)}: {_short(v[0])} → {_short(v[1])}"
+        names, choices = labels.get("fields", {}), set(labels.get("choice_fields", ()))
+
+        def shown(f: str, v: Any) -> str:
+            if f in choices and isinstance(v, str) and v:
+                return choice_label(v)
+            if isinstance(v, dict) and {"sha256", "name"} <= set(v):
+                return f"file {v['name']} (sha256 {str(v['sha256'])[:16]}…)"
+            return _short(v)
+
+        return "\n".join(f"{names.get(f, f)}: {shown(f, v[0])} → {shown(f, v[1])}"
                          if isinstance(v, list) and len(v) == 2 else f"{names.get(f, f)}: {_short(v)}"
                          for f, v in ch.items())
     if e["action"] == "sign" and isinstance(ch, dict) and isinstance(ch.get("signature"), dict):
@@ -147,8 +156,9 @@ def record_pdf(doc: dict[str, Any]) -> bytes:
             ["State", f"{rec['state_label']}" + (f" — closed {_t(rec['closed_at'])} UTC ({rec['outcome']})"
                                                  if rec.get("closed_at") else "")],
             ["Raised by", f"{initiator.get('name') or '—'} on {_t(rec['created_at'])} UTC"],
-            ["Due (original / current)", f"{rec['due_original'] or '—'} / "
-                                         f"{rec['due_current'] or '—'}"],
+            ["Due (original / current)", f"{_t(rec['due_original'])} / "
+                                         f"{_t(rec['due_current'])} UTC"
+             if rec.get("due_original") or rec.get("due_current") else "—"],
             ["Record version", str(rec["version"])],
             ["Copy made", f"{_t(made)} UTC"]]], [0.25, 0.75], header=False),
         Spacer(1, 3 * mm), p("Fields", st["Heading2"]),
