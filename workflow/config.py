@@ -91,6 +91,9 @@ class Settings:
     login_rate_per_account: int = 10  # login attempts per typed username per window (0: none)
     login_rate_window_seconds: int = 300
     session_idle_minutes: int = 15
+    session_warn_seconds: int = 120  # the page warns this long before the idle timeout
+    draft_max_bytes: int = 65536  # the largest unsubmitted-form draft kept per form
+    draft_autosave_seconds: int = 5  # how often a form with changes saves its draft
     session_max_hours: int = 12
     login_step_minutes: int = 5  # how long the second-factor step stays open after a password
     totp_required_roles: tuple[str, ...] = ("qa", "admin")
@@ -205,6 +208,12 @@ class Settings:
             session_idle_minutes=env.whole("QMS_SESSION_IDLE_MINUTES", d.session_idle_minutes,
                                            "minutes"),
             session_max_hours=env.whole("QMS_SESSION_MAX_HOURS", d.session_max_hours, "hours"),
+            session_warn_seconds=env.whole("QMS_SESSION_WARN_SECONDS", d.session_warn_seconds,
+                                           "seconds"),
+            draft_max_bytes=max(1024, env.whole("QMS_DRAFT_MAX_BYTES", d.draft_max_bytes,
+                                                "bytes")),
+            draft_autosave_seconds=max(1, env.whole("QMS_DRAFT_AUTOSAVE_SECONDS",
+                                                    d.draft_autosave_seconds, "seconds")),
             # a step that is never open makes every second-factor login fail: at least 1
             login_step_minutes=max(1, env.whole("QMS_LOGIN_STEP_MINUTES", d.login_step_minutes,
                                                 "minutes")),

@@ -48,6 +48,8 @@ MATRIX = [
     ("GET /admin/users",                    403,  403,  403,  403,  403,  403,  403,  403,  200,  403,  "login"),
     ("GET /admin/users/creator",            403,  403,  403,  403,  403,  403,  403,  403,  200,  403,  "login"),
     ("GET /account/password",               200,  200,  200,  200,  200,  200,  200,  200,  200,  200,  "login"),
+    ("GET /training",                       200,  200,  200,  200,  200,  200,  200,  200,  200,  200,  "login"),
+    ("GET /account/profile",                200,  200,  200,  200,  200,  200,  200,  200,  200,  200,  "login"),
     ("POST /records/new/capa",              "done", "done", "done", 403, 403, 403, 403, 403, 403, 403, "login"),
     ("POST /records/FIRE/do/assign",        403,  "done", 403, 404, 404,  404,  404,  404,  404,  404,  "login"),
     ("POST /tasks/CAPA/claim",              "refused", "done", "refused", 404, 404, 404, 404, 404, 404, 404, "login"),

@@ -1,11 +1,14 @@
-"""The person's own login sessions: where they are logged in (browser, address, last seen),
-ending one of them, and "Log out everywhere" (workflow/identity/sessions.py has the rules)."""
+"""The person's own account: their profile (time zone, e-mail, notification preferences;
+workflow/identity/profile.py has the rules), their login sessions (browser, address, last
+seen), ending one of them, and "Log out everywhere" (workflow/identity/sessions.py)."""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
+from zoneinfo import available_timezones
 
-from flask import Blueprint, flash, redirect, render_template, session, url_for
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, logout_user
 from flask_wtf import FlaskForm
 from wtforms import HiddenField
@@ -13,8 +16,10 @@ from wtforms.validators import DataRequired, Regexp
 
 from webapp import errors
 from webapp.context import engine, policy, read_session
-from workflow.errors import WorkflowError
+from workflow.errors import ValidationFailed, WorkflowError
+from workflow.identity import profile as profiles
 from workflow.identity import sessions
+from workflow.identity import users as identity
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -25,6 +30,70 @@ class EndSessionForm(FlaskForm):
 
 class EverywhereForm(FlaskForm):
     pass
+
+
+class ProfileForm(FlaskForm):
+    """CSRF only: the values are read by :func:`profile_values` (one checkbox per kind and
+    channel) and validated by workflow.identity.profile."""
+
+
+@cache
+def zones() -> tuple[str, ...]:
+    """The tz database's zone names, for the time zone list."""
+    return tuple(sorted(z for z in available_timezones() if "/" in z or z == "UTC"))
+
+
+def profile_values() -> dict[str, Any]:
+    """The profile form's values as update_profile takes them."""
+    form = request.form
+    return {
+        "timezone": form.get("timezone", ""),
+        "email": form.get("email", ""),
+        "notify_mode": form.get("notify_mode", ""),
+        "prefs": {kind: {ch: form.get(f"pref-{kind}-{ch}") == "1" for ch in profiles.CHANNELS}
+                  for kind in profiles.CHOOSABLE},
+    }
+
+
+def profile_context(user: Any, problems: dict[str, str] | None = None,
+                    values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the profile form (account/_profile_form.html) shows: the stored profile, or the
+    refused values with their problems."""
+    p = profiles.profile(user)
+    shown = {"timezone": p.timezone, "email": p.email, "notify_mode": p.notify_mode,
+             "prefs": p.prefs, **(values or {})}
+    return {"profile": shown, "problems": problems or {}, "zones": zones(),
+            "kinds": profiles.CHOOSABLE, "mandatory": sorted(profiles.MANDATORY)}
+
+
+@bp.route("/profile", methods=["GET", "POST"])
+@login_required
+def profile_page() -> Any:
+    """The person's own profile; each change is audited (``profile_changed``)."""
+    form = ProfileForm()
+    status = 200
+    problems: dict[str, str] = {}
+    values = None
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            flash("The form expired; try again.", "error")
+            return redirect(url_for("account.profile_page"))
+        values = profile_values()
+        try:
+            changed = profiles.update_profile(engine(), current_user.username,
+                                              actor=current_user.username, **values)
+        except ValidationFailed as exc:
+            problems, status = exc.errors, 422
+        except WorkflowError as exc:
+            errors.flash_error(exc)
+            status = errors.page_status(exc)
+        else:
+            flash("Your profile was saved." if changed else "Nothing changed.",
+                  "success" if changed else "info")
+            return redirect(url_for("account.profile_page"))
+    user = identity.get_user(read_session(), current_user.username)
+    return render_template("account/profile.html", form=form,
+                           **profile_context(user, problems, values)), status
 
 
 @bp.route("/sessions")

@@ -28,11 +28,13 @@ from wtforms.validators import DataRequired, Length, Optional, Regexp
 from webapp import errors
 from webapp.context import engine, policy, read_session
 from webapp.forms import choices
+from webapp.views import account
 from webapp.views.auth import roles_required
-from workflow.errors import NotAuthorized, WorkflowError
+from workflow.errors import NotAuthorized, ValidationFailed, WorkflowError
 from workflow.identity import admin as accounts
 from workflow.identity import enablement, sessions
 from workflow.identity import grants as role_grants
+from workflow.identity import profile as profiles
 from workflow.identity import users as identity
 from workflow.identity.admin import ADMIN_ROLE
 from workflow.queries import directories
@@ -118,7 +120,37 @@ def user(username: str) -> Any:
                            pending=role_grants.pending_requests(s, u), decide_form=DecideForm(),
                            signing=enablement.status(s, u),
                            open_sessions=sessions.open_sessions(s, u.id, policy()),
-                           end_form=EndSessionsForm())
+                           end_form=EndSessionsForm(), profile_form=ProfileReasonForm(),
+                           **account.profile_context(u))
+
+
+class ProfileReasonForm(FlaskForm):
+    reason = StringField("Reason", id="profile_reason",
+                         validators=[DataRequired(), Length(max=500)])
+
+
+@bp.route("/users/<username>/profile", methods=["POST"])
+@roles_required(ADMIN_ROLE)
+def profile(username: str) -> Any:
+    """Change a user's time zone, e-mail and notification preferences after creation,
+    through the same command as their own profile page (audited, with the reason)."""
+    form = ProfileReasonForm()
+    if not form.validate_on_submit():
+        flash("A reason is required to change someone's profile.", "error")
+        return redirect(url_for("admin.user", username=username))
+    try:
+        changed = profiles.update_profile(engine(), username, actor=current_user.username,
+                                          reason=form.reason.data, **account.profile_values())
+    except ValidationFailed as exc:
+        for name, problem in exc.errors.items():
+            flash(f"{name.replace('_', ' ').capitalize()} {problem}; nothing was changed.",
+                  "error")
+    except WorkflowError as exc:
+        errors.flash_error(exc)
+    else:
+        flash(f"Profile of {username} saved: {', '.join(changed)} changed." if changed
+              else "Nothing changed.", "success" if changed else "info")
+    return redirect(url_for("admin.user", username=username))
 
 
 class EndSessionsForm(FlaskForm):

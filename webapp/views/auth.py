@@ -7,6 +7,7 @@ database is the truth (idle timeout, lifetime, logout all end it there).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any
 
@@ -16,6 +17,7 @@ from flask import (
     abort,
     flash,
     g,
+    jsonify,
     make_response,
     redirect,
     render_template,
@@ -32,6 +34,8 @@ from wtforms.validators import DataRequired, Length
 from webapp import errors
 from webapp.context import engine, keep_read_session, policy, read_session, safe_next
 from webapp.qr import qr_svg
+from workflow import clock
+from workflow import config as qms_config
 from workflow.errors import (
     AccountLocked,
     LoginFailed,
@@ -71,6 +75,8 @@ class CurrentUser:
     roles: set[str] = field(default_factory=set)
     signed_before: bool = False
     session_id: int | None = None  # the login session row of this request
+    #: the session's stored last-seen time: the idle timeout counts from it
+    last_seen_at: datetime | None = None
     is_authenticated: bool = True
     is_active: bool = True
     is_anonymous: bool = False
@@ -84,6 +90,10 @@ class CurrentUser:
 
 def init_app(app: Flask) -> None:
     login_manager.init_app(app)
+    app.jinja_env.globals.update(
+        session_idle_seconds=idle_seconds_left,
+        session_warn_seconds=lambda: qms_config.settings().session_warn_seconds,
+        draft_autosave_seconds=lambda: qms_config.settings().draft_autosave_seconds)
 
     @login_manager.request_loader
     def _load(_req: Any) -> CurrentUser | None:
@@ -93,20 +103,31 @@ def init_app(app: Flask) -> None:
         try:
             # reads through the request's session; writes only when the throttled
             # last-seen refresh is due or the session ends (workflow/identity/sessions.py)
+            # saving a draft is not activity: an open form that autosaves must not keep a
+            # session alive that nobody uses (the warning's "Stay signed in" does)
+            every = NOT_ACTIVITY_TOUCH if request.endpoint in NOT_ACTIVITY \
+                else sessions.TOUCH_EVERY
             with keep_read_session():
                 info = sessions.current_session(engine(), token, policy(),
-                                                session=read_session())
+                                                session=read_session(), touch_every=every)
         except SessionEnded as exc:
             session.clear()
             g.session_ended = exc.message
             return None
         u = directories.person(read_session(), info.user_id)
         return CurrentUser(u.id, u.username, u.full_name, u.timezone, info.roles,
-                           info.signed_before, info.id)
+                           info.signed_before, info.id, info.last_seen_at)
 
     @login_manager.unauthorized_handler
     def _unauthorized() -> Any:
         message = g.get("session_ended") or "Please log in to continue."
+        if request.endpoint in NOT_ACTIVITY or request.endpoint == "auth.keepalive":
+            # the page's scripts: an answer they understand, not the login page; the page
+            # then reloads, and that request shows why the session ended
+            if g.get("session_ended"):
+                session["ended_because"] = g.session_ended
+            return jsonify({"ended": True, "message": message}), 401
+        message = session.pop("ended_because", None) or message
         flash(message, "info")
         return redirect(url_for("auth.login", next=request.full_path if request.method == "GET"
                                 else None))
@@ -294,6 +315,43 @@ def _end(reason: str, message: str, category: str = "info") -> Any:
     session.clear()
     flash(message, category)  # after clear(): the flash lives in the session
     return redirect(url_for("auth.login"))
+
+
+#: endpoints whose requests do not count as activity for the idle timeout
+NOT_ACTIVITY = frozenset({"drafts.save", "auth.session_status"})
+NOT_ACTIVITY_TOUCH = timedelta(days=3650)
+
+
+def idle_seconds_left() -> int:
+    """Seconds until this request's login session times out for inactivity, counted from
+    the stored last-seen time (the server's own rule, workflow/identity/sessions.py)."""
+    if not current_user.is_authenticated or current_user.last_seen_at is None:
+        return 0
+    idle = timedelta(minutes=policy().idle_minutes)
+    left = idle - (clock.now() - clock.as_utc(current_user.last_seen_at))
+    return max(0, int(left.total_seconds()))
+
+
+@bp.route("/session/keepalive", methods=["POST"])
+@login_required
+def keepalive() -> Any:
+    """"Stay signed in": record activity now and answer how long the session lasts. CSRF is
+    checked (the X-CSRFToken header). A session that already ended answers 401."""
+    try:
+        info = sessions.touch_session(engine(), session["token"], policy())
+    except SessionEnded as exc:
+        session.clear()
+        return jsonify({"ended": True, "message": exc.message}), 401
+    left = timedelta(minutes=policy().idle_minutes) - (clock.now() - info.last_seen_at)
+    return jsonify({"ended": False, "idle_seconds": max(0, int(left.total_seconds()))})
+
+
+@bp.route("/session/status")
+@login_required
+def session_status() -> Any:
+    """How long the session lasts without activity (this request is not activity): the
+    warning asks before it shows, since another tab may have kept the session alive."""
+    return jsonify({"idle_seconds": idle_seconds_left()})
 
 
 @bp.route("/logout", methods=["POST"])

@@ -12,6 +12,7 @@ from markupsafe import Markup
 from webapp import downloads, errors, forms
 from webapp.context import engine, policy, read_session
 from webapp.diagram import render_svg
+from webapp.views import drafts
 from webapp.views.audit import csv_response
 from workflow import blobs
 from workflow.db.models import Record
@@ -62,10 +63,17 @@ def new(workflow: str) -> Any:
     if multipart:
         downloads.allow_uploads()
     Form = forms.build_form(d, d.start_edits, _users())
-    form = Form(data=forms.initial(d, d.start_edits, {}) if request.method == "GET" else None)
+    key = drafts.new_key(d.key)
+    restored, draft = drafts.restore(key) if request.method == "GET" else (None, None)
+    if restored is not None:
+        form = Form(formdata=restored)
+    else:
+        form = Form(data=forms.initial(d, d.start_edits, {}) if request.method == "GET"
+                    else None)
     if _added_row(form, d.start_edits):
         return render_template("records/new.html", d=d, form=form, csv_fields=forms.csv_fields(d),
-                               required=set(d.start_requires), multipart=multipart)
+                               required=set(d.start_requires), multipart=multipart,
+                               draft_key=key)
     if form.validate_on_submit():
         data = forms.posted(d, d.start_edits, form)
         try:
@@ -82,10 +90,12 @@ def new(workflow: str) -> Any:
         except WorkflowError as exc:
             errors.flash_error(exc)
         else:
+            drafts.forget(key)
             flash(f"{r.number} was created.", "success")
             return redirect(url_for("records.view", number=r.number))
     return render_template("records/new.html", d=d, form=form, csv_fields=forms.csv_fields(d),
-                           required=set(d.start_requires), multipart=multipart
+                           required=set(d.start_requires), multipart=multipart,
+                           draft_key=key, draft=draft
                            ), 200 if not form.errors else 422
 
 
@@ -182,7 +192,15 @@ def fire(number: str, transition: str) -> Any:
                             change_reason=any(rec.data.get(f) not in (None, "", [],
                                                                       d.fields[f].default)
                                               for f in t.edits))
-    if request.method == "GET":
+    key = drafts.record_key(rec.number, t.name)
+    restored, draft = drafts.restore(key) if request.method == "GET" else (None, None)
+    if restored is not None:
+        # what the person typed before, with the record version they typed it against: if
+        # the record changed since, submitting says so (StaleRecord) instead of overwriting
+        form = Form(formdata=restored)
+        if hasattr(form, "sig_username"):
+            form.sig_username.data = current_user.username
+    elif request.method == "GET":
         form = Form(data={**forms.initial(d, t.edits, rec.data),
                           "expected_version": rec.version,
                           "sig_username": current_user.username})
@@ -230,6 +248,7 @@ def fire(number: str, transition: str) -> Any:
                     if isinstance(exc, ChangeReasonRequired):
                         form.reason.errors = [*form.reason.errors, "Give the reason for change."]
             else:
+                drafts.forget(key)
                 if r.moved:
                     flash(f"{t.label}: done. {r.number} is now {d.states[r.state].label}.", "success")
                 else:
@@ -249,8 +268,8 @@ def fire(number: str, transition: str) -> Any:
                            csv_fields=forms.csv_fields(d), people=_people(d, rec),
                            multipart=multipart, damaged={},
                            note=option.note if option else None,
-                           waiting=engine().waiting_for(rec, t, session=read_session())
-                           ), status
+                           waiting=engine().waiting_for(rec, t, session=read_session()),
+                           draft_key=key, draft=draft), status
 
 
 def _attempts_left() -> int | None:

@@ -56,6 +56,7 @@ SYSTEM_ACTIONS: dict[str, str] = {
     "api_token_confirmed": "API token confirmed",
     "api_tokens_suspended": "API tokens suspended",
     "notify_mode_changed": "Notification setting changed",
+    "profile_changed": "Profile changed (time zone, e-mail, notifications)",
     "definition_published": "Definition published",
     "definition_draft_created": "Definition draft created",
     "definition_draft_saved": "Definition draft saved",

@@ -8,76 +8,33 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    DateTime,
     Enum,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
-    Table,
     Text,
     UniqueConstraint,
     false,
     func,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import Mapped, mapped_column
 
-from workflow.clock import as_utc
-
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-#: tables the migrations create that are not modelled here: the full-text index of records
-#: (migration 0011; an FTS5 table and its shadow tables on SQLite, a tsvector table on
-#: PostgreSQL), written by triggers and read by workflow/queries/search.py
-UNMODELLED_TABLES = "record_search"
-
-
-def modelled(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    """Alembic's ``include_object``: leave :data:`UNMODELLED_TABLES` (and their indexes) out
-    of autogenerate's comparison."""
-    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
-    return not (table or "").startswith(UNMODELLED_TABLES)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes on both SQLite (which drops tzinfo) and PostgreSQL."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column; use workflow.clock")
-        return as_utc(value)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return as_utc(value) if value is not None else None
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    # every model here maps one Table (DeclarativeBase types it as any FromClause), so Core
-    # statements can be built from it: insert(Model.__table__)
-    __table__: ClassVar[Table]
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON}
+# re-exported: the base and column type every model module and migration test uses
+from workflow.db.base import (  # noqa: F401
+    NAMING_CONVENTION,
+    UNMODELLED_TABLES,
+    Base,
+    UTCDateTime,
+    modelled,
+)
 
 
 class TaskStatus(enum.StrEnum):
@@ -132,6 +89,9 @@ class User(Base):
     deactivated_at: Mapped[datetime | None]
     notify_mode: Mapped[str] = mapped_column(String(20), default="immediate",
                                              server_default="immediate")  # or "digest"
+    # which notification kinds reach the person by e-mail and in the app (identity/profile.py);
+    # None: the defaults (everything, both ways)
+    notify_prefs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     seal: Mapped[str] = mapped_column(String(64), default="", server_default="")  # db.seals.row_seal
 
     # usernames are unique regardless of case and never reused (R-P11-300a-1)
@@ -384,6 +344,9 @@ class OutboxMessage(Base):
     next_attempt_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None]
+    # what the message is about, written by the engine when it queues it (labels, the due
+    # date, the steps expected, the state visit whose task it announces): read at delivery
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class AuditChain(Base):
@@ -602,3 +565,22 @@ class DefinitionDraft(Base):
     change_record_id: Mapped[int | None] = mapped_column(ForeignKey("records.id"))
     published_version_id: Mapped[int | None] = mapped_column(
         ForeignKey("definition_versions.id"))
+
+
+class FormDraft(Base):
+    """A person's unsubmitted form (a step or a new record), saved while they type so an idle
+    timeout does not lose it. Not part of any record and never audited: only its owner reads
+    it, submitting the form deletes it (webapp/views/drafts.py, workflow/queries/drafts.py)."""
+
+    __tablename__ = "form_drafts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    #: ``<record number>/<step>`` or ``new/<workflow>``
+    form_key: Mapped[str] = mapped_column(String(200))
+    record_id: Mapped[int | None] = mapped_column(ForeignKey("records.id"))
+    data: Mapped[str] = mapped_column(Text)  # JSON of field name -> value
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("user_id", "form_key"),)
+

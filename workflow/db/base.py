@@ -1,0 +1,60 @@
+"""The declarative base of the models (workflow/db/models.py): the MetaData naming convention
+(the same constraint names on SQLite and PostgreSQL), the UTC datetime column type, and the
+tables the migrations create that are not modelled."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, DateTime, MetaData, Table
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeDecorator
+
+from workflow.clock import as_utc
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+#: tables the migrations create that are not modelled here: the full-text index of records
+#: (migration 0011; an FTS5 table and its shadow tables on SQLite, a tsvector table on
+#: PostgreSQL), written by triggers and read by workflow/queries/search.py
+UNMODELLED_TABLES = "record_search"
+
+
+def modelled(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Alembic's ``include_object``: leave :data:`UNMODELLED_TABLES` (and their indexes) out
+    of autogenerate's comparison."""
+    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+    return not (table or "").startswith(UNMODELLED_TABLES)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both SQLite (which drops tzinfo) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; use workflow.clock")
+        return as_utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return as_utc(value) if value is not None else None
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # every model here maps one Table (DeclarativeBase types it as any FromClause), so Core
+    # statements can be built from it: insert(Model.__table__)
+    __table__: ClassVar[Table]
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON}
