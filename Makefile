@@ -1,5 +1,6 @@
 # Two commands on a fresh machine with only Python and pip:
 #   make run   - create .venv, install, create the SQLite database with demo data, serve the UI
+#                with the scheduler in the same process (notifications, timers, reminders)
 #   make test  - create .venv, install, run the whole test suite
 PYTHON ?= python3
 VENV   := .venv
@@ -17,7 +18,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/qms init --demo
-	$(BIN)/qms serve --host 127.0.0.1 --port 5000
+	$(BIN)/qms serve --scheduler --host 127.0.0.1 --port 5000
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -31,10 +31,10 @@ from collections import defaultdict
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from datetime import datetime, time, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session
 
 from workflow import clock, config, outbox, rules
@@ -306,9 +306,9 @@ def _revive(uow: UnitOfWork, settings: SmtpSettings, report: DispatchReport) -> 
         log.debug("SMTP %s still unreachable: %s", settings.redacted(), _describe(exc))
         return
     with uow.unit() as s:
-        n = s.execute(update(OutboxMessage).where(
+        n = cast(CursorResult[Any], s.execute(update(OutboxMessage).where(
             OutboxMessage.id.in_(ids), OutboxMessage.status == "dead")
-            .values(status="pending", attempts=0, next_attempt_at=None)).rowcount
+            .values(status="pending", attempts=0, next_attempt_at=None))).rowcount
     report.requeued += n
     log.warning("SMTP %s answers again: %d dead e-mail(s) queued again", settings.redacted(), n)
 
@@ -337,5 +337,6 @@ def requeue(uow: UnitOfWork, outbox_id: int) -> bool:
 def requeue_all(uow: UnitOfWork) -> int:
     """Give every dead message a fresh set of attempts; returns how many."""
     with uow.unit() as s:
-        return s.execute(update(OutboxMessage).where(OutboxMessage.status == "dead")
-                         .values(status="pending", attempts=0, next_attempt_at=None)).rowcount
+        return cast(CursorResult[Any], s.execute(
+            update(OutboxMessage).where(OutboxMessage.status == "dead")
+            .values(status="pending", attempts=0, next_attempt_at=None))).rowcount

@@ -43,7 +43,10 @@ class QuietRequestHandler(WSGIRequestHandler):
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-def serve(host: str, port: int) -> None:
+@click.option("--scheduler", "with_scheduler", is_flag=True,
+              help="Also run the scheduler (notifications, timers, reminders, periodic jobs) "
+                   "in this process, as `make run` does.")
+def serve(host: str, port: int, with_scheduler: bool) -> None:
     """Serve the web UI with Flask's server (for one machine; see README for production)."""
     # imported here: every ``qms`` command loads this module, only ``serve`` needs these
     from workflow.demo import DEMO_PASSWORD
@@ -57,6 +60,15 @@ def serve(host: str, port: int) -> None:
             click.echo(f"demo login: emma (employee), olga (owner), quinn (QA), ada (admin); "
                        f"password {DEMO_PASSWORD}")
             click.echo("QA and admin users set up an authenticator app at first login.")
+    if with_scheduler:
+        from workflow.bootstrap import job_registry
+        from workflow.scheduling import schedules as schedule_file
+        from workflow.scheduling import service
+
+        jobs = job_registry()
+        service.start_background(app.config["QMS_ENGINE"],
+                                 schedule_file.load_schedules(jobs=jobs), jobs=jobs)
+        click.echo("scheduler running in this process (notifications, timers, reminders)")
     app.run(host=host, port=port, debug=False, use_reloader=False,
             request_handler=QuietRequestHandler)
 

@@ -129,6 +129,9 @@ def test_init_twice_is_harmless(qms, empty_url):
     lines = first.stdout.splitlines()
     assert lines[0].startswith(f"database ready at revision {HEAD} (")
     shipped = sorted(p.stem for p in DEFAULT_DEFINITIONS_DIR.glob("*.yaml"))
+    # the last line: the go-live the scheduler does not back-fill before (R-OPS-16)
+    assert lines[-1] == "go-live 2026-03-02 09:00 UTC: the scheduler does not back-fill before it"
+    lines = lines[:-1]
     assert [ln.split(":")[0].strip() for ln in lines[1:]] == shipped
     assert all(re.search(r": version 1 published \(sha256 [0-9a-f]{12}\)$", ln) for ln in lines[1:])
     after_first = counts(empty_url)
@@ -138,7 +141,8 @@ def test_init_twice_is_harmless(qms, empty_url):
     assert second.exit_code == 0, second.output
     lines2 = second.stdout.splitlines()
     assert lines2[0] == lines[0]
-    assert lines2[1:] == [ln.replace(" published ", " unchanged ") for ln in lines[1:]]
+    assert lines2[-1] == first.stdout.splitlines()[-1]  # the go-live stays
+    assert lines2[1:-1] == [ln.replace(" published ", " unchanged ") for ln in lines[1:]]
     assert counts(empty_url) == after_first
     no_traceback(second)
 

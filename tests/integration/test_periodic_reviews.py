@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from notifications.dispatcher import dispatch
 from notifications.render import render
+from tests.conftest import T0
 from tests.factories import sign
 from tests.integration.test_scheduling import opened_once, race
 from workflow import clock
@@ -56,8 +57,9 @@ YEARLY = """
 schedules:
   dr:
     job: definition_review
-    cron: "0 6 15 1 *"
-    period: year
+    cron: "0 6 * * *"
+    period: day
+    params: {interval: 365d}
 """
 
 PASSWORDS = """
@@ -235,20 +237,42 @@ def test_two_schedulers_open_one_audit_trail_review(committed_engine):
 # ------------------------------------------------------------------ definition review
 
 
+def _open_all_first_reviews(engine, schedules) -> dict[str, datetime]:
+    """Run the daily schedule month by month through the first year after publication (T0);
+    returns when each definition's first review was opened."""
+    opened_at: dict[str, datetime] = {}
+    for month in range(1, 13):
+        clock.set(T0 + timedelta(days=30.5 * month))
+        run_due(engine, schedules, jobs=JOBS)
+        with engine.reader() as s:
+            for r in s.execute(select(Record).where(Record.workflow_key == "definition_review")
+                               ).scalars():
+                opened_at.setdefault(r.data["definition"], clock.now())
+    return opened_at
+
+
 def test_yearly_review_of_each_published_definition_goes_to_its_process_owner(
         engine, people, make_user):
-    """R-WF-8 R-P11-10h-1: one definition_review per published definition key and year,
-    its task and message to that definition's process-owner role; once per year."""
+    """R-WF-8 R-P11-10h-1 R-OPS-17: one definition_review per published definition key and
+    interval, its task and message to that definition's process-owner role. Definitions
+    published minutes ago are not due; the first reviews are spread over the second half of
+    the first year, not opened all at once; each opens once per interval."""
     schedules = load_schedules_text(YEARLY, jobs=JOBS)
     with engine.reader() as s:
         keys = sorted(set(s.execute(select(DefinitionVersion.key)).scalars()))
-    (line,) = run_due(engine, schedules, jobs=JOBS)  # 2026-03-02: the 15 January occurrence is due
-    assert line.startswith("dr [2026]: opened ['DR-2026-0001'")
-    assert run_due(engine, schedules, jobs=JOBS) == []
+    assert run_due(engine, schedules, jobs=JOBS) == []  # T0: published minutes ago
+    clock.set(T0 + timedelta(days=180))
+    assert run_due(engine, schedules, jobs=JOBS) == []  # less than half a year
+    opened_at = _open_all_first_reviews(engine, schedules)
+    assert sorted(opened_at) == keys  # all within the first year, each once
+    per_month = [sum(1 for t in opened_at.values() if t == T0 + timedelta(days=30.5 * m))
+                 for m in range(1, 13)]
+    assert max(per_month) < len(keys) / 2, per_month  # spread, not all at once
+    assert sum(1 for n in per_month if n) >= 4, per_month
     with engine.reader() as s:
         reviews = s.execute(select(Record).where(Record.workflow_key == "definition_review")
                             .order_by(Record.id)).scalars().all()
-        assert [r.data["definition"] for r in reviews] == keys
+        assert sorted(r.data["definition"] for r in reviews) == keys
         by_key = {r.data["definition"]: r for r in reviews}
         owners = {}
         for key, r in by_key.items():
@@ -258,6 +282,8 @@ def test_yearly_review_of_each_published_definition_goes_to_its_process_owner(
             msg = s.execute(select(OutboxMessage).where(OutboxMessage.record_id == r.id)
                             ).scalar_one()
             assert (msg.kind, msg.recipient_role) == ("review_opened", task.role)
+            assert T0 + timedelta(days=182) <= datetime.fromisoformat(
+                r.data["period"]).replace(tzinfo=UTC) + timedelta(days=1)
         assert owners["capa"] == "qa" and owners["access_review"] == "isms"
         assert owners["training_assignment"] == "training_coordinator"
         assert by_key["capa"].data["version"] == 1
@@ -267,11 +293,11 @@ def test_yearly_review_of_each_published_definition_goes_to_its_process_owner(
             AuditEvent.record_id == ar.id).order_by(AuditEvent.seq)).scalars()] == [
             "create", "task_assigned"]
 
-    clock.set(datetime(2026, 12, 31, 23, 0, tzinfo=UTC))
-    assert run_due(engine, schedules, jobs=JOBS) == []
-    clock.set(datetime(2027, 1, 15, 6, 0, tzinfo=UTC))
-    (line,) = run_due(engine, schedules, jobs=JOBS)
-    assert line.startswith("dr [2027]: opened ['DR-2027-0001'")
+    assert run_due(engine, schedules, jobs=JOBS) == []  # same day again: nothing
+    # a scheduler down for two years opens each definition's latest review once
+    clock.set(T0 + timedelta(days=3 * 365))
+    run_due(engine, schedules, jobs=JOBS)
+    run_due(engine, schedules, jobs=JOBS)
     assert len(numbers(engine, "definition_review")) == 2 * len(keys)
 
 
@@ -280,6 +306,7 @@ def test_definition_review_signed_by_process_owner_and_co_signed_by_qa(engine, p
     """R-WF-8: the process owner signs "Reviewed, remains fit for use", another person of QA
     co-signs, and the review closes."""
     make_user("ivy", "isms", "employee")
+    clock.set(T0 + timedelta(days=366))  # every first review is due
     run_due(engine, load_schedules_text(YEARLY, jobs=JOBS), jobs=JOBS)
     with engine.reader() as s:
         numbers_by_key = {r.data["definition"]: r.number for r in s.execute(

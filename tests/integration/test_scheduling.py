@@ -345,6 +345,8 @@ def test_scheduler_and_jobs_commands(committed_url, tmp_path, monkeypatch):
     monkeypatch.delenv("QMS_SMTP_URL", raising=False)
     qms = Qms(committed_url)  # disposes the engines the commands open
     qms.runner.env["QMS_SCHEDULES_FILE"] = str(schedules)
+    # went live before the quarter began: its review is due (R-OPS-16 has the fresh install)
+    qms.runner.env["QMS_GO_LIVE"] = "2026-01-01"
     try:
         assert qms("init").exit_code == 0
         r = qms("jobs", "list")
@@ -368,5 +370,55 @@ def test_scheduler_and_jobs_commands(committed_url, tmp_path, monkeypatch):
         # the two reviews' messages to the system_owner role, which nobody holds here
         assert r.exit_code == 0 and "dead=2" in r.output
         assert "2 dead letter(s)" in qms("notifications", "dead").output
+    finally:
+        qms.close()
+
+
+@pytest.mark.committed
+def test_a_fresh_install_does_not_back_fill_before_its_go_live(committed_url, monkeypatch):
+    """R-OPS-16 R-OPS-18: `qms init` records the go-live; the first `qms scheduler` run with
+    the shipped schedules opens no periodic record (it used to open 13: definition reviews,
+    last month's KPI report and audit-trail review, last quarter's access reviews); a
+    month later the monthly ones open, and the access review covers this system only."""
+    from tests.factories import CLI_KEY_HEX, Qms
+    from workflow.db import engines as db
+    from workflow.engine.core import Engine
+    from workflow.registry import Registry
+    from workflow.scheduling import golive
+
+    def qms_engine(url):
+        dbe = db.make_engine(url)
+        return Engine(db.make_sessionmaker(dbe), bytes.fromhex(CLI_KEY_HEX),
+                      registry=Registry()), dbe
+
+    monkeypatch.delenv("QMS_SMTP_URL", raising=False)
+    monkeypatch.delenv("QMS_SCHEDULES_FILE", raising=False)
+    qms = Qms(committed_url)
+    try:
+        r = qms("init")
+        assert r.exit_code == 0, r.output
+        assert "go-live 2026-03-02 09:00 UTC" in r.output
+        r = qms("scheduler", "--once")
+        assert r.exit_code == 0, r.output
+        assert "opened" not in r.output, r.output
+        eng, dbe = qms_engine(committed_url)
+        try:
+            with eng.reader() as s:
+                assert s.execute(select(func.count(Record.id))).scalar_one() == 0
+            assert golive.recorded(eng) == clock.now()
+            qms("init")  # re-run: the go-live stays
+            assert golive.recorded(eng) == clock.now()
+            clock.set(datetime(2026, 4, 1, 7, 0, tzinfo=UTC))  # the next month and quarter
+            r = qms("scheduler", "--once")
+            assert r.exit_code == 0, r.output
+            with eng.reader() as s:
+                opened = sorted(s.execute(select(Record.workflow_key, Record.data)).all(),
+                                key=lambda row: row[0])
+            kinds = [k for k, _ in opened]
+            assert kinds.count("access_review") == 1, kinds
+            assert [d["system"] for k, d in opened if k == "access_review"] == ["QMS"]
+            assert "audit_trail_review" in kinds and "definition_review" not in kinds
+        finally:
+            dbe.dispose()
     finally:
         qms.close()

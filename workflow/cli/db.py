@@ -12,6 +12,7 @@ from sqlalchemy import Engine as DBEngine
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
+from workflow import clock
 from workflow.audit.integrity import seal_existing
 from workflow.bootstrap import load_definitions
 from workflow.cli.common import CliError, checked_engine, friendly, operator, safe_url
@@ -22,6 +23,7 @@ from workflow.db.models import AuditEvent, Record, Signature, Task
 from workflow.demo import seed
 from workflow.engine.core import Engine
 from workflow.errors import KeyProblem
+from workflow.scheduling import golive
 from workflow.signatures.keys import create_missing_keys, database_has_history
 from workflow.signatures.part11 import Part11Verifier
 
@@ -165,6 +167,11 @@ def init(demo: bool) -> None:
     _seal(engine)
     for line in load_definitions(engine):
         click.echo(f"  {line}")
+    # the scheduler opens no periodic record for an occurrence before this (QMS_GO_LIVE wins)
+    golive.record(engine, clock.now())
+    live = golive.go_live(engine)
+    assert live is not None
+    click.echo(f"go-live {live:%Y-%m-%d %H:%M} UTC: the scheduler does not back-fill before it")
     if demo:
         # demo records are seeded with vouched signatures (method "demo-seed"); people sign
         # with their own password (and authenticator) in the UI and API

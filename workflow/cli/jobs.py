@@ -3,12 +3,12 @@ work that runs on a clock, and the delivery of what it queued."""
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
 
 from notifications.dispatcher import dead_letters, dispatch, requeue, requeue_all
+from workflow import logs
 from workflow.bootstrap import job_registry
 from workflow.cli.common import CliError, checked_engine, friendly
 from workflow.scheduling import claims, runner, service
@@ -32,7 +32,7 @@ def scheduler(once: bool) -> None:
             click.echo(line)
         click.echo(f"{len(lines)} schedule(s) did something")
         return
-    logging.getLogger().setLevel(logging.INFO)
+    logs.configure(replace=True)  # the one handler: JSON lines (QMS_LOG_FORMAT)
     click.echo(f"scheduler {claims.runner_name()}: {len(schedules)} schedule(s); "
                "Ctrl-C stops it")
     service.serve(engine, schedules, jobs=job_registry())

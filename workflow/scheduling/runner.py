@@ -12,6 +12,7 @@ import logging
 from datetime import datetime
 
 from workflow import clock
+from workflow.db import outage
 from workflow.engine.core import Engine
 from workflow.scheduling import claims
 from workflow.scheduling.context import JobContext, Jobs
@@ -32,7 +33,10 @@ def run_schedule(engine: Engine, schedule: Schedule, period: str | None,
     try:
         summary = job.fn(ctx) or {}
     except Exception as exc:  # noqa: BLE001 - a failing job must not stop the others
-        log.exception("scheduled job %s failed", schedule.name)
+        if outage.kind(exc) is not None:  # logged once per outage (workflow/db/outage.py)
+            log.debug("scheduled job %s failed: database unavailable", schedule.name)
+        else:
+            log.exception("scheduled job %s failed", schedule.name)
         if period is not None:
             claims.record_failure(engine, schedule.name, period, now, exc)
         return f"{schedule.name} [{period or 'now'}]: FAILED: {type(exc).__name__}: {exc}"

@@ -128,9 +128,11 @@ class Schedule:
     def trigger(self) -> CronTrigger:
         return CronTrigger.from_crontab(self.cron, timezone=UTC)
 
-    def due_period(self, now: datetime) -> str | None:
+    def due_period(self, now: datetime, not_before: datetime | None = None) -> str | None:
         """The period of the latest cron occurrence at or before ``now`` (looking back two
-        periods), or None. Every tick of that period gives the same key: catch-up runs once."""
+        periods), or None. Every tick of that period gives the same key: catch-up runs once.
+        An occurrence before ``not_before`` (the go-live, workflow/scheduling/golive.py) is
+        not due: periods before the installation are not back-filled."""
         if self.cron is None or self.period is None:
             return None
         trig = self.trigger()
@@ -139,7 +141,9 @@ class Schedule:
         while t is not None and t <= now:
             last = t
             t = trig.get_next_fire_time(t, t + timedelta(microseconds=1))
-        return period_key(self.period, last) if last is not None else None
+        if last is None or (not_before is not None and last < not_before):
+            return None
+        return period_key(self.period, last)
 
     def describe(self) -> str:
         when = f"cron '{self.cron}' once per {self.period}" if self.cron else "every minute"

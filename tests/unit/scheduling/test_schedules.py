@@ -31,7 +31,8 @@ def test_shipped_schedules_include_the_periodic_reviews():
     of expiring passwords."""
     jobs = {s.job: s for s in load_schedules(jobs=JOBS).values()}
     assert jobs["audit_trail_review"].period == "month"
-    assert jobs["definition_review"].period == "year"
+    assert jobs["definition_review"].period == "day"  # due per definition (R-OPS-17)
+    assert jobs["definition_review"].params == {"interval": "365d"}
     assert jobs["password_expiry_reminders"].params == {"days": 14}
 
 
@@ -77,3 +78,16 @@ def test_schedule_errors_name_file_and_line():
 ])
 def test_period_keys(period, at, key):
     assert period_key(period, at) == key
+
+
+def test_shipped_schedules_name_no_person_and_no_invented_system():
+    """R-OPS-18: the shipped file names no user (the demo's sam) and no system but this one;
+    the access review covers this system (QMS_SYSTEM_NAME) by default."""
+    from workflow.scheduling.schedules import schedules_file
+
+    text = schedules_file().read_text(encoding="utf-8")
+    body = "\n".join(line.split("#", 1)[0] for line in text.splitlines())  # not the comments
+    for word in ("sam", "LIMS", "owner:", "SOP-"):
+        assert word not in body, word
+    review = load_schedules(jobs=JOBS)["access_review_quarterly"]
+    assert "systems" not in review.params

@@ -40,10 +40,12 @@ def access_review(ctx: JobContext) -> dict[str, Any]:
     R-P11-10d-1), listing every active grant for attestation; for this QMS
     (``QMS_SYSTEM_NAME``) the real role grants, for other systems an empty list that the
     system owner fills from the system's export. The review task goes to the system owner
-    named in the schedule (else to the system_owner role)."""
+    named in the schedule (else to the system_owner role). Without ``systems``: this QMS only
+    (``QMS_SYSTEM_NAME``)."""
     opened: list[str] = []
     skipped: list[str] = []
-    for system in ctx.params.get("systems", []):
+    # default: this system only (the installation's name), reviewed by the system_owner role
+    for system in ctx.params.get("systems") or [{"name": ctx.engine.system_name}]:
         name = system["name"]
 
         def work(session: Session, system: Mapping[str, Any] = system, name: str = name) -> str:
@@ -84,10 +86,12 @@ def access_review(ctx: JobContext) -> dict[str, Any]:
 
 
 def check_access_review(params: Mapping[str, Any]) -> list[tuple[tuple, str]]:
+    if "systems" not in params:
+        return []  # this system only (QMS_SYSTEM_NAME)
     systems = params.get("systems")
     if not isinstance(systems, list) or not systems:
         return [((), "params.systems must list the systems to review, e.g. "
-                     "- {name: QMS, owner: sam}")]
+                     "- {name: QMS, owner: jdoe}")]
     out: list[tuple[tuple, str]] = []
     seen: set[str] = set()
     for i, s in enumerate(systems):
