@@ -23,8 +23,8 @@ from workflow.engine.core import Engine
 pytestmark = pytest.mark.committed
 
 #: the most statements (not counting BEGIN and COMMIT) a step of the CAPA life may run
-UNSIGNED_MAX = 9
-SIGNED_MAX = 14
+UNSIGNED_MAX = 8
+SIGNED_MAX = 12
 
 ACTIONS = [{"description": "fix", "responsible": "olga", "due": "2026-12-31"}]
 LIFE: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [

@@ -13,11 +13,14 @@ with plain SQL.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select, update
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from workflow.db.engines import is_sqlite
-from workflow.db.models import Record
+from workflow.db.models import Record, Task, TaskStatus, User
 from workflow.db.seals import record_seal
 from workflow.db.uow import session_key
 from workflow.errors import RecordNotFound, StaleRecord
@@ -32,6 +35,46 @@ _ROW_BY_ID = select(Record.__table__).where(_records.id == bindparam("ref"))
 _ROW_BY_NUMBER = select(Record.__table__).where(_records.number == bindparam("ref"))
 _LOCK_BY_ID = _ROW_BY_ID.with_for_update()
 _LOCK_BY_NUMBER = _ROW_BY_NUMBER.with_for_update()
+
+# the record row with its open tasks and their holders, in one statement (a step checks who
+# holds the record's task before anything else): one row per open task, or one without
+_tasks = Task.__table__.c
+_users = User.__table__.c
+_TASK_COLUMNS = (_tasks.id.label("task_id"), _tasks.role.label("task_role"),
+                 _tasks.assignee_id.label("task_assignee_id"),
+                 _users.username.label("task_username"), _users.full_name.label("task_full_name"))
+_creator = User.__table__.alias("creator")
+_WITH_TASKS = (Record.__table__.join(_creator, _creator.c.id == _records.created_by_id)
+               .outerjoin(Task.__table__, and_(_tasks.record_id == _records.id,
+                                               _tasks.status == TaskStatus.OPEN))
+               .outerjoin(User.__table__, _users.id == _tasks.assignee_id))
+
+
+def _with_tasks(where: Any) -> Any:
+    return (select(Record.__table__, _creator.c.username.label("creator_username"),
+                   *_TASK_COLUMNS).select_from(_WITH_TASKS).where(where).order_by(_tasks.id))
+
+
+_TASKS_BY_ID = _with_tasks(_records.id == bindparam("ref"))
+_TASKS_BY_NUMBER = _with_tasks(_records.number == bindparam("ref"))
+# PostgreSQL locks the record's row only (the tasks are the outer join's nullable side)
+_LOCK_TASKS_BY_ID = _TASKS_BY_ID.with_for_update(of=Record.__table__)
+_LOCK_TASKS_BY_NUMBER = _TASKS_BY_NUMBER.with_for_update(of=Record.__table__)
+_RECORD_COLUMNS = tuple(c.name for c in Record.__table__.columns)
+_OPEN_TASKS = "qms_open_tasks"
+#: per unit: user id -> username of the creators of the records it locked (read with them)
+CREATORS = "qms_usernames"
+
+
+@dataclass(frozen=True)
+class OpenTask:
+    """An open task of a locked record and who holds it (None: unclaimed)."""
+
+    id: int
+    role: str | None
+    assignee_id: int | None
+    username: str | None
+    full_name: str | None
 # SET gets the columns passed at execution (the ones that changed)
 _UPDATE_RECORD = update(Record.__table__).where(
     _records.id == bindparam("_id"), _records.version == bindparam("_stored_version"))
@@ -56,24 +99,47 @@ def get(session: Session, ref: int | str) -> Record:
     return rec
 
 
-def lock(session: Session, ref: int | str) -> Record:
+def lock(session: Session, ref: int | str, *, with_tasks: bool = False) -> Record:
     """Load the record for change. PostgreSQL: SELECT ... FOR UPDATE. SQLite: the unit
-    already holds the database write lock (BEGIN IMMEDIATE).
+    already holds the database write lock (BEGIN IMMEDIATE). ``with_tasks``: its open
+    tasks with their holders (:func:`open_tasks_read`) and its creator's username are read
+    in the same statement.
 
     The record comes back outside the session (built from the row, never in it): change
     its attributes freely, the unit writes what changed at flush/commit (``write_back``)."""
     by_id = isinstance(ref, int)
-    if is_sqlite(session):
-        stmt = _ROW_BY_ID if by_id else _ROW_BY_NUMBER
-    else:
-        stmt = _LOCK_BY_ID if by_id else _LOCK_BY_NUMBER
     key = ref if by_id else str(ref).strip().upper()
-    row = session.execute(stmt, {"ref": key}).mappings().one_or_none()
-    if row is None:
-        raise RecordNotFound(ref)
-    rec = Record(**row)
+    sqlite = is_sqlite(session)
+    if with_tasks:
+        if sqlite:
+            stmt = _TASKS_BY_ID if by_id else _TASKS_BY_NUMBER
+        else:
+            stmt = _LOCK_TASKS_BY_ID if by_id else _LOCK_TASKS_BY_NUMBER
+        rows = session.execute(stmt, {"ref": key}).all()
+        if not rows:
+            raise RecordNotFound(ref)
+        rec = Record(**{c: rows[0]._mapping[c] for c in _RECORD_COLUMNS})
+        session.info.setdefault(CREATORS, {})[rec.created_by_id] = rows[0].creator_username
+        session.info.setdefault(_OPEN_TASKS, {})[rec.id] = [
+            OpenTask(r.task_id, r.task_role, r.task_assignee_id, r.task_username,
+                     r.task_full_name) for r in rows if r.task_id is not None]
+    else:
+        if sqlite:
+            stmt = _ROW_BY_ID if by_id else _ROW_BY_NUMBER
+        else:
+            stmt = _LOCK_BY_ID if by_id else _LOCK_BY_NUMBER
+        row = session.execute(stmt, {"ref": key}).mappings().one_or_none()
+        if row is None:
+            raise RecordNotFound(ref)
+        rec = Record(**row)
     track(session, rec)
     return rec
+
+
+def open_tasks_read(session: Session, rec: Record) -> list[OpenTask] | None:
+    """The open tasks read with ``rec`` by ``lock(..., with_tasks=True)``, once (None: not
+    read, or already used - the caller queries them)."""
+    return session.info.get(_OPEN_TASKS, {}).pop(rec.id, None)
 
 
 def track(session: Session, rec: Record) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from workflow import rules
+from workflow.db import records
 from workflow.db.models import Record, User
 from workflow.engine import gates, inputs
 from workflow.engine import statements as st
@@ -154,15 +155,16 @@ def claim_holds(session: Session, d: WorkflowDefinition, rec: Record, t: Transit
     if not acting or (t.signature is not None and t.signature.quorum > 1
                       and not t.signature.one_per_role):
         return
-    tasks = [row for row in session.execute(st.OPEN_TASK_HOLDERS, {"rid": rec.id})
-             if row.role in acting]
+    read = records.open_tasks_read(session, rec)  # read with the record's lock, if it was
+    rows = read if read is not None else session.execute(st.OPEN_TASK_HOLDERS, {"rid": rec.id})
+    tasks = [row for row in rows if row.role in acting]
     if not tasks or any(row.assignee_id in (None, user.id) for row in tasks):
         return
     held = tasks[0]
     raise ClaimHeld(
         f"{t.label} on {rec.number}: the task is held by {held.full_name} "
         f"({held.username}); only they can complete it until they release or delegate it "
-        "(rule: a claim holds).", holder=held.username, task_id=held.id)
+        "(rule: a claim holds).", holder=str(held.username), task_id=held.id)
 
 
 def is_assignee(session: Session, rec: Record, user: User) -> bool:

@@ -10,6 +10,7 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
+from workflow.db import records
 from workflow.db.models import Record, User
 from workflow.engine import statements as st
 from workflow.identity import users as identity
@@ -101,7 +102,7 @@ class Ctx:
 #: per unit (session): username -> id and id -> username of the users it looked up; both
 #: are fixed for the life of an account (usernames are never changed or reused)
 _USER_IDS = "qms_user_ids"
-_USERNAMES = "qms_usernames"
+_USERNAMES = records.CREATORS  # also filled by records.lock(with_tasks=True)
 
 
 def remember_user(session: Session, username: str, uid: int) -> None:

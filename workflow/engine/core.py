@@ -185,7 +185,7 @@ class Engine:
             with self.unit() as session:
                 ctx = self.context(session)
                 user = ctx.actor(actor)
-                rec = records.lock(session, record)
+                rec = records.lock(session, record, with_tasks=True)
                 access.check_visible(ctx, rec, user, record)
                 if expected_version is not None and rec.version != expected_version:
                     raise StaleRecord(rec.number, expected_version, rec.version)

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from workflow import clock
+from workflow.db import records
 from workflow.db.models import Record, TaskStatus, TimerStatus, User
 from workflow.engine import statements as st
 from workflow.engine.context import Ctx
@@ -21,6 +22,7 @@ def leave_state(ctx: Ctx, compiled: Compiled, rec: Record, user: User, transitio
     session = ctx.session
     session.execute(st.CLOSE_TASKS, {"rid": rec.id, "now": ctx.now, "uid": user.id,
                                      "transition": transition})
+    records.open_tasks_read(session, rec)  # what was read with the lock is no longer so
     state = compiled.definition.states[rec.state]
     if any(a.kind == "start_timer" for a in state.on_enter):
         session.execute(st.CANCEL_TIMERS, {"rid": rec.id})
