@@ -39,13 +39,14 @@ _EXPORTS = {
         "LoginStepExpired", "LoginThrottled", "TokenError", "TokenRejected", "ConfigError",
         "TamperedData", "DefinitionTampered", "UntrustedGrant", "ContentLocked",
         "ChangeReasonRequired", "RequiredEarlier", "PopulationFixed", "ClaimHeld", "NotYetOpen",
-        "LinkedRecordsOpen", "KeyProblem", "CheckpointError", "AttachmentRefused",
+        "LinkedRecordsOpen", "KeyProblem", "CheckpointError", "BackupError", "AttachmentRefused",
         "AttachmentTooLarge", "AttachmentTypeRefused", "AttachmentDamaged")},
 }
 
 __all__ = [
     "AttachmentDamaged", "AttachmentRefused", "AttachmentTooLarge", "AttachmentTypeRefused",
-    "AccountLocked", "AuthError", "CheckpointError", "ClaimHeld", "CliActingRefused", "ConfigError",
+    "AccountLocked", "AuthError", "BackupError", "CheckpointError", "ClaimHeld", "CliActingRefused",
+    "ConfigError",
     "CredentialsRejected", "DefinitionError", "LinkedRecordsOpen", "NotYetOpen",
     "DefinitionTampered", "DueDateLocked",
     "Engine", "GrantRefused", "GuardFailed", "InactiveUser", "KeyProblem", "LoginFailed", "LoginStepExpired",
@@ -71,6 +72,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
         AttachmentTooLarge,
         AttachmentTypeRefused,
         AuthError,
+        BackupError,
         ChangeReasonRequired,
         CheckpointError,
         ClaimHeld,

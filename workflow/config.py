@@ -74,6 +74,10 @@ class Settings:
         "application/pdf", "image/png", "image/jpeg", "image/tiff", "text/plain",
         "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    # where `qms backup` writes (workflow/backup.py; None: instance_dir / backups) and the age
+    # after which /readyz and the dashboard flag the newest backup as overdue (0: never)
+    backup_dir: Path | None = None
+    backup_max_age_hours: int = 26
     # --- web
     cookie_secure: bool = False
     trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-* are believed
@@ -159,6 +163,11 @@ class Settings:
         """The append-only directory signed checkpoints are written to."""
         return self.checkpoint_dir or self.instance_dir / "checkpoints"
 
+    @property
+    def backup_path(self) -> Path:
+        """The directory ``qms backup`` writes to and the backup age is read from."""
+        return self.backup_dir or self.instance_dir / "backups"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Parse and validate every ``QMS_`` variable of ``environ`` (default: the process
@@ -182,6 +191,9 @@ class Settings:
             attachment_max_bytes=max(1, env.whole("QMS_ATTACHMENT_MAX_BYTES",
                                                   d.attachment_max_bytes, "bytes")),
             attachment_types=env.media_types("QMS_ATTACHMENT_TYPES", d.attachment_types),
+            backup_dir=env.path("QMS_BACKUP_DIR"),
+            backup_max_age_hours=env.whole("QMS_BACKUP_MAX_AGE_HOURS", d.backup_max_age_hours,
+                                           "hours (0: never overdue)"),
             cookie_secure=env.flag("QMS_COOKIE_SECURE", d.cookie_secure),
             trusted_proxies=env.whole("QMS_TRUSTED_PROXIES", d.trusted_proxies, "proxies"),
             api_rate_per_minute=env.whole("QMS_API_RATE_PER_MINUTE", d.api_rate_per_minute,

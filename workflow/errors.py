@@ -552,6 +552,18 @@ class KeyProblem(WorkflowError):
         super().__init__(message)
 
 
+class BackupError(WorkflowError):
+    """A backup cannot be written or restored as asked: a missing tool (pg_dump), a damaged or
+    foreign backup (a file's SHA-256 differs from the manifest), a live database that
+    ``--force`` was not given for. ``path`` names the backup or the database."""
+
+    code = "backup_problem"
+
+    def __init__(self, path: str, message: str):
+        self.path = path
+        super().__init__(message)
+
+
 class CheckpointError(WorkflowError):
     """A checkpoint or signed true copy cannot be used: missing, unreadable, not in the
     expected format, or (when checked) not signed by the key given. ``path`` names it."""

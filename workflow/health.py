@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 from sqlalchemy import Engine as DBEngine
 
+from workflow import backup as backups
 from workflow import config
 from workflow.db import engines as db
 from workflow.db import outage
@@ -110,8 +111,17 @@ def keys(p: Probe) -> Check:
     return Check("keys", ok, "" if ok else "no current server key")
 
 
+def backup(p: Probe) -> Check:
+    """The age of the newest backup in QMS_BACKUP_DIR (``backup_age_hours``; workflow/backup.py):
+    flagged when there is none or it is older than QMS_BACKUP_MAX_AGE_HOURS, never making
+    the process unready (a late backup is the operator's to fix, not a reason to stop)."""
+    now = backups.status(p.settings)
+    return Check("backup", now.ok, now.problem, {"backup_age_hours": now.age_hours},
+                 critical=False)
+
+
 #: the checks ``/readyz`` runs, in order: add a function here to add a check
-CHECKS: list[Callable[[Probe], Check]] = [database, schema, keys]
+CHECKS: list[Callable[[Probe], Check]] = [database, schema, keys, backup]
 
 
 def readiness(probe: Probe) -> tuple[bool, list[Check]]:

@@ -45,9 +45,13 @@ def test_readyz_reports_database_schema_and_keys_without_secrets(app, client) ->
     no login, and nothing an attacker could use (no URL, path, revision id or key)."""
     r = client.get("/readyz")
     assert r.status_code == 200, r.get_data(as_text=True)
+    # no backup in the test's instance directory yet: flagged, but ready (R-OPS-4)
     assert r.json == {"status": "ready", "checks": {"database": {"ok": True},
                                                     "schema": {"ok": True},
-                                                    "keys": {"ok": True}}}
+                                                    "keys": {"ok": True},
+                                                    "backup": {"ok": False,
+                                                               "detail": "no backup yet",
+                                                               "backup_age_hours": None}}}
     text = r.get_data(as_text=True)
     bind = app.config["QMS_ENGINE"].sessions.kw["bind"].engine
     assert str(bind.url.database) not in text and TEST_KEY.hex() not in text

@@ -18,6 +18,7 @@ from flask import (
     Blueprint,
     Response,
     abort,
+    current_app,
     flash,
     jsonify,
     redirect,
@@ -30,6 +31,7 @@ from flask_login import current_user
 from webapp import charts, csvexport
 from webapp.context import engine, read_session
 from webapp.views.auth import roles_required
+from workflow import backup as backups
 from workflow.audit import integrity, runs
 from workflow.identity import enablement
 from workflow.kpi import SECURITY_ACTIONS, SPECS, Kpi, Period
@@ -152,6 +154,8 @@ def index() -> Any:
         first_month=period.start.strftime("%Y-%m"),
         last_month=(period.end - timedelta(days=1)).strftime("%Y-%m"),
         can_verify=current_user.has(*VERIFY_ROLES),
+        # the newest backup's age (workflow/backup.py; the same figure as /readyz)
+        backup=backups.status(current_app.config["QMS_SETTINGS"]),
         # 21 CFR 11.100(b), 11.10(j): people enabled to sign (security section only)
         signers=enablement.signing_census(s) if "security" in shown else None)
 

@@ -16,6 +16,7 @@ import click
 from workflow import config
 from workflow.cli.anchor import audit_group, verify_copy
 from workflow.cli.audit import export, verify_audit
+from workflow.cli.backup import backup_command, restore_command
 from workflow.cli.common import CliError
 from workflow.cli.db import db_group, init, stats
 from workflow.cli.definitions import definitions_group
@@ -53,5 +54,7 @@ main.add_command(keys_group)  # docs/keys.md
 main.add_command(config_group)  # README, Configuration
 main.add_command(audit_group)  # docs/inspector.md
 main.add_command(verify_copy)  # docs/inspector.md
+main.add_command(backup_command)  # docs/operations.md
+main.add_command(restore_command)  # docs/operations.md
 
 __all__ = ["main"]
