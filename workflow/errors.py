@@ -553,9 +553,8 @@ class KeyProblem(WorkflowError):
 
 
 class BackupError(WorkflowError):
-    """A backup cannot be written or restored as asked: a missing tool (pg_dump), a damaged or
-    foreign backup (a file's SHA-256 differs from the manifest), a live database that
-    ``--force`` was not given for. ``path`` names the backup or the database."""
+    """A backup cannot be written or restored as asked (no pg_dump, a SHA-256 that differs
+    from the manifest, a live database without --force). ``path`` names what."""
 
     code = "backup_problem"
 

@@ -64,6 +64,7 @@ SYSTEM_ACTIONS: dict[str, str] = {
     "definition_draft_withdrawn": "Definition draft withdrawn",
     "records_migrated": "Records migrated",
     "key_created": "Key created",
+    "database_restored": "Database restored from a backup",
     "key_rotated": "Key rotated",
     "rows_sealed": "Rows sealed",
     "integrity_check_failed": "Integrity check failed",
