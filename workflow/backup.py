@@ -110,7 +110,7 @@ def _figures(conn: Connection) -> dict[str, Any]:
 def _tool(name: str) -> str:
     found = shutil.which(name)
     if found is None:
-        raise BackupError(name, f"{name} is not installed: install the PostgreSQL client "
+        raise BackupError(f"{name} is not installed: install the PostgreSQL client "
                                 "programs of the server's major version (or newer)")
     return found
 
@@ -129,7 +129,7 @@ def _run(cmd: list[str], env: dict[str, str], what: str) -> None:
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip().splitlines()
-        raise BackupError(cmd[0], f"{what} failed (exit {proc.returncode}): "
+        raise BackupError(f"{what} failed (exit {proc.returncode}): "
                                   + (detail[-1] if detail else "no message"))
 
 
@@ -139,7 +139,7 @@ def _run(cmd: list[str], env: dict[str, str], what: str) -> None:
 def _dump_sqlite(url: URL, out: Path) -> dict[str, Any]:
     source = Path(str(url.database))
     if not source.is_file():
-        raise BackupError(str(source), f"no database file at {source}")
+        raise BackupError(f"no database file at {source}")
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     dst = sqlite3.connect(out)
     try:
@@ -208,7 +208,7 @@ def create(settings: config.Settings | None = None, to: Path | None = None) -> B
             finally:
                 dbe.dispose()
         else:
-            raise BackupError(dialect, f"cannot back up a {dialect} database")
+            raise BackupError(f"cannot back up a {dialect} database")
         checkpoint = _checkpoint_ref(s, partial)
         files = {f.name: {"sha256": sha256(f), "bytes": f.stat().st_size}
                  for f in sorted(partial.iterdir())}
@@ -233,21 +233,21 @@ def load(path: Path) -> Backup:
     try:
         manifest = json.loads((path / MANIFEST).read_text())
     except FileNotFoundError:
-        raise BackupError(str(path), f"{path} is not a backup: no {MANIFEST} "
+        raise BackupError(f"{path} is not a backup: no {MANIFEST} "
                                      "(an interrupted backup has none)") from None
     except (OSError, ValueError) as exc:
-        raise BackupError(str(path), f"cannot read {path / MANIFEST}: {exc}") from None
+        raise BackupError(f"cannot read {path / MANIFEST}: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise BackupError(str(path), f"{path / MANIFEST} is not a {FORMAT} manifest")
+        raise BackupError(f"{path / MANIFEST} is not a {FORMAT} manifest")
     files = manifest.get("files") or {}
     if manifest.get("data") not in files:
-        raise BackupError(str(path), f"the manifest of {path} lists no database file")
+        raise BackupError(f"the manifest of {path} lists no database file")
     for name, want in files.items():
         f = path / name
         if not f.is_file():
-            raise BackupError(str(f), f"{f} is missing from the backup")
+            raise BackupError(f"{f} is missing from the backup")
         if sha256(f) != want.get("sha256"):
-            raise BackupError(str(f), f"{f} does not match its SHA-256 in the manifest: the "
+            raise BackupError(f"{f} does not match its SHA-256 in the manifest: the "
                                       "backup was changed or damaged; use another one")
     return Backup(path, manifest)
 
@@ -342,13 +342,13 @@ def restore(backup: Backup, settings: config.Settings | None = None, *,
     url = make_url(owner_url(s))
     dialect = url.get_backend_name()
     if dialect != backup.manifest["dialect"]:
-        raise BackupError(str(backup.path), f"the backup is of a {backup.manifest['dialect']} "
+        raise BackupError(f"the backup is of a {backup.manifest['dialect']} "
                                             f"database, the configured one is {dialect}")
     shown = url.render_as_string(hide_password=True)
     dbe = db.make_engine(url.render_as_string(hide_password=False))
     try:
         if holds_data(dbe) and not force:
-            raise BackupError(shown, f"the database {shown} holds data: restoring would "
+            raise BackupError(f"the database {shown} holds data: restoring would "
                                      "replace it. Stop the web server and the scheduler, "
                                      "then run again with --force")
     finally:
@@ -377,6 +377,6 @@ def restore(backup: Backup, settings: config.Settings | None = None, *,
             finally:
                 owner.dispose()
             if not report.ok:
-                raise BackupError(role, f"restored, but the runtime role {role} is not as it "
+                raise BackupError(f"restored, but the runtime role {role} is not as it "
                                         f"should be: {'; '.join(report.problems)}")
     return shown

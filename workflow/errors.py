@@ -1,7 +1,5 @@
-"""Domain errors. Each carries the data a caller needs and a message a person can act on.
-
-HTTP status codes are chosen in webapp/, never here.
-"""
+"""Domain errors. Each carries the data a caller needs and a message a person can act on;
+HTTP status codes are chosen in webapp/, never here."""
 
 from __future__ import annotations
 
@@ -553,14 +551,7 @@ class KeyProblem(WorkflowError):
 
 
 class BackupError(WorkflowError):
-    """A backup cannot be written or restored as asked (no pg_dump, a SHA-256 that differs
-    from the manifest, a live database without --force). ``path`` names what."""
-
-    code = "backup_problem"
-
-    def __init__(self, path: str, message: str):
-        self.path = path
-        super().__init__(message)
+    """A backup cannot be written or restored as asked; the message names the file and why."""
 
 
 class CheckpointError(WorkflowError):
