@@ -15,10 +15,10 @@ from typing import Any
 from flask import Response, current_app, request
 from werkzeug.datastructures import FileStorage
 
-from webapp.context import engine
+from webapp.context import engine, read_session
 from workflow import config
 from workflow.errors import AttachmentRefused
-from workflow.queries import attachments, copies
+from workflow.queries import attachments, copies, records
 from workflow.signatures.keys import key_provider
 
 #: the Content Security Policy of every download
@@ -50,6 +50,8 @@ def true_copy(number: str, fmt: str, username: str, reason: str) -> Response:
     """The signed true copy of ``number`` as ``username`` downloads it (RecordNotFound when
     they may not see it; the export is audited with their name)."""
     s = settings()
+    # who may not see the record learns nothing else (not even a server key problem)
+    records.visible_record(read_session(), engine(), number, username)
     anchor = key_provider(s).anchor_keys()
     doc = copies.export(engine(), number, "pdf" if fmt == "zip" else fmt, reason,
                         actor=username, anchor=anchor, checkpoint_dir=s.checkpoint_path,

@@ -12,10 +12,12 @@ from flask.testing import FlaskClient
 from tests.conftest import TEST_KEY
 from webapp import create_app
 from workflow import clock
+from workflow import config as qms_config
 from workflow.identity import passwords
 from workflow.identity import users as identity
 from workflow.identity.policy import Policy
 from workflow.identity.totp import begin_totp_enrolment, confirm_totp_enrolment
+from workflow.signatures.keys import FileKeyProvider
 from workflow.signatures.part11 import Part11Verifier
 
 PASSWORD = "Correct-Horse-Battery-9"
@@ -25,6 +27,8 @@ POLICY = Policy(totp_required_roles=("admin",))
 @pytest.fixture
 def app(engine, tmp_path, monkeypatch):
     monkeypatch.setenv("QMS_INSTANCE_DIR", str(tmp_path))
+    # the Ed25519 anchor key that signs true copies, as `qms init` creates it
+    FileKeyProvider(qms_config.settings()).create("anchor")
     engine.verifier = Part11Verifier(TEST_KEY, POLICY)
     app = create_app({"TESTING": True, "SECRET_KEY": "test", "QMS_ENGINE": engine,
                       "QMS_POLICY": POLICY})

@@ -120,3 +120,37 @@ def test_wrong_type_or_oversize_upload_is_refused_on_the_form_and_nothing_change
     rec = engine.get(n)
     assert rec.version == before and rec.state == "implementation"
     assert files(tmp_path) == []
+
+
+def test_api_download_and_a_damaged_file_on_the_page_and_the_api(app, client, engine, staff,
+                                                                 tmp_path):
+    """R-WF-31 R-WF-32: GET /api/v1/records/{n}/files/{sha256} hands the file to a token
+    whose user may see the record (404 otherwise); once the stored bytes are changed the
+    record page says "Integrity check failed", QA's "Verified" shows superseded, and both
+    the page and the API refuse the file (409 attachment_damaged)."""
+    from tests.web.test_api import call, token
+    from workflow import blobs
+
+    n = at_implementation(engine)
+    login(client, "olga")
+    assert post_implementation(client, engine, n, (PNG, "photo.png")).status_code == 302
+    engine.fire(n, "verify", "quinn", {"verification_evidence": "seen"},
+                signature=PasswordSignature("quinn", PASSWORD, None))
+    sha = engine.get(n).data["implementation_evidence"]["sha256"]
+    r = call(client, "GET", f"/records/{n}/files/{sha}", token(engine, "quinn", "read"))
+    assert r.status_code == 200 and r.data == PNG and r.mimetype == "image/png"
+    assert r.headers["Content-Disposition"].startswith("attachment;")
+    assert r.headers["X-QMS-SHA256"] == sha
+    r = call(client, "GET", f"/records/{n}/files/{sha}", token(engine, "ivy", "read"))
+    assert r.status_code == 404 and r.get_json()["error"]["code"] == "not_found"
+
+    path = blobs.LocalBlobStore(tmp_path / "files").path(sha)
+    path.chmod(0o640)
+    path.write_bytes(PNG + b"tampered")
+    page = client.get(f"/records/{n}").get_data(as_text=True)
+    assert "Integrity check failed:" in page and "no longer matches its SHA-256" in page
+    sigs = page[page.index("<h2>Signatures</h2>"):]
+    assert re.search(r'sig-superseded">\s*<div class="sig-meaning">Verified', sigs)
+    assert client.get(f"/records/{n}/files/{sha}").status_code == 409
+    r = call(client, "GET", f"/records/{n}/files/{sha}", token(engine, "quinn", "read"))
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "attachment_damaged"

@@ -25,7 +25,7 @@ from webapp.api.core import (
 from webapp.api.spec import Param, Route
 from webapp.context import engine, read_session
 from webapp.errors import ApiError
-from workflow import clock
+from workflow import blobs, clock
 from workflow import tasks as wf_inbox
 from workflow.db.models import (
     DefinitionVersion,
@@ -247,6 +247,12 @@ def record_copy_json(caller: Caller, number: str) -> Any:
     return downloads.true_copy(number, "json", caller.username, "true copy downloaded via the API")
 
 
+def record_file(caller: Caller, number: str, sha256: str) -> Any:
+    if not blobs.SHA256.match(sha256):
+        raise ApiError(404, "not_found", "There is no such file on this record.")
+    return downloads.attachment_file(number, sha256, caller.username)
+
+
 def record_signatures(caller: Caller, number: str) -> Any:
     rec = _visible(caller, number)
     sigs = records.signatures(read_session(), rec)
@@ -460,6 +466,18 @@ ROUTES: tuple[Route, ...] = (
           description="The electronic true copy (format `qms-true-copy/1`) with its Ed25519 "
                       "`signature`, checkable with `qms verify-copy`; audited with the "
                       "token's user."),
+    Route("GET", "/records/{number}/files/{sha256}", record_file,
+          "A file the record holds (or held), by its SHA-256", "read", "records",
+          params=(_NUMBER, Param("sha256", "path", {"type": "string", "minLength": 64,
+                                                    "maxLength": 64,
+                                                    "pattern": "^[0-9a-f]{64}$"},
+                                 "the file's SHA-256, as in the record's data")),
+          errors=(404, 409), media="application/octet-stream",
+          description="Sent as an attachment (its detected type in Content-Type, its name in "
+                      "Content-Disposition, its SHA-256 in X-QMS-SHA256); audited with the "
+                      "token's user. 404 when you may not see the record or it holds no "
+                      "such file; 409 `attachment_damaged` when the stored bytes no longer "
+                      "match their SHA-256 (docs/attachments.md)."),
     Route("GET", "/records/{number}/signatures", record_signatures,
           "The record's electronic signatures with their manifestation", "read", "audit",
           response="SignatureList", params=(_NUMBER,), errors=(404,)),
