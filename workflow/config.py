@@ -289,8 +289,8 @@ def is_zone(name: str) -> bool:
 
 def zone_problem(name: str) -> str:
     """Why ``name`` is not a time zone, with the nearest names of the tz database."""
-    near = difflib.get_close_matches(name, sorted(available_timezones()), n=2, cutoff=0.75)
-    hint = f"; did you mean {' or '.join(near)}?" if near else " (e.g. Europe/Paris, UTC)"
+    near = difflib.get_close_matches(name, sorted(available_timezones()), n=1, cutoff=0.75)
+    hint = f"; did you mean {near[0]}?" if near else " (e.g. Europe/Paris, UTC)"
     return f"must be a time zone of the tz database, got {name!r}{hint}"
 
 

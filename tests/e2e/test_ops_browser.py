@@ -116,3 +116,23 @@ def test_administrator_retries_all_undeliverable_messages(page: Page, site) -> N
     page.screenshot(path=str(SHOTS / "dead-letters-after-retry-all.png"), full_page=True)
     with eng.reader() as s:
         assert {m.status for m in s.execute(select(OutboxMessage)).scalars()} == {"pending"}
+
+
+def test_a_misspelt_time_zone_is_refused_on_the_new_user_form(page: Page, site) -> None:
+    """R-OPS-10: the new-user form proposes the installation's time zone; "Europe/Pari" is
+    refused with the nearest names and no account is created."""
+    _, eng, totps = site
+    log_in(page, "ada", totps["ada"])
+    page.goto("/admin/users")
+    expect(page.get_by_label("Time zone")).to_have_value("UTC")
+    page.get_by_label("Username").fill("zoe")
+    page.get_by_label("Printed full name").fill("Zoe Analyst")
+    page.get_by_label("Time zone").fill("Europe/Pari")
+    page.get_by_label("Reason").fill("new hire HR-1234")
+    page.get_by_role("button", name="Create user").click()
+    expect(page.get_by_text(re.compile(r"did you mean Europe/Paris"))).to_be_visible()
+    page.screenshot(path=str(SHOTS / "new-user-time-zone-refused.png"), full_page=True)
+    from workflow.identity import users as identity
+
+    with eng.reader() as s:
+        assert identity.find_user(s, "zoe") is None
