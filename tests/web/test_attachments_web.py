@@ -154,3 +154,37 @@ def test_api_download_and_a_damaged_file_on_the_page_and_the_api(app, client, en
     assert client.get(f"/records/{n}/files/{sha}").status_code == 409
     r = call(client, "GET", f"/records/{n}/files/{sha}", token(engine, "quinn", "read"))
     assert r.status_code == 409 and r.get_json()["error"]["code"] == "attachment_damaged"
+
+
+def test_api_upload_then_attach_in_a_step(client, engine, staff, tmp_path):
+    """R-WF-30: POST /api/v1/files takes the file as the body, reads its type from the
+    content, stores it and answers its file value (201); the value then goes into a step's
+    data. A wrong type is 415 and a missing name 400, storing nothing; without the write
+    scope 403."""
+    from tests.web.test_api import call, token
+
+    n = at_implementation(engine)
+    tok = token(engine, "olga", "read", "write")
+    r = client.post("/api/v1/files?name=evidence%20%C5%81%C3%B3d%C5%BA.pdf", data=PDF,
+                    headers={"Authorization": f"Bearer {tok}",
+                             "Content-Type": "application/octet-stream"})
+    assert r.status_code == 201, r.get_json()
+    value = r.get_json()["file"]
+    assert value["name"] == "evidence Łódź.pdf" and value["type"] == "application/pdf"
+    actions = [{**a, "done": True} for a in engine.get(n).data["actions"]]
+    r = call(client, "POST", f"/records/{n}/transitions/complete_implementation", tok,
+             {"expected_version": engine.get(n).version,
+              "data": {"implementation_summary": "Done.", "actions": actions,
+                       "implementation_evidence": value}})
+    assert r.status_code == 200, r.get_json()
+    assert engine.get(n).data["implementation_evidence"] == value
+    stored = len(files(tmp_path))
+    r = client.post("/api/v1/files?name=x.pdf", data=b"MZ\x90\x00" + b"\x00" * 99,
+                    headers={"Authorization": f"Bearer {tok}"})
+    assert r.status_code == 415 and r.get_json()["error"]["code"] == "attachment_type_refused"
+    r = client.post("/api/v1/files", data=PDF, headers={"Authorization": f"Bearer {tok}"})
+    assert r.status_code == 400
+    r = client.post("/api/v1/files?name=a.pdf", data=PDF,
+                    headers={"Authorization": f"Bearer {token(engine, 'olga', 'read')}"})
+    assert r.status_code == 403
+    assert len(files(tmp_path)) == stored

@@ -46,6 +46,7 @@ class Route:
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     media: str = "application/json"  # of the OK answer (a file: application/pdf, ...)
+    upload: bool = False  # the request body is a file (application/octet-stream), not JSON
 
     @property
     def endpoint(self) -> str:
@@ -97,6 +98,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                        "(segregation_of_duties), required_roles (not_authorized), available "
                        "(transition_not_available), meaning (signature_required), missing "
                        "(training_required), required_scope (insufficient_scope)."}}),
+    "FileValue": _obj({"file": _obj({
+        "sha256": _STR, "name": _STR, "size": _INT,
+        "type": {**_STR, "description": "media type read from the content"}})}),
     "Person": _obj({"username": _STR, "name": {**_STR, "description": "printed name"}}),
     "Me": _obj({"username": _STR, "name": _STR, "roles": {"type": "array", "items": _STR},
                 "token": _obj({"prefix": _STR, "scopes": {"type": "array", "items": _STR}})}),
@@ -279,7 +283,10 @@ ERROR_TEXT = {
     409: "The record changed since you read it (stale_record, with current_version); the "
          "step is not open yet (not_yet_open, with opens_at) or waits for linked records "
          "(linked_records_open, with open_records)",
-    413: "Request body too large (payload_too_large)",
+    413: "Request body too large (payload_too_large; a file over QMS_ATTACHMENT_MAX_BYTES: "
+         "attachment_too_large)",
+    415: "The file's type, read from its content, may not be attached "
+         "(attachment_type_refused)",
     422: "A rule refused the change (validation_failed, guard_failed, "
          "segregation_of_duties, transition_not_available, signature_required, "
          "signature_credentials_rejected, reason_required, unknown_workflow...)",
@@ -307,6 +314,9 @@ def openapi(routes: tuple[Route, ...], rate_per_minute: int) -> dict[str, Any]:
         if r.body is not None:
             op["requestBody"] = {"required": True, "content": {
                 "application/json": {"schema": r.body}}}
+        if r.upload:
+            op["requestBody"] = {"required": True, "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
         ok_schema = ref(r.response) if r.response else {"type": "object"}
         if r.media != "application/json":
             ok_schema = {"type": "string", "format": "binary"}
@@ -316,7 +326,7 @@ def openapi(routes: tuple[Route, ...], rate_per_minute: int) -> dict[str, Any]:
         codes = set(r.errors)
         if r.scope is not None:
             codes |= {401, 403, 429}
-        if r.body is not None:
+        if r.body is not None or r.upload:
             codes |= {400, 413}
         for code in sorted(codes):
             responses[str(code)] = {"description": ERROR_TEXT[code],

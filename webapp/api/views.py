@@ -11,6 +11,7 @@ import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from flask import request
 from sqlalchemy.orm import Session
 
 from webapp import downloads
@@ -36,7 +37,7 @@ from workflow.identity import tokens as api_tokens
 from workflow.identity import users as identity
 from workflow.kpi import SPECS, Kpi, Period
 from workflow.kpi.specs import SYSTEM_METRIC_ROLES
-from workflow.queries import definitions, records, search
+from workflow.queries import attachments, definitions, records, search
 
 Caller = api_tokens.Caller
 
@@ -253,6 +254,13 @@ def record_file(caller: Caller, number: str, sha256: str) -> Any:
     return downloads.attachment_file(number, sha256, caller.username)
 
 
+def upload_file(caller: Caller, query: dict[str, Any]) -> Any:
+    downloads.allow_uploads()  # before the body is read
+    data = request.get_data(cache=False)
+    value = attachments.upload(engine(), caller.username, query["name"], data)
+    return {"file": value}, 201
+
+
 def record_signatures(caller: Caller, number: str) -> Any:
     rec = _visible(caller, number)
     sigs = records.signatures(read_session(), rec)
@@ -466,6 +474,18 @@ ROUTES: tuple[Route, ...] = (
           description="The electronic true copy (format `qms-true-copy/1`) with its Ed25519 "
                       "`signature`, checkable with `qms verify-copy`; audited with the "
                       "token's user."),
+    Route("POST", "/files", upload_file, "Upload a file to attach in a step", "write",
+          "records", ok=201, response="FileValue", upload=True,
+          params=(Param("name", "query", {"type": "string", "minLength": 1, "maxLength": 255},
+                        "the file's name (shown and offered on download)", required=True),),
+          errors=(415, 422),
+          description="The request body is the file itself (any Content-Type; the type is "
+                      "read from the content). Checked against QMS_ATTACHMENT_MAX_BYTES (413 "
+                      "attachment_too_large) and QMS_ATTACHMENT_TYPES (415 "
+                      "attachment_type_refused), stored under its SHA-256 and audited with "
+                      "the token's user; nothing is stored when it is refused. Put the "
+                      "returned `file` value into a step's `data` for a field of type file "
+                      "(docs/attachments.md)."),
     Route("GET", "/records/{number}/files/{sha256}", record_file,
           "A file the record holds (or held), by its SHA-256", "read", "records",
           params=(_NUMBER, Param("sha256", "path", {"type": "string", "minLength": 64,
