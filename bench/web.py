@@ -6,6 +6,11 @@ Each page is requested --n times with Flask's test client, logged in (a real log
 every request also refreshes the server-side session row, as in production); the time is
 the whole in-process WSGI request: routing, session, queries, template rendering.
 
+Search and trail pages (issue 17): /records with words, a record number, words and filters,
+a "recently updated" sort, the unfiltered list; the audit trail's second page and a user
+filter. ``--info FILE`` measures an existing database instead of generating one;
+``--pages a,b`` measures only those pages.
+
 Pages (olga): the inbox's first page, a filtered page (workflow + overdue), a search, a
 record page (CAPA in action plan), a record with a signature and a longer history, and the
 form of a transition. Extra (qa00, holding the QA role: ~15,000 tasks claimable by QA):
@@ -65,19 +70,47 @@ def _measure(client, path: str, n: int) -> dict[str, float]:  # type: ignore[no-
             "max_ms": round(times[-1], 1)}
 
 
+def _existing(url: str, info_file: str) -> dict:  # type: ignore[type-arg]
+    """What datagen returned for an existing database (its JSON), with an Engine on it."""
+    from bench.datagen import KEY
+    from workflow.db import engines as db
+    from workflow.engine.core import Engine
+    from workflow.registry import Registry
+
+    info = json.loads(Path(info_file).read_text())
+    info["engine"] = Engine(db.make_sessionmaker(db.make_engine(url)), KEY, registry=Registry())
+    info.setdefault("password", "Bench-Password-2026!")
+    return info
+
+
+def _older(client, path: str) -> str:  # type: ignore[no-untyped-def]
+    """The "Older events" link of a trail page (its second page)."""
+    html = client.get(path).get_data(as_text=True)
+    m = re.search(r'rel="next" href="([^"]+)"', html)
+    return m.group(1).replace("&amp;", "&") if m else path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=50_000)
     ap.add_argument("--tasks", type=int, default=500, help="open tasks of the measured user")
     ap.add_argument("--n", type=int, default=50, help="requests per page")
+    ap.add_argument("--info", help="measure the existing database of QMS_BENCH_DATABASE_URL "
+                    "(not wiped, not generated) described by this JSON file: what datagen "
+                    "returned (hot_user, password, people, samples, records)")
+    ap.add_argument("--pages", help="comma-separated page names to measure (default: all)")
     args = ap.parse_args()
     url = os.environ.get("QMS_BENCH_DATABASE_URL")
     tmp = tempfile.mkdtemp(prefix="qms-bench-web-")
     if not url:
         url = f"sqlite:///{tmp}/bench.db"
     t0 = time.perf_counter()
-    info = generate(url, records=args.records, hot_tasks=args.tasks,
-                    log=lambda m: print(m, flush=True))
+    if args.info:
+        info = _existing(url, args.info)
+        args.records = info.get("records", args.records)
+    else:
+        info = generate(url, records=args.records, hot_tasks=args.tasks,
+                        log=lambda m: print(m, flush=True))
     gen_s = time.perf_counter() - t0
     print(f"generated in {gen_s:.1f} s", flush=True)
 
@@ -99,15 +132,26 @@ def main() -> None:
         "transition_form": (hot, f"/records/{s['hot_investigation']}/do/submit_root_cause"),
         "qa_inbox": (qa, "/"),
         "audit_trail": (qa, "/audit/"),
+        # record search (issue 17 item 1): words, a record number, words + filters, the
+        # unfiltered list, a rare word; the trail's second page and a user filter
+        "record_search": (hot, "/records/?q=pump"),
+        "record_search_number": (hot, f"/records/?q={s['hot_action_plan']}"),
+        "record_search_filtered": (qa, "/records/?q=pump+valve&workflow=capa&status=open"),
+        "record_search_updated": (qa, "/records/?q=sensor&sort=updated"),
+        "record_list": (qa, "/records/"),
+        "audit_trail_older": (qa, _older(qa, "/audit/")),
+        "audit_trail_user": (qa, "/audit/?user=owner0"),
     }
+    if args.pages:
+        pages = {k: v for k, v in pages.items() if k in args.pages.split(",")}
     html = hot.get("/").get_data(as_text=True)
     shown = re.search(r"<strong>(\d+)</strong> task", html)
     figures = {}
     for name, (client, path) in pages.items():
         figures[name] = _measure(client, path, args.n)
         print(f"{name:16s} {path:60s} {figures[name]}", flush=True)
-    core = ("inbox", "inbox_filtered", "inbox_search", "record", "record_signed",
-            "transition_form")
+    core = tuple(k for k in ("inbox", "inbox_filtered", "inbox_search", "record",
+                             "record_signed", "transition_form") if k in figures)
     result = {
         "db": "postgresql" if url.startswith("postgresql") else "sqlite",
         "records": args.records,

@@ -244,9 +244,9 @@ def test_search_query_uses_the_indexes_on_postgresql(engine, people, make_user):
         s.execute(text("SET LOCAL enable_seqscan = off"))
         for rq in (RecordQuery(q="pump"), RecordQuery(), RecordQuery(q="pump", sort="updated"),
                    RecordQuery(q="explained", workflow="deviation")):
-            q = search._filtered(s, engine.registry, user, roles, rq)
+            q, ident = search._filtered(s, engine.registry, user, roles, rq)
             _label, col, asc = search.SORTS[rq.sort]
-            q = q.order_by(*search._order(col, asc, True)).limit(51)
+            q = q.order_by(*search._order(col, asc, True, ident)).limit(51)
             sql = str(q.compile(s.connection(), compile_kwargs={"literal_binds": True}))
             plan = "\n".join(s.execute(text("EXPLAIN " + sql)).scalars())
             assert "Seq Scan on records" not in plan, plan

@@ -192,14 +192,18 @@ def published(session: Session, registry: Registry) -> list[WorkflowDefinition]:
             for h in session.execute(select(DefinitionVersion.content_hash)).scalars()]
 
 
+def fts_query(terms: list[tuple[list[str], bool]]) -> str:
+    """The FTS5 query of :meth:`RecordQuery.terms`: every term, each a phrase."""
+    return " AND ".join('"' + " ".join(ws) + '"' + ("*" if prefix else "") for ws, prefix in terms)
+
+
 def text_match(session: Session, terms: list[tuple[list[str], bool]]) -> ColumnElement[bool]:
     """Records holding every term (:meth:`RecordQuery.terms`): FTS5 MATCH on SQLite,
     tsvector @@ tsquery on PostgreSQL (the one interface to both indexes). The words hold
     letters and digits only (nothing either query language could read as an operator)."""
     if is_sqlite(session):
-        expr = " AND ".join('"' + " ".join(ws) + '"' + ("*" if prefix else "")
-                            for ws, prefix in terms)
-        hits = select(_fts.c.rowid).where(literal_column("record_search").op("MATCH")(expr))
+        hits = select(_fts.c.rowid).where(
+            literal_column("record_search").op("MATCH")(fts_query(terms)))
         return Record.id.in_(hits.scalar_subquery())
     tsq = " & ".join("(" + " <-> ".join(f"'{w}'" for w in ws) + (":*" if prefix else "") + ")"
                      for ws, prefix in terms)
@@ -214,10 +218,20 @@ def _user_id(session: Session, username: str) -> int:
 
 
 def _filtered(session: Session, registry: Registry, user: User, roles: set[str],
-              rq: RecordQuery) -> Select[Record]:
+              rq: RecordQuery) -> tuple[Select[Record], Any]:
+    """The query of the visible records matching ``rq`` (not ordered), and the column that
+    orders by record id: ``records.id``, or on SQLite, when the words are searched and the
+    sort is by id, the FTS5 table's rowid (the same number), so that FTS5 hands the matches
+    over in that order and a page stops after its rows instead of collecting every match
+    first (measured at 1M records: 66-87 ms a page before, see bench/web.py)."""
     q = select(Record).where(rules.visible_clause(user, roles, published(session, registry)))
+    ident: Any = Record.id
     terms = rq.terms()
-    if terms:
+    if terms and is_sqlite(session) and SORTS[rq.sort][1] is Record.id:
+        q = q.select_from(_fts).join(Record, Record.id == _fts.c.rowid).where(
+            literal_column("record_search").op("MATCH")(fts_query(terms)))
+        ident = _fts.c.rowid
+    elif terms:
         q = q.where(text_match(session, terms))
     if rq.workflow:
         q = q.where(Record.workflow_key == rq.workflow)
@@ -241,14 +255,16 @@ def _filtered(session: Session, registry: Registry, user: User, roles: set[str],
             q = q.where(col >= lo)
         if hi is not None:
             q = q.where(col < hi)
-    return q
+    return q, ident
 
 
-def _after(col: Any, asc: bool, value: Any, rid: int, forward: bool) -> ColumnElement[bool]:
+def _after(col: Any, asc: bool, value: Any, rid: int, forward: bool,
+           ident: Any = Record.id) -> ColumnElement[bool]:
     """Rows after (``forward``) or before the row with key (value, rid) in the sort order
-    (col asc/desc, then id the same way; NULLs of a nullable column last)."""
+    (col asc/desc, then id the same way; NULLs of a nullable column last). ``ident``: the
+    column holding the record id (see :func:`_filtered`)."""
     up = asc == forward  # walking towards larger values
-    id_cond = Record.id > rid if up else Record.id < rid
+    id_cond = ident > rid if up else ident < rid
     if col is Record.id:
         return id_cond
     if value is None:  # inside the NULL block (which is last in the forward order)
@@ -263,10 +279,10 @@ def _after(col: Any, asc: bool, value: Any, rid: int, forward: bool) -> ColumnEl
     return or_(beyond, same)
 
 
-def _order(col: Any, asc: bool, forward: bool) -> list[Any]:
+def _order(col: Any, asc: bool, forward: bool, ident: Any = Record.id) -> list[Any]:
     up = asc == forward
     if col is Record.id:
-        return [Record.id.asc() if up else Record.id.desc()]
+        return [ident.asc() if up else ident.desc()]
     ordered = [col.asc() if up else col.desc(), Record.id.asc() if up else Record.id.desc()]
     if not _nullable(col):
         return ordered
@@ -290,15 +306,15 @@ def search(session: Session, registry: Registry, user: User, roles: set[str],
     rq.check()
     limit = max(1, min(limit, MAX_PAGE))
     _label, col, asc = SORTS[rq.sort]
-    base = _filtered(session, registry, user, roles, rq)
+    base, ident = _filtered(session, registry, user, roles, rq)
     forward, value, rid = True, None, None
     if cursor:
         value, rid, backwards = _decode(cursor, rq.sort)
         forward = not backwards
     q = base
     if rid is not None:
-        q = q.where(_after(col, asc, value, rid, forward))
-    rows = list(session.execute(q.order_by(*_order(col, asc, forward))
+        q = q.where(_after(col, asc, value, rid, forward, ident))
+    rows = list(session.execute(q.order_by(*_order(col, asc, forward, ident))
                                 .limit(limit + 1)).scalars())
     more = len(rows) > limit
     rows = rows[:limit]
@@ -332,7 +348,8 @@ def every(session: Session, registry: Registry, user: User, roles: set[str],
     """Up to ``limit`` matching visible records in the order asked for (the CSV export)."""
     rq.check()
     _label, col, asc = SORTS[rq.sort]
-    q = _filtered(session, registry, user, roles, rq).order_by(*_order(col, asc, True))
+    q, ident = _filtered(session, registry, user, roles, rq)
+    q = q.order_by(*_order(col, asc, True, ident))
     return list(session.execute(q.limit(limit)).scalars())
 
 
