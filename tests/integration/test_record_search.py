@@ -264,3 +264,18 @@ def test_assignee_filter_ignores_closed_tasks(engine, people, make_user):
                                       assignee_id=identity.get_user(s, inv).id,
                                       status=TaskStatus.DONE, opened_at=clock.now()))
     assert _numbers(engine, people["qa"], q="owner filter", assignee=inv) == []
+
+
+@pytest.mark.parametrize("sort", ["updated", "number", "due"])
+def test_common_and_rare_words_give_the_same_pages(engine, people, monkeypatch, sort):
+    """R-UI-34: on SQLite a sort other than by id looks few matches up and sorts them, but
+    walks the sort's index for a common word; both plans give the same pages."""
+    made = [dev(engine, people["emp"], title=f"Dense case {i}") for i in range(7)]
+    rq = RecordQuery(q="dense", sort=sort)
+    monkeypatch.setattr(search, "DENSE", 100)
+    few = _find(engine, people["qa"], rq, limit=100)[1]
+    page = _find(engine, people["qa"], rq, limit=3)[0]
+    monkeypatch.setattr(search, "DENSE", 2)
+    many = _find(engine, people["qa"], rq, limit=100)[1]
+    page2 = _find(engine, people["qa"], rq, cursor=page.next, limit=3)[1]
+    assert few == many and sorted(few) == sorted(made) and page2 == few[3:6]

@@ -210,6 +210,8 @@ class Record(Base):
     __table_args__ = (
         Index("ix_records_workflow_state", "workflow_key", "state"),
         Index("ix_records_due_current", "due_current"),
+        # record search's "recently updated" sort pages in this index's order (migration 0014)
+        Index("ix_records_updated_at", "updated_at", "id"),
     )
 
 

@@ -56,6 +56,9 @@ COUNT_CAP = 1000
 MAX_PAGE = 200
 #: how many searches a person may keep
 MAX_SAVED = 50
+#: SQLite, a sort other than by id: up to this many matches are looked up and sorted;
+#: beyond it the sort's index is walked instead
+DENSE = 2000
 
 _WORD = re.compile(r"[^\W_]+")
 _TERM = re.compile(r'"([^"]*)"?|([^\s"]+)')
@@ -231,6 +234,14 @@ def _filtered(session: Session, registry: Registry, user: User, roles: set[str],
         q = q.select_from(_fts).join(Record, Record.id == _fts.c.rowid).where(
             literal_column("record_search").op("MATCH")(fts_query(terms)))
         ident = _fts.c.rowid
+    elif terms and is_sqlite(session):
+        # another sort: a word found in few records -> look those up and sort them; a
+        # common word -> walk the sort's index and keep the records that match (SQLite's
+        # planner cannot tell the two apart; "+ 0" keeps it off the id lookup)
+        match = literal_column("record_search").op("MATCH")(fts_query(terms))
+        hits = select(_fts.c.rowid).where(match)
+        few = len(session.execute(hits.limit(DENSE + 1)).all()) <= DENSE
+        q = q.where((Record.id if few else Record.id + 0).in_(hits.scalar_subquery()))
     elif terms:
         q = q.where(text_match(session, terms))
     if rq.workflow:
