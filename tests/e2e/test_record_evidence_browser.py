@@ -107,6 +107,7 @@ def test_owner_attaches_evidence_and_qa_downloads_it(page: Page, live, tmp_path,
     page.get_by_label("Implementation summary").fill("Second-person check added to SOP-12.")
     page.get_by_label("Done, row 1 of Actions").select_option("yes")
     page.get_by_label("Implementation evidence (file)").set_input_files(str(evidence))
+    page.screenshot(path=str(SHOTS / "record-attach-form.png"), full_page=True)
     page.get_by_role("button", name="Complete implementation").click()
     expect(page.get_by_text("is now")).to_be_visible()
     link = page.get_by_role("link", name="SOP-12 rev 4 (Łódź).pdf")
