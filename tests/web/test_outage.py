@@ -253,3 +253,36 @@ def test_errors_that_are_no_outage_stay_500_with_their_traceback(committed_url, 
     assert not _outage_lines(caplog)
     assert app.test_client().get("/readyz").status_code == 200
     dbe.dispose()
+
+
+@pytest.mark.committed
+def test_scheduler_ticks_during_an_outage_log_once_and_recover(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """R-OPS-13: the scheduler ticking every minute while its database cannot be opened logs
+    ONE warning (no traceback per tick); when the database is there again, the next tick
+    works and ONE summary line is logged."""
+    from workflow.bootstrap import job_registry
+    from workflow.scheduling import service
+    from workflow.scheduling.schedules import load_schedules_text
+
+    folder = tmp_path / "not-yet"
+    dbe = db.make_engine(f"sqlite:///{folder / 'qms.db'}")
+    eng = Engine(db.make_sessionmaker(dbe), TEST_KEY, registry=Registry())
+    jobs = job_registry()
+    schedules = load_schedules_text(
+        "schedules:\n  timers: {job: run_timers, every: minute}\n", jobs=jobs)
+    tick = service._tick(eng, schedules, jobs)
+    try:
+        with caplog.at_level(logging.INFO):
+            for _ in range(5):
+                tick()
+            assert len(_outage_lines(caplog)) == 1
+            assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+            folder.mkdir()
+            db.upgrade(dbe)
+            tick()
+        lines = _outage_lines(caplog)
+        assert len(lines) == 2 and "available again" in lines[1].getMessage()
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    finally:
+        dbe.dispose()

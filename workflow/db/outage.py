@@ -12,9 +12,11 @@ driver's error class, SQLSTATE or SQLite message.
   database that comes back, or a file that becomes writable again, is used without a restart
   (and without ``pool_pre_ping``'s extra round trip per checkout);
 - the first error of an outage logs ONE line (warning); later ones are only counted;
-- the first success afterwards logs one summary line: how long, how many failed statements
-  and (counted by the web app, :meth:`Outage.request_failed`) failed requests. For a read-only
-  outage, the success that counts is a write; for an unreachable one, any statement.
+- the first new connection afterwards (the server answers; for a read-only outage, it takes a
+  write, probed on that connection) or a passing readiness check logs one summary line: how
+  long, how many failed statements and (counted by the web app,
+  :meth:`Outage.request_failed`) failed requests. Nothing runs per statement: a database
+  that works costs nothing.
 
 Each process logs its own outage (several web workers: one line each).
 """
@@ -133,7 +135,6 @@ class Outage:
                            "failed_requests": requests, "failed_statements": statements})
 
 
-_WRITES = ("INSERT", "UPDATE", "DELETE")
 _watched: weakref.WeakKeyDictionary[Engine, Outage] = weakref.WeakKeyDictionary()
 
 
@@ -158,8 +159,15 @@ def watch(engine: Engine) -> Outage:
         outage.failed(what, ctx.sqlalchemy_exception or ctx.original_exception)
 
     @event.listens_for(engine, "connect")
-    def _on_connect(_dbapi_conn: Any, record: Any) -> None:
+    def _on_connect(dbapi_conn: Any, record: Any) -> None:
         record.info["qms_fresh"] = True
+        # a new connection is the first sign of recovery: the server answers again (an
+        # unreachable outage is over) and, probed on the raw connection, takes writes (a
+        # read-only one is over). Checked here, once per connection, not on every statement.
+        if outage.current == UNREACHABLE:
+            outage.succeeded(write=False)
+        elif outage.current == READ_ONLY and _raw_writable(dbapi_conn, engine.dialect.name):
+            outage.succeeded(write=True)
 
     @event.listens_for(engine, "checkout")
     def _on_checkout(_dbapi_conn: Any, record: Any, _proxy: Any) -> None:
@@ -170,12 +178,35 @@ def watch(engine: Engine) -> Outage:
         if outage.current == READ_ONLY and not fresh:
             raise sa_exc.DisconnectionError("read-only outage: use a new connection")
 
-    @event.listens_for(engine, "after_cursor_execute")
-    def _on_statement(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if outage.current is not None:
-            outage.succeeded(write=statement.lstrip()[:6].upper() in _WRITES)
-
     return outage
+
+
+def _raw_writable(dbapi_conn: Any, dialect: str) -> bool:
+    """:func:`writable` on a new DBAPI connection (inside the pool's connect event)."""
+    try:
+        if dialect == "postgresql":
+            try:
+                return dbapi_conn.execute("SHOW transaction_read_only").fetchone()[0] == "off"
+            finally:
+                dbapi_conn.rollback()
+        if dialect == "sqlite":
+            timeout = dbapi_conn.execute("PRAGMA busy_timeout").fetchone()[0]
+            dbapi_conn.execute("PRAGMA busy_timeout = 200")  # never wait on a writer here
+            try:
+                dbapi_conn.execute("BEGIN IMMEDIATE")
+                try:
+                    version = int(dbapi_conn.execute("PRAGMA user_version").fetchone()[0])
+                    dbapi_conn.execute(f"PRAGMA user_version = {version}")
+                finally:
+                    dbapi_conn.execute("ROLLBACK")
+            finally:
+                dbapi_conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
+        return True
+    except sqlite3.OperationalError as exc:
+        # "database is locked": another connection is writing, so it takes writes
+        return "locked" in str(exc).lower()
+    except Exception:  # noqa: BLE001 - cannot tell: the outage goes on
+        return False
 
 
 def writable(conn: Connection) -> bool:
