@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import zipfile
 
 import pypdf
@@ -133,3 +134,33 @@ def test_api_copies_are_signed_and_audited_with_the_token_user(client, engine, o
     assert [(e.changes["format"], e.actor_name) for e in _exports(engine)] == [
         ("json", "Quinn Tester"), ("pdf", "Quinn Tester")]
     assert call(client, "GET", f"/records/{n}/copy.pdf").status_code == 401
+
+
+def test_record_page_flags_a_field_changed_after_first_entry(client, engine, org, account):
+    """R-A11-8-1: the record page (and so its printout) marks a field whose entered value
+    was changed later, pointing to the audit entries that changed it."""
+    from tests.web.conftest import PASSWORD
+    from workflow.signatures.part11 import PasswordSignature
+
+    account("olga", "deviation_owner", "employee")
+    account("quentin", "qa", "employee")
+    n = engine.start("deviation", "emma", DEV).number
+    engine.fire(n, "triage", "quinn", {"classification": "major",
+                                       "classification_rationale": "two vials",
+                                       "capa_required": True, "investigator": "olga"})
+    engine.fire(n, "submit_investigation", "olga", {
+        "root_cause_category": "method", "root_cause": "rc", "impact_assessment": "none",
+        "batch_disposition": "reject", "capa_required": True})
+    engine.fire(n, "approve", "quentin", {"classification": "critical", "capa_required": True},
+                signature=PasswordSignature("quentin", PASSWORD, None),
+                reason="sterility at risk")
+    login(client, "quinn")
+    page = client.get(f"/records/{n}").get_data(as_text=True)
+    flags = re.findall(r'<p class="changed-flag">.*?</p>', page, re.S)
+    assert len(flags) == 1, flags
+    with engine.reader() as s:
+        seq = s.execute(select(AuditEvent.seq).where(
+            AuditEvent.action == "update", AuditEvent.transition == "approve")).scalar_one()
+    assert re.search(r"Changed after first entry: see audit\s*<a href=\"/records/"
+                     + n + rf"/audit\">#{seq}</a>", flags[0]), flags[0]
+    assert page.index("Classification") < page.index('class="changed-flag"')
