@@ -105,18 +105,33 @@ class Mailer:
         self._smtp = smtp
         return self
 
-    def send(self, to: str, subject: str, body: str, *, ref: str = "") -> None:
+    def send(self, to: str, subject: str, body: str, *, ref: str = "", html: str | None = None,
+             message_id: str | None = None, thread: str | None = None) -> None:
+        """Send one message: ``body`` is the text part; ``html`` (optional) the HTML part of
+        the same content; ``message_id``/``thread``: its Message-ID and the id of the thread
+        it belongs to (In-Reply-To and References), so mail clients group a record's
+        messages."""
         assert self._smtp is not None, "use Mailer as a context manager"
+        domain = self.settings.sender.rpartition("@")[2] or None
         msg = EmailMessage()
         msg["From"] = self.settings.sender
         msg["To"] = to
         msg["Subject"] = subject
         msg["Date"] = format_datetime(clock.now())
-        msg["Message-ID"] = make_msgid(domain=self.settings.sender.rpartition("@")[2] or None)
+        msg["Message-ID"] = message_id or make_msgid(domain=domain)
+        if thread:
+            msg["In-Reply-To"] = thread
+            msg["References"] = thread
         if ref:
             msg["X-QMS-Outbox"] = ref
         msg.set_content(body)
+        if html:
+            msg.add_alternative(html, subtype="html")
         self._smtp.send_message(msg)
+
+    def domain(self) -> str:
+        """The domain of the sender address (message ids are made in it)."""
+        return self.settings.sender.rpartition("@")[2] or "localhost"
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

@@ -20,6 +20,14 @@
    out in the same run. An administrator can also queue every dead message again at once
    (:func:`requeue_all`: the *Undeliverable messages* page, ``qms notifications requeue``).
 
+Messages are readable on their own: they use the definition's labels, carry the time of the
+event (not of delivery), the due date and the steps expected (``outbox.details``, written with
+the message). A message that announces a task is **dropped** (status ``dropped``) when that
+task was closed before delivery - at fan-out and again just before an e-mail goes out. Each
+person's notification preferences (workflow/identity/profile.py) choose which kinds reach them
+in the app and which by e-mail. E-mails carry a text and an HTML part rendered from the same
+template, and Message-ID / In-Reply-To / References per record, so mail clients thread them.
+
 Delivery is at least once: a crash between the SMTP server's acceptance and the commit that
 marks the row sends that e-mail again.
 """
@@ -38,10 +46,23 @@ from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session
 
 from workflow import clock, config, outbox, rules
-from workflow.db.models import Notification, OutboxMessage, Record, RoleGrant, User
+from workflow.db.models import (
+    Notification,
+    OutboxMessage,
+    Record,
+    RoleGrant,
+    Task,
+    TaskStatus,
+    User,
+)
+from workflow.identity import profile as profiles
 
 from .channels import Mailer, SmtpSettings
-from .render import base_url, record_path, render
+from .render import base_url, due_text, record_path, render, render_both, when
+
+#: the status of a message dropped because the task it announced was closed first
+DROPPED = "dropped"
+TASK_CLOSED = "not delivered: the task it announced was closed before delivery"
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +84,7 @@ class UnitOfWork(Protocol):
 @dataclass
 class DispatchReport:
     messages: int = 0  # outbox messages fanned out
+    dropped: int = 0  # messages whose task was closed before delivery
     in_app: int = 0  # in-app notifications created
     sent: int = 0  # e-mails accepted by the SMTP server
     digests: int = 0
@@ -124,6 +146,43 @@ def next_digest_at(user: User, now: datetime) -> datetime:
     return at.astimezone(now.tzinfo)
 
 
+def task_closed(session: Session, record_id: int | None, details: dict[str, Any] | None
+                ) -> bool:
+    """The message announced a task (its record's state visit) and every task of that visit
+    is closed now: delivering it would send someone to work that is done."""
+    visit = (details or {}).get("state_visit")
+    if record_id is None or visit is None:
+        return False
+    statuses = session.execute(select(Task.status).where(
+        Task.record_id == record_id, Task.state_visit == visit)).scalars().all()
+    return bool(statuses) and all(st != TaskStatus.OPEN for st in statuses)
+
+
+def thread_id(number: str, domain: str) -> str:
+    """The id every message about record ``number`` refers to (References, In-Reply-To)."""
+    return f"<qms.record.{_id_part(number)}@{domain}>"
+
+
+def message_id(outbox_id: int, number: str | None, domain: str) -> str:
+    return f"<qms.{outbox_id}.{_id_part(number or 'system')}@{domain}>"
+
+
+def _id_part(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-." else "-" for c in text)[:64]
+
+
+def in_app_body(body: str, details: dict[str, Any] | None, due: str | None) -> str:
+    """The in-app text: the message and one line with the step, due date and steps expected."""
+    if not details:
+        return body
+    facts = [f"Step: {details.get('state')}"]
+    if due:
+        facts.append(f"due {due}")
+    if details.get("steps"):
+        facts.append("expected: " + "; ".join(details["steps"]))
+    return f"{body}\n{' · '.join(facts)}"
+
+
 # ------------------------------------------------------------------ fan-out
 
 
@@ -143,6 +202,10 @@ def _fan_out(uow: UnitOfWork, now: datetime, settings: SmtpSettings | None,
                 continue
             msg = s.get(OutboxMessage, msg_id)
             assert msg is not None
+            if task_closed(s, msg.record_id, msg.details):
+                msg.status, msg.sent_at, msg.last_error = DROPPED, None, TASK_CLOSED
+                report.dropped += 1
+                continue
             people = recipients(s, msg, now)
             if not people:
                 msg.status = "dead"
@@ -157,21 +220,29 @@ def _fan_out(uow: UnitOfWork, now: datetime, settings: SmtpSettings | None,
                 number, title = s.execute(select(Record.number, Record.title)
                                           .where(Record.id == msg.record_id)).one()
             path = record_path(number)
+            # the time of the event the message tells of, not of its delivery
+            event = msg.created_at
             for u in people:
-                subject, body = render(
+                due = due_text(msg.details, u.timezone)
+                parts = render_both(
                     msg.kind, subject=msg.subject, body=msg.body, recipient=u.full_name,
                     record_number=number, record_title=title,
-                    link=f"{base_url()}{path}" if path else None)
-                s.add(Notification(user_id=u.id, outbox_id=msg.id, created_at=now,
-                                   subject=subject, body=msg.body, link=path))
-                report.in_app += 1
-                if settings is None or not u.email:
+                    link=f"{base_url()}{path}" if path else None, details=msg.details,
+                    due=due, event_at=when(event, u.timezone))
+                if profiles.wants(u, msg.kind, "in_app"):
+                    s.add(Notification(user_id=u.id, outbox_id=msg.id, created_at=event,
+                                       subject=parts.subject,
+                                       body=in_app_body(msg.body, msg.details, due),
+                                       link=path))
+                    report.in_app += 1
+                if settings is None or not u.email or not profiles.wants(u, msg.kind, "email"):
                     continue
                 digest = u.notify_mode == "digest"
-                outbox.enqueue(s, at=now, record_id=msg.record_id, recipient_user_id=u.id,
-                               subject=subject, body=body, kind=msg.kind,
+                outbox.enqueue(s, at=event, record_id=msg.record_id, recipient_user_id=u.id,
+                               subject=parts.subject, body=parts.text, kind=msg.kind,
                                channel="digest" if digest else "email",
-                               next_attempt_at=next_digest_at(u, now) if digest else None)
+                               next_attempt_at=next_digest_at(u, now) if digest else None,
+                               details={**(msg.details or {}), "html": parts.html})
             report.messages += 1
 
 
@@ -185,7 +256,7 @@ def _backoff(settings: SmtpSettings, attempts: int) -> timedelta:
 
 def _lease(uow: UnitOfWork, now: datetime, channel: str, batch: int) -> list[Any]:
     """Claim due rows of ``channel`` for this dispatcher; returns rows of (id, user id,
-    e-mail, full name, subject, body, user active, record number)."""
+    e-mail, full name, subject, body, user active, record number, record id, details)."""
     due = or_(OutboxMessage.next_attempt_at.is_(None), OutboxMessage.next_attempt_at <= now)
     with uow.unit() as s:
         ids = s.execute(select(OutboxMessage.id).where(
@@ -202,7 +273,8 @@ def _lease(uow: UnitOfWork, now: datetime, channel: str, batch: int) -> list[Any
             return []
         return [tuple(row) for row in s.execute(
             select(OutboxMessage.id, User.id, User.email, User.full_name, OutboxMessage.subject,
-                   OutboxMessage.body, User.active, Record.number)
+                   OutboxMessage.body, User.active, Record.number, OutboxMessage.record_id,
+                   OutboxMessage.details)
             .join(User, User.id == OutboxMessage.recipient_user_id)
             .outerjoin(Record, Record.id == OutboxMessage.record_id)
             .where(OutboxMessage.id.in_(mine)).order_by(OutboxMessage.id)).all()]
@@ -213,6 +285,14 @@ def _send(uow: UnitOfWork, now: datetime, settings: SmtpSettings, report: Dispat
     rows = _lease(uow, now, channel, batch)
     if not rows:
         return
+    # the task a message announced may have closed since fan-out: drop it, do not send it
+    with uow.reader() as s:
+        closed = {row[0] for row in rows if task_closed(s, row[8], row[9])}
+    if closed:
+        _drop(uow, closed, report)
+        rows = [row for row in rows if row[0] not in closed]
+        if not rows:
+            return
     # group: one e-mail per row, or one digest per person
     groups: dict[Any, list[tuple]] = defaultdict(list)
     for row in rows:
@@ -222,7 +302,7 @@ def _send(uow: UnitOfWork, now: datetime, settings: SmtpSettings, report: Dispat
         mailer = Mailer(settings)
         with mailer:
             for group in groups.values():
-                _, _, email, name, subject, body, active, _ = group[0]
+                oid, _, email, name, subject, body, active, number, _, details = group[0]
                 ids = [r[0] for r in group]
                 if not active or not email:
                     outcome.update({i: "recipient deactivated or without e-mail" for i in ids})
@@ -230,8 +310,14 @@ def _send(uow: UnitOfWork, now: datetime, settings: SmtpSettings, report: Dispat
                 if channel == "digest":
                     subject, body = render("digest", recipient=name, items=[
                         {"subject": r[4], "link": _link(r[7])} for r in group])
+                html = None if channel == "digest" else (details or {}).get("html")
+                domain = mailer.domain()
                 try:
-                    mailer.send(email, subject, body, ref=",".join(map(str, ids)))
+                    mailer.send(email, subject, body, ref=",".join(map(str, ids)), html=html,
+                                message_id=message_id(oid, number, domain)
+                                if channel == "email" else None,
+                                thread=thread_id(number, domain)
+                                if channel == "email" and number else None)
                 except Exception as exc:  # noqa: BLE001 - recorded on the row, retried
                     outcome.update({i: _describe(exc) for i in ids})
                 else:
@@ -244,6 +330,14 @@ def _send(uow: UnitOfWork, now: datetime, settings: SmtpSettings, report: Dispat
         for row in rows:
             outcome.setdefault(row[0], error)
     _record(uow, now, settings, outcome, report)
+
+
+def _drop(uow: UnitOfWork, ids: set[int], report: DispatchReport) -> None:
+    with uow.unit() as s:
+        s.execute(update(OutboxMessage).where(OutboxMessage.id.in_(sorted(ids)),
+                                              OutboxMessage.status == "pending")
+                  .values(status=DROPPED, next_attempt_at=None, last_error=TASK_CLOSED))
+    report.dropped += len(ids)
 
 
 def _record(uow: UnitOfWork, now: datetime, settings: SmtpSettings,

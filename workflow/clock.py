@@ -78,3 +78,10 @@ def deadline_day(value: datetime | None) -> date | None:
     if (v.hour, v.minute, v.second) == (23, 59, 59):
         return v.date()
     return None
+
+
+def deadline_text(value: datetime) -> str:
+    """A deadline for a message or a command line: a date-only one as its date
+    (``2026-12-10``), otherwise its UTC time (``2026-12-10 14:30 UTC``)."""
+    day = deadline_day(value)
+    return day.isoformat() if day is not None else f"{as_utc(value):%Y-%m-%d %H:%M} UTC"

@@ -87,10 +87,14 @@ def notify(ctx: Ctx, compiled: Compiled, rec: Record, user: User, action: Action
     role = p.get("role") if p.get("role") not in ("initiator", "assignee") else None
     if p.get("role") == "initiator":
         recipient_user = rec.created_by_id
+    d = compiled.definition
+    state = d.states[rec.state]
     outbox.enqueue(ctx.session, at=ctx.now, record_id=rec.id, recipient_role=role,
                    recipient_user_id=recipient_user, subject=f"{rec.number}: {p['subject']}",
-                   body=f"{rec.number} ({rec.title}) is now {rec.state}.",
-                   kind=p.get("kind") or "generic")
+                   body=f"{rec.number} ({rec.title}) is now {state.label}.",
+                   kind=p.get("kind") or "generic",
+                   details=outbox.details(d, rec.state, rec.state_visit,
+                                          states.task_due(ctx, rec, state), role=role))
 
 
 def revoke_grants(ctx: Ctx, compiled: Compiled, rec: Record, user: User, action: Action) -> None:

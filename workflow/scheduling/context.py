@@ -71,10 +71,12 @@ class JobContext:
 
     def outbox(self, session: Session, *, kind: str, subject: str, body: str = "",
                record_id: int | None = None, role: str | None = None,
-               user_id: int | None = None) -> None:
-        """Queue a message (delivered after commit by notifications/)."""
+               user_id: int | None = None, details: dict[str, Any] | None = None) -> None:
+        """Queue a message (delivered after commit by notifications/); ``details``: what it
+        is about (``outbox.details``)."""
         outbox.enqueue(session, at=self.now, record_id=record_id, recipient_role=role,
-                       recipient_user_id=user_id, subject=subject, body=body, kind=kind)
+                       recipient_user_id=user_id, subject=subject, body=body, kind=kind,
+                       details=details)
 
 
 @dataclass(frozen=True)

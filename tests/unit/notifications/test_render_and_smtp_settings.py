@@ -35,7 +35,7 @@ def test_templates_render_with_the_record_link(kind, subject):
     assert s == subject
     assert body.startswith("Hello Quinn QA,")
     assert f"Open it: {BASE}/records/CAPA-2026-0001" in body
-    assert f"{BASE}/notifications" in body
+    assert f"{BASE}/account/profile" in body  # where the person chooses what reaches them
 
 
 @pytest.mark.parametrize("url, expected", [

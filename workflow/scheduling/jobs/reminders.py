@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import String, and_, cast, exists, literal, select
 from sqlalchemy.orm import Session
 
+from workflow import clock, outbox
 from workflow.db.models import JobRun, Record, Task, TaskStatus, User
 from workflow.identity import users as identity
 from workflow.identity.policy import Policy
@@ -35,33 +36,38 @@ def sla_sweep(ctx: JobContext) -> dict[str, Any]:
             cond.append(Task.due_at > ctx.now)
         with ctx.engine.reader() as s:
             tasks = s.execute(select(Task.id, Task.role, Task.assignee_id, Task.due_at,
+                                     Task.state, Task.state_visit,
                                      Record.id, Record.number, Record.title,
                                      Record.definition_hash)
                               .join(Record, Record.id == Task.record_id).where(and_(*cond))
                               .order_by(Task.due_at).limit(500)).all()
-        for tid, role, assignee, due, rid, number, title, dhash in tasks:
+        for tid, role, assignee, due, state, visit, rid, number, title, dhash in tasks:
             def work(session: Session, tid: int = tid, role: str | None = role,
                      assignee: int | None = assignee, due: datetime = due, rid: int = rid,
                      number: str = number, title: str = title, dhash: str = dhash,
-                     kind: str = kind) -> None:
-                when = f"{due:%Y-%m-%d %H:%M} UTC"
+                     kind: str = kind, state: str = state, visit: int = visit) -> None:
+                # a date-only due date reads as the date entered (clock.deadline_text)
+                when = clock.deadline_text(due)
+                d = ctx.engine.registry.by_hash(session, dhash).definition
+                about = outbox.details(d, state, visit, due, role=None if assignee else role)
                 if kind == "due_soon":
                     ctx.outbox(session, kind="due_soon", record_id=rid, role=None if assignee
                                else role, user_id=assignee,
                                subject=f"{number}: due {when}", body=f"{title}: your task is "
-                               f"due on {when}.")
+                               f"due on {when}.", details=about)
                     return
                 ctx.outbox(session, kind="overdue", record_id=rid,
                            role=None if assignee else role, user_id=assignee,
                            subject=f"{number}: overdue since {when}",
-                           body=f"{title}: the task was due on {when}.")
-                d = ctx.engine.registry.by_hash(session, dhash).definition
+                           body=f"{title}: the task was due on {when}.", details=about)
                 boss = ctx.params.get("escalate_to") or d.process_owner
                 if boss:
+                    who = d.roles.get(role, role) if role else "its assignee"
                     ctx.outbox(session, kind="escalation", record_id=rid, role=boss,
                                subject=f"Escalation: {number} overdue since {when}",
-                               body=f"{title}: the task for {role or 'its assignee'} was due "
-                                    f"on {when} and is still open.")
+                               body=f"{title}: the task for {who} was due on {when} and is "
+                                    "still open.",
+                               details=outbox.details(d, state, visit, due, role=boss))
 
             done, _ = ctx.once(job, f"task:{tid}", work)
             if done:
