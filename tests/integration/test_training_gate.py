@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 
 from tests.factories import sign
-from workflow.db.engines import REPO_ROOT
 from workflow.errors import TrainingRequired
 from workflow.identity import users as identity
 from workflow.kpi import Kpi
-from workflow.spec.load import load_text
+from workflow.spec.load import DEFAULT_DEFINITIONS_DIR, load_text
 
 GATED = """\
 key: sop_release
@@ -93,7 +92,7 @@ def test_gate_fails_closed_when_no_workflow_declares_the_training_capability(gat
     refuses gated steps instead of letting them through, and the training KPIs count nothing
     instead of failing."""
     complete_training(gated, "emma", "SOP-12", "5")
-    source = (REPO_ROOT / "definitions" / "training_assignment.yaml").read_text()
+    source = (DEFAULT_DEFINITIONS_DIR / "training_assignment.yaml").read_text()
     start = source.index("capabilities:")
     without = source[:start] + source[source.index("\nroles:", start) + 1:]
     d = load_text(without, "training_assignment.yaml")
