@@ -44,8 +44,9 @@ def _save(client, draft_id: int, source: str, expected: int = 1):
 
 def test_a_yaml_bomb_in_a_draft_is_refused_fast_and_the_page_keeps_working(client, account, engine):
     """R-SEC-30: a 306-byte alias bomb and 20,000 nested brackets saved into a draft answer
-    422 in well under a second of CPU time (not wall time: the machine may be loaded) with the limit at its line; the
-    draft page then opens (200) for anyone, instead of taking 50 s or a 500 for good."""
+    422 in well under a second of CPU time (not wall time: the machine may be loaded) with the
+    limit at its line; the draft page then opens (200) for anyone, instead of taking 50 s or a
+    500 for good."""
     account("paul", "process_owner", "employee")
     account("emma", "employee")
     login(client, "paul")
