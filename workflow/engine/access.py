@@ -29,8 +29,9 @@ from workflow.errors import (
     WorkflowError,
 )
 from workflow.identity import users as identity
+from workflow.spec import expressions
 from workflow.spec.fields import users_in
-from workflow.spec.model import TransitionSpec, WorkflowDefinition
+from workflow.spec.model import Guard, TransitionSpec, WorkflowDefinition
 
 #: the record's create, update, transition and sign events, oldest first, read at most once
 #: per step (``functools.cache`` over :func:`workflow.engine.content.history`)
@@ -281,8 +282,14 @@ def could_take_task(ctx: Ctx, d: WorkflowDefinition, rec: Record, task_role: str
             training_gate(ctx, d, rec, t, user)
             about_actor = tuple(g for g in t.guards if _ACTOR.search(g.when))
             if about_actor:
-                inputs.check_guards(t.label, about_actor,
-                                    inputs.names(ctx, d, rec, rec.data, user))
+                mine = inputs.names(ctx, d, rec, rec.data, user)
+                nobody = {**mine, "actor": None}
+                for g in about_actor:
+                    # a guard that fails whoever acts fails on values the step itself
+                    # enters (e.g. "every row not about you decided"): checked when taken
+                    if _holds(g, mine) or not _holds(g, nobody):
+                        continue
+                    inputs.check_guards(t.label, (g,), mine)
         except WorkflowError as exc:
             why = f"{user.full_name}: {exc.message}"
             continue
@@ -291,3 +298,10 @@ def could_take_task(ctx: Ctx, d: WorkflowDefinition, rec: Record, task_role: str
 
 
 _ACTOR = re.compile(r"\bactor\b")
+
+
+def _holds(guard: Guard, values: Mapping[str, Any]) -> bool:
+    try:
+        return bool(expressions.evaluate(guard.when, values))
+    except expressions.ExpressionError:
+        return False
