@@ -189,6 +189,9 @@ def test_inbox_record_and_signing_fit_the_screen(browser, live, width):  # noqa:
     screenshots for a person to look at."""
     base, eng = live
     number = eng.start("deviation", "emma", DEV).number
+    eng.start("training_assignment", "quentin", {
+        "title": "SOP-12 v5 read and understood", "document": "SOP-12",
+        "document_version": "5", "trainee": "quentin", "due_date": "2026-12-10"})
     page = new_page(browser, base, width=width, height=844 if width == 390 else 860)
     log_in(page, "quentin")
     for name, path in (("inbox", "/"), ("record", f"/records/{number}"),
