@@ -74,6 +74,9 @@ class Site:
 def site(database_url: str, tmp_path: Path) -> Iterator[Site]:
     s = Site(database_url, tmp_path)
     s.ok("init")
+    # the first administrator, as docs/deployment.md creates it (granted directly: bootstrap)
+    s.ok("users", "create", "ada", "--name", "Ada Admin", "--role", "admin", "--password-stdin",
+         "--reason", "first administrator", input=PASSWORD + "\n")
     s.ok("users", "create", "bea", "--name", "Bea Backup", "--role", "employee",
          "--password-stdin", "--reason", "before the backup", input=PASSWORD + "\n")
     s.ok("audit", "checkpoint")

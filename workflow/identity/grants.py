@@ -142,9 +142,11 @@ def check_grant(session: Session, cat: RoleCatalogue, user: User, role: str,
 
 def _admins(session: Session) -> list[User]:
     """Active people who hold the admin role now (trusted grants only)."""
-    users = session.execute(select(User).join(RoleGrant, RoleGrant.user_id == User.id).where(
-        RoleGrant.role == ADMIN_ROLE, RoleGrant.revoked_at.is_(None), User.active.is_(True),
-        User.is_system.is_(False)).distinct()).scalars()
+    # IN, not JOIN + DISTINCT: PostgreSQL cannot compare the users row's JSON column
+    holders = select(RoleGrant.user_id).where(RoleGrant.role == ADMIN_ROLE,
+                                              RoleGrant.revoked_at.is_(None))
+    users = session.execute(select(User).where(
+        User.id.in_(holders), User.active.is_(True), User.is_system.is_(False))).scalars()
     return [u for u in users if ADMIN_ROLE in identity.roles_of(session, u)]
 
 

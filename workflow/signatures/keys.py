@@ -160,7 +160,7 @@ def _create(path: Path, key_id: str, key: bytes, header: str, what: str) -> bool
         return False
     with os.fdopen(fd, "w") as fh:
         fh.write(f"# {header}\n{key_id} {key.hex()}\n")
-    log.warning("created a new %s at %s: back it up apart from the database", what, path)
+    log.info("created a new %s at %s", what, path)  # the command says it to the operator
     return True
 
 
