@@ -510,6 +510,17 @@ def generate(url: str, *, records: int = 50_000, hot_user: str = "olga", hot_tas
             "samples": samples, "records": done}
 
 
+def load(url: str, info_file: str) -> dict[str, Any]:
+    """A dataset generated earlier (``--info`` file beside it), opened as :func:`generate`
+    returns it: the engine on ``url`` (same key), the people, the password and the samples.
+    The database is used as it is (run ``qms db upgrade`` on it after a migration)."""
+    info = json.loads(Path(info_file).read_text())
+    engine = Engine(db.make_sessionmaker(db.make_engine(url)), KEY, registry=Registry())
+    return {"engine": engine, "people": info["people"], "hot_user": info["hot_user"],
+            "password": info["password"], "samples": info["samples"],
+            "records": info["records"]}
+
+
 def copy_to_postgresql(sqlite_path: str, url: str, log: Any = None) -> int:
     """Copy a generated SQLite database into PostgreSQL (wiped, schema from ``alembic upgrade
     head``) with COPY: the same rows, ids, hashes and seals, so both databases hold the same
