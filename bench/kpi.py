@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, select  # noqa: E402
 
-from bench.datagen import generate  # noqa: E402
+from bench.datagen import generate, load  # noqa: E402
 from workflow.db.models import AuditEvent, Record  # noqa: E402
 from workflow.kpi import SPECS, Kpi, Period  # noqa: E402
 
@@ -70,19 +70,28 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=1_000_000, help="record audit events")
     ap.add_argument("--n", type=int, default=5, help="dashboard computations measured")
     ap.add_argument("--page", action="store_true", help="also time GET /dashboard/")
+    ap.add_argument("--db", help="use this generated dataset instead of generating one")
+    ap.add_argument("--info", help="the dataset's --info JSON file (with --db)")
     args = ap.parse_args()
     url = os.environ.get("QMS_BENCH_DATABASE_URL")
     tmp = tempfile.mkdtemp(prefix="qms-bench-kpi-")
     if not url:
         url = f"sqlite:///{tmp}/bench.db"
     t0 = time.perf_counter()
-    info = generate(url, records=args.records, audit_events=args.events,
-                    log=lambda m: print(m, flush=True))
+    if args.db:
+        url = args.db
+        info = load(url, args.info)
+    else:
+        info = generate(url, records=args.records, audit_events=args.events,
+                        log=lambda m: print(m, flush=True))
     gen_s = time.perf_counter() - t0
     engine = info["engine"]
     with engine.reader() as s:
         n_records = s.execute(select(func.count()).select_from(Record)).scalar()
         n_events = s.execute(select(func.count()).select_from(AuditEvent)).scalar()
+        n_closed = s.execute(select(func.count()).select_from(Record)
+                             .where(Record.closed_at.is_not(None))).scalar()
+    closed_share = round(n_closed / max(1, n_records), 3)
     print(f"generated {n_records} records, {n_events} audit events in {gen_s:.1f} s",
           flush=True)
     viewer = info["people"]["qa"][0]
@@ -132,6 +141,8 @@ def main() -> None:
         "dashboard_max_s": round(totals[-1], 3),
         **({"page_p50_s": page} if page is not None else {}),
         "slowest": {k: round(v * 1000, 1) for v, k in slowest},
+        "closed_share": closed_share,
+        "load_avg_1m": round(os.getloadavg()[0], 2),
         "target_s": TARGET_S,
         "target_met": p95 < TARGET_S,
     }
