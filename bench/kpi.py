@@ -104,7 +104,8 @@ def main() -> None:
         for k, v in parts.items():
             per_part.setdefault(k, []).append(v)
     totals.sort()
-    slowest = sorted(((statistics.median(v), k) for k, v in per_part.items()), reverse=True)[:3]
+    parts = sorted(((statistics.median(v), k) for k, v in per_part.items()), reverse=True)
+    slowest = parts[:3]
     for sec, k in slowest:
         print(f"slowest: {k:28s} {sec * 1000:8.1f} ms", flush=True)
 
@@ -141,6 +142,7 @@ def main() -> None:
         "dashboard_max_s": round(totals[-1], 3),
         **({"page_p50_s": page} if page is not None else {}),
         "slowest": {k: round(v * 1000, 1) for v, k in slowest},
+        "parts_ms": {k: round(v * 1000, 1) for v, k in parts},
         "closed_share": closed_share,
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "target_s": TARGET_S,

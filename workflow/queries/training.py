@@ -16,6 +16,7 @@ from datetime import date, datetime
 
 from sqlalchemy import and_, exists, not_, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from workflow import clock, rules
 from workflow.db.models import DefinitionVersion, Record, Task, TaskStatus, User
@@ -76,7 +77,17 @@ def _rows(session: Session, registry: Registry, user: User, roles: set[str], now
     workflows = rules.training_workflows(published)
     if not workflows:
         return []
-    mine = [and_(Record.workflow_key == key, rules.trainee_of(cap) == user.username)
+    def scope(key: str) -> list[ColumnElement[bool]]:
+        if not open_only:
+            return [Record.workflow_key == key]
+        # open ones: the workflow's non-final states (every published version's), so the
+        # (workflow_key, state) index skips the closed trainings - most of them - before
+        # any JSON is read (the inbox asks this on every request)
+        states = sorted({name for d in published if d.key == key
+                         for name, st in d.states.items() if not st.final})
+        return [Record.workflow_key == key, Record.state.in_(states)]
+
+    mine = [and_(*scope(key), rules.trainee_of(cap) == user.username)
             for key, cap in workflows.items()]
     held = exists().where(Task.record_id == Record.id, Task.assignee_id == user.id,
                           Task.status == TaskStatus.OPEN)
