@@ -151,6 +151,12 @@ def write_pack(*, results_path: str | Path | None = None, out_dir: str | Path | 
     """Write the IQ/OQ validation report (HTML, PDF, JSON) into ``out_dir`` from the results
     JSON at ``results_path``, or from a run of the test suite (with ``pytest_args``; its
     output and results are kept next to the report). ``say`` hears about the long steps."""
+    if catalogue_path is None and not (REPO_ROOT / "tests").is_dir():
+        # an installed wheel carries neither the test suite nor docs/requirements.yaml
+        raise PackError("the validation report runs the test suite of a source checkout of "
+                        "this version and reads its docs/requirements.yaml: run it in the "
+                        "checkout (`python -m webapp.cli validation-report`), or give "
+                        "--results and --requirements from one")
     try:
         catalogue = load_catalogue(catalogue_path)
     except CatalogueError as exc:
