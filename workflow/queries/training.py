@@ -85,7 +85,13 @@ def _rows(session: Session, registry: Registry, user: User, roles: set[str], now
         # any JSON is read (the inbox asks this on every request)
         states = sorted({name for d in published if d.key == key
                          for name, st in d.states.items() if not st.final})
-        return [Record.workflow_key == key, Record.state.in_(states)]
+        cond = [Record.workflow_key == key, Record.state.in_(states)]
+        cap = workflows[key]
+        if cap.due:
+            # overdue: the end of the due day has passed, i.e. the due date (ISO text, which
+            # sorts like the date) is before today
+            cond.append(Record.data[cap.due].as_string() < now.date().isoformat())
+        return cond
 
     mine = [and_(*scope(key), rules.trainee_of(cap) == user.username)
             for key, cap in workflows.items()]
