@@ -151,11 +151,22 @@ def _counts(session: Session, branches: list[tuple[str, Any]], task_cond: list[A
     """Tasks per workflow, each branch read up to COUNT_CAP + 1 rows (one statement)."""
     if not branches:
         return {}, False
-    subs = [select(literal(i).label("part"), Record.workflow_key.label("wf"))
-            .select_from(Task).join(Record, Record.id == Task.record_id)
-            .where(cond, *task_cond, *rec_cond).limit(COUNT_CAP + 1).subquery()
-            for i, (_name, cond) in enumerate(branches)]
-    both = union_all(*[select(sq.c.part, sq.c.wf) for sq in subs]).subquery()
+    def capped_part(i: int, cond: Any) -> Any:
+        q = select(literal(i).label("part"), Task.record_id.label("rid")) \
+            .where(cond, *task_cond)
+        if rec_cond:
+            q = q.join(Record, Record.id == Task.record_id).where(*rec_cond)
+        # at most COUNT_CAP + 1 tasks of the branch, in its index order: without a filter on
+        # the record this is a walk of the branch's partial index alone (records are joined
+        # afterwards, for at most that many rows), so no planner guess makes it a big scan
+        return q.order_by(Task.due_at, Task.id).limit(COUNT_CAP + 1).subquery()
+
+    subs = [capped_part(i, cond) for i, (_name, cond) in enumerate(branches)]
+    picked = union_all(*[select(sq.c.part, sq.c.rid) for sq in subs]).subquery()
+    # each picked task's workflow by primary key (a scalar subquery: never a scan of records
+    # for a hash join, whatever the planner guesses)
+    wf = select(Record.workflow_key).where(Record.id == picked.c.rid).scalar_subquery()
+    both = select(picked.c.part, wf.label("wf")).subquery()
     per_part: dict[int, int] = {}
     counts: dict[str, int] = {}
     for part, wf, n in session.execute(select(both.c.part, both.c.wf, func.count())
