@@ -69,8 +69,10 @@ def index() -> Any:
     if request.args.get("format") == "csv":
         return _csv(rq, user, roles)
     try:
-        page = search.search(s, engine().registry, user, roles, rq,
-                             cursor=request.args.get("cursor") or None, limit=PAGE, count=True)
+        cursor = request.args.get("cursor") or None
+        # counted on the first page only (the later pages say "page n of the result")
+        page = search.search(s, engine().registry, user, roles, rq, cursor=cursor,
+                             limit=PAGE, count=cursor is None)
         problems: dict[str, str] = {}
     except ValidationFailed as exc:
         page, problems = search.Page([], None, None, 0), exc.errors

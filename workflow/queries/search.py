@@ -343,8 +343,11 @@ def search(session: Session, registry: Registry, user: User, roles: set[str],
             prev = _encode(_key(rows[0], rq.sort), True)
     total = capped = None
     if count:
+        # ordered like the page, so the planner walks the same way (unordered, SQLite
+        # went through records by workflow and asked FTS5 about each row: minutes at 1M)
+        counted = base.with_only_columns(Record.id).order_by(*_order(col, asc, True, ident))
         n = session.execute(select(func.count()).select_from(
-            base.with_only_columns(Record.id).limit(COUNT_CAP + 1).subquery())).scalar_one()
+            counted.limit(COUNT_CAP + 1).subquery())).scalar_one()
         total, capped = min(n, COUNT_CAP), n > COUNT_CAP
     names: dict[int, str] = {}
     if rows:
