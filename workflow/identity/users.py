@@ -12,7 +12,8 @@ from datetime import datetime
 from types import SimpleNamespace
 
 from sqlalchemy import and_, bindparam, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.util import identity_key
 
 from workflow import clock, rules
 from workflow import config as qms_config
@@ -42,10 +43,14 @@ _GRANTS_OF = select(*(_grants[c] for c in (*SEALED_COLUMNS["role_grants"], "seal
 
 
 # the acting user and their active grants in one statement (the engine's every step)
-_ACTOR = select(User, *(_grants[c].label("g_" + c) for c in (*SEALED_COLUMNS["role_grants"], "seal"))
-                ).outerjoin(RoleGrant.__table__, and_(
-                    _grants.user_id == User.id, rules.active_grant_clause(bindparam("at")))
-                ).where(func.lower(User.username) == bindparam("username"))
+# (Core columns: the user object is built from them, without the ORM's loading)
+_users = User.__table__.c
+_USER_COLUMNS = tuple(c.name for c in User.__table__.columns)
+_ACTOR = select(User.__table__,
+                *(_grants[c].label("g_" + c) for c in (*SEALED_COLUMNS["role_grants"], "seal"))
+                ).select_from(User.__table__.outerjoin(RoleGrant.__table__, and_(
+                    _grants.user_id == _users.id, rules.active_grant_clause(bindparam("at"))))
+                ).where(func.lower(_users.username) == bindparam("username"))
 
 
 def find_user(session: Session, username: str) -> User | None:
@@ -83,7 +88,13 @@ def get_actor(session: Session, username: str, at: datetime) -> tuple[User, set[
     rows = session.execute(_ACTOR, {"username": username.lower(), "at": at}).all()
     if not rows:
         raise UnknownUser(username)
-    user = rows[0][0]
+    first = rows[0]._mapping
+    user = session.identity_map.get(identity_key(User, first["id"]))
+    if user is None:
+        # the row as the session would have loaded it: persistent, unchanged
+        user = User(**{c: first[c] for c in _USER_COLUMNS})
+        make_transient_to_detached(user)
+        session.add(user)
     if not user.active:
         raise InactiveUser(user.username)
     key = check_key(session)
