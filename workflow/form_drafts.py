@@ -99,6 +99,14 @@ def get(session: Session, user_id: int, form_key: str) -> Draft | None:
     return Draft(row.form_key, pairs, clock.as_utc(row.updated_at))
 
 
+def exists(session: Session, user_id: int, form_key: str) -> bool:
+    """Whether the person keeps a draft of ``form_key`` (read before a submit, so a submit
+    without a draft writes nothing more than its step)."""
+    return session.execute(select(FormDraft.id).where(
+        FormDraft.user_id == user_id, FormDraft.form_key == form_key).limit(1)).first() \
+        is not None
+
+
 def discard(units: Units, user_id: int, form_key: str) -> bool:
     """Delete the person's draft of ``form_key`` (after a successful submit, or when they
     discard it); returns whether there was one."""

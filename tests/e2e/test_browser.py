@@ -345,7 +345,7 @@ def test_early_step_note_and_linked_records_on_the_record_page(page: Page, live)
 
 
 def test_request_a_due_date_extension_from_the_record_page(page: Page, live) -> None:
-    """R-UI-7 R-WF-16: the CAPA owner asks for a later due date from the record page; the
+    """R-UI-7 R-WF-16 R-UI-50: the CAPA owner asks for a later due date from the record page; the
     record shows the request waiting, with the original and current due dates."""
     _, eng, _ = live
     number = capa_at_plan_approval(eng)
@@ -361,7 +361,8 @@ def test_request_a_due_date_extension_from_the_record_page(page: Page, live) -> 
     expect(page.locator(".flash-success")).to_contain_text("is waiting for a decision by "
                                                            "Quality Assurance")
     due = page.get_by_role("region", name="Due date")
-    expect(due).to_contain_text("Requested: 2026-05-31 UTC → 2026-06-30 UTC")
+    # the requested date is a date-only deadline: shown as entered, no zone (R-UI-50)
+    expect(due).to_contain_text("Requested: 2026-05-31 UTC → 2026-06-30")
     expect(due).to_contain_text("The label supplier delivers in June.")
     expect(due.get_by_role("link", name="Request extension")).to_have_count(0)
     page.screenshot(path=str(SHOTS / "extension-requested.png"), full_page=True)

@@ -86,9 +86,16 @@ def restore(form_key: str) -> tuple[MultiDict[str, str] | None, Any]:
     return MultiDict(draft.fields), draft
 
 
-def forget(form_key: str) -> None:
-    """The form was submitted: its draft is no longer needed."""
-    form_drafts.discard(engine(), current_user.id, form_key)
+def kept(form_key: str) -> bool:
+    """Whether the person has a draft of the form (asked on the request's read session
+    before a submit: a submit without a draft costs no extra write)."""
+    return form_drafts.exists(read_session(), current_user.id, form_key)
+
+
+def forget(form_key: str, kept: bool = True) -> None:
+    """The form was submitted: its draft (if ``kept``) is no longer needed."""
+    if kept:
+        form_drafts.discard(engine(), current_user.id, form_key)
 
 
 def autosave_seconds() -> int:

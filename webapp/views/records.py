@@ -80,6 +80,7 @@ def new(workflow: str) -> Any:
             forms.add_csv_rows(d, d.start_edits, request.files, data)
             downloads.attach_uploads(data, current_user.username)
             data = {k: v for k, v in data.items() if v not in (None, [])}
+            had_draft = drafts.kept(key)
             r = engine().start(workflow, current_user.username, data)
         except forms.CsvError as exc:
             _csv_error(form, exc)
@@ -90,7 +91,7 @@ def new(workflow: str) -> Any:
         except WorkflowError as exc:
             errors.flash_error(exc)
         else:
-            drafts.forget(key)
+            drafts.forget(key, had_draft)
             flash(f"{r.number} was created.", "success")
             return redirect(url_for("records.view", number=r.number))
     return render_template("records/new.html", d=d, form=form, csv_fields=forms.csv_fields(d),
@@ -231,6 +232,7 @@ def fire(number: str, transition: str) -> Any:
                 expected = int(form.expected_version.data)
             except (TypeError, ValueError):
                 abort(400)
+            had_draft = drafts.kept(key)
             try:
                 r = engine().fire(rec.number, transition, current_user.username, data,
                                   signature=sig, reason=(form.reason.data or "").strip() or None,
@@ -248,7 +250,7 @@ def fire(number: str, transition: str) -> Any:
                     if isinstance(exc, ChangeReasonRequired):
                         form.reason.errors = [*form.reason.errors, "Give the reason for change."]
             else:
-                drafts.forget(key)
+                drafts.forget(key, had_draft)
                 if r.moved:
                     flash(f"{t.label}: done. {r.number} is now {d.states[r.state].label}.", "success")
                 else:
