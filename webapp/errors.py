@@ -125,6 +125,9 @@ ERRORS: dict[type[wf.WorkflowError], ErrorEntry] = {
     wf.KeyProblem: ErrorEntry(500, "Server misconfigured"),
     # a checkpoint or signed copy that cannot be read: the input given is refused
     wf.CheckpointError: REFUSED,
+    # qms backup / qms restore refused (a live database, a hash that does not match): the
+    # command line's, no request raises it
+    wf.BackupError: REFUSED,
     # attachments (workflow/blobs.py): a refused upload stored nothing; a damaged stored
     # file is not handed out
     wf.AttachmentRefused: REFUSED,

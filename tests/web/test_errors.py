@@ -76,6 +76,7 @@ EXAMPLES: list[tuple[wf.WorkflowError, int, int, dict[str, object]]] = [
     (wf.KeyProblem("/etc/qms/signature.key", "/etc/qms/signature.key line 1: the key is not hex"),
      500, 500, {}),
     (wf.CheckpointError("cp.json", "checkpoint file cp.json does not exist"), 422, 422, {}),
+    (wf.BackupError("backup/manifest.json: qms.db does not match its hash"), 422, 422, {}),
     (wf.AttachmentRefused("attachment_empty", "a.pdf is empty."), 422, 422, {}),
     (wf.AttachmentTooLarge("attachment_too_large", "big.pdf has 9 bytes"), 413, 422, {}),
     (wf.AttachmentTypeRefused("attachment_type_refused", "x is text/html"), 415, 422, {}),
