@@ -343,9 +343,13 @@ def search(session: Session, registry: Registry, user: User, roles: set[str],
             prev = _encode(_key(rows[0], rq.sort), True)
     total = capped = None
     if count:
-        # ordered like the page, so the planner walks the same way (unordered, SQLite
-        # went through records by workflow and asked FTS5 about each row: minutes at 1M)
-        counted = base.with_only_columns(Record.id).order_by(*_order(col, asc, True, ident))
+        # SQLite: ordered like the page, so the planner walks the same way (unordered, it
+        # went through records by workflow and asked FTS5 about each row: minutes at 1M);
+        # PostgreSQL: unordered, so the GIN index finds the matches (ordered, it walked the
+        # sort's index filtering each row: ~1 s at 1M)
+        counted = base.with_only_columns(Record.id)
+        if is_sqlite(session):
+            counted = counted.order_by(*_order(col, asc, True, ident))
         n = session.execute(select(func.count()).select_from(
             counted.limit(COUNT_CAP + 1).subquery())).scalar_one()
         total, capped = min(n, COUNT_CAP), n > COUNT_CAP
