@@ -256,3 +256,23 @@ def test_draft_commands_keep_drafts_apart_per_person(engine, account):
         assert form_drafts.get(s, emma, "new/deviation").fields == [("title", "mine")]
     assert not form_drafts.discard(engine, olga, "new/deviation")
     assert form_drafts.discard(engine, emma, "new/deviation")
+
+
+def test_audit_trail_pages_say_their_times_are_utc_whatever_the_persons_zone(engine, client,
+                                                                            account):
+    """R-UI-52: the footer names the person's zone where times are shown in it; the
+    audit-trail page shows UTC (its "Time (UTC)" column), so its footer says that instead of
+    claiming the person's zone."""
+    account("emma", "employee")
+    login(client, "emma")
+    client.post("/account/profile", data={
+        "csrf_token": csrf(client, "/account/profile"), "timezone": "Asia/Tokyo",
+        "email": "emma@example.org", "notify_mode": "immediate", **prefs_form()})
+    n = engine.start("deviation", "emma", {
+        "title": "Cold room excursion", "description": "9.4 C for 3 h",
+        "occurred_on": "2026-03-01", "discovered_on": "2026-03-01", "area": "Warehouse",
+        "immediate_actions": "Quarantine"}).number
+    assert "Times shown in Asia/Tokyo" in client.get(f"/records/{n}").get_data(as_text=True)
+    trail = client.get(f"/records/{n}/audit").get_data(as_text=True)
+    assert "Times on this page are in UTC" in trail and "Time (UTC)" in trail
+    assert "Times shown in Asia/Tokyo" not in trail
