@@ -81,6 +81,9 @@ def test_edit_validate_submit_approve_publish(page: Page, live) -> None:
     assert errors == [], errors  # no script or CSP errors on the way
     assert [u for u in missing if not u.endswith("/favicon.ico")] == []
 
+    # leave the page first: a stylesheet or script still loading would bring the
+    # session cookie back after it was cleared (then /login sends us home)
+    page.goto("about:blank")
     page.context.clear_cookies()
     log_in(page, "quinn", totps["quinn"])
     page.goto(f"/records/{number}")

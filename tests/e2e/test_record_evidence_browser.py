@@ -115,6 +115,9 @@ def test_owner_attaches_evidence_and_qa_downloads_it(page: Page, live, tmp_path,
     expect(page.locator(".fields")).to_contain_text("application/pdf")
     page.locator(".fields").screenshot(path=str(SHOTS / "record-attachment.png"))
 
+    # leave the page first: a stylesheet or script still loading would bring the
+    # session cookie back after it was cleared (then /login sends us home)
+    page.goto("about:blank")
     page.context.clear_cookies()
     log_in(page, "quentin")
     page.goto(f"/records/{n}")
