@@ -126,6 +126,30 @@ def dba(engine: Any) -> Iterator[Session]:
             s.execute(text(f'SET ROLE "{role}"'))
 
 
+@contextmanager
+def statements(engine: Any) -> Iterator[list[tuple[str, Any]]]:
+    """The statements the engine's connection runs meanwhile, as (SQL, parameters), for the
+    query-plan tests to EXPLAIN exactly what the code sent."""
+    conn = engine.sessions.kw["bind"]
+    seen: list[tuple[str, Any]] = []
+
+    def grab(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, _many: Any) -> None:
+        seen.append((statement, params))
+
+    event.listen(conn, "before_cursor_execute", grab)
+    try:
+        yield seen
+    finally:
+        event.remove(conn, "before_cursor_execute", grab)
+
+
+def plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every node of a PostgreSQL ``EXPLAIN (FORMAT JSON)`` plan, depth first."""
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from plan_nodes(child)
+
+
 def sign(username: str) -> VouchedSignature:
     """A signature whose credentials the test vouches for (identity checks are tested apart)."""
     return VouchedSignature(username, method="test")

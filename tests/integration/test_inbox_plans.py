@@ -10,14 +10,10 @@ they and their statistics are rolled back afterwards.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import select, text
 
-from tests.factories import dba
+from tests.factories import dba, plan_nodes, statements
 from workflow import tasks
 from workflow.db.models import Record
 from workflow.identity import users as identity
@@ -56,27 +52,6 @@ def _fill(engine, people) -> None:  # type: ignore[no-untyped-def]
         s.execute(text("ANALYZE tasks"))
 
 
-@contextmanager
-def _statements(engine) -> Iterator[list[tuple[str, Any]]]:  # type: ignore[no-untyped-def]
-    conn = engine.sessions.kw["bind"]
-    seen: list[tuple[str, Any]] = []
-
-    def grab(_c, _cur, statement, params, _ctx, _many) -> None:  # type: ignore[no-untyped-def]
-        seen.append((statement, params))
-
-    event.listen(conn, "before_cursor_execute", grab)
-    try:
-        yield seen
-    finally:
-        event.remove(conn, "before_cursor_execute", grab)
-
-
-def _scans(plan: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    yield plan["Node Type"], plan.get("Relation Name", "")
-    for child in plan.get("Plans", []):
-        yield from _scans(child)
-
-
 def test_inbox_statements_use_indexes_not_sequential_scans(engine, people):
     """R-PERF-12 (R-PERF-10): olga (40 tasks of her own) and quinn (6,000 claimable by QA)
     get their inbox pages, a filtered page and a second page without a sequential scan of
@@ -90,7 +65,7 @@ def test_inbox_statements_use_indexes_not_sequential_scans(engine, people):
             user = identity.get_user(s, name)
             first = tasks.inbox(s, user)
             assert len(first.rows) == 25 and first.next_cursor
-            with _statements(engine) as seen:
+            with statements(engine) as seen:
                 tasks.inbox(s, user)
                 tasks.inbox(s, user, cursor=first.next_cursor)
                 tasks.inbox(s, user, workflow="capa", overdue=True, scope="claimable")
@@ -99,7 +74,8 @@ def test_inbox_statements_use_indexes_not_sequential_scans(engine, people):
             for statement, params in inbox_sql:
                 plan = s.connection().exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement,
                                                       params).scalar()
-                nodes = list(_scans(plan[0]["Plan"]))
+                nodes = [(n["Node Type"], n.get("Relation Name", ""))
+                         for n in plan_nodes(plan[0]["Plan"])]
                 plans.append(nodes)
                 seq = [rel for kind, rel in nodes if kind == "Seq Scan"
                        and rel in ("records", "tasks")]

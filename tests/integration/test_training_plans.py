@@ -4,36 +4,16 @@ trainings (and fresh statistics) it must not scan ``records`` sequentially."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import select, text
 
-from tests.factories import dba
+from tests.factories import dba, plan_nodes, statements
 from workflow import clock
 from workflow.db.models import Record
 from workflow.identity import users as identity
 from workflow.queries import training
 
 RECORDS = 60_000
-
-
-@contextmanager
-def statements(engine) -> Iterator[list[tuple[str, Any]]]:  # type: ignore[no-untyped-def]
-    """The statements the engine's connection runs meanwhile (statement, parameters)."""
-    conn = engine.sessions.kw["bind"]
-    seen: list[tuple[str, Any]] = []
-
-    def grab(_c, _cur, statement, params, _ctx, _many) -> None:  # type: ignore[no-untyped-def]
-        seen.append((statement, params))
-
-    event.listen(conn, "before_cursor_execute", grab)
-    try:
-        yield seen
-    finally:
-        event.remove(conn, "before_cursor_execute", grab)
 
 
 def test_overdue_training_in_the_inbox_uses_the_index(engine, people, make_user):
@@ -77,9 +57,3 @@ def test_overdue_training_in_the_inbox_uses_the_index(engine, people, make_user)
         read = sum(n.get("Actual Rows", 0) + n.get("Rows Removed by Filter", 0)
                    for n in nodes if n.get("Relation Name") == "records")
         assert read < 100, read
-
-
-def plan_nodes(plan):  # type: ignore[no-untyped-def]
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from plan_nodes(child)
