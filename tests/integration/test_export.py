@@ -17,9 +17,9 @@ from workflow.queries import copies
 from workflow.queries.copies import check_copy, export_record
 
 
-def test_json_copy_is_complete_checkable_and_audited(engine, people):
-    """R-P11-10b-1 R-P11-10b-2 R-P11-50-1: fields with labels, state history, links, each
-    signature's manifestation and the audit trail; hashes re-check; the export is audited."""
+def _approved_deviation(engine, people, classification: str, reason: str | None = None) -> str:
+    """A deviation triaged as major, investigated and approved by QA with the classification
+    given (a different one is a change after first entry, and needs the reason)."""
     day = "2026-03-01"
     d = engine.start("deviation", people["emp"], {
         "title": "Particle", "description": "d", "occurred_on": day, "discovered_on": day,
@@ -34,8 +34,16 @@ def test_json_copy_is_complete_checkable_and_audited(engine, people):
     engine.fire(d, "submit_investigation", people["owner"], {
         "root_cause_category": "method", "root_cause": "rc", "impact_assessment": "none",
         "batch_disposition": "reject", "capa_required": True})
-    engine.fire(d, "approve", people["qa2"], {"classification": "major", "capa_required": True},
-                signature=sign(people["qa2"]))
+    engine.fire(d, "approve", people["qa2"], {"classification": classification,
+                                              "capa_required": True},
+                signature=sign(people["qa2"]), reason=reason)
+    return d
+
+
+def test_json_copy_is_complete_checkable_and_audited(engine, people):
+    """R-P11-10b-1 R-P11-10b-2 R-P11-50-1: fields with labels, state history, links, each
+    signature's manifestation and the audit trail; hashes re-check; the export is audited."""
+    d = _approved_deviation(engine, people, "major")
     with engine.unit() as s:
         doc = export_record(s, engine.registry, d, identity.system_user(s), "json", "inspection")
     doc = json.loads(json.dumps(doc))  # what a file holds
@@ -111,22 +119,7 @@ def test_copy_flags_fields_changed_after_first_entry_with_their_audit_entries(en
 
     from workflow.queries import records
 
-    day = "2026-03-01"
-    d = engine.start("deviation", people["emp"], {
-        "title": "Particle", "description": "d", "occurred_on": day, "discovered_on": day,
-        "area": "Filling", "immediate_actions": "hold"}).number
-    engine.fire(d, "triage", people["qa"], {"classification": "major",
-                                            "classification_rationale": "r",
-                                            "capa_required": True,
-                                            "investigator": people["owner"]})
-    with engine.unit() as s:
-        olga = identity.get_user(s, people["owner"])
-        identity.grant_role(s, olga, "deviation_owner", actor=identity.system_user(s), reason="t")
-    engine.fire(d, "submit_investigation", people["owner"], {
-        "root_cause_category": "method", "root_cause": "rc", "impact_assessment": "none",
-        "batch_disposition": "reject", "capa_required": True})
-    engine.fire(d, "approve", people["qa2"], {"classification": "critical", "capa_required": True},
-                signature=sign(people["qa2"]), reason="re-assessed: single unit affected")
+    d = _approved_deviation(engine, people, "critical", reason="re-assessed: single unit affected")
     with engine.unit() as s:
         doc = export_record(s, engine.registry, d, identity.system_user(s), "json", "inspection")
         page = records.record_page(s, engine, d, people["qa"])
