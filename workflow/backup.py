@@ -273,12 +273,6 @@ def latest(settings: config.Settings | None = None) -> Backup | None:
     return None
 
 
-def latest_backup_age_hours(settings: config.Settings | None = None) -> float | None:
-    """Hours since the newest backup in QMS_BACKUP_DIR (None: no backup): ``/readyz``'s and
-    the dashboard's ``backup_age_hours``."""
-    return status(settings).age_hours
-
-
 @dataclass(frozen=True)
 class Status:
     """The newest backup as /readyz and the dashboard show it."""

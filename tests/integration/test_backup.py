@@ -186,8 +186,8 @@ def test_backup_age_hours(site: Site, tmp_path: Path, monkeypatch: pytest.Monkey
     """R-OPS-4: the age of the newest complete backup in QMS_BACKUP_DIR, in hours (None
     before the first); an interrupted backup (no manifest) does not count."""
     monkeypatch.setenv("QMS_INSTANCE_DIR", str(site.instance))
-    assert backups.latest_backup_age_hours(qms_config.settings()) is None
+    assert backups.status(qms_config.settings()).age_hours is None
     site.ok("backup")
     (site.instance / "backups" / "qms-backup-29990101T000000Z").mkdir()  # no manifest
     clock.advance(timedelta(hours=5, minutes=30))
-    assert backups.latest_backup_age_hours(qms_config.settings()) == 5.5
+    assert backups.status(qms_config.settings()).age_hours == 5.5
