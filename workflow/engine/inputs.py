@@ -119,7 +119,8 @@ def names(ctx: Ctx, d: WorkflowDefinition, rec: Record, data: Mapping[str, Any],
     """The names an expression sees: the fields, now/today, the number, actor, initiator."""
     out: dict[str, Any] = {f: data.get(f) for f in d.fields}
     out.update(now=ctx.now.isoformat(), today=ctx.now.date().isoformat(), number=rec.number,
-               actor=user.username if user else None, item=None, user=None)
+               actor=user.username if user else None, item=None, user=None,
+               actor_roles=tuple(sorted(ctx.roles(user))) if user else ())
     out["initiator"] = None
     if rec.created_by_id is not None:
         out["initiator"] = ctx.username(rec.created_by_id)

@@ -50,6 +50,7 @@ def create(ctx: Ctx, compiled: Compiled, user: User, data: dict[str, Any], *,
         names: dict[str, Any] = {f: clean.get(f) for f in d.fields}
         names.update(now=ctx.now.isoformat(), today=ctx.now.date().isoformat(),
                      number=None, actor=user.username, initiator=user.username,
+                     actor_roles=tuple(sorted(ctx.roles(user))),
                      item=None, user=None)
         inputs.check_guards("start", d.start_guards, names)
     now = ctx.now

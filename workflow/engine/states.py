@@ -4,7 +4,7 @@ Shared by a step (``fire``) and by a signed migration (change_control/migrate.py
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from workflow import clock
@@ -83,7 +83,7 @@ def start_timer(ctx: Ctx, rec: Record, params: Mapping[str, Any],
         raw = rec.data.get(params["after_field"])
         if not raw:
             return
-        fire_at = end_of(raw)
+        fire_at = start_of(raw) if params.get("at") == "start_of_day" else end_of(raw)
     elif keep is not None:
         fire_at = keep
     else:
@@ -92,6 +92,13 @@ def start_timer(ctx: Ctx, rec: Record, params: Mapping[str, Any],
         "record_id": rec.id, "state_visit": rec.state_visit,
         "transition": params["transition"], "fire_at": fire_at,
         "status": TimerStatus.PENDING})
+
+
+def start_of(value: str) -> datetime:
+    """A date field's opening: the start of that day (UTC); a datetime is itself."""
+    if "T" in value:
+        return datetime.fromisoformat(value).astimezone(UTC)
+    return datetime.combine(date.fromisoformat(value), time(0), tzinfo=UTC)
 
 
 def end_of(value: str) -> datetime:

@@ -321,6 +321,7 @@ class _Checker:
                              f"milestone {name!r} {key} names unknown state {m[key]!r}")
 
     def _capabilities(self) -> None:
+        self._document_capability()
         training = self.doc.get("capabilities", {}).get("training")
         if not training:
             return
@@ -335,6 +336,33 @@ class _Checker:
             elif self.fields[name].get("type") not in types:
                 self.err(path, f"capability training.{key}: field {name!r} must be of type "
                                f"{' or '.join(types)}")
+
+
+    def _document_capability(self) -> None:
+        document = self.doc.get("capabilities", {}).get("document")
+        if not document:
+            return
+        for key, types in (("number", ("string",)), ("version", ("integer", "string")),
+                           ("title", ("string",)), ("type", ("choice", "string")),
+                           ("effective_date", ("date",)), ("retraining_days", ("integer",)),
+                           ("next_review", ("date",))):
+            name = document.get(key)
+            if name is None:
+                continue
+            path = ("capabilities", "document", key)
+            if name not in self.fields:
+                self.err(path, f"capability document.{key} names unknown field {name!r}")
+            elif self.fields[name].get("type") not in types:
+                self.err(path, f"capability document.{key}: field {name!r} must be of type "
+                               f"{' or '.join(types)}")
+        state = document["effective_state"]
+        if state not in self.states:
+            self.err(("capabilities", "document", "effective_state"),
+                     f"capability document.effective_state names unknown state {state!r}")
+        elif self.states[state].get("final"):
+            self.err(("capabilities", "document", "effective_state"),
+                     f"capability document.effective_state: {state!r} is a final state; the "
+                     "version in force must be able to be superseded or retired")
 
 
 def reachable(start: str, edges: Mapping[str, set[str]]) -> set[str]:

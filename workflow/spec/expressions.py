@@ -1,7 +1,8 @@
 """Guard and copy expressions, evaluated by simpleeval: never Python eval/exec.
 
 An expression sees the record's fields by name (unset fields are ``None``) plus a few
-builtins (``now``, ``today``, ``actor``, ``initiator``, ``item``, ``user``) and the functions
+builtins (``now``, ``today``, ``actor``, ``actor_roles``, ``initiator``, ``item``, ``user``)
+and the functions
 in :data:`FUNCTIONS`. Example: ``classification in ('major', 'critical') or capa_required``.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Mapping
+from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -19,7 +21,15 @@ class ExpressionError(Exception):
     pass
 
 
+def add_days(day: str | None, days: int) -> str | None:
+    """``add_days('2026-05-01', 14)`` -> ``'2026-05-15'`` (ISO dates compare as text)."""
+    if day is None:
+        return None
+    return (date.fromisoformat(str(day)[:10]) + timedelta(days=int(days))).isoformat()
+
+
 FUNCTIONS: dict[str, Any] = {
+    "add_days": add_days,
     "len": len,
     "any": any,
     "all": all,

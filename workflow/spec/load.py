@@ -20,6 +20,7 @@ from workflow.spec.checks import check, cross_check
 from workflow.spec.model import (
     Action,
     Capabilities,
+    DocumentCapability,
     FieldSpec,
     Guard,
     Milestone,
@@ -274,8 +275,15 @@ def _not_before(nb: Mapping[str, Any] | None) -> NotBefore | None:
 
 def _capabilities(doc: Mapping[str, Any]) -> Capabilities:
     t = doc.get("training")
-    return Capabilities(training=TrainingCapability(t["trainee"], t["document"], t.get("version"),
-                                                    t.get("due")) if t else None)
+    dc = doc.get("document")
+    return Capabilities(
+        training=TrainingCapability(t["trainee"], t["document"], t.get("version"),
+                                    t.get("due")) if t else None,
+        document=DocumentCapability(
+            number=dc["number"], version=dc["version"], title=dc["title"],
+            effective_state=dc["effective_state"], type=dc.get("type"),
+            effective_date=dc.get("effective_date"), retraining_days=dc.get("retraining_days"),
+            next_review=dc.get("next_review")) if dc else None)
 
 
 class _AnyWorkflow(dict[str, WorkflowDefinition | None]):

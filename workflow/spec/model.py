@@ -15,7 +15,8 @@ from typing import Any
 #: Pseudo-roles usable in ``roles:`` lists without being declared.
 PSEUDO_ROLES = frozenset({"initiator", "assignee"})
 #: Names every guard and copy expression may use besides the workflow's fields.
-BUILTIN_NAMES = frozenset({"now", "today", "item", "user", "initiator", "actor", "number"})
+BUILTIN_NAMES = frozenset({"now", "today", "item", "user", "initiator", "actor", "number",
+                           "actor_roles"})
 
 _DURATION = re.compile(r"^([1-9][0-9]*)([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -188,11 +189,29 @@ class TrainingCapability:
 
 
 @dataclass(frozen=True)
+class DocumentCapability:
+    """Records of this workflow are versions of controlled documents, one record per version:
+    the fields holding the document number, version, title, type, effective date, retraining
+    interval (days) and next periodic review date; ``effective_state``: the state of the
+    version in force (workflow/queries/documents.py reads them)."""
+
+    number: str
+    version: str
+    title: str
+    effective_state: str
+    type: str | None = None
+    effective_date: str | None = None
+    retraining_days: str | None = None
+    next_review: str | None = None
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What records of a workflow are to the engine's general rules (``capabilities:`` in
     the YAML), so that the engine never names a shipped workflow or its fields."""
 
     training: TrainingCapability | None = None
+    document: DocumentCapability | None = None
 
 
 @dataclass(frozen=True)
