@@ -39,6 +39,9 @@ def _make(spec: FieldSpec, users: list[tuple[str, str]]) -> Field:
     kw: dict[str, Any] = {"label": spec.label, "description": spec.help,
                           "validators": [Optional()]}
     t = spec.type
+    if spec.computed:  # the engine computes it (workflow/spec/fields.py compute): read-only
+        return StringField(render_kw={"readonly": True, "tabindex": "-1", "class": "computed"},
+                           **kw)
     if t == "text":
         return TextAreaField(render_kw={"rows": 4}, **kw)
     if t == "boolean":
@@ -155,8 +158,9 @@ def posted(d: WorkflowDefinition, names: tuple[str, ...], form: FlaskForm) -> di
         elif spec.type == "list":
             rows = []
             for entry in field.entries:
+                computed = {sub.name for sub in spec.fields if sub.computed}
                 row = {k: (v.strip() if isinstance(v, str) else v)
-                       for k, v in entry.data.items() if k != "csrf_token"}
+                       for k, v in entry.data.items() if k != "csrf_token" and k not in computed}
                 if any(v not in (None, "") for v in row.values()):
                     rows.append({k: _bool(sub, row.get(k)) for k, sub in
                                  ((s.name, s) for s in spec.fields) if row.get(k) not in (None, "")})

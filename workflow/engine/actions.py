@@ -38,20 +38,43 @@ def create_record(ctx: Ctx, compiled: Compiled, rec: Record, user: User, action:
     # barred from them by "not the initiator" rules; the audit reason names them
     creator = identity.system_user(ctx.session)
     why = f"created by {rec.number} on entering {rec.state} (step by {user.full_name})"
+    stored: dict[int, str] = {}  # row index -> the created record's number (``store``)
     ctx.depth += 1
     try:
         for item in items:
             values = {k: inputs.evaluate(expr, {**names, "item": item}, action)
                       for k, expr in p.get("copy", {}).items()}
             try:
-                ctx.spawn(ctx, child, creator, values, parent=rec,
-                          link=p.get("link", "spawned_by"), reason=why)
+                created = ctx.spawn(ctx, child, creator, values, parent=rec,
+                                    link=p.get("link", "spawned_by"), reason=why)
             except ValidationFailed as exc:
                 raise WorkflowError(
                     f"{rec.number} could not create its linked {child.definition.title}: "
                     f"{exc.message}") from exc
+            if "store" in p:
+                rows = names.get(p["store"].partition(".")[0]) or []
+                index = next((i for i, r in enumerate(rows) if r is item), None)
+                if index is None:
+                    raise WorkflowError(f"create_record store: {p['store']!r} needs for_each "
+                                        "to give rows of that list (e.g. [r for r in ...])")
+                stored[index] = created.number
     finally:
         ctx.depth -= 1
+    if stored:
+        _store_numbers(ctx, rec, user, p["store"], stored)
+
+
+def _store_numbers(ctx: Ctx, rec: Record, user: User, target: str,
+                   numbers: Mapping[int, str]) -> None:
+    """Write each created record's number into its row's column (``store: list.column``),
+    audited like any change."""
+    field, _, column = target.partition(".")
+    old = rec.data.get(field) or []
+    new = [{**row, column: numbers[i]} if i in numbers else row for i, row in enumerate(old)]
+    rec.data = {**rec.data, field: new}
+    audit.record_event(ctx.session, rec, at=ctx.now, actor=user, action="update",
+                       changes={field: [old, new]},
+                       reason=f"numbers of the records created on entering {rec.state}")
 
 
 def set_due(ctx: Ctx, compiled: Compiled, rec: Record, user: User, action: Action) -> None:

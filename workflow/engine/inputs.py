@@ -16,7 +16,15 @@ from workflow.engine import statements as st
 from workflow.engine.context import Ctx, remember_user
 from workflow.errors import GuardFailed, ValidationFailed, WorkflowError
 from workflow.spec import expressions
-from workflow.spec.fields import FieldValueError, coerce, files_in, references_in, users_in
+from workflow.spec.fields import (
+    FieldValueError,
+    coerce,
+    compute,
+    files_in,
+    has_computed,
+    references_in,
+    users_in,
+)
 from workflow.spec.model import Action, Guard, WorkflowDefinition
 
 
@@ -43,6 +51,15 @@ def clean(session: Session, d: WorkflowDefinition, current: dict[str, Any],
             new.pop(name, None)
         else:
             new[name] = v
+    for name in data:  # computed list columns, over the new values (never from input)
+        spec = d.fields.get(name)
+        if spec is not None and has_computed(spec) and new.get(name):
+            try:
+                # the record's fields as they will be (a default not yet applied)
+                record = {f.name: new.get(f.name, f.default) for f in d.fields.values()}
+                new[name] = compute(spec, new[name], record)
+            except FieldValueError as exc:
+                errors[name] = str(exc)
     if errors:
         raise ValidationFailed(errors)
     check_existence(session, d, {k: new[k] for k in data if k in new}, errors,

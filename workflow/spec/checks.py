@@ -112,12 +112,21 @@ class _Checker:
         if t == "list":
             if "item" in spec:
                 self._field_spec((*path, "item"), spec["item"])
-            for n, sub in spec.get("fields", {}).items():
+            cols = spec.get("fields", {})
+            for n, sub in cols.items():
                 self._field_spec((*path, "fields", n), sub)
+                if "computed" in sub:
+                    self._expr((*path, "fields", n, "computed"), sub["computed"], extra=cols)
+                    if n in spec.get("editable", []):
+                        self.err((*path, "fields", n), f"column {n!r} is computed: it cannot "
+                                                       "also be editable")
             inner = [spec.get("item", {})] + list(spec.get("fields", {}).values())
             if any(x.get("type") == "file" for x in inner):
                 self.err(path, "a file field cannot be a list item or column: declare one "
                                "field of type: file per attachment")
+        if "computed" in spec and (len(path) < 4 or path[-2] != "fields"):
+            self.err((*path, "computed"), "computed: only applies to a column of a list "
+                                          "(fields: of a type: list field)")
         if "default" in spec and t == "file":
             self.err((*path, "default"), "a file field has no default")
 
@@ -274,6 +283,16 @@ class _Checker:
                     for key in ("when", "for_each"):
                         if key in params:
                             self._expr((*p, key), params[key])
+                    if "store" in params:
+                        lst, _, col = params["store"].partition(".")
+                        cols = self.fields.get(lst, {}).get("fields", {})
+                        if "for_each" not in params or col not in cols:
+                            self.err((*p, "store"), "store: names list.column of a list field "
+                                                    "whose rows for_each gives")
+                        elif cols[col].get("type") != "reference" or \
+                                cols[col].get("workflow") != wf:
+                            self.err((*p, "store"), f"store: column {col!r} must be a reference "
+                                                    f"to {wf!r}")
                     target = self.known.get(wf)
                     for tf, expr in params.get("copy", {}).items():
                         self._expr((*p, "copy", tf), expr, extra)

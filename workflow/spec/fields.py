@@ -7,11 +7,13 @@ references as record numbers. Existence of users and records is checked by the e
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from workflow.blobs import SHA256, is_file_value
+from workflow.spec import expressions
 from workflow.spec.model import FieldSpec
 
 DEFAULT_MAX_STRING = 200
@@ -157,6 +159,8 @@ def _coerce_object(spec: FieldSpec, item: Any) -> dict[str, Any]:
         raise FieldValueError(f"has unknown key(s) {', '.join(sorted(unknown))}")
     out: dict[str, Any] = {}
     for name, sub in known.items():
+        if sub.computed:
+            continue  # never taken from input: compute() sets it
         try:
             v = coerce(sub, item.get(name))
         except FieldValueError as exc:
@@ -164,6 +168,49 @@ def _coerce_object(spec: FieldSpec, item: Any) -> dict[str, Any]:
         if v is not None:
             out[name] = v
     return out
+
+
+def has_computed(spec: FieldSpec) -> bool:
+    return spec.type == "list" and any(sub.computed for sub in spec.fields)
+
+
+def compute(spec: FieldSpec, rows: list[dict[str, Any]], record: Mapping[str, Any]
+            ) -> list[dict[str, Any]]:
+    """``rows`` of list ``spec`` with each ``computed`` column evaluated (in declared order)
+    over the row's columns and the record's fields ``record``; a row whose inputs are missing
+    raises FieldValueError naming them."""
+    out = []
+    for i, row in enumerate(rows):
+        row = {k: v for k, v in row.items() if not _is_computed(spec, k)}
+        for sub in spec.fields:
+            if not sub.computed:
+                continue
+            try:
+                value = expressions.evaluate(sub.computed, {**record, **_blank(spec), **row})
+                value = coerce(FieldSpec(sub.name, sub.type, sub.label, choices=sub.choices),
+                               value)
+            except (expressions.ExpressionError, FieldValueError) as exc:
+                used = expressions.names_in(sub.computed)
+                missing = [c.label for c in spec.fields
+                           if c.name in used and not c.computed and is_empty(row.get(c.name))]
+                if missing:
+                    raise FieldValueError(
+                        f"row {i + 1}: {sub.label} cannot be computed: give "
+                        f"{', '.join(missing)}") from None
+                raise FieldValueError(f"row {i + 1}: {sub.label} cannot be computed ({exc})"
+                                      ) from None
+            if value is not None:
+                row[sub.name] = value
+        out.append(row)
+    return out
+
+
+def _is_computed(spec: FieldSpec, column: str) -> bool:
+    return any(c.name == column and c.computed for c in spec.fields)
+
+
+def _blank(spec: FieldSpec) -> dict[str, Any]:
+    return {c.name: None for c in spec.fields}
 
 
 def _range(spec: FieldSpec, value: Any) -> None:

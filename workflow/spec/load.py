@@ -177,6 +177,7 @@ def _field_from(name: str, spec: dict[str, Any]) -> FieldSpec:
         editable=tuple(spec.get("editable", ())),
         subject=spec.get("subject"),
         csv_import=bool(spec.get("csv_import")),
+        computed=spec.get("computed"),
     )
 
 

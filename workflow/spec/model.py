@@ -54,6 +54,9 @@ class FieldSpec:
     editable: tuple[str, ...] = ()
     subject: str | None = None
     csv_import: bool = False
+    # list columns: a value the engine computes from the row (and the record's fields) with
+    # the safe expression library on every change; never taken from input, shown read-only
+    computed: str | None = None
 
 
 @dataclass(frozen=True)
