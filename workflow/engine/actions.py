@@ -6,7 +6,7 @@ the engine importing it."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from workflow import outbox
 from workflow.audit import trail as audit
@@ -78,13 +78,31 @@ def _store_numbers(ctx: Ctx, rec: Record, user: User, target: str,
 
 
 def set_due(ctx: Ctx, compiled: Compiled, rec: Record, user: User, action: Action) -> None:
-    """Set a date field to now + a duration (or + the days another field holds)."""
+    """Set a date field to now + a duration (or + the days another field holds). With
+    ``from_field`` the duration counts from that date/time field's value instead of now
+    (nothing is set while it is empty); ``when``: only when the expression holds. A
+    ``datetime`` target keeps the time of day (a 72-hour clock), a ``date`` target the day."""
     p = action.params
+    if "when" in p:
+        names = inputs.names(ctx, compiled.definition, rec, rec.data, user)
+        if not inputs.evaluate(p["when"], names, action):
+            return
     days = None
     if p.get("after_days_field"):
         days = rec.data.get(p["after_days_field"])
     delta = timedelta(days=int(days)) if days else parse_duration(p["after"])
-    value = (ctx.now + delta).date().isoformat()
+    start = ctx.now
+    if p.get("from_field"):
+        raw = rec.data.get(p["from_field"])
+        if not raw:
+            return
+        start = states.end_of(str(raw)) if "T" in str(raw) else \
+            datetime.combine(date.fromisoformat(str(raw)), time(0), tzinfo=UTC)
+    target = compiled.definition.fields.get(p["field"])
+    if target is not None and target.type == "datetime":
+        value = (start + delta).astimezone(UTC).isoformat()
+    else:
+        value = (start + delta).date().isoformat()
     old = rec.data.get(p["field"])
     if old != value:
         rec.data = {**rec.data, p["field"]: value}

@@ -156,14 +156,16 @@ def fire(ctx: Ctx, rec: Record, name: str, user: User, data: dict[str, Any],
             raise SignatureRequired(name, t.signature.meaning)
         # the signer must be the actor, whose separation of duties authorise() checked
         # above (the system actor skips that, so its signature is checked here)
+        gate = t.signature if not t.signature.roles_when else signing.required(
+            t.signature, inputs.names(ctx, d, rec, new_data, user))
         sig_id, have = signing.sign(ctx, rec, user, signature, transition=name,
-                                    meaning=t.signature.meaning, roles=t.signature.roles,
-                                    data=new_data, quorum=t.signature,
+                                    meaning=gate.meaning, roles=gate.roles,
+                                    data=new_data, quorum=gate,
                                     separation=t if system_actor else None,
                                     covers=t if t.locks else None)
-        if have < t.signature.quorum:
+        if have < gate.quorum:
             # the record stays put until the quorum is met
-            return False, t.signature.quorum - have, sig_id
+            return False, gate.quorum - have, sig_id
     src = rec.state
     states.leave_state(ctx, compiled, rec, user, name)
     rec.state = dest

@@ -198,6 +198,16 @@ class _Checker:
                 if sig.get("one_per_role") and "quorum" in sig and quorum != len(roles):
                     self.err((*p, "signature", "quorum"),
                              f"one_per_role needs quorum equal to the number of roles ({len(roles)})")
+                for r, when in (sig.get("roles_when") or {}).items():
+                    wp = (*p, "signature", "roles_when", r)
+                    if not sig.get("one_per_role"):
+                        self.err(wp, "roles_when needs one_per_role: true (each role signs once)")
+                    if r not in roles:
+                        self.err(wp, f"roles_when names {r!r}, which is not a signing role")
+                    self._expr(wp, when)
+                if sig.get("roles_when") and all(r in sig["roles_when"] for r in roles):
+                    self.err((*p, "signature", "roles_when"),
+                             "at least one signing role must always sign (not all in roles_when)")
             sep = t.get("separation", {})
             for j, other in enumerate(sep.get("not_actor_of", [])):
                 if other not in {x["name"] for x in self.transitions}:
@@ -302,6 +312,10 @@ class _Checker:
                     self._field((*p, "field"), params["field"])
                     if "after_days_field" in params:
                         self._field((*p, "after_days_field"), params["after_days_field"])
+                    if "from_field" in params:
+                        self._field((*p, "from_field"), params["from_field"])
+                    if "when" in params:
+                        self._expr((*p, "when"), params["when"])
                 elif kind == "start_timer":
                     tn = params["transition"]
                     if tn not in transition_names:
@@ -334,8 +348,13 @@ class _Checker:
 
     def _milestones(self) -> None:
         for name, m in self.doc.get("milestones", {}).items():
+            if "start_field" in m:
+                sf = self.fields.get(m["start_field"])
+                if sf is None or sf.get("type") not in ("date", "datetime"):
+                    self.err(("milestones", name, "start_field"),
+                             f"milestone {name!r} start_field must name a date or datetime field")
             for key in ("start", "stop"):
-                if m[key] not in self.states:
+                if key in m and m[key] not in self.states:
                     self.err(("milestones", name, key),
                              f"milestone {name!r} {key} names unknown state {m[key]!r}")
 

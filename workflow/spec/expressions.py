@@ -45,7 +45,7 @@ _ALLOWED_NODES = (
     ast.Compare, ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn,
     ast.Is, ast.IsNot, ast.BinOp, ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Mod,
     ast.Name, ast.Load, ast.Store, ast.Constant, ast.Tuple, ast.List, ast.Set, ast.Dict,
-    ast.Subscript, ast.Call, ast.IfExp, ast.GeneratorExp, ast.ListComp, ast.comprehension,
+    ast.Subscript, ast.Slice, ast.Call, ast.IfExp, ast.GeneratorExp, ast.ListComp, ast.comprehension,
     ast.Attribute,
 )
 

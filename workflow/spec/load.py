@@ -220,6 +220,8 @@ def _build(doc: dict[str, Any], text: str, origin: str, lines: Lines) -> Workflo
                 quorum=sig.get("quorum", len(sig.get("roles") or t["roles"])
                                if sig.get("one_per_role") else 1),
                 one_per_role=bool(sig.get("one_per_role")),
+                roles_when=tuple((str(r), str(w)) for r, w in
+                                 (sig.get("roles_when") or {}).items()),
             )
             if sig
             else None,
@@ -237,7 +239,8 @@ def _build(doc: dict[str, Any], text: str, origin: str, lines: Lines) -> Workflo
                             for w in t.get("waits_for", ())),
         )
     milestones = {
-        n: Milestone(n, m.get("label", n.replace("_", " ").capitalize()), m["start"], m["stop"])
+        n: Milestone(n, m.get("label", n.replace("_", " ").capitalize()), m.get("start", ""),
+                     m["stop"], m.get("start_field"))
         for n, m in doc.get("milestones", {}).items()
     }
     start = doc["start"]

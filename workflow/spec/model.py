@@ -105,6 +105,9 @@ class SignatureSpec:
     roles: tuple[str, ...]
     quorum: int = 1
     one_per_role: bool = False
+    #: roles whose signature is needed only when a guard expression holds on the record as
+    #: signed (``roles_when: {qa: gxp_data_affected}``, with one_per_role): (role, expression)
+    roles_when: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -172,10 +175,15 @@ class TransitionSpec:
 
 @dataclass(frozen=True)
 class Milestone:
+    """A measured span of a record's life: from the first entry into state ``start`` (or,
+    with ``start_field``, from the time a date/time field holds, e.g. when an incident
+    occurred; ``start`` is then ``""``) to the last entry into state ``stop``."""
+
     name: str
     label: str
     start: str
     stop: str
+    start_field: str | None = None
 
 
 @dataclass(frozen=True)
