@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy import Engine as DBEngine
 from sqlalchemy import select
 
-from workflow import config
+from workflow import config, snapshot
 from workflow.change_control import actions as change_control_actions
 from workflow.db import engines as db
 from workflow.db.models import DefinitionVersion
@@ -42,7 +42,7 @@ def open_engine(url: str | None = None, verifier: CredentialVerifier | None = No
 
 def action_kinds() -> dict[str, ActionKind]:
     """The on-enter action kinds features add to the engine's built-in ones."""
-    return dict(change_control_actions.ACTIONS)
+    return {**change_control_actions.ACTIONS, **snapshot.ACTIONS}
 
 
 def job_registry() -> Jobs:

@@ -29,10 +29,11 @@ from workflow.spec.load import DEFAULT_DEFINITIONS_DIR
 from workflow.spec.source import compose, line_of
 
 DEFAULT_SCHEDULES_FILE = DEFAULT_DEFINITIONS_DIR / "schedules" / "schedules.yaml"
-PERIODS = ("minute", "hour", "day", "week", "month", "quarter", "year")
+PERIODS = ("minute", "hour", "day", "week", "month", "quarter", "half_year", "year")
 _LOOKBACK = {"minute": timedelta(minutes=2), "hour": timedelta(hours=2),
              "day": timedelta(days=2), "week": timedelta(weeks=2),
              "month": timedelta(days=62), "quarter": timedelta(days=184),
+             "half_year": timedelta(days=366),
              "year": timedelta(days=732)}
 _NAME = re.compile(r"^[a-z][a-z0-9_]{1,59}$")
 
@@ -67,7 +68,7 @@ class ScheduleError(WorkflowError):
 
 def period_key(period: str, at: datetime) -> str:
     """The name of the period containing ``at`` (UTC): ``2026-Q1``, ``2026-03``, ``2026-W10``,
-    ``2026-03-02``, ``2026-03-02T09``, ``2026-03-02T09:05``, ``2026``."""
+    ``2026-03-02``, ``2026-03-02T09``, ``2026-03-02T09:05``, ``2026-H1``, ``2026``."""
     at = at.astimezone(UTC)
     if period == "minute":
         return at.strftime("%Y-%m-%dT%H:%M")
@@ -82,6 +83,8 @@ def period_key(period: str, at: datetime) -> str:
         return at.strftime("%Y-%m")
     if period == "quarter":
         return f"{at.year}-Q{(at.month - 1) // 3 + 1}"
+    if period == "half_year":
+        return f"{at.year}-H{(at.month - 1) // 6 + 1}"
     if period == "year":
         return f"{at.year}"
     raise ValueError(f"unknown period {period!r}")
@@ -104,6 +107,8 @@ def period_start(period: str, at: datetime) -> datetime:
         return day.replace(day=1)
     if period == "quarter":
         return day.replace(month=(at.month - 1) // 3 * 3 + 1, day=1)
+    if period == "half_year":
+        return day.replace(month=(at.month - 1) // 6 * 6 + 1, day=1)
     if period == "year":
         return day.replace(month=1, day=1)
     raise ValueError(f"unknown period {period!r}")

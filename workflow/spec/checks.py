@@ -339,6 +339,18 @@ class _Checker:
                         self._expr((*p, "when"), params["when"])
                 elif kind == "revoke_grants":
                     self._field((*p, "items"), params["items"])
+                elif kind == "snapshot":
+                    names = [*params.get("period", []), params.get("at"), params.get("kpis")]
+                    for j, spec in enumerate(params.get("collect", [])):
+                        names.append(spec["field"])
+                        cols = self.fields.get(spec["field"], {}).get("fields", {})
+                        for col in spec["copy"]:
+                            if spec["field"] in self.fields and col not in cols:
+                                self.err((*p, "collect", j, "copy", col),
+                                         f"{spec['field']!r} has no column {col!r}")
+                    for name in names:
+                        if name is not None:
+                            self._field(p, name)
                 elif kind == "publish_draft":
                     for key, default in (("draft_field", "draft_id"),
                                          ("hash_field", "content_hash")):

@@ -60,7 +60,7 @@ def test_schedule_errors_name_file_and_line():
     with pytest.raises(ScheduleError) as exc:
         load_schedules_text(text, "s.yaml", jobs=JOBS)
     got = {str(p) for p in exc.value.problems}
-    assert "s.yaml:5: period must be one of: minute, hour, day, week, month, quarter, year " \
+    assert "s.yaml:5: period must be one of: minute, hour, day, week, month, quarter, half_year, year " \
            "(the job runs once per period)" in got
     assert any(p.startswith("s.yaml:6: params.systems must list") for p in got)
     assert any(p.startswith("s.yaml:8: unknown job 'nonsense'") for p in got)

@@ -11,6 +11,7 @@ from workflow.scheduling.jobs.audit_trail_review import audit_trail_review
 from workflow.scheduling.jobs.checkpoint import audit_checkpoint, check_checkpoint
 from workflow.scheduling.jobs.definition_review import check_definition_review, definition_review
 from workflow.scheduling.jobs.kpi_report import check_kpi_report, kpi_report
+from workflow.scheduling.jobs.periodic_record import check_periodic_record, periodic_record
 from workflow.scheduling.jobs.reminders import (
     capa_effectiveness_due,
     check_password_expiry,
@@ -40,5 +41,6 @@ def default_jobs() -> dict[str, Job]:
         Job("verify_audit_requests", verify_audit_requests, idempotent=True),
         Job("verify_audit_daily", verify_audit_daily),
         Job("audit_checkpoint", audit_checkpoint, check=check_checkpoint),
+        Job("periodic_record", periodic_record, check=check_periodic_record),
     ]
     return {job.name: job for job in jobs}
