@@ -68,6 +68,8 @@ ERRORS: dict[type[wf.WorkflowError], ErrorEntry] = {
     wf.LinkedRecordsOpen: ErrorEntry(409, "Linked records still open",
                                      (("transition", "transition"),
                                       ("open_records", "open_records"))),
+    wf.ExclusiveStateTaken: ErrorEntry(409, "Already taken by another record",
+                                       (("state", "state"), ("other", "other"))),
     wf.TrainingRequired: ErrorEntry(403, "Training required", (("missing", "missing"),)),
     wf.AccountLocked: ErrorEntry(403, "Account locked", page_status=422),
     wf.InactiveUser: ErrorEntry(403, "Account deactivated", page_status=422),

@@ -23,6 +23,7 @@ RECORD_ACTIONS: dict[str, str] = {
     "extension_rejected": "Due-date extension rejected",
     "due_date_extended": "Due date extended",
     "record_exported": "True copy exported",
+    "fired_on_matching": "Step fired on a matching record",
 }
 
 #: events on the system chain

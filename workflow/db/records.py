@@ -148,6 +148,11 @@ def track(session: Session, rec: Record) -> None:
     session.info.setdefault(_TRACKED, []).append((rec, stored))
 
 
+def tracked(session: Session) -> list[Record]:
+    """The records this unit changes (locked or created in it), as they are in memory."""
+    return [rec for rec, _ in session.info.get(_TRACKED, ())]
+
+
 def write_back(session: Session) -> None:
     """The write-back hook: one version-checked UPDATE per changed record, sealed."""
     for rec, stored in session.info.get(_TRACKED, ()):

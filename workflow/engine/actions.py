@@ -10,8 +10,9 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from workflow import outbox
 from workflow.audit import trail as audit
+from workflow.db import records
 from workflow.db.models import Record, User
-from workflow.engine import inputs, states
+from workflow.engine import exclusive, inputs, lifecycle, states
 from workflow.engine.context import ActionKind, Ctx
 from workflow.errors import ValidationFailed, WorkflowError
 from workflow.identity import users as identity
@@ -157,6 +158,36 @@ def revoke_grants(ctx: Ctx, compiled: Compiled, rec: Record, user: User, action:
                              reason=f"access review {rec.number}")
 
 
+def fire_on_matching(ctx: Ctx, compiled: Compiled, rec: Record, user: User,
+                     action: Action) -> None:
+    """Fire a transition as the system, in this unit, on every other record whose ``match``
+    fields equal this record's and that is in a state the transition leaves (and for which
+    ``when`` holds; it sees this record's fields and ``other``, the other's): entering
+    "effective" supersedes the version in force before. Both trails record it."""
+    p = action.params
+    target = ctx.registry.latest(ctx.session, p.get("workflow") or compiled.definition.key)
+    t = target.definition.transitions[p["transition"]]
+    values = exclusive.key_of(rec, p["match"])
+    if values is None:
+        return
+    names = inputs.names(ctx, compiled.definition, rec, rec.data, user)
+    system = identity.system_user(ctx.session)
+    for sib in exclusive.siblings(ctx.session, target.definition.key, t.sources, values, rec.id):
+        if "when" in p and not inputs.evaluate(p["when"], {**names, "other": dict(sib.data)},
+                                               action):
+            continue
+        other = next((r for r in records.tracked(ctx.session) if r.id == sib.id), None) \
+            or records.lock(ctx.session, sib.id)
+        if other.state not in t.sources:  # moved on meanwhile (read again under the lock)
+            continue
+        why = (f"{t.label} by {rec.number} entering {compiled.definition.states[rec.state].label}"
+               f" (step by {user.full_name})")
+        lifecycle.fire(ctx, other, t.name, system, {}, None, why, system_actor=True)
+        audit.record_event(ctx.session, rec, at=ctx.now, actor=system, action="fired_on_matching",
+                           changes={"record": other.number, "transition": t.name,
+                                    "state": other.state}, reason=why)
+
+
 #: the kinds every engine has; features add theirs (Engine(actions=...))
 BUILTIN: Mapping[str, ActionKind] = {
     "create_record": create_record,
@@ -164,4 +195,5 @@ BUILTIN: Mapping[str, ActionKind] = {
     "start_timer": start_timer,
     "notify": notify,
     "revoke_grants": revoke_grants,
+    "fire_on_matching": fire_on_matching,
 }

@@ -10,6 +10,7 @@ from typing import Any
 from workflow import clock
 from workflow.db import records
 from workflow.db.models import Record, TaskStatus, TimerStatus, User
+from workflow.engine import exclusive
 from workflow.engine import statements as st
 from workflow.engine.context import Ctx
 from workflow.errors import WorkflowError
@@ -32,6 +33,9 @@ def enter_state(ctx: Ctx, compiled: Compiled, rec: Record, user: User) -> None:
     """Close the record on a final state, run the on-enter actions, open the tasks."""
     d = compiled.definition
     state = d.states[rec.state]
+    # exclusive: rules (engine/exclusive.py): the key is locked before the actions, which
+    # may move a sibling out (supersede), and checked after them
+    exclusive.lock(ctx, d, rec)
     if state.final:
         rec.closed_at = ctx.now
         rec.outcome = state.outcome
@@ -41,6 +45,7 @@ def enter_state(ctx: Ctx, compiled: Compiled, rec: Record, user: User) -> None:
             # the schema admits only known kinds; an embedder that removed one fails closed
             raise WorkflowError(f"unknown action {action.kind!r}")
         kind(ctx, compiled, rec, user, action)
+    exclusive.check(ctx, d, rec)
     open_tasks(ctx, rec, state)
 
 

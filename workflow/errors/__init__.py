@@ -26,6 +26,7 @@ from workflow.errors.base import (  # noqa: F401
     CredentialsRejected,
     DefinitionError,
     DueDateLocked,
+    ExclusiveStateTaken,
     GuardFailed,
     InactiveUser,
     LinkedRecordsOpen,

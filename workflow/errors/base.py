@@ -158,6 +158,19 @@ class NotYetOpen(WorkflowError):
         super().__init__(message)
 
 
+class ExclusiveStateTaken(WorkflowError):
+    """Another record with the same key values is already in a state only one may be in at a
+    time (an ``exclusive:`` rule, e.g. one effective version per document). ``other``: that
+    record's number; ``state``: the state asked for."""
+
+    code = "exclusive_state_taken"
+
+    def __init__(self, message: str, *, state: str, other: str):
+        self.state = state
+        self.other = other
+        super().__init__(message)
+
+
 class LinkedRecordsOpen(WorkflowError):
     """The step waits for linked records (``waits_for``) that are not yet closed with the
     outcome it needs. ``open_records``: their numbers."""

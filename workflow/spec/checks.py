@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from workflow.errors import Problem
-from workflow.spec import content, expressions
+from workflow.spec import content, expressions, more_checks
 from workflow.spec.model import BUILTIN_NAMES, PSEUDO_ROLES, WorkflowDefinition
 from workflow.spec.source import KeyPath, Lines, line_of
 
@@ -53,6 +53,7 @@ class _Checker:
         self._actions(names)
         self._milestones()
         self._capabilities()
+        self.problems.extend(more_checks.exclusive(self.doc, self.lines, self.origin))
         self.problems.extend(content.check(self.doc, self.lines, self.origin))
         return self.problems
 
@@ -217,9 +218,10 @@ class _Checker:
                 self._user_field((*p, "separation", "not_named_in", j), ref)
             self._not_before(p, t)
             for j, w in enumerate(t.get("waits_for", [])):
-                if "workflow" in w and not self._knows(w["workflow"]):
-                    self.err((*p, "waits_for", j, "workflow"),
-                             f"waits_for names unknown workflow {w['workflow']!r}")
+                for key in ("workflow", "via"):
+                    if key in w and not self._knows(w[key]):
+                        self.err((*p, "waits_for", j, key),
+                                 f"waits_for names unknown workflow {w[key]!r}")
         return names
 
     def _user_field(self, path: KeyPath, ref: str) -> None:
@@ -289,7 +291,8 @@ class _Checker:
                     wf = params["workflow"]
                     if not self._knows(wf):
                         self.err((*p, "workflow"), f"action names unknown workflow {wf!r}")
-                    extra = ("item",) if "for_each" in params else ()
+                    extra = (("item",) if "for_each" in params else ()) + \
+                        (("source",) if "source" in params else ())
                     for key in ("when", "for_each"):
                         if key in params:
                             self._expr((*p, key), params[key])
@@ -303,6 +306,9 @@ class _Checker:
                                 cols[col].get("workflow") != wf:
                             self.err((*p, "store"), f"store: column {col!r} must be a reference "
                                                     f"to {wf!r}")
+                    if "source" in params:
+                        self._expr((*p, "source"), params["source"],
+                                   ("item",) if "for_each" in params else ())
                     target = self.known.get(wf)
                     for tf, expr in params.get("copy", {}).items():
                         self._expr((*p, "copy", tf), expr, extra)
@@ -310,10 +316,9 @@ class _Checker:
                             self.err((*p, "copy", tf), f"workflow {wf!r} has no field {tf!r}")
                 elif kind == "set_due":
                     self._field((*p, "field"), params["field"])
-                    if "after_days_field" in params:
-                        self._field((*p, "after_days_field"), params["after_days_field"])
-                    if "from_field" in params:
-                        self._field((*p, "from_field"), params["from_field"])
+                    for key in ("after_days_field", "after_months_field", "from_field"):
+                        if key in params:
+                            self._field((*p, key), params[key])
                     if "when" in params:
                         self._expr((*p, "when"), params["when"])
                 elif kind == "start_timer":
@@ -337,6 +342,9 @@ class _Checker:
                         self.err(p, "notify needs role: or field: (who receives it)")
                     if "when" in params:
                         self._expr((*p, "when"), params["when"])
+                elif kind == "fire_on_matching":
+                    self.problems.extend(more_checks.fire_on_matching(
+                        self.doc, self.lines, self.origin, p, params, sname, self._knows))
                 elif kind == "revoke_grants":
                     self._field((*p, "items"), params["items"])
                 elif kind == "snapshot":
@@ -371,7 +379,7 @@ class _Checker:
                              f"milestone {name!r} {key} names unknown state {m[key]!r}")
 
     def _capabilities(self) -> None:
-        self._document_capability()
+        self.problems.extend(more_checks.document_capability(self.doc, self.lines, self.origin))
         training = self.doc.get("capabilities", {}).get("training")
         if not training:
             return
@@ -386,33 +394,6 @@ class _Checker:
             elif self.fields[name].get("type") not in types:
                 self.err(path, f"capability training.{key}: field {name!r} must be of type "
                                f"{' or '.join(types)}")
-
-
-    def _document_capability(self) -> None:
-        document = self.doc.get("capabilities", {}).get("document")
-        if not document:
-            return
-        for key, types in (("number", ("string",)), ("version", ("integer", "string")),
-                           ("title", ("string",)), ("type", ("choice", "string")),
-                           ("effective_date", ("date",)), ("retraining_days", ("integer",)),
-                           ("next_review", ("date",))):
-            name = document.get(key)
-            if name is None:
-                continue
-            path = ("capabilities", "document", key)
-            if name not in self.fields:
-                self.err(path, f"capability document.{key} names unknown field {name!r}")
-            elif self.fields[name].get("type") not in types:
-                self.err(path, f"capability document.{key}: field {name!r} must be of type "
-                               f"{' or '.join(types)}")
-        state = document["effective_state"]
-        if state not in self.states:
-            self.err(("capabilities", "document", "effective_state"),
-                     f"capability document.effective_state names unknown state {state!r}")
-        elif self.states[state].get("final"):
-            self.err(("capabilities", "document", "effective_state"),
-                     f"capability document.effective_state: {state!r} is a final state; the "
-                     "version in force must be able to be superseded or retired")
 
 
 def reachable(start: str, edges: Mapping[str, set[str]]) -> set[str]:

@@ -21,6 +21,7 @@ from workflow.spec.model import (
     Action,
     Capabilities,
     DocumentCapability,
+    Exclusive,
     FieldSpec,
     Guard,
     Milestone,
@@ -263,6 +264,8 @@ def _build(doc: dict[str, Any], text: str, origin: str, lines: Lines) -> Workflo
         transitions=transitions,
         milestones=milestones,
         capabilities=_capabilities(doc.get("capabilities", {})),
+        exclusive=tuple(Exclusive(tuple(x["key"]), tuple(x["states"]), x.get("message", ""))
+                        for x in doc.get("exclusive", ())),
         source=text,
         content_hash=content_hash(doc),
         origin=origin,

@@ -62,6 +62,7 @@ class FieldSpec:
 @dataclass(frozen=True)
 class Action:
     kind: str  # create_record | set_due | start_timer | notify | revoke_grants | publish_draft
+    #          | fire_on_matching
     params: Mapping[str, Any]
     line: int = field(default=0, compare=False)
 
@@ -174,6 +175,17 @@ class TransitionSpec:
 
 
 @dataclass(frozen=True)
+class Exclusive:
+    """At most one record of the workflow with the same values of the ``key`` fields is in
+    one of ``states`` at a time (``exclusive:``; workflow/engine/exclusive.py enforces it).
+    ``message``: what a refused person reads first."""
+
+    key: tuple[str, ...]
+    states: tuple[str, ...]
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class Milestone:
     """A measured span of a record's life: from the first entry into state ``start`` (or,
     with ``start_field``, from the time a date/time field holds, e.g. when an incident
@@ -246,6 +258,7 @@ class WorkflowDefinition:
     source: str = field(repr=False, compare=False)
     start_guards: tuple[Guard, ...] = ()
     capabilities: Capabilities = Capabilities()
+    exclusive: tuple[Exclusive, ...] = ()
     content_hash: str = ""
     origin: str = "<string>"
 
