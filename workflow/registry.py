@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session
 
 from workflow import clock
 from workflow.audit import trail as audit
-from workflow.db.models import DefinitionVersion, User
+from workflow.db.models import DefinitionPerson, DefinitionVersion, User
 from workflow.errors import UnknownWorkflow
+from workflow.spec.fields import people_places
 from workflow.spec.load import published
 from workflow.spec.machine import Compiled, compile_machine
 from workflow.spec.model import WorkflowDefinition
@@ -83,6 +84,9 @@ class Registry:
                                 content_hash=d.content_hash, source=d.source,
                                 published_at=now, published_by_id=actor.id)
         session.add(row)
+        # where its records name people, for the record_people triggers (migration 0015)
+        session.add_all(DefinitionPerson(definition_hash=d.content_hash, field=f, sub=sub)
+                        for f, sub in people_places(d.fields.values()))
         session.flush()
         audit.system_event(session, at=now, actor=actor, action="definition_published",
                            changes={"key": d.key, "version": [last, row.version],

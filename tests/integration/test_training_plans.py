@@ -47,7 +47,7 @@ def test_overdue_training_in_the_inbox_uses_the_index(engine, people, make_user)
         with statements(engine) as seen:
             rows = training.overdue_unheld(s, engine.registry, emma, roles)
         assert rows == []  # due today, and emma holds its task: nothing to add to her inbox
-        (statement, params), = [(q, p) for q, p in seen if "FROM records" in q]
+        (statement, params), = [(q, p) for q, p in seen if "record_people" in q]
         plan = s.connection().exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + statement,
                                               params).scalar()
         nodes = list(plan_nodes(plan[0]["Plan"]))

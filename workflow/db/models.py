@@ -586,3 +586,6 @@ class FormDraft(Base):
 
     __table_args__ = (UniqueConstraint("user_id", "form_key"),)
 
+
+# the people index (migration 0015), in a module of its own
+from workflow.db.people import DefinitionPerson, RecordPerson  # noqa: E402,F401

@@ -8,7 +8,7 @@ commits. Those taking an ``engine`` are commands that run their own unit.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 
 from sqlalchemy import and_, bindparam, func, select, update
@@ -20,7 +20,7 @@ from workflow import config as qms_config
 from workflow.audit import trail as audit
 from workflow.db.models import LoginChallenge, RoleGrant, User, UserSession
 from workflow.db.seals import SEALED_COLUMNS
-from workflow.db.uow import Units, check_key
+from workflow.db.uow import READ_ONLY, Units, check_key
 from workflow.errors import (
     InactiveUser,
     UnknownUser,
@@ -53,8 +53,36 @@ _ACTOR = select(User.__table__,
                 ).where(func.lower(_users.username) == bindparam("username"))
 
 
+#: per read unit (one web or API request): users by lower-case username, and the roles read
+#: per user id with the time they were read for - a request reads a person's row and grants
+#: once, however many checks ask (issue 18: the API read the grants 4-5 times a request).
+#: Only a read unit caches: it never writes, and its answers are one snapshot's anyway; a
+#: write unit always reads afresh (a grant it makes counts at once).
+_READ_CACHE = "qms_read_people"
+
+
+class _ReadCache:
+    def __init__(self) -> None:
+        self.names: dict[str, User] = {}
+        self.roles: dict[int, tuple[datetime, frozenset[str]]] = {}
+
+
+def _read_cache(session: Session) -> _ReadCache | None:
+    if not session.info.get(READ_ONLY):
+        return None
+    cache: _ReadCache = session.info.setdefault(_READ_CACHE, _ReadCache())
+    return cache
+
+
 def find_user(session: Session, username: str) -> User | None:
-    return session.execute(_USER_BY_NAME, {"username": username.lower()}).scalar_one_or_none()
+    cache = _read_cache(session)
+    name = username.lower()
+    if cache is not None and (hit := cache.names.get(name)) is not None:
+        return hit
+    user = session.execute(_USER_BY_NAME, {"username": name}).scalar_one_or_none()
+    if cache is not None and user is not None:
+        cache.names[name] = user
+    return user
 
 
 def lock_user(session: Session, user: User | int) -> User | None:
@@ -258,13 +286,28 @@ def roles_of(session: Session, user: User, at: datetime | None = None) -> set[st
     :func:`untrusted_roles`)."""
     if not user.active:
         return set()
+    when = at or clock.now()
+    cache = _read_cache(session)
+    if cache is not None:
+        hit = cache.roles.get(user.id)
+        # the roles read earlier in this request answer for the same moment (within
+        # _SAME_MOMENT of it: one request); another time is read afresh
+        if hit is not None and timedelta(0) <= when - hit[0] <= _SAME_MOMENT:
+            return set(hit[1])
     key = check_key(session)
     trusted: set[str] = set()
     forged: set[str] = set()
-    for g in session.execute(_GRANTS_OF, {"user_id": user.id, "at": at or clock.now()}):
+    for g in session.execute(_GRANTS_OF, {"user_id": user.id, "at": when}):
         (trusted if rules.grant_trusted(key, g) else forged).add(g.role)
     session.info.setdefault(_UNTRUSTED, {})[user.id] = forged - trusted
+    if cache is not None:
+        cache.roles[user.id] = (when, frozenset(trusted))
+        cache.names.setdefault(user.username.lower(), user)
     return trusted
+
+
+#: how far apart two role look-ups of one read unit may be and still share one read
+_SAME_MOMENT = timedelta(seconds=1)
 
 
 _UNTRUSTED = "qms_untrusted_roles"

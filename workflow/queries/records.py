@@ -26,6 +26,7 @@ from workflow.db.models import (
     TaskStatus,
     User,
 )
+from workflow.db.records import get as records_get
 from workflow.engine import content
 from workflow.engine.access import Option
 from workflow.engine.core import Engine
@@ -204,6 +205,29 @@ def record_page(session: Session, engine: Engine, number: str, viewer: str) -> R
                  for t in d.transitions_from(rec.state) if t.waits_for},
         extensions=extensions(session, rec),
         extension_refused=may_request, extension_decide=decide)
+
+
+@dataclass(frozen=True)
+class RecordView:
+    """A record as the API shows it (no trail, signatures or step options): the row, its
+    definition version's number, its creator and its links."""
+
+    record: Record
+    definition_version: int
+    creator: User | None
+    links: list[tuple[RecordLink, Record]]
+
+
+def record_view(session: Session, engine: Engine, number: str, viewer: str | None
+                ) -> RecordView:
+    """The API's view of ``number`` in three or four statements (record, creator, links; the
+    viewer's row and grants come from the request's cache). ``viewer`` None: the caller has
+    just changed the record as the person whose request this is (its unit checked that they
+    may see it), so it is not checked again."""
+    rec = (engine.get(number, viewer=viewer, session=session) if viewer is not None
+           else records_get(session, number))
+    return RecordView(rec, engine.registry.by_hash(session, rec.definition_hash).version,
+                      session.get(User, rec.created_by_id), links(session, rec))
 
 
 def visible_records(session: Session, registry: Registry, user: User, roles: set[str], *,

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from workflow import clock, rules
-from workflow.db.models import DefinitionVersion, Record, Task, TaskStatus, User
+from workflow.db.models import DefinitionVersion, Record, RecordPerson, Task, TaskStatus, User
 from workflow.registry import Registry
 from workflow.spec.model import TrainingCapability
 
@@ -93,11 +93,17 @@ def _rows(session: Session, registry: Registry, user: User, roles: set[str], now
             cond.append(Record.data[cap.due].as_string() < now.date().isoformat())
         return cond
 
-    mine = [and_(*scope(key), rules.trainee_of(cap) == user.username)
-            for key, cap in workflows.items()]
+    # the user's training records are found through the people index (record_people, kept
+    # by the database with every record write): the plan starts from the user's own rows
+    # in ix_record_people_username, never from every training record's JSON
+    people = RecordPerson.__table__.c
+    mine = [and_(people.field == cap.trainee, *scope(key)) for key, cap in workflows.items()]
     held = exists().where(Task.record_id == Record.id, Task.assignee_id == user.id,
                           Task.status == TaskStatus.OPEN)
-    q = select(Record, held).where(or_(*mine), rules.visible_clause(user, roles, published))
+    q = (select(Record, held).select_from(RecordPerson.__table__)
+         .join(Record, Record.id == people.record_id)
+         .where(people.username == user.username, or_(*mine),
+                rules.visible_clause(user, roles, published)))
     if open_only:
         q = q.where(Record.closed_at.is_(None), not_(held))
     out = []

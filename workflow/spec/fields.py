@@ -7,7 +7,7 @@ references as record numbers. Existence of users and records is checked by the e
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -266,3 +266,18 @@ def _collect_refs(spec: FieldSpec, value: Any, out: list[tuple[str, str]]) -> No
             else:
                 for sub in spec.fields:
                     _collect_refs(sub, item.get(sub.name), out)
+
+
+def people_places(specs: Iterable[FieldSpec]) -> list[tuple[str, str]]:
+    """Where a record's data names people: (field, "") for a user field or a list of users,
+    (field, column) for a user column of a table field. The ``record_people`` index holds
+    the usernames found there (migration 0015; workflow/registry.py writes these places
+    when a version is published)."""
+    out: list[tuple[str, str]] = []
+    for spec in specs:
+        if spec.type == "user" or (spec.type == "list" and spec.item is not None
+                                   and spec.item.type == "user"):
+            out.append((spec.name, ""))
+        elif spec.type == "list":
+            out += [(spec.name, sub.name) for sub in spec.fields if sub.type == "user"]
+    return out
