@@ -14,7 +14,7 @@ from sqlalchemy import select
 from workflow import config, snapshot
 from workflow.change_control import actions as change_control_actions
 from workflow.db import engines as db
-from workflow.db.models import DefinitionVersion
+from workflow.db.models import DefinitionVersion, Record
 from workflow.engine.context import ActionKind
 from workflow.engine.core import Engine
 from workflow.identity.policy import Policy
@@ -77,3 +77,26 @@ def load_definitions(engine: Engine, directory: str | Path | None = None,
             state = "published" if created else "unchanged"
             lines.append(f"{d.key}: version {row.version} {state} (sha256 {d.content_hash[:12]})")
     return lines
+
+
+def register_this_system(engine: Engine, reason: str = "registered by qms init") -> str | None:
+    """This QMS (``QMS_SYSTEM_NAME``) as an entry of the computerised-system inventory
+    (Annex 11 §4.3; the workflow declaring the ``inventory`` capability), created by the
+    system user in the workflow's initial state for its system owner to complete and QA to
+    approve. Idempotent: nothing is done when an entry names this system already (in any
+    state) or no workflow declares the capability. Returns the entry's number when created."""
+    name = engine.system_name
+    with engine.unit() as session:
+        for d in sorted(engine.registry.known(session).values(), key=lambda d: d.key):
+            cap = d.capabilities.inventory
+            if cap is None:
+                continue
+            for data in session.execute(select(Record.data).where(
+                    Record.workflow_key == d.key)).scalars():
+                if str((data or {}).get(cap.name) or "").strip().lower() == name.lower():
+                    return None
+            rec = engine.start_as_system(session, d.key, {cap.name: name},
+                                         reason=f"{reason}: this QMS is the first entry of "
+                                                "the computerised-system inventory")
+            return rec.number
+    return None

@@ -132,6 +132,10 @@ def test_init_twice_is_harmless(qms, empty_url):
     # the last line: the go-live the scheduler does not back-fill before (R-OPS-16)
     assert lines[-1] == "go-live 2026-03-02 09:00 UTC: the scheduler does not back-fill before it"
     lines = lines[:-1]
+    # before it: this QMS registered as the first inventory entry (R-SYS-5), once
+    assert lines[-1].strip() == ("SYS-2026-0001: this QMS (QMS) registered in the system "
+                                 "inventory, for its system owner to complete and QA to approve")
+    lines = lines[:-1]
     assert [ln.split(":")[0].strip() for ln in lines[1:]] == shipped
     assert all(re.search(r": version 1 published \(sha256 [0-9a-f]{12}\)$", ln) for ln in lines[1:])
     after_first = counts(empty_url)
@@ -155,12 +159,12 @@ def test_init_demo_twice_adds_nothing_the_second_time(qms, empty_url):
     assert first.exit_code == 0, first.output
     assert "demo records: 12 (" in first.stdout
     after_first = counts(empty_url)
-    assert after_first["records"] == 12
+    assert after_first["records"] == 12 + 1  # and this QMS's inventory entry (R-SYS-5)
     assert after_first["signatures"] > 0
 
     second = qms("init", "--demo")
     assert second.exit_code == 0, second.output
-    assert "demo data already present (12 records); nothing added" in second.stdout
+    assert "demo data already present (13 records); nothing added" in second.stdout
     assert counts(empty_url) == after_first
 
     verify = qms("verify-audit")

@@ -404,7 +404,9 @@ def test_a_fresh_install_does_not_back_fill_before_its_go_live(committed_url, mo
         eng, dbe = qms_engine(committed_url)
         try:
             with eng.reader() as s:
-                assert s.execute(select(func.count(Record.id))).scalar_one() == 0
+                # the only record: this QMS's inventory entry, registered by init (R-SYS-5)
+                assert s.execute(select(Record.workflow_key)).scalars().all() == \
+                    ["system_inventory"]
             assert golive.recorded(eng) == clock.now()
             qms("init")  # re-run: the go-live stays
             assert golive.recorded(eng) == clock.now()
@@ -415,6 +417,7 @@ def test_a_fresh_install_does_not_back_fill_before_its_go_live(committed_url, mo
                 opened = sorted(s.execute(select(Record.workflow_key, Record.data)).all(),
                                 key=lambda row: row[0])
             kinds = [k for k, _ in opened]
+            # from the inventory: this QMS's entry (R-SYS-11)
             assert kinds.count("access_review") == 1, kinds
             assert [d["system"] for k, d in opened if k == "access_review"] == ["QMS"]
             assert "audit_trail_review" in kinds and "definition_review" not in kinds

@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from workflow import clock
 from workflow.audit.integrity import seal_existing
-from workflow.bootstrap import load_definitions
+from workflow.bootstrap import load_definitions, register_this_system
 from workflow.cli.common import CliError, checked_engine, friendly, operator, safe_url
 from workflow.config import settings
 from workflow.db import engines as db
@@ -167,6 +167,10 @@ def init(demo: bool) -> None:
     _seal(engine)
     for line in load_definitions(engine):
         click.echo(f"  {line}")
+    entry = register_this_system(engine)
+    if entry:
+        click.echo(f"  {entry}: this QMS ({engine.system_name}) registered in the system "
+                   "inventory, for its system owner to complete and QA to approve")
     # the scheduler opens no periodic record for an occurrence before this (QMS_GO_LIVE wins)
     golive.record(engine, clock.now())
     live = golive.go_live(engine)

@@ -17,6 +17,7 @@ from workflow import outbox
 from workflow.db.models import Record, User
 from workflow.engine.core import Engine
 from workflow.identity import users as identity
+from workflow.queries.selection import RecordItem
 from workflow.scheduling import claims
 from workflow.scheduling.schedules import ParamsCheck, Schedule
 
@@ -31,6 +32,8 @@ class JobContext:
     now: datetime
     runner: str = field(default_factory=claims.runner_name)
     marked: bool = False  # the job wrote its period's row itself
+    #: the record this run is for (a schedule with ``for_each_record``), else None
+    record: RecordItem | None = None
 
     @property
     def uow(self) -> Engine:
@@ -61,6 +64,13 @@ class JobContext:
         """``once`` for one item of this schedule's period (e.g. one system's review)."""
         return self.once(self.schedule.name, f"{self.period}/{item}", work)
 
+    def once_for_record(self, work: Callable[[Session], Any]) -> tuple[bool, Any]:
+        """``once`` for this run's record and period (``for_each_record``): the claim key is
+        the period and the record number, so each record is done once per period however
+        many schedulers run."""
+        assert self.record is not None, "once_for_record needs a schedule with for_each_record"
+        return self.once(self.schedule.name, f"{self.period}/{self.record.number}", work)
+
     def system(self, session: Session) -> User:
         return identity.system_user(session)
 
@@ -88,6 +98,7 @@ class Job:
     fn: Callable[[JobContext], dict[str, Any] | None]
     idempotent: bool = False  # may run on every tick (``every: minute``)
     check: ParamsCheck | None = None
+    per_record: bool = False  # may run once per record of a ``for_each_record`` schedule
 
     @property
     def summary(self) -> str:

@@ -9,13 +9,16 @@ jump a quarter ahead without sleeping.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from workflow import clock
 from workflow.db import outage
 from workflow.engine.core import Engine
+from workflow.queries.selection import select_records
 from workflow.scheduling import claims
-from workflow.scheduling.context import JobContext, Jobs
+from workflow.scheduling.context import Job, JobContext, Jobs
 from workflow.scheduling.schedules import Schedule, period_key
 
 log = logging.getLogger(__name__)
@@ -31,7 +34,10 @@ def run_schedule(engine: Engine, schedule: Schedule, period: str | None,
         return None
     ctx = JobContext(engine, schedule, period or period_key("minute", now), now)
     try:
-        summary = job.fn(ctx) or {}
+        if schedule.records is not None:
+            summary = _per_record(engine, schedule, job, ctx)
+        else:
+            summary = job.fn(ctx) or {}
     except Exception as exc:  # noqa: BLE001 - a failing job must not stop the others
         if outage.kind(exc) is not None:  # logged once per outage (workflow/db/outage.py)
             log.debug("scheduled job %s failed: database unavailable", schedule.name)
@@ -50,6 +56,47 @@ def run_schedule(engine: Engine, schedule: Schedule, period: str | None,
     if not text:
         return None  # done (the period is marked), nothing worth a line
     return f"{schedule.name} [{period or 'now'}]: {text}"
+
+
+def _per_record(engine: Engine, schedule: Schedule, job: Job, ctx: JobContext
+                ) -> dict[str, Any]:
+    """Run ``job`` once for each record the schedule selects (``for_each_record``), each
+    with ``ctx.record`` set; the job claims (period, record) itself (``once_for_record``),
+    so a record done by another scheduler is skipped. The records are read once, before the
+    runs; a record that fails does not stop the others, and the period stays open (the
+    next tick retries the failed ones: the others are claimed already)."""
+    assert schedule.records is not None
+    with engine.reader() as s:
+        items = select_records(s, engine.registry, schedule.records, ctx.now)
+    merged: dict[str, Any] = {"records": len(items)}
+    failed: list[str] = []
+    for item in items:
+        one = replace(ctx, record=item)
+        try:
+            result = job.fn(one) or {}
+        except Exception as exc:  # noqa: BLE001 - one record must not stop the others
+            if outage.kind(exc) is not None:
+                raise
+            log.exception("scheduled job %s failed for %s", schedule.name, item.number)
+            failed.append(f"{item.number}: {type(exc).__name__}: {exc}")
+            continue
+        for k, v in result.items():
+            if isinstance(v, list):
+                merged[k] = [*merged.get(k, []), *v]
+            elif isinstance(v, int) and not isinstance(v, bool):
+                merged[k] = merged.get(k, 0) + v
+            else:
+                merged[k] = v
+    if failed:
+        raise RecordsFailed(failed)
+    return merged
+
+
+class RecordsFailed(Exception):
+    """Some records of a ``for_each_record`` run failed (the others are done)."""
+
+    def __init__(self, failed: list[str]):
+        super().__init__(f"{len(failed)} record(s) failed: " + "; ".join(failed)[:1500])
 
 
 def run_now(engine: Engine, schedule: Schedule, now: datetime | None = None, *,

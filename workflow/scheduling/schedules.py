@@ -25,6 +25,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from workflow import config
 from workflow.errors import Problem, WorkflowError
+from workflow.queries.selection import RecordSelector, check_selector
 from workflow.spec.load import DEFAULT_DEFINITIONS_DIR
 from workflow.spec.source import compose, line_of
 
@@ -50,6 +51,9 @@ class JobTerms(Protocol):
 
     @property
     def check(self) -> ParamsCheck | None: ...
+
+    @property
+    def per_record(self) -> bool: ...
 
 
 class ScheduleError(WorkflowError):
@@ -129,6 +133,8 @@ class Schedule:
     description: str = ""
     origin: str = ""
     line: int = 0
+    #: ``for_each_record``: the job runs once per selected record and period
+    records: RecordSelector | None = None
 
     def trigger(self) -> CronTrigger:
         return CronTrigger.from_crontab(self.cron, timezone=UTC)
@@ -152,7 +158,8 @@ class Schedule:
 
     def describe(self) -> str:
         when = f"cron '{self.cron}' once per {self.period}" if self.cron else "every minute"
-        return f"{self.name}: job {self.job}, {when}"
+        each = f", for {self.records.describe()}" if self.records else ""
+        return f"{self.name}: job {self.job}, {when}{each}"
 
 
 def schedules_file(settings: config.Settings | None = None) -> Path:
@@ -189,7 +196,8 @@ def load_schedules_text(text: str, origin: str = "<string>", *,
         problem((), "the file must be a mapping with one key, 'schedules', mapping each "
                     "schedule name to its job, cron and period")
         raise ScheduleError(problems)
-    allowed = {"job", "cron", "period", "every", "params", "description", "enabled"}
+    allowed = {"job", "cron", "period", "every", "params", "description", "enabled",
+               "for_each_record"}
     for name, entry in doc["schedules"].items():
         at = ("schedules", name)
         if not _NAME.match(name):
@@ -237,11 +245,22 @@ def load_schedules_text(text: str, origin: str = "<string>", *,
             if check is not None:
                 for sub, message in check(params):
                     problem((*at, "params", *sub), message)
+        selector = None
+        if "for_each_record" in entry:
+            selector, selector_problems = check_selector(entry["for_each_record"])
+            for sub, message in selector_problems:
+                problem((*at, "for_each_record", *sub), message)
+            if isinstance(job, str) and job in jobs and not jobs[job].per_record:
+                problem((*at, "for_each_record"), f"job {job!r} does not run per record")
+            if every is not None:
+                problem((*at, "for_each_record"), "a job run per record runs once per period: "
+                                                  "give it a cron and a period")
         if entry.get("enabled", True) is False:
             continue
         out[name] = Schedule(name, str(job), cron if every is None else None,
                              period if every is None else None, params,
-                             str(entry.get("description", "")), origin, line_of(lines, at))
+                             str(entry.get("description", "")), origin, line_of(lines, at),
+                             records=selector)
     if problems:
         raise ScheduleError(problems)
     return out

@@ -380,6 +380,7 @@ class _Checker:
 
     def _capabilities(self) -> None:
         self.problems.extend(more_checks.document_capability(self.doc, self.lines, self.origin))
+        self.problems.extend(more_checks.inventory_capability(self.doc, self.lines, self.origin))
         training = self.doc.get("capabilities", {}).get("training")
         if not training:
             return

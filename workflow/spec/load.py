@@ -24,6 +24,7 @@ from workflow.spec.model import (
     Exclusive,
     FieldSpec,
     Guard,
+    InventoryCapability,
     Milestone,
     NotBefore,
     Separation,
@@ -283,6 +284,7 @@ def _not_before(nb: Mapping[str, Any] | None) -> NotBefore | None:
 def _capabilities(doc: Mapping[str, Any]) -> Capabilities:
     t = doc.get("training")
     dc = doc.get("document")
+    inv = doc.get("inventory")
     return Capabilities(
         training=TrainingCapability(t["trainee"], t["document"], t.get("version"),
                                     t.get("due")) if t else None,
@@ -290,7 +292,9 @@ def _capabilities(doc: Mapping[str, Any]) -> Capabilities:
             number=dc["number"], version=dc["version"], title=dc["title"],
             effective_state=dc["effective_state"], type=dc.get("type"),
             effective_date=dc.get("effective_date"), retraining_days=dc.get("retraining_days"),
-            next_review=dc.get("next_review")) if dc else None)
+            next_review=dc.get("next_review")) if dc else None,
+        inventory=InventoryCapability(inv["name"], inv["active_state"], inv.get("owner"),
+                                      inv.get("in_scope")) if inv else None)
 
 
 class _AnyWorkflow(dict[str, WorkflowDefinition | None]):

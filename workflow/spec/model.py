@@ -229,12 +229,27 @@ class DocumentCapability:
 
 
 @dataclass(frozen=True)
+class InventoryCapability:
+    """Records of this workflow are computerised-system inventory entries: ``name`` is the
+    string field naming the system, ``owner`` the user field of its system owner,
+    ``in_scope`` the boolean field that puts an active entry in the periodic access review,
+    ``active_state`` the state of an approved entry. ``qms init`` registers this QMS
+    (QMS_SYSTEM_NAME) as an entry; schedules take their systems from these records."""
+
+    name: str
+    active_state: str
+    owner: str | None = None
+    in_scope: str | None = None
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What records of a workflow are to the engine's general rules (``capabilities:`` in
     the YAML), so that the engine never names a shipped workflow or its fields."""
 
     training: TrainingCapability | None = None
     document: DocumentCapability | None = None
+    inventory: InventoryCapability | None = None
 
 
 @dataclass(frozen=True)

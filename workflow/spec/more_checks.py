@@ -49,6 +49,34 @@ def document_capability(doc: dict[str, Any], lines: Lines, origin: str) -> list[
     return out
 
 
+def inventory_capability(doc: dict[str, Any], lines: Lines, origin: str) -> list[Problem]:
+    """``capabilities.inventory``: its fields exist with the right types, its active state
+    exists and is not final."""
+    inv = doc.get("capabilities", {}).get("inventory")
+    if not inv:
+        return []
+    out: list[Problem] = []
+    fields, states = doc["fields"], doc["states"]
+    for key, types in (("name", ("string",)), ("owner", ("user",)), ("in_scope", ("boolean",))):
+        name = inv.get(key)
+        if name is None:
+            continue
+        path = ("capabilities", "inventory", key)
+        if name not in fields:
+            out.append(Problem(origin, line_of(lines, path),
+                               f"capability inventory.{key} names unknown field {name!r}"))
+        elif fields[name].get("type") not in types:
+            out.append(Problem(origin, line_of(lines, path),
+                               f"capability inventory.{key}: field {name!r} must be of type "
+                               f"{' or '.join(types)}"))
+    state = inv.get("active_state")
+    if state not in states or states[state].get("final"):
+        out.append(Problem(origin, line_of(lines, ("capabilities", "inventory", "active_state")),
+                           f"capability inventory.active_state {state!r} must name a state "
+                           "that is not final"))
+    return out
+
+
 def exclusive(doc: dict[str, Any], lines: Lines, origin: str) -> list[Problem]:
     out: list[Problem] = []
     fields, states = doc["fields"], doc["states"]

@@ -27,7 +27,7 @@ from workflow.scheduling.jobs.verify_audit import verify_audit_daily, verify_aud
 def default_jobs() -> dict[str, Job]:
     """The jobs a schedule may name, by their explicit names (a new dict each call)."""
     jobs = [
-        Job("access_review", access_review, check=check_access_review),
+        Job("access_review", access_review, check=check_access_review, per_record=True),
         Job("sla_sweep", sla_sweep, idempotent=True, check=check_sla),
         Job("run_timers", run_timers, idempotent=True),
         Job("capa_effectiveness_due", capa_effectiveness_due, idempotent=True),
