@@ -88,6 +88,7 @@ def create_app(config: dict[str, Any] | None = None,
         auth,
         dashboard,
         definitions,
+        documents,
         drafts,
         esign,
         extensions,
@@ -120,7 +121,7 @@ def create_app(config: dict[str, Any] | None = None,
     context.init_app(app)  # the request's one read session, closed in teardown
     auth.init_app(app)
     for module in (auth, inbox, records, audit, admin, api_tokens, notifications, dashboard,
-                   definitions, account, esign, extensions, search, drafts):
+                   definitions, account, esign, extensions, search, drafts, documents):
         app.register_blueprint(module.bp)
     api.init_app(app, csrf)  # /api/v1: bearer tokens only, exempt from CSRF (no cookies)
     filters.register(app)

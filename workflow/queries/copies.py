@@ -37,11 +37,11 @@ from workflow.engine.core import Engine
 from workflow.errors import CheckpointError, RecordNotFound
 from workflow.identity import users as identity
 from workflow.keyring import AnchorKeys, Key, verify_ed25519
-from workflow.queries import records
+from workflow.queries import documents, records
 from workflow.queries.copy_pdf import record_pdf  # noqa: F401 (drawn there, used from here)
 from workflow.registry import Registry
 from workflow.spec.fields import choice_label, is_empty
-from workflow.spec.model import FieldSpec
+from workflow.spec.model import FieldSpec, WorkflowDefinition
 
 FORMAT = "qms-true-copy/1"
 
@@ -95,6 +95,7 @@ def record_copy(session: Session, registry: Registry, rec: Record) -> dict[str, 
             "version": rec.version,
         },
         "fields": fields,
+        **_document_notice(d, rec),
         "labels": {"states": {k: v.label for k, v in d.states.items()},
                    "steps": {k: v.label for k, v in d.transitions.items()},
                    "roles": dict(d.roles),
@@ -125,6 +126,17 @@ def record_copy(session: Session, registry: Registry, rec: Record) -> dict[str, 
                     "key; check them with workflow.export.check_copy",
         },
     }
+
+
+def _document_notice(d: WorkflowDefinition, rec: Record) -> dict[str, Any]:
+    """A version of a controlled document (the ``document`` capability): its copy says it is
+    uncontrolled once printed, and whether the version was in force when copied."""
+    cap = d.capabilities.document
+    if cap is None:
+        return {}
+    return {"controlled_document": {
+        "number": rec.data.get(cap.number), "version": rec.data.get(cap.version),
+        "in_force": rec.state == cap.effective_state, "notice": documents.UNCONTROLLED}}
 
 
 def display(spec: FieldSpec | None, value: Any, people: Mapping[str, str]) -> Any:

@@ -148,8 +148,15 @@ def record_pdf(doc: dict[str, Any]) -> bytes:
     steps, roles = labels.get("steps", {}), labels.get("roles", {})
     initiator = rec.get("initiator") or {}
     any_changed = any(f.get("changed_after_first_entry") for f in doc["fields"])
+    controlled = doc.get("controlled_document")
     story: list[Any] = [
         p(f"{number}: {rec['title']}", st["Title"]),
+        *([grid([[p(f"{controlled['notice']}. Printed {_t(made)} UTC: document "
+                    f"{controlled['number']} version {controlled['version']}, "
+                    + ("the version in force then" if controlled["in_force"]
+                       else f"not the version in force ({rec['state_label']})")
+                    + "; check the system for the version in force before use.", head)]],
+                [1.0], header=False)] if controlled else []),
         grid([[p(a, head), p(b)] for a, b in [
             ["Record", f"{number} ({rec['workflow_title']}, definition version "
                        f"{rec['definition_version']})"],
@@ -226,8 +233,8 @@ def record_pdf(doc: dict[str, Any]) -> bytes:
             self.saveState()
             self.setStrokeColor(colors.grey)
             self.setLineWidth(0.3)
-            pdffonts.draw_string(self, 15 * mm, h - 10 * mm, f"{number} — true copy", 7.5,
-                                 pdffonts.BOLD)
+            pdffonts.draw_string(self, 15 * mm, h - 10 * mm, f"{number} — true copy" + (
+                f" — {controlled['notice'].upper()}" if controlled else ""), 7.5, pdffonts.BOLD)
             pdffonts.draw_string(self, w - 15 * mm, h - 10 * mm, f"copy made {_t(made)} UTC", 7.5,
                                  right=True)
             self.line(15 * mm, h - 11.5 * mm, w - 15 * mm, h - 11.5 * mm)

@@ -22,6 +22,9 @@ from workflow.db.models import DefinitionVersion, Record
 from workflow.registry import Registry
 from workflow.spec.model import DocumentCapability, WorkflowDefinition
 
+#: what a printout or PDF copy of a controlled document version says
+UNCONTROLLED = "Uncontrolled when printed"
+
 
 @dataclass(frozen=True)
 class DocumentVersion:
