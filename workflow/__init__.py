@@ -40,7 +40,8 @@ _EXPORTS = {
         "TamperedData", "DefinitionTampered", "UntrustedGrant", "ContentLocked",
         "ChangeReasonRequired", "RequiredEarlier", "PopulationFixed", "ClaimHeld", "NotYetOpen",
         "LinkedRecordsOpen", "KeyProblem", "CheckpointError", "BackupError", "AttachmentRefused",
-        "AttachmentTooLarge", "AttachmentTypeRefused", "AttachmentDamaged")},
+        "AttachmentTooLarge", "AttachmentTypeRefused", "AttachmentDamaged",
+        "ExclusiveStateTaken")},
 }
 
 __all__ = [
@@ -48,7 +49,7 @@ __all__ = [
     "AccountLocked", "AuthError", "BackupError", "CheckpointError", "ClaimHeld", "CliActingRefused",
     "ConfigError",
     "CredentialsRejected", "DefinitionError", "LinkedRecordsOpen", "NotYetOpen",
-    "DefinitionTampered", "DueDateLocked",
+    "DefinitionTampered", "DueDateLocked", "ExclusiveStateTaken",
     "Engine", "GrantRefused", "GuardFailed", "InactiveUser", "KeyProblem", "LoginFailed", "LoginStepExpired",
     "LoginThrottled", "NotAuthorized",
     "PasswordExpired",
