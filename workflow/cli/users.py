@@ -11,7 +11,7 @@ from datetime import date, datetime
 import click
 
 from workflow.cli.common import act_as, acting_options, checked_engine, cli_reason, friendly
-from workflow.identity import admin
+from workflow.identity import admin, profile
 from workflow.identity.policy import Policy
 from workflow.identity.users import SYSTEM_USERNAME
 
@@ -193,6 +193,21 @@ def users_set_password(username: str, reason: str) -> None:
                                               reason=cli_reason(reason),
                                               policy=Policy.from_settings())
     click.echo(f"temporary password for {username} (shown once): {password}")
+
+
+@users_group.command("set-department")
+@click.argument("username")
+@click.argument("department")
+@click.option("--reason", required=True)
+@friendly
+def users_set_department(username: str, department: str, reason: str) -> None:
+    """Set USERNAME's department (area; "" clears it): the ``not_in_area`` separation rule
+    keeps people from auditing or approving their own area."""
+    engine, _ = checked_engine()
+    changed = profile.update_profile(engine, username, actor=SYSTEM_USERNAME,
+                                     department=department, reason=cli_reason(reason))
+    click.echo(f"department of {username}: {department.strip() or '(none)'}"
+               + ("" if changed else " (unchanged)"))
 
 
 @users_group.command("list")

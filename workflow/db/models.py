@@ -92,6 +92,9 @@ class User(Base):
     # which notification kinds reach the person by e-mail and in the app (identity/profile.py);
     # None: the defaults (everything, both ways)
     notify_prefs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # the organisational area (department) the person belongs to; set by an administrator,
+    # read by the ``not_in_area`` separation rule (an auditor does not audit their own area)
+    department: Mapped[str | None] = mapped_column(String(100))
     seal: Mapped[str] = mapped_column(String(64), default="", server_default="")  # db.seals.row_seal
 
     # usernames are unique regardless of case and never reused (R-P11-300a-1)

@@ -94,11 +94,11 @@ SEALED_COLUMNS: dict[str, tuple[str, ...]] = {
     "signing_enablements": ("id", "user_id", "kind", "detail", "recorded_by_id", "recorded_at"),
 }
 #: columns added after the seals existed (migration 0009: time-limited lockout, tokens
-#: suspended by an administrator's reset). A seal covers each of them only while it holds a
-#: value (not None, not 0), so the seals written before they existed stay valid, and setting
-#: or clearing one with plain SQL breaks the seal all the same.
+#: suspended by an administrator's reset; 0015: a person's department). A seal covers each
+#: of them only while it holds a value (not None, not 0), so the seals written before they
+#: existed stay valid, and setting or clearing one with plain SQL breaks the seal all the same.
 SEALED_IF_SET: dict[str, tuple[str, ...]] = {
-    "users": ("locked_until", "lockout_count"),
+    "users": ("locked_until", "lockout_count", "department"),
     "api_tokens": ("suspended_at",),
 }
 

@@ -200,6 +200,9 @@ def separation(session: Session, rec: Record, t: TransitionSpec, user: User,
                 rule=f"not_actor_of:{did}")
     if d is not None:
         named_in(d, rec.number, t, rec.data, user)
+        # people a field names that the step itself may change are checked as it leaves
+        # them (engine/lifecycle.py)
+        not_in_area(session, d, rec.number, t, rec.data, user, skip=t.edits)
 
 
 def named_in(d: WorkflowDefinition, number: str, t: TransitionSpec, data: Mapping[str, Any],
@@ -222,6 +225,45 @@ def named_in(d: WorkflowDefinition, number: str, t: TransitionSpec, data: Mappin
                 f"{t.label}: you are named as {what} on {number}, so someone else must do "
                 f"this step (separation of duties: not the {what.lower()}).",
                 rule=f"not_named_in:{ref}")
+
+
+def _area(value: Any) -> str:
+    return " ".join(str(value or "").split()).casefold()
+
+
+def not_in_area(session: Session, d: WorkflowDefinition, number: str, t: TransitionSpec,
+                data: Mapping[str, Any], user: User, skip: tuple[str, ...] = ()) -> None:
+    """``separation: not_in_area``: neither the actor nor a person the rule's user fields
+    name (but those in ``skip``) belongs to the area (department) the rule's field holds."""
+    rule = t.separation.not_in_area
+    if rule is None or user.is_system:
+        return
+    area = _area(data.get(rule.field))
+    if not area:
+        return
+    what = d.fields[rule.field].label
+    shown = str(data.get(rule.field)).strip()
+    if _area(user.department) == area:
+        raise SegregationOfDuties(
+            f"{t.label}: you belong to {shown}, the {what.lower()} of {number}, so you may not "
+            f"do this step (separation of duties: no one audits or approves their own area).",
+            rule=f"not_in_area:{rule.field}")
+    for ref in rule.named_in:
+        name, _, sub = ref.partition(".")
+        if name in skip:
+            continue
+        spec = d.fields[name]
+        value = data.get(name)
+        people = ({str(row.get(sub)) for row in value or [] if isinstance(row, dict)
+                   and row.get(sub)} if sub else set(users_in(spec, value)))
+        for person in sorted(people):
+            other = identity.find_user(session, person)
+            if other is not None and _area(other.department) == area:
+                raise SegregationOfDuties(
+                    f"{t.label}: {other.full_name} ({other.username}), named as {spec.label} "
+                    f"on {number}, belongs to {shown}, the {what.lower()}; name someone from "
+                    "another area (separation of duties: no one audits or approves their own "
+                    "area).", rule=f"not_in_area:{rule.field}")
 
 
 def training_gate(ctx: Ctx, d: WorkflowDefinition, rec: Record, t: TransitionSpec,

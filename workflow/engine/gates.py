@@ -114,9 +114,13 @@ def waiting(ctx: Ctx, rec: Record, t: TransitionSpec) -> list[tuple[WaitsFor, Wa
         .order_by(RecordLink.id)).all()
     out = []
     for w in t.waits_for:
+        seen: set[int] = set()
         for kind, other in rows:
             if (w.workflow and other.workflow_key != w.workflow) or (w.link and kind != w.link):
                 continue
+            if other.id in seen:
+                continue  # linked twice (spawned by this record and referring to it): once
+            seen.add(other.id)
             ok = other.closed_at is not None and (w.outcome is None or other.outcome == w.outcome)
             out.append((w, Waiting(other.number, other.title, other.workflow_key, other.state,
                                    other.closed_at is not None, other.outcome, kind), ok))

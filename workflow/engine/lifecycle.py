@@ -130,6 +130,8 @@ def fire(ctx: Ctx, rec: Record, name: str, user: User, data: dict[str, Any],
     content.check_fixed(session, d, rec, t, user, old_data, new_data, record_events)
     if t.separation.not_named_in and not system_actor:
         access.named_in(d, rec.number, t, new_data, user)  # also as this step leaves them
+    if t.separation.not_in_area is not None and not system_actor:
+        access.not_in_area(session, d, rec.number, t, new_data, user)  # as the step leaves them
     if t.guards:
         inputs.check_guards(t.name, t.guards, inputs.names(ctx, d, rec, new_data, user))
     if early is not None and not (reason or "").strip():

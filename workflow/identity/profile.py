@@ -107,10 +107,13 @@ def clean_prefs(prefs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, b
 def update_profile(engine: Units, username: str, *, actor: str, timezone: str | None = None,
                    email: str | None = None, notify_mode: str | None = None,
                    prefs: Mapping[str, Mapping[str, Any]] | None = None,
-                   reason: str = "") -> list[str]:
+                   department: str | None = None, reason: str = "") -> list[str]:
     """Change ``username``'s profile (each value given; None leaves it). ``actor``: the
     person themselves, or an administrator, who must give a ``reason``. Returns the names of
     the values that changed (an empty list changes nothing and records nothing).
+
+    ``department`` (an empty value clears it) is the area the ``not_in_area`` separation
+    rule reads: only an administrator other than the person changes it.
 
     Raises ValidationFailed (field -> message) before anything changes, NotAuthorized when
     ``actor`` is neither the person nor an administrator."""
@@ -136,11 +139,21 @@ def update_profile(engine: Units, username: str, *, actor: str, timezone: str | 
             new["notify_prefs"] = clean_prefs(prefs)
         except ValidationFailed as exc:
             errors.update(exc.errors)
+    if department is not None:
+        cleaned = " ".join(department.split())
+        if len(cleaned) > 100:
+            errors["department"] = "must be at most 100 characters"
+        new["department"] = cleaned or None
     if errors:
         raise ValidationFailed(errors)
     with engine.unit() as session:
         user = identity.get_user(session, username)
         by = user if actor == username else _administrator(session, actor, reason)
+        if (department is not None and by is user
+                and (user.department or None) != new["department"]):
+            # separation of duties reads it: nobody moves themselves out of an area
+            raise NotAuthorized("A person's department is set by an administrator, not by "
+                                "the person themselves.")
         changes: dict[str, Any] = {}
         for name, value in new.items():
             old = prefs_of(user) if name == "notify_prefs" else getattr(user, name)

@@ -216,6 +216,11 @@ class _Checker:
                              f"separation refers to unknown transition {other!r}")
             for j, ref in enumerate(sep.get("not_named_in", [])):
                 self._user_field((*p, "separation", "not_named_in", j), ref)
+            area = sep.get("not_in_area")
+            if area:
+                self._field((*p, "separation", "not_in_area", "field"), area["field"])
+                for j, ref in enumerate(area.get("named_in", [])):
+                    self._user_field((*p, "separation", "not_in_area", "named_in", j), ref)
             self._not_before(p, t)
             for j, w in enumerate(t.get("waits_for", [])):
                 for key in ("workflow", "via"):

@@ -161,7 +161,8 @@ def lint(doc: Mapping[str, Any], lines: Lines) -> list[Finding]:
         verification = "verif" in f"{t['name']} {sig.get('meaning', '')}".lower()
         sep = t.get("separation") or {}
         if (closure or verification) and not any(
-                sep.get(k) for k in ("not_initiator", "not_actor_of", "not_named_in")):
+                sep.get(k) for k in ("not_initiator", "not_actor_of", "not_named_in",
+                                     "not_in_area")):
             what = "closure" if closure else "verification"
             add(("transitions", i, "signature"), f"{t['name']!r} is a signed {what} with no "
                 "separation-of-duties rule: say who may not sign it (separation: "

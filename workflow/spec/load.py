@@ -19,6 +19,7 @@ from workflow.errors import DefinitionError, DefinitionTampered, Problem
 from workflow.spec.checks import check, cross_check
 from workflow.spec.model import (
     Action,
+    AreaRule,
     Capabilities,
     DocumentCapability,
     Exclusive,
@@ -231,6 +232,9 @@ def _build(doc: dict[str, Any], text: str, origin: str, lines: Lines) -> Workflo
                 not_initiator=bool(sep.get("not_initiator")),
                 not_actor_of=tuple(sep.get("not_actor_of", ())),
                 not_named_in=tuple(sep.get("not_named_in", ())),
+                not_in_area=AreaRule(sep["not_in_area"]["field"],
+                                     tuple(sep["not_in_area"].get("named_in", ())))
+                if sep.get("not_in_area") else None,
             ),
             training=_training(t.get("training")),
             locks=tuple(t.get("locks", ())),

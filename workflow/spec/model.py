@@ -112,15 +112,28 @@ class SignatureSpec:
 
 
 @dataclass(frozen=True)
+class AreaRule:
+    """``separation: not_in_area``: nobody whose department (users.department, set by an
+    administrator) is the area ``field`` names may do the step - neither the actor nor a
+    person the user fields ``named_in`` name (e.g. an auditor does not audit their own
+    area). Compared trimmed and case-insensitively; an empty area holds nobody back."""
+
+    field: str
+    named_in: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Separation:
     not_initiator: bool = False
     not_actor_of: tuple[str, ...] = ()
     #: user fields (``owner``) or user sub-fields of a list (``actions.responsible``) whose
     #: people may not do or sign the step
     not_named_in: tuple[str, ...] = ()
+    not_in_area: AreaRule | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.not_initiator or self.not_actor_of or self.not_named_in)
+        return bool(self.not_initiator or self.not_actor_of or self.not_named_in
+                    or self.not_in_area)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,29 @@
+"""users: a person's department (area), read by the ``not_in_area`` separation rule
+
+Revision ID: 0015
+Revises: 0014
+Create Date: 2026-12-01 12:00:00
+
+Issue 21 item 1: an auditor may not audit their own area. The engine needs to know each
+person's area; an administrator sets it (audited on the system chain, sealed when set).
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0015"
+down_revision: str | None = "0014"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("users") as batch:
+        batch.add_column(sa.Column("department", sa.String(100), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("users") as batch:
+        batch.drop_column("department")
