@@ -20,10 +20,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.add_column(sa.Column("department", sa.String(100), nullable=True))
+    op.add_column("users", sa.Column("department", sa.String(length=100), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("department")
+    # plain DROP COLUMN (SQLite 3.35+): a batch rebuild of users would drop its expression
+    # index
+    op.drop_column("users", "department")
