@@ -94,7 +94,7 @@ SEALED_COLUMNS: dict[str, tuple[str, ...]] = {
     "signing_enablements": ("id", "user_id", "kind", "detail", "recorded_by_id", "recorded_at"),
 }
 #: columns added after the seals existed (migration 0009: time-limited lockout, tokens
-#: suspended by an administrator's reset; 0015: a person's department). A seal covers each
+#: suspended by an administrator's reset; 0016: a person's department). A seal covers each
 #: of them only while it holds a value (not None, not 0), so the seals written before they
 #: existed stay valid, and setting or clearing one with plain SQL breaks the seal all the same.
 SEALED_IF_SET: dict[str, tuple[str, ...]] = {
