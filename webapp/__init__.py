@@ -95,6 +95,7 @@ def create_app(config: dict[str, Any] | None = None,
         inbox,
         notifications,
         records,
+        risks,
         search,
     )
     from workflow.bootstrap import open_engine
@@ -121,7 +122,8 @@ def create_app(config: dict[str, Any] | None = None,
     context.init_app(app)  # the request's one read session, closed in teardown
     auth.init_app(app)
     for module in (auth, inbox, records, audit, admin, api_tokens, notifications, dashboard,
-                   definitions, account, esign, extensions, search, drafts, documents):
+                   definitions, account, esign, extensions, search, drafts, documents,
+                   risks):
         app.register_blueprint(module.bp)
     api.init_app(app, csrf)  # /api/v1: bearer tokens only, exempt from CSRF (no cookies)
     filters.register(app)

@@ -4,6 +4,8 @@ by top management and QA."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from datetime import UTC, datetime
 
 import pytest
@@ -14,8 +16,9 @@ from tests.integration.test_risk_assessment import open_ra
 from workflow import clock
 from workflow.audit import integrity
 from workflow.db.models import Record, Signature
-from workflow.errors import GuardFailed, ValidationFailed
+from workflow.errors import GuardFailed, RecordNotFound, ValidationFailed
 from workflow.kpi import Kpi, Period
+from workflow.queries import review_pdf
 from workflow.scheduling.jobs import default_jobs
 from workflow.scheduling.schedules import load_schedules_text
 from workflow.scheduling.service import run_due
@@ -148,3 +151,24 @@ def test_the_next_review_lists_the_open_actions_of_the_last(engine, people, boar
         {"review": mr.number, "action": "Retrain QC", "owner": people["owner"],
          "due": "2026-09-30"}]
 
+
+
+def test_the_review_report_pdf_renders_with_its_kpi_charts(engine, people, board, tmp_path):
+    """R-MR-8: the frozen inputs print as a PDF report with KPI charts (this period against
+    the one before), the high risks and the review's outcome; pdftoppm renders its pages."""
+    mr = open_review(engine, people)
+    with engine.reader() as s:
+        pdf = review_pdf.review_report(s, engine, mr.number, people["qa"])
+    assert pdf.startswith(b"%PDF")
+    path = tmp_path / "report.pdf"
+    path.write_bytes(pdf)
+    if shutil.which("pdftoppm"):
+        subprocess.run(["pdftoppm", "-r", "50", "-png", str(path), str(tmp_path / "page")],
+                       check=True, timeout=60)
+        assert sorted(tmp_path.glob("page*.png"))
+    if shutil.which("pdftotext"):
+        text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True,
+                              check=True, timeout=60).stdout
+        assert "Audit trail can be switched off" in text and "Open high risks" in text
+    with engine.reader() as s, pytest.raises(RecordNotFound):
+        review_pdf.review_report(s, engine, mr.number, people["emp"])  # not visible to emma

@@ -12,7 +12,7 @@ from typing import Any
 
 from workflow.errors import Problem
 from workflow.spec import content, expressions, more_checks
-from workflow.spec.model import BUILTIN_NAMES, PSEUDO_ROLES, WorkflowDefinition
+from workflow.spec.model import BUILTIN_NAMES, PSEUDO_ROLES, RiskCapability, WorkflowDefinition
 from workflow.spec.source import KeyPath, Lines, line_of
 
 
@@ -386,6 +386,7 @@ class _Checker:
     def _capabilities(self) -> None:
         self.problems.extend(more_checks.document_capability(self.doc, self.lines, self.origin))
         self.problems.extend(more_checks.inventory_capability(self.doc, self.lines, self.origin))
+        self._risk_capability()
         training = self.doc.get("capabilities", {}).get("training")
         if not training:
             return
@@ -400,6 +401,22 @@ class _Checker:
             elif self.fields[name].get("type") not in types:
                 self.err(path, f"capability training.{key}: field {name!r} must be of type "
                                f"{' or '.join(types)}")
+
+    def _risk_capability(self) -> None:
+        risk = self.doc.get("capabilities", {}).get("risk")
+        if not risk:
+            return
+        cap = RiskCapability(**{**risk, "links": tuple(risk.get("links", ("capa", "change")))})
+        spec = self.fields.get(cap.rows, {})
+        path = ("capabilities", "risk", "rows")
+        if spec.get("type") != "list" or not spec.get("fields"):
+            self.err(path, f"capability risk.rows: {cap.rows!r} must be a list field with "
+                           "columns")
+            return
+        for col in cap.columns():
+            if col not in spec["fields"]:
+                self.err(("capabilities", "risk"), f"capability risk: list {cap.rows!r} has "
+                                                   f"no column {col!r}")
 
 
 def reachable(start: str, edges: Mapping[str, set[str]]) -> set[str]:

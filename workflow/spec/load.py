@@ -28,6 +28,7 @@ from workflow.spec.model import (
     InventoryCapability,
     Milestone,
     NotBefore,
+    RiskCapability,
     Separation,
     SignatureSpec,
     StateSpec,
@@ -298,7 +299,9 @@ def _capabilities(doc: Mapping[str, Any]) -> Capabilities:
             effective_date=dc.get("effective_date"), retraining_days=dc.get("retraining_days"),
             next_review=dc.get("next_review")) if dc else None,
         inventory=InventoryCapability(inv["name"], inv["active_state"], inv.get("owner"),
-                                      inv.get("in_scope")) if inv else None)
+                                      inv.get("in_scope")) if inv else None,
+        risk=RiskCapability(**{**doc["risk"], "links": tuple(doc["risk"].get(
+            "links", ("capa", "change")))}) if doc.get("risk") else None)
 
 
 class _AnyWorkflow(dict[str, WorkflowDefinition | None]):

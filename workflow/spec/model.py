@@ -256,6 +256,25 @@ class InventoryCapability:
 
 
 @dataclass(frozen=True)
+class RiskCapability:
+    """Records of this workflow hold risks as the rows of list field ``rows``; the other
+    names are its columns (the risk register, workflow/queries/risks.py, reads them)."""
+
+    rows: str
+    hazard: str = "hazard"
+    score: str = "score"
+    priority: str = "priority"
+    treatment: str = "treatment"
+    due: str = "due"
+    residual_priority: str = "residual_priority"
+    links: tuple[str, ...] = ("capa", "change")
+
+    def columns(self) -> tuple[str, ...]:
+        return (self.hazard, self.score, self.priority, self.treatment, self.due,
+                self.residual_priority, *self.links)
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What records of a workflow are to the engine's general rules (``capabilities:`` in
     the YAML), so that the engine never names a shipped workflow or its fields."""
@@ -263,6 +282,7 @@ class Capabilities:
     training: TrainingCapability | None = None
     document: DocumentCapability | None = None
     inventory: InventoryCapability | None = None
+    risk: RiskCapability | None = None
 
 
 @dataclass(frozen=True)
