@@ -78,8 +78,21 @@ def _store_numbers(ctx: Ctx, rec: Record, user: User, target: str,
                        reason=f"numbers of the records created on entering {rec.state}")
 
 
+def add_months(day: date, months: int) -> date:
+    """``day`` plus calendar ``months`` (the last day of a shorter month: Jan 31 + 1 = Feb 28)."""
+    index = day.year * 12 + day.month - 1 + months
+    year, month = divmod(index, 12)
+    for last in (31, 30, 29, 28):
+        try:
+            return date(year, month + 1, min(day.day, last))
+        except ValueError:
+            continue
+    raise ValueError(f"cannot add {months} months to {day}")  # pragma: no cover
+
+
 def set_due(ctx: Ctx, compiled: Compiled, rec: Record, user: User, action: Action) -> None:
-    """Set a date field to now + a duration (or + the days another field holds). With
+    """Set a date field to now + a duration (or + the days, or calendar months, another field
+    holds: ``after_days_field``, ``after_months_field``). With
     ``from_field`` the duration counts from that date/time field's value instead of now
     (nothing is set while it is empty); ``when``: only when the expression holds. A
     ``datetime`` target keeps the time of day (a 72-hour clock), a ``date`` target the day."""
@@ -100,7 +113,10 @@ def set_due(ctx: Ctx, compiled: Compiled, rec: Record, user: User, action: Actio
         start = states.end_of(str(raw)) if "T" in str(raw) else \
             datetime.combine(date.fromisoformat(str(raw)), time(0), tzinfo=UTC)
     target = compiled.definition.fields.get(p["field"])
-    if target is not None and target.type == "datetime":
+    months = rec.data.get(p["after_months_field"]) if p.get("after_months_field") else None
+    if months:  # calendar months (a periodic review every 24 months), same day or month end
+        value = add_months(start.date(), int(months)).isoformat()
+    elif target is not None and target.type == "datetime":
         value = (start + delta).astimezone(UTC).isoformat()
     else:
         value = (start + delta).date().isoformat()
