@@ -38,6 +38,8 @@ from workflow.identity import users as identity
 from workflow.kpi import SPECS, Kpi, Period
 from workflow.kpi.specs import SYSTEM_METRIC_ROLES
 from workflow.queries import attachments, definitions, records, search
+from workflow.resources import definitions_dir
+from workflow.spec.load import peek_keys
 
 Caller = api_tokens.Caller
 
@@ -348,7 +350,9 @@ def get_definition(caller: Caller, key: str, query: dict[str, Any]) -> Any:
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 #: system-wide metrics (security events, user accounts): as on the dashboard
 _SYSTEM_KPI_ROLES = set(SYSTEM_METRIC_ROLES)
-KPI_WORKFLOWS = sorted({s.workflow for s in SPECS.values() if s.workflow})
+#: the built-in metrics' workflows and every shipped definition (which may declare kpis:)
+KPI_WORKFLOWS = sorted({s.workflow for s in SPECS.values() if s.workflow}
+                       | set(peek_keys(sorted(definitions_dir().glob("*.yaml")))))
 
 
 def list_kpis(caller: Caller, query: dict[str, Any]) -> Any:
@@ -361,11 +365,12 @@ def list_kpis(caller: Caller, query: dict[str, Any]) -> Any:
     period = Period.months(first or last, last or first) if (first or last) else \
         Period.last_months(12)
     wf = query["workflow"]
-    keys = [k for k, sp in SPECS.items()
-            if (sp.workflow == wf if wf else
-                sp.workflow is not None or _SYSTEM_KPI_ROLES & set(caller.roles))]
     s = read_session()
     k = Kpi(s, engine().registry, caller.username, period)
+    specs = k.specs()  # built-in and declared (definitions' kpis:)
+    keys = [key for key, sp in specs.items()
+            if (sp.workflow == wf if wf else
+                sp.workflow is not None or _SYSTEM_KPI_ROLES & set(caller.roles))]
     metrics = k.metrics(keys)
     as_of = k.as_of
     return {
@@ -373,9 +378,10 @@ def list_kpis(caller: Caller, query: dict[str, Any]) -> Any:
                    "to": (period.end - timedelta(days=1)).strftime("%Y-%m"),
                    "start": _iso(period.start), "end": _iso(period.end)},
         "as_of": _iso(as_of), "viewer": caller.username,
-        "items": [{"key": m.key, "label": m.label, "workflow": SPECS[m.key].workflow,
+        "items": [{"key": m.key, "label": m.label, "workflow": specs[m.key].workflow,
                    "unit": m.show, "value": m.value, "numerator": m.numerator,
-                   "denominator": m.denominator, "p90": m.p90, "status": m.status}
+                   "denominator": m.denominator, "p90": m.p90, "status": m.status,
+                   **({"groups": m.groups} if m.groups is not None else {})}
                   for m in metrics.values()],
     }
 

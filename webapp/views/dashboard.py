@@ -34,7 +34,7 @@ from webapp.views.auth import roles_required
 from workflow import backup as backups
 from workflow.audit import integrity, runs
 from workflow.identity import enablement
-from workflow.kpi import SECURITY_ACTIONS, SPECS, Kpi, Period
+from workflow.kpi import SECURITY_ACTIONS, Kpi, Period
 from workflow.kpi import specs as kpi_specs
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
@@ -75,15 +75,24 @@ def _period() -> Period:
     return Period.last_months(12)
 
 
-def _area() -> str:
+def _all_sections(k: Kpi) -> list[tuple[str, str, list[str]]]:
+    """The built-in sections, then one per workflow declaring KPIs the viewer may see
+    records of (workflow.kpi.Kpi.declared_sections); a workflow that has a built-in section
+    gets its declared KPIs in that section."""
+    declared = {wf: (title, keys) for wf, title, keys in k.declared_sections()}
+    out = [(wf, title, [*keys, *declared.pop(wf, ("", []))[1]]) for wf, title, keys in SECTIONS]
+    return out + [(wf, title, keys) for wf, (title, keys) in declared.items()]
+
+
+def _area(k: Kpi) -> str:
     area = request.args.get("workflow", "")
-    return area if area in {s[0] for s in SECTIONS} else ""
+    return area if area in {s[0] for s in _all_sections(k)} else ""
 
 
-def _sections() -> list[tuple[str, str, list[str]]]:
-    area = _area()
+def _sections(k: Kpi) -> list[tuple[str, str, list[str]]]:
+    area = _area(k)
     out = []
-    for key, title, keys in SECTIONS:
+    for key, title, keys in _all_sections(k):
         if key == "security" and not current_user.has(*SECURITY_ROLES):
             continue
         if area and key != area:
@@ -109,10 +118,10 @@ def _kpi(session: Any) -> Kpi:
 @bp.route("/")
 @roles_required(*VIEW_ROLES)
 def index() -> Any:
-    sections = _sections()
-    keys = [k for _, _, ks in sections for k in ks]
     s = read_session()
     k = _kpi(s)
+    sections = _sections(k)
+    keys = [key for _, _, ks in sections for key in ks]
     metrics = k.metrics(keys)
     shown = {key for key, _, _ in sections}
     dev = k.deviations_by_class() if "deviation" in shown else None
@@ -145,11 +154,11 @@ def index() -> Any:
                                       thresholds.get("trn.compliance"),
                                       f"{m.numerator} of {m.denominator} due")
     return render_template(
-        "dashboard/index.html", sections=sections, metrics=metrics, specs=SPECS, chart=chart,
+        "dashboard/index.html", sections=sections, metrics=metrics, specs=k.specs(), chart=chart,
         docs=docs, verification=verification, progress=progress, stale_after=runs.STALE_AFTER,
         period=period, as_of=as_of,
-        area=_area(), areas=[(k, t) for k, t, _ in SECTIONS
-                             if k != "security" or current_user.has(*SECURITY_ROLES)],
+        area=_area(k), areas=[(a, t) for a, t, _ in _all_sections(k)
+                              if a != "security" or current_user.has(*SECURITY_ROLES)],
         args=request.args, query=_query, months=_month_choices(),
         first_month=period.start.strftime("%Y-%m"),
         last_month=(period.end - timedelta(days=1)).strftime("%Y-%m"),
@@ -167,16 +176,18 @@ def _month_choices() -> list[str]:
 @bp.route("/drill/<metric>")
 @roles_required(*VIEW_ROLES)
 def drill(metric: str) -> Any:
-    spec = SPECS.get(metric)
-    if spec is None:
+    s = read_session()
+    k = _kpi(s)
+    try:
+        spec = k.spec(metric)
+    except KeyError:
         abort(404)
     if spec.workflow is None and not current_user.has(*SECURITY_ROLES):
         abort(403, description="Security metrics need one of the roles: "
                                f"{', '.join(SECURITY_ROLES)}.")
     part = "num" if request.args.get("part") == "num" else "all"
-    params = {k: request.args[k] for k in ("month", "classification") if request.args.get(k)}
-    s = read_session()
-    k = _kpi(s)
+    params = {a: request.args[a] for a in ("month", "classification", "group")
+              if request.args.get(a)}
     rows = k.drill(metric, part, **params)
     m = k.metric(metric) if not params else None
     period, as_of = k.period, k.as_of
@@ -204,9 +215,9 @@ def drill(metric: str) -> Any:
 @roles_required(*VIEW_ROLES)
 def export() -> Any:
     """Every metric on the page as one table."""
-    keys = [k for _, _, ks in _sections() for k in ks]
     s = read_session()
     k = _kpi(s)
+    keys = [key for _, _, ks in _sections(k) for key in ks]
     metrics = k.metrics(keys)
     period, as_of = k.period, k.as_of
     return _csv(([m.key, m.label, "" if m.value is None else m.value, m.show,

@@ -26,7 +26,7 @@ the rules as SQL), ``context`` (the viewer's scope and the conditions cohorts ar
 
 from workflow.kpi.calculator import DrillRow, EventRow, Kpi, Metric
 from workflow.kpi.periods import Period, add_months, month_start
-from workflow.kpi.report import render_report, report_rows
+from workflow.kpi.report import render_report, report_rows, snapshot
 from workflow.kpi.specs import (
     DEFAULT_THRESHOLDS,
     SECURITY_ACTIONS,
@@ -40,4 +40,5 @@ from workflow.kpi.sql import days_between, month_of
 
 __all__ = ["DEFAULT_THRESHOLDS", "SECURITY_ACTIONS", "SPECS", "USER_METRICS", "DrillRow",
            "EventRow", "Kpi", "Metric", "Period", "Spec", "add_months", "days_between",
-           "load_thresholds", "month_of", "month_start", "rate", "render_report", "report_rows"]
+           "load_thresholds", "month_of", "month_start", "rate", "render_report", "report_rows",
+           "snapshot"]

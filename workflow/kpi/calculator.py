@@ -19,16 +19,17 @@ from sqlalchemy.sql import expression
 
 from workflow import clock
 from workflow.audit.integrity import VERIFY_JOB
-from workflow.db.models import AuditEvent, JobRun, Record, RoleGrant, User
+from workflow.db.models import AuditEvent, DefinitionVersion, JobRun, Record, RoleGrant, User
 from workflow.identity import users as identity
 from workflow.identity.policy import Policy
+from workflow.kpi import declared as declared_kpis
 from workflow.kpi.cohorts import COHORTS
 from workflow.kpi.context import Scope
 from workflow.kpi.periods import Period
-from workflow.kpi.specs import SECURITY_ACTIONS, SPECS, USER_METRICS, load_thresholds, rate
+from workflow.kpi.specs import SECURITY_ACTIONS, SPECS, USER_METRICS, Spec, load_thresholds, rate
 from workflow.kpi.sql import month_of
 from workflow.registry import Registry
-from workflow.rules import active_grant_clause, document_of, trainee_of
+from workflow.rules import active_grant_clause, document_of, sees_workflow, trainee_of
 
 
 @dataclass
@@ -42,6 +43,8 @@ class Metric:
     p90: float | None = None
     status: str | None = None
     note: str = ""
+    #: count_by (declared KPIs): records per value of the grouped field
+    groups: dict[str, int] | None = None
 
     @property
     def display(self) -> str:
@@ -104,6 +107,7 @@ class Kpi:
         if self.as_of is None:
             self.as_of = min(clock.now(), self.period.end)
         self.user = identity.get_user(self.session, self.viewer, active=False)
+        self._declared: dict[str, declared_kpis.Declared] | None = None
         #: what every cohort reads: the viewer's visible records, the period, the as-of time
         self.scope = Scope(self.session, self.registry, self.user, self.period, self.as_of,
                            self.policy)
@@ -113,15 +117,63 @@ class Kpi:
             # (bench/kpi.py); SET LOCAL: this read transaction only
             self.session.execute(expression.text("SET LOCAL jit = off"))
 
+    # ------------------------------------------------------------------ catalogue
+
+    def declared(self) -> dict[str, declared_kpis.Declared]:
+        """The KPIs the workflows declare (``kpis:`` of each workflow's newest published
+        version), by metric key ``<workflow>.<name>``."""
+        if self._declared is None:
+            self._declared = {}
+            keys = self.session.execute(select(DefinitionVersion.key).distinct()
+                                        .order_by(DefinitionVersion.key)).scalars().all()
+            for wf in keys:
+                defs = self.scope.definitions(wf)
+                for x in declared_kpis.declared_of(defs[-1], SPECS) if defs else ():
+                    self._declared[x.spec.key] = x
+        return self._declared
+
+    def spec(self, key: str) -> Spec:
+        """A metric's spec, built-in or declared (KeyError: no such metric)."""
+        return SPECS[key] if key in SPECS else self.declared()[key].spec
+
+    def specs(self) -> dict[str, Spec]:
+        """Every metric's spec: the built-in ones, then the declared ones."""
+        return {**SPECS, **{k: x.spec for k, x in self.declared().items()}}
+
+    def threshold(self, key: str) -> dict[str, Any] | None:
+        """green / amber of a metric: QMS_KPI_THRESHOLDS, over a declared KPI's own
+        ``threshold:``, over the built-in defaults."""
+        x = self.declared().get(key) if key not in SPECS else None
+        own = dict(x.kpi.threshold) if x is not None and x.kpi.threshold else {}
+        merged = {**own, **self.thresholds.get(key, {})}
+        return merged or None
+
+    def declared_sections(self) -> list[tuple[str, str, list[str]]]:
+        """(workflow, title, metric keys) per workflow declaring KPIs that the viewer may
+        see records of (holds a role of one of its versions; the system account sees all)."""
+        user = self.user
+        roles = set() if user.is_system else identity.roles_of(self.session, user)
+        out: dict[str, tuple[str, str, list[str]]] = {}
+        for key, x in self.declared().items():
+            wf = x.definition.key
+            if wf not in out:
+                if not (user.is_system or any(sees_workflow(d, roles)
+                                              for d in self.scope.definitions(wf))):
+                    continue
+                out[wf] = (wf, x.definition.title, [])
+            out[wf][2].append(key)
+        return list(out.values())
+
     def cohort(self, key: str, **params: str) -> Select:
         """The metric's cohort: SELECT rid, hit, value (one row per record or event)."""
-        spec = SPECS[key]
-        return COHORTS[key](self.scope, spec, params)
+        if key in SPECS:
+            return COHORTS[key](self.scope, SPECS[key], params)
+        return declared_kpis.cohort(self.scope, self.declared()[key], params)
 
     # ------------------------------------------------------------------ metrics
 
     def metric(self, key: str) -> Metric:
-        spec = SPECS[key]
+        spec = self.spec(key)
         c = self.cohort(key).subquery()
         m = Metric(key, spec.label, spec.show, None)
         if spec.kind == "median":
@@ -154,13 +206,17 @@ class Kpi:
         status_value = m.value
         if spec.kind == "share" and spec.show == "count":
             status_value = (m.numerator / m.denominator) if m.denominator else None
-        m.status = rate(status_value, self.thresholds.get(key))
+        m.status = rate(status_value, self.threshold(key))
+        x = self.declared().get(key) if key not in SPECS else None
+        if x is not None and x.kpi.kind == "count_by":
+            m.groups = declared_kpis.groups(self.scope, x, c)
         if m.value is None:
             m.note = "nothing in the period"
         return m
 
     def metrics(self, keys: Iterable[str] | None = None) -> dict[str, Metric]:
-        return {k: self.metric(k) for k in (keys or SPECS)}
+        """The metrics ``keys`` (default: every built-in and declared one)."""
+        return {k: self.metric(k) for k in (keys or self.specs())}
 
     # ------------------------------------------------------------------ drill-down
 
@@ -172,7 +228,7 @@ class Kpi:
             q = select(User, c.c.hit).join(c, c.c.rid == User.id)
             if part == "num":
                 q = q.where(c.c.hit == 1)
-            label = SPECS[key].num_label
+            label = self.spec(key).num_label
             return [EventRow(u.id, u.totp_enabled_at or u.created_at, u.full_name,
                              label if hit else "", u.username, "counted" if hit else "")
                     for u, hit in self.session.execute(q.order_by(User.username)).all()]

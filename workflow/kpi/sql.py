@@ -80,6 +80,26 @@ def _month_pg(element: Any, compiler: Any, **kw: Any) -> str:
     return f"to_char(({compiler.process(a, **kw)}) AT TIME ZONE 'UTC', 'YYYY-MM')"
 
 
+class date_of(expression.FunctionElement):  # noqa: N801
+    """'YYYY-MM-DD' of a timestamp, in UTC (compared with a date field's ISO text)."""
+
+    type = String()
+    name = "date_of"
+    inherit_cache = True
+
+
+@compiles(date_of, "sqlite")
+def _date_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
+    (a,) = list(element.clauses)
+    return f"strftime('%Y-%m-%d', {compiler.process(a, **kw)})"
+
+
+@compiles(date_of, "postgresql")
+def _date_pg(element: Any, compiler: Any, **kw: Any) -> str:
+    (a,) = list(element.clauses)
+    return f"to_char(({compiler.process(a, **kw)}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+
+
 def safe_name(name: str) -> str:
     """``name`` if it may be written into SQL text (letters, digits, underscores), else
     ValueError. The names come from a validated definition, never from a user."""

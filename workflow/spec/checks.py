@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from workflow.errors import Problem
-from workflow.spec import content, expressions, more_checks
+from workflow.spec import content, expressions, kpis, more_checks
 from workflow.spec.model import BUILTIN_NAMES, PSEUDO_ROLES, RiskCapability, WorkflowDefinition
 from workflow.spec.source import KeyPath, Lines, line_of
 
@@ -55,6 +55,7 @@ class _Checker:
         self._capabilities()
         self.problems.extend(more_checks.exclusive(self.doc, self.lines, self.origin))
         self.problems.extend(content.check(self.doc, self.lines, self.origin))
+        self.problems.extend(kpis.check(self.doc, self.lines, self.origin))
         return self.problems
 
     # roles: declared names or pseudo-roles

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from workflow.errors import DefinitionError, DefinitionTampered, Problem
+from workflow.spec import kpis
 from workflow.spec.checks import check, cross_check
 from workflow.spec.model import (
     Action,
@@ -272,6 +273,7 @@ def _build(doc: dict[str, Any], text: str, origin: str, lines: Lines) -> Workflo
         capabilities=_capabilities(doc.get("capabilities", {})),
         exclusive=tuple(Exclusive(tuple(x["key"]), tuple(x["states"]), x.get("message", ""))
                         for x in doc.get("exclusive", ())),
+        kpis=kpis.build(doc),
         source=text,
         content_hash=content_hash(doc),
         origin=origin,

@@ -212,6 +212,38 @@ class Milestone:
 
 
 @dataclass(frozen=True)
+class KpiCondition:
+    """One condition of a declared KPI: a field ``equals`` / ``in`` / ``not_in`` values, is
+    ``set`` (values = (True,) or (False,)), or the record ``reached`` a state by the as-of
+    time (``state``)."""
+
+    field: str | None = None
+    op: str = "equals"  # equals | in | not_in | set | reached
+    values: tuple[Any, ...] = ()
+    state: str | None = None
+
+
+@dataclass(frozen=True)
+class DeclaredKpi:
+    """A KPI the definition declares (``kpis:``), computed by a generic cohort
+    (workflow/kpi/declared.py; docs/kpis.md). Its metric key is ``<workflow key>.<name>``."""
+
+    name: str
+    kind: str  # count | count_by | share | overdue | open_age | milestone_days | milestone_within | on_time
+    label: str
+    help: str = ""
+    base: str = "created"  # count, count_by, share: created | open | closed | finished
+    where: tuple[KpiCondition, ...] = ()  # the records considered (all conditions hold)
+    hit: tuple[KpiCondition, ...] = ()  # share: counted in the numerator
+    field: str | None = None  # count_by: the field grouped by
+    milestone: str | None = None  # milestone_days, milestone_within
+    stat: str = "median"  # milestone_days: median | mean
+    within: timedelta | None = None  # milestone_within
+    due: str | None = None  # overdue, on_time: due_current (default) | due_original | a date field
+    threshold: Mapping[str, Any] | None = None  # default green / amber (QMS_KPI_THRESHOLDS wins)
+
+
+@dataclass(frozen=True)
 class TrainingCapability:
     """Records of this workflow are training records: completed with outcome done, one
     shows that the user named in field ``trainee`` is trained on the document (and version)
@@ -307,6 +339,7 @@ class WorkflowDefinition:
     start_guards: tuple[Guard, ...] = ()
     capabilities: Capabilities = Capabilities()
     exclusive: tuple[Exclusive, ...] = ()
+    kpis: Mapping[str, DeclaredKpi] = field(default_factory=dict)
     content_hash: str = ""
     origin: str = "<string>"
 
