@@ -117,6 +117,27 @@ def test_period_and_area_filters(client, account, engine):
     assert client.get("/dashboard/?from=garbage").status_code == 400
 
 
+def test_declared_kpis_on_the_dashboard_with_drill_down_and_csv(client, account, engine):
+    """R-KPI-4: the KPIs deviation.yaml declares are tiles of the deviation section, their
+    groups drill down to the records, and they are in the CSV export."""
+    _setup(engine, account)
+    login(client, "quinn")
+    html = client.get("/dashboard/?workflow=deviation").get_data(as_text=True)
+    assert "Reported by classification" in html and "Triaged within 2 days" in html
+    assert "/dashboard/drill/deviation.by_classification?" in html
+    assert html.count('id="sec-deviation"') == 1
+    r = client.get("/dashboard/drill/deviation.by_classification?group=%28none%29&format=csv")
+    rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
+    assert [x["number"] for x in rows] == ["DEV-2026-0001"]
+    assert client.get("/dashboard/drill/deviation.by_classification?group=major"
+                      ).get_data(as_text=True).count("DEV-2026-0001") == 0
+    table = {x["metric"]: x for x in csv.DictReader(io.StringIO(
+        client.get("/dashboard/export.csv").get_data(as_text=True)))}
+    assert table["deviation.open"]["value"] == "1"
+    assert table["deviation.by_classification"]["value"] == "1"
+    assert client.get("/dashboard/drill/deviation.nope").status_code == 404
+
+
 VERIFY_SCHEDULES = """
 schedules:
   verify_audit_requests:
@@ -218,23 +239,3 @@ def test_only_qa_and_admin_may_queue_a_verification(client, account, engine):
     with engine.reader() as s:
         assert s.query(JobRun).filter_by(job="verify_audit").count() == 0
 
-
-def test_declared_kpis_on_the_dashboard_with_drill_down_and_csv(client, account, engine):
-    """R-KPI-4: the KPIs deviation.yaml declares are tiles of the deviation section, their
-    groups drill down to the records, and they are in the CSV export."""
-    _setup(engine, account)
-    login(client, "quinn")
-    html = client.get("/dashboard/?workflow=deviation").get_data(as_text=True)
-    assert "Reported by classification" in html and "Triaged within 2 days" in html
-    assert "/dashboard/drill/deviation.by_classification?" in html
-    assert html.count('id="sec-deviation"') == 1
-    r = client.get("/dashboard/drill/deviation.by_classification?group=%28none%29&format=csv")
-    rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
-    assert [x["number"] for x in rows] == ["DEV-2026-0001"]
-    assert client.get("/dashboard/drill/deviation.by_classification?group=major"
-                      ).get_data(as_text=True).count("DEV-2026-0001") == 0
-    table = {x["metric"]: x for x in csv.DictReader(io.StringIO(
-        client.get("/dashboard/export.csv").get_data(as_text=True)))}
-    assert table["deviation.open"]["value"] == "1"
-    assert table["deviation.by_classification"]["value"] == "1"
-    assert client.get("/dashboard/drill/deviation.nope").status_code == 404
