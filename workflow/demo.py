@@ -12,9 +12,9 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from workflow import clock
-from workflow.db.models import Record
+from workflow.db.models import Record, RecordLink
 from workflow.engine.core import Engine
-from workflow.identity import enablement, passwords
+from workflow.identity import enablement, passwords, profile
 from workflow.identity import users as identity
 from workflow.identity.policy import Policy
 from workflow.signatures.mac import VouchedSignature
@@ -34,6 +34,7 @@ DEMO_USERS: list[tuple[str, str, list[str]]] = [
     ("aaron", "Aaron Access-Admin", ["access_admin", "employee"]),
     ("tina", "Tina Trainer", ["trainer", "training_coordinator", "employee"]),
     ("ada", "Ada Administrator", ["admin"]),
+    ("alex", "Alex Auditor", ["auditor", "employee"]),
 ]
 
 
@@ -181,8 +182,72 @@ def _training(e: Engine) -> list[str]:
     return out
 
 
+def _audits(e: Engine) -> list[str]:
+    """A QA-approved audit programme of this year: its internal audit of Production done and
+    reported (a minor finding closed, a major one in corrective action with its CAPA), its
+    supplier audit still planned (the scheduler opens it on its planned date)."""
+    for username, dept in (("alex", "Quality Assurance"), ("quinn", "Quality Assurance"),
+                           ("quentin", "Quality Assurance"), ("olga", "Production"),
+                           ("emma", "Production"), ("ivy", "IT")):
+        profile.update_profile(e, username, actor=identity.SYSTEM_USERNAME, department=dept,
+                               reason="demo data: organisation chart")
+    year = clock.now().year
+    start = max(_day(-40), f"{year}-01-01")
+    supplier_start = min(_day(12), f"{year}-12-31")
+    p = e.start("audit_programme", "quinn", {
+        "title": f"Audit programme {year}", "year": year,
+        "description": "Risk-based: GMP areas yearly, critical suppliers every two years.",
+        "planned_audits": [
+            {"audit_type": "internal", "scope": "Line clearance and batch record review",
+             "standard": "EU GMP Chapter 5; ICH Q10", "auditee_area": "Production",
+             "lead_auditor": "alex", "planned_start": start, "planned_end": start},
+            {"audit_type": "supplier", "scope": "Hosting of the QMS: ISMS, backups, access",
+             "standard": "ISO/IEC 27001:2022; EU GMP Annex 11 §3", "supplier": "CloudHost Ltd",
+             "lead_auditor": "alex", "planned_start": supplier_start}]})
+    e.fire(p.number, "submit", "quinn")
+    r = e.fire(p.number, "approve", "quentin", {"approval_comment": "Approved as planned."},
+               signature=_sig("quentin"))
+    internal, supplier = r.created
+    e.fire(internal, "open_preparation", "alex")
+    e.fire(internal, "start_conduct", "alex", {
+        "audit_plan": "Opening meeting; review of 10 batch records; line walk; closing meeting.",
+        "audit_team": [{"auditor": "ivy", "role": "Data integrity"}]})
+    e.fire(internal, "complete_conduct", "alex", {
+        "conduct_summary": "10 batch records and filling line 3 examined with the shift lead.",
+        "findings": [
+            {"title": "Line clearance not second-person verified", "classification": "major",
+             "requirement": "EU GMP Chapter 5", "clause": "5.35", "auditee": "olga",
+             "description": "3 of 10 batch records lack the second signature on line "
+                            "clearance.", "evidence": "Batch records 26-014, 26-017, 26-021"},
+            {"title": "Logbook index lists a retired mixer", "classification": "minor",
+             "requirement": "EU GMP Chapter 4", "clause": "4.31", "auditee": "olga",
+             "description": "Equipment logbook index out of date.",
+             "evidence": "Logbook LB-7, page 1"}]})
+    e.fire(internal, "issue_report", "alex", {
+        "report_summary": "Line clearance practice needs a CAPA; documentation otherwise good.",
+        "conclusion": "conforming_with_findings"}, signature=_sig("alex"))
+    major, minor = _findings(e, internal)
+    e.fire(minor, "respond", "olga", {"response": "Index updated; mixer removed."})
+    e.fire(minor, "accept_and_close", "alex", {"response_review": "Accepted.",
+                                               "closure_evidence": "LB-7 index v2 seen."},
+           signature=_sig("alex"))
+    e.fire(major, "respond", "olga", {"capa_required": True, "response":
+                                      "SOP-12 allows one signature; revise it and retrain."})
+    r = e.fire(major, "accept_with_capa", "alex", {"response_review": "Root cause plausible."})
+    return [p.number, internal, supplier, major, minor, *r.created]
+
+
+def _findings(e: Engine, audit: str) -> list[str]:
+    with e.reader() as s:
+        parent = s.execute(select(Record.id).where(Record.number == audit)).scalar_one()
+        return list(s.execute(
+            select(Record.number).join(RecordLink, RecordLink.source_id == Record.id)
+            .where(RecordLink.target_id == parent, RecordLink.kind == "spawned_by")
+            .order_by(Record.id)).scalars())
+
+
 _STORIES: list[Callable[[Engine], list[str]]] = [_deviations, _capas, _changes, _reviews,
-                                                 _training]
+                                                 _training, _audits]
 
 
 def _day(offset: int) -> str:
