@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 
+from sqlalchemy import select
+
 from workflow import outbox
 from workflow.audit import trail as audit
 from workflow.db import records
@@ -43,7 +45,10 @@ def create_record(ctx: Ctx, compiled: Compiled, rec: Record, user: User, action:
     ctx.depth += 1
     try:
         for item in items:
-            values = {k: inputs.evaluate(expr, {**names, "item": item}, action)
+            seen = {**names, "item": item}
+            if "source" in p:  # another record whose fields the copy expressions read
+                seen["source"] = _source(ctx, inputs.evaluate(p["source"], seen, action))
+            values = {k: inputs.evaluate(expr, seen, action)
                       for k, expr in p.get("copy", {}).items()}
             try:
                 created = ctx.spawn(ctx, child, creator, values, parent=rec,
@@ -63,6 +68,19 @@ def create_record(ctx: Ctx, compiled: Compiled, rec: Record, user: User, action:
         ctx.depth -= 1
     if stored:
         _store_numbers(ctx, rec, user, p["store"], stored)
+
+
+def _source(ctx: Ctx, number: object) -> dict[str, object]:
+    """The fields of record ``number`` as this unit sees them (``create_record source:``)."""
+    key = str(number or "").strip().upper()
+    for rec in records.tracked(ctx.session):
+        if rec.number == key:
+            return dict(rec.data)
+    data = ctx.session.execute(select(Record.__table__.c.data)
+                               .where(Record.__table__.c.number == key)).scalar_one_or_none()
+    if data is None:
+        raise WorkflowError(f"create_record source: there is no record {key or '(none)'}")
+    return dict(data)
 
 
 def _store_numbers(ctx: Ctx, rec: Record, user: User, target: str,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
+from typing import Any
 
 from sqlalchemy import and_, or_, select
 
@@ -103,28 +104,43 @@ def waiting(ctx: Ctx, rec: Record, t: TransitionSpec) -> list[tuple[WaitsFor, Wa
     (closed, with the outcome named)."""
     if not t.waits_for:
         return []
-    rows = ctx.session.execute(
-        select(RecordLink.kind, Record).join(
-            Record, or_(and_(RecordLink.source_id == rec.id, Record.id == RecordLink.target_id),
-                        and_(RecordLink.target_id == rec.id,
-                             Record.id == RecordLink.source_id)))
-        .where(or_(RecordLink.source_id == rec.id, RecordLink.target_id == rec.id),
-               # the record that spawned this one: its parent is not waited for
-               ~and_(RecordLink.source_id == rec.id, RecordLink.kind == PARENT_LINK))
-        .order_by(RecordLink.id)).all()
+    rows = _linked(ctx, rec.id)
     out = []
     for w in t.waits_for:
         seen: set[int] = set()
-        for kind, other in rows:
+        pool = rows
+        if w.via:  # two hops: the records linked to this one's linked records of w.via
+            pool = [(kind, other) for mid_kind, mid in rows
+                    if mid.workflow_key == w.via and (not w.link or mid_kind == w.link)
+                    for kind, other in _linked(ctx, mid.id) if other.id != rec.id]
+        for kind, other in pool:
             if (w.workflow and other.workflow_key != w.workflow) or (w.link and kind != w.link):
                 continue
             if other.id in seen:
                 continue  # linked twice (spawned by this record and referring to it): once
             seen.add(other.id)
-            ok = other.closed_at is not None and (w.outcome is None or other.outcome == w.outcome)
+            if w.states:  # in one of the states named (e.g. effective), closed or not
+                ok = other.state in w.states
+            else:
+                ok = other.closed_at is not None and \
+                    (w.outcome is None or other.outcome == w.outcome)
             out.append((w, Waiting(other.number, other.title, other.workflow_key, other.state,
                                    other.closed_at is not None, other.outcome, kind), ok))
     return out
+
+
+def _linked(ctx: Ctx, record_id: int) -> list[Any]:
+    """(link kind, record) of the records linked to ``record_id`` either way, except the
+    record that spawned it (its parent is not waited for)."""
+    return list(ctx.session.execute(
+        select(RecordLink.kind, Record).join(
+            Record, or_(and_(RecordLink.source_id == record_id,
+                             Record.id == RecordLink.target_id),
+                        and_(RecordLink.target_id == record_id,
+                             Record.id == RecordLink.source_id)))
+        .where(or_(RecordLink.source_id == record_id, RecordLink.target_id == record_id),
+               ~and_(RecordLink.source_id == record_id, RecordLink.kind == PARENT_LINK))
+        .order_by(RecordLink.id)).all())
 
 
 def check_waits(ctx: Ctx, d: WorkflowDefinition, rec: Record, t: TransitionSpec) -> None:

@@ -100,8 +100,9 @@ def check_existence(session: Session, d: WorkflowDefinition, values: Mapping[str
                 st.RECORD_WORKFLOWS, {"numbers": numbers})}
             bad = [n for wf, n in refs if found_refs.get(n) != wf]
             if bad:
-                wf = spec.workflow or (spec.item.workflow if spec.item else None) or "such"
-                errors[name] = f"no {wf} record {', '.join(sorted(set(bad)))}"
+                # the workflow the reference (a field, list item or list column) names
+                wfs = sorted({wf for wf, n in refs if n in bad and wf}) or ["such"]
+                errors[name] = f"no {' or '.join(wfs)} record {', '.join(sorted(set(bad)))}"
 
 
 def link(ctx: Ctx, source: Record, target: Record, kind: str, user: User) -> None:

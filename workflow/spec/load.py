@@ -243,7 +243,8 @@ def _build(doc: dict[str, Any], text: str, origin: str, lines: Lines) -> Workflo
             editable_after=tuple(t.get("editable_after", ())),
             unlocks=tuple(t.get("unlocks", ())),
             not_before=_not_before(t.get("not_before")),
-            waits_for=tuple(WaitsFor(w.get("workflow"), w.get("link"), w.get("outcome"))
+            waits_for=tuple(WaitsFor(w.get("workflow"), w.get("link"), w.get("outcome"),
+                                     tuple(w.get("states", ())), w.get("via"))
                             for w in t.get("waits_for", ())),
         )
     milestones = {

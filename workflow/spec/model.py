@@ -156,10 +156,19 @@ class WaitsFor:
     workflow: str | None = None
     link: str | None = None
     outcome: str | None = None
+    #: instead of closed: in one of these states (e.g. the document versions effective)
+    states: tuple[str, ...] = ()
+    #: the records linked to this record's linked records of workflow ``via`` (two hops, by
+    #: ``link`` each: the training records of the document versions a change created)
+    via: str | None = None
 
     def __str__(self) -> str:
         what = f"{self.workflow} records" if self.workflow else "linked records"
         via = f" linked as {self.link}" if self.link else ""
+        if self.via:
+            via += f" to its {self.via} records"
+        if self.states:
+            return f"{what}{via} {' or '.join(self.states)}"
         return f"{what}{via} closed" + (f" with outcome {self.outcome}" if self.outcome else "")
 
 
