@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.web.conftest import login
+from tests.web.conftest import csrf, login
 
 
 def test_risk_register_page_and_csv(client, account, engine):
@@ -39,3 +39,22 @@ def test_review_report_download(client, account, engine):
     assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
     capa = engine.start("capa", "quinn", {"title": "t", "description": "d"})
     assert client.get(f"/records/{capa.number}/review-report.pdf").status_code == 404
+
+
+def test_gap_analysis_from_the_register_page(client, app, account, engine):
+    """R-RSK-11: the register page starts a gap analysis pre-filled from the catalogue; a
+    person who may not start one gets a clear message and nothing is created."""
+    account("rita", "risk_owner")
+    account("emma", "employee")
+    login(client, "emma")
+    r = client.post("/risks/gap-analysis", data={
+        "title": "Gaps", "framework": ["iso27001"], "csrf_token": csrf(client, "/risks")},
+        follow_redirects=True)
+    assert "Starting a Gap Analysis needs one of the roles" in r.get_data(as_text=True)
+    client = app.test_client()
+    login(client, "rita")
+    r = client.post("/risks/gap-analysis", data={
+        "title": "ISO gaps", "framework": ["iso27001"], "csrf_token": csrf(client, "/risks")})
+    assert r.status_code == 302 and "/records/GAP-2026-0001" in r.headers["Location"]
+    page = client.get(r.headers["Location"]).get_data(as_text=True)
+    assert "R-ISO-1" in page

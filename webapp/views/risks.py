@@ -6,16 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from webapp import csvexport
 from webapp.context import engine, read_session
 from webapp.downloads import attachment
 from workflow import clock
-from workflow.errors import RecordNotFound, WorkflowError
+from workflow.errors import NotAuthorized, RecordNotFound, ValidationFailed, WorkflowError
 from workflow.identity import users as identity
 from workflow.queries import review_pdf, risks
+from workflow.validation import gap
 
 bp = Blueprint("risks", __name__)
 
@@ -38,7 +39,27 @@ def register() -> Any:
         return csvexport.response((r.csv() for r in rows), risks.CSV_HEADER, "risk-register.csv")
     kept = {k: v for k, v in args.items() if v}
     return render_template("risks/register.html", rows=rows, args=kept,
-                           summary=risks.summary(rows), statuses=risks.STATUSES)
+                           summary=risks.summary(rows), statuses=risks.STATUSES,
+                           frameworks={k: v[0] for k, v in gap.FRAMEWORKS.items()})
+
+
+@bp.route("/risks/gap-analysis", methods=["POST"])
+@login_required
+def start_gap_analysis() -> Any:
+    """Start a gap analysis pre-filled from the requirements catalogue (the template)."""
+    chosen = [f for f in request.form.getlist("framework") if f in gap.FRAMEWORKS]
+    title = (request.form.get("title") or "").strip()[:200]
+    try:
+        r = gap.start(engine(), current_user.username, title, chosen)
+    except NotAuthorized as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("risks.register"))
+    except ValidationFailed as exc:
+        flash("Gap analysis not started: " + "; ".join(
+            f"{k.replace('_', ' ')} {v}" for k, v in exc.errors.items()) + ".", "error")
+        return redirect(url_for("risks.register"))
+    flash(f"{r.number} started with a row per requirement.", "success")
+    return redirect(url_for("records.view", number=r.number))
 
 
 @bp.route("/records/<number>/review-report.pdf")

@@ -20,6 +20,7 @@ from workflow.cli.backup import backup_command, restore_command
 from workflow.cli.common import CliError
 from workflow.cli.db import db_group, init, stats
 from workflow.cli.definitions import definitions_group
+from workflow.cli.gap import gap_group
 from workflow.cli.jobs import jobs_group, notifications_group, scheduler, timers_group
 from workflow.cli.keys import keys_group
 from workflow.cli.records import records_group
@@ -51,6 +52,7 @@ for command in (db_group, init, stats, definitions_group, verify_audit, export, 
                 notifications_group, validation_report):
     main.add_command(command)
 main.add_command(keys_group)  # docs/keys.md
+main.add_command(gap_group)  # docs/risk.md
 main.add_command(config_group)  # README, Configuration
 main.add_command(audit_group)  # docs/inspector.md
 main.add_command(verify_copy)  # docs/inspector.md
