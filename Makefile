@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 LINT_STAMP := $(VENV)/.lint-installed
 
-.PHONY: run test test-pg bench lint clean
+.PHONY: run test test-pg bench lint sbom clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,5 +45,17 @@ lint: $(LINT_STAMP)
 	$(BIN)/python .ci/mypy_check.py
 	$(BIN)/lint-imports
 
+$(VENV)/.sbom-installed: pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[sbom]'
+	touch $(VENV)/.sbom-installed
+
+# the product's own components (its runtime dependencies, installed alone in a clean
+# environment) as a CycloneDX JSON SBOM, sbom.cdx.json; record it on this QMS's inventory
+# entry with `qms sbom import sbom.cdx.json --as USER --reason "release X.Y"`
+sbom: $(VENV)/.sbom-installed
+	rm -rf .venv-sbom && $(PYTHON) -m venv .venv-sbom
+	.venv-sbom/bin/python -m pip install --quiet '.[postgres,server]'
+	$(BIN)/cyclonedx-py environment --of JSON --output-reproducible -o sbom.cdx.json .venv-sbom
+
 clean:
-	rm -rf $(VENV) instance .pytest_cache
+	rm -rf $(VENV) .venv-sbom instance .pytest_cache

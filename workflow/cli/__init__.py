@@ -24,6 +24,7 @@ from workflow.cli.gap import gap_group
 from workflow.cli.jobs import jobs_group, notifications_group, scheduler, timers_group
 from workflow.cli.keys import keys_group
 from workflow.cli.records import records_group
+from workflow.cli.sbom import sbom_group
 from workflow.cli.settings import config_group
 from workflow.cli.tokens import tokens_group
 from workflow.cli.users import users_group
@@ -58,5 +59,6 @@ main.add_command(audit_group)  # docs/inspector.md
 main.add_command(verify_copy)  # docs/inspector.md
 main.add_command(backup_command)  # docs/operations.md
 main.add_command(restore_command)  # docs/operations.md
+main.add_command(sbom_group)  # docs/operations.md, Software bill of materials
 
 __all__ = ["main"]
