@@ -19,8 +19,9 @@ not alter it. Declared in a definition::
               open: true                    # only records not closed (default: not void)
               copy: {record: number, hazard: "item['hazard']"}
 
-The KPI values come from the KPI calculator's public class (:class:`workflow.kpi.Kpi`), the
-same numbers the dashboard shows for that period, counted as the system user (every record).
+The KPI values come from the KPI calculator's public snapshot (:func:`workflow.kpi.snapshot`),
+the same numbers the dashboard shows for that period, counted as the system user (every
+record), with the two periods of the same length before it as the trend.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from workflow.db.models import Record, User
 from workflow.engine import inputs
 from workflow.engine.context import ActionKind, Ctx
 from workflow.errors import WorkflowError
-from workflow.identity import users as identity
-from workflow.kpi import Kpi, Period
+from workflow.kpi import Period
+from workflow.kpi import snapshot as kpi_snapshot
 from workflow.spec.machine import Compiled
 from workflow.spec.model import Action
 
@@ -62,25 +63,39 @@ def _number(value: float | None) -> str | None:
     return None if value is None else str(Decimal(str(round(value, 4))).normalize())
 
 
-def kpi_rows(ctx: Ctx, period: Period, viewer: str) -> list[dict[str, Any]]:
-    """One row per KPI: this period's value and the previous period's (same length)."""
-    now = ctx.now
-    length = period.end - period.start
-    before = Period(period.start - length, period.start)
-    current = Kpi(ctx.session, ctx.registry, viewer, period, as_of=min(now, period.end))
-    earlier = Kpi(ctx.session, ctx.registry, viewer, before, as_of=min(now, before.end))
-    previous = earlier.metrics()
+def _display(value: float | None, unit: str) -> str:
+    """A value as the dashboard shows it (workflow.kpi.Metric.display)."""
+    if value is None:
+        return "–"
+    if unit == "percent":
+        return f"{value * 100:.0f} %"
+    if unit == "days":
+        return f"{value:.1f} d"
+    return f"{value:g}"
+
+
+def kpi_rows(ctx: Ctx, period: Period, viewer: str | None = None) -> list[dict[str, Any]]:
+    """One row per KPI (built-in and declared) from the KPI calculator's public snapshot
+    (:func:`workflow.kpi.snapshot`): this period's value and the two periods of the same
+    length before it (the trend)."""
+    snap = kpi_snapshot(ctx.session, period, as_of=min(ctx.now, period.end), viewer=viewer,
+                        registry=ctx.registry, trend=2)
     rows = []
-    for key, m in current.metrics().items():
-        p = previous.get(key)
+    for key, m in snap["metrics"].items():
+        unit = str(m.get("unit") or "count")
+        earlier = m.get("trend") or []
+        prev = earlier[-1]["value"] if earlier else None
         trend = "–"
-        if m.value is not None and p is not None and p.value is not None:
-            trend = "up" if m.value > p.value else "down" if m.value < p.value else "same"
-        n = "" if m.denominator is None else f"{m.numerator or 0}/{m.denominator}"
-        row = {"key": key, "label": m.label, "value": m.display, "n": n,
-               "status": m.status or "", "previous": p.display if p else "–", "trend": trend,
-               "show": m.show, "value_num": _number(m.value),
-               "previous_num": _number(p.value if p else None)}
+        if m["value"] is not None and prev is not None:
+            trend = "up" if m["value"] > prev else "down" if m["value"] < prev else "same"
+        n = "" if m.get("denominator") is None else \
+            f"{m.get('numerator') or 0}/{m['denominator']}"
+        row = {"key": key, "label": m["label"], "value": m.get("display") or
+               _display(m["value"], unit), "n": n, "status": m.get("status") or "",
+               "previous": _display(prev, unit), "trend": trend,
+               "history": "; ".join(f"{t['period']}: {_display(t['value'], unit)}"
+                                    for t in earlier),
+               "show": unit, "value_num": _number(m["value"]), "previous_num": _number(prev)}
         rows.append({k: v for k, v in row.items() if v not in (None, "")})
     return rows
 
@@ -126,7 +141,7 @@ def snapshot(ctx: Ctx, compiled: Compiled, rec: Record, user: User, action: Acti
     if p.get("at"):
         values[p["at"]] = ctx.now.astimezone(UTC).isoformat()
     if p.get("kpis"):
-        values[p["kpis"]] = kpi_rows(ctx, period, identity.system_user(ctx.session).username)
+        values[p["kpis"]] = kpi_rows(ctx, period)
     for spec in p.get("collect") or []:
         values[spec["field"]] = collect(ctx, compiled, rec, user, action, spec, period)
     changes = {k: [rec.data.get(k), v] for k, v in values.items() if rec.data.get(k) != v}

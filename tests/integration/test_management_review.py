@@ -65,7 +65,7 @@ def test_scheduler_opens_one_review_whose_snapshot_matches_the_kpis_and_stays_fr
         k = Kpi(s, engine.registry, people["qa"],
                 Period(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 7, 1, tzinfo=UTC)))
         dashboard = k.metrics()
-    assert set(snap) == set(dashboard)
+    assert set(dashboard) <= set(snap)  # and the declared KPIs
     for key, m in dashboard.items():
         assert snap[key]["value"] == m.display, key
     assert [(r["hazard"], r["score"]) for r in mr.data["high_risks"]] == [

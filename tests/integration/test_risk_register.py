@@ -48,3 +48,31 @@ def test_register_shows_only_assessments_the_viewer_may_see(engine, people, make
     outsider = make_user("otto", "capa_owner")
     assert register(engine, outsider) == []
     assert len(register(engine, people["emp"])) == 2  # the initiator sees their own
+
+
+def test_declared_risk_kpis_on_known_data(engine, people):
+    """R-RSK-13: the record-level computed fields (highest priority, risks without
+    treatment, next treatment due) carry the declared KPIs: open assessments by highest
+    priority, the share with untreated risks, assessments with an overdue treatment."""
+    from datetime import UTC, datetime
+
+    from workflow import clock
+    from workflow.kpi import Period, snapshot
+
+    a = planned(engine, people)
+    engine.fire(a, "approve", people["qa"], signature=sign(people["qa"]))
+    rec = engine.get(a).data
+    assert (rec["highest_priority"], rec["has_untreated"], rec["next_treatment_due"]) == (
+        "high", False, "2026-06-30")
+    open_ra(engine, people, risks=[{"hazard": "Power loss", "severity": 3, "occurrence": 2,
+                                    "detection": 1}])
+    clock.set(datetime(2026, 7, 15, tzinfo=UTC))
+    with engine.reader() as s:
+        m = snapshot(s, Period.months("2026-07", "2026-07"), registry=engine.registry,
+                     keys=["risk_assessment.open_by_priority",
+                           "risk_assessment.without_treatment",
+                           "risk_assessment.treatments_overdue"], trend=0)["metrics"]
+    assert m["risk_assessment.open_by_priority"]["value"] == 2
+    assert (m["risk_assessment.without_treatment"]["numerator"],
+            m["risk_assessment.without_treatment"]["denominator"]) == (1, 2)
+    assert m["risk_assessment.treatments_overdue"]["value"] == 1

@@ -61,6 +61,6 @@ def test_bad_computed_expressions_are_refused_at_load(change, message):
     with its line; computed on a field that is not a list column is refused."""
     text = BASE.replace('product: {type: integer, label: Product, computed: "a * b * (factor or 1)"}',
                         change) if message else \
-        BASE.replace("factor: {type: integer}", 'factor: {type: integer, computed: "1"}')
-    with pytest.raises(DefinitionError, match=message or "only applies to a column of a list"):
+        BASE.replace("factor: {type: integer}", 'factor: {type: text, computed: "1"}')
+    with pytest.raises(DefinitionError, match=message or "a text field cannot be computed"):
         load_text(text)

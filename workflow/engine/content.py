@@ -311,6 +311,7 @@ def _reason(
     for f in changed:
         if (
             f not in d.fields
+            or d.fields[f].computed  # the engine's own value, recomputed from the others
             or f not in who
             or not is_change(old.get(f), new.get(f), spec.column_exemptions(d, f))
         ):

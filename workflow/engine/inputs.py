@@ -5,6 +5,7 @@ library, never Python ``eval``; a guard that cannot be evaluated blocks the step
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
@@ -60,6 +61,8 @@ def clean(session: Session, d: WorkflowDefinition, current: dict[str, Any],
                 new[name] = compute(spec, new[name], record)
             except FieldValueError as exc:
                 errors[name] = str(exc)
+    if not errors:
+        computed_fields(d, new, errors)
     if errors:
         raise ValidationFailed(errors)
     check_existence(session, d, {k: new[k] for k in data if k in new}, errors,
@@ -67,6 +70,25 @@ def clean(session: Session, d: WorkflowDefinition, current: dict[str, Any],
     if errors:
         raise ValidationFailed(errors)
     return new
+
+
+def computed_fields(d: WorkflowDefinition, new: dict[str, Any], errors: dict[str, str]
+                    ) -> None:
+    """Record fields declared ``computed``, evaluated over the other fields as they will be
+    (in declared order; never taken from input: no step edits them)."""
+    for f in d.fields.values():
+        if not f.computed or f.type == "list":
+            continue
+        record = {x.name: new.get(x.name, x.default) for x in d.fields.values()}
+        try:
+            value = coerce(replace(f, computed=None), expressions.evaluate(f.computed, record))
+        except (expressions.ExpressionError, FieldValueError) as exc:
+            errors[f.name] = f"cannot be computed ({exc})"
+            continue
+        if value is None:
+            new.pop(f.name, None)
+        else:
+            new[f.name] = value
 
 
 def check_existence(session: Session, d: WorkflowDefinition, values: Mapping[str, Any],

@@ -124,10 +124,10 @@ def render(number: str, title: str, workflow_title: str, state: str, data: dict[
             img.drawWidth, img.drawHeight = width, img.imageHeight * ratio
             story += [img, Spacer(1, 2 * mm)]
     story += [
-        table(["KPI", "This period", "n/N", "Status", "Previous period", "Trend"],
+        table(["KPI", "This period", "n/N", "Status", "Earlier periods", "Trend"],
               [[r.get("label"), r.get("value", "–"), r.get("n", ""), r.get("status", ""),
-                r.get("previous", "–"), r.get("trend", "–")] for r in kpis],
-              [0.4, 0.12, 0.12, 0.1, 0.14, 0.12]),
+                r.get("history", r.get("previous", "–")), r.get("trend", "–")] for r in kpis],
+              [0.32, 0.11, 0.1, 0.09, 0.3, 0.08]),
         p("Open high risks", st["Heading2"]),
         table(["Assessment", "Hazard", "Score", "Treatment", "Residual", "State"],
               [[r.get("record"), r.get("hazard"), r.get("score"), r.get("treatment", ""),

@@ -126,9 +126,13 @@ class _Checker:
             if any(x.get("type") == "file" for x in inner):
                 self.err(path, "a file field cannot be a list item or column: declare one "
                                "field of type: file per attachment")
-        if "computed" in spec and (len(path) < 4 or path[-2] != "fields"):
-            self.err((*path, "computed"), "computed: only applies to a column of a list "
-                                          "(fields: of a type: list field)")
+        if "computed" in spec and len(path) == 2:  # a record field computed from the others
+            self._expr((*path, "computed"), spec["computed"])
+            if t in ("list", "file", "text"):
+                self.err((*path, "computed"), f"computed: a {t} field cannot be computed")
+        elif "computed" in spec and (len(path) < 4 or path[-2] != "fields"):
+            self.err((*path, "computed"), "computed: only applies to a record field or a "
+                                          "column of a list (fields: of a type: list field)")
         if "default" in spec and t == "file":
             self.err((*path, "default"), "a file field has no default")
 
