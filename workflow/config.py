@@ -103,6 +103,12 @@ class Settings:
     totp_required_roles: tuple[str, ...] = ("qa", "admin")
     totp_issuer: str = "QMS"
     security_role: str = "admin"
+    # --- security incidents opened from the system's own security events (scheduled job
+    # security_event_incidents): how many events of a kind in one detection period open an
+    # incident (0: that cause is not watched)
+    incident_lockouts: int = 5  # account_locked events (a lockout storm)
+    incident_signature_failures: int = 10  # signature_failed events
+    incident_verify_failures: int = 1  # failed audit-trail verifications
     # --- command line: `--maintenance` (act without the named user's credentials) is
     # refused unless this is on; every event then records the OS user (docs/architecture.md)
     cli_maintenance: bool = False
@@ -233,6 +239,14 @@ class Settings:
             else tuple(r.strip() for r in roles.split(",") if r.strip()),
             totp_issuer=env.text("QMS_TOTP_ISSUER", d.totp_issuer),
             security_role=env.text("QMS_SECURITY_ROLE", d.security_role),
+            incident_lockouts=env.whole("QMS_INCIDENT_LOCKOUTS", d.incident_lockouts,
+                                        "account lockouts per period (0: not watched)"),
+            incident_signature_failures=env.whole(
+                "QMS_INCIDENT_SIGNATURE_FAILURES", d.incident_signature_failures,
+                "failed signatures per period (0: not watched)"),
+            incident_verify_failures=env.whole(
+                "QMS_INCIDENT_VERIFY_FAILURES", d.incident_verify_failures,
+                "failed verifications per period (0: not watched)"),
             cli_maintenance=env.flag("QMS_CLI_MAINTENANCE", d.cli_maintenance),
             esign_policy_file=env.path("QMS_ESIGN_POLICY_FILE"),
             privileged_roles=env.names("QMS_PRIVILEGED_ROLES", d.privileged_roles),

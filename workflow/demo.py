@@ -246,8 +246,81 @@ def _findings(e: Engine, audit: str) -> list[str]:
             .order_by(Record.id)).scalars())
 
 
+def _systems(e: Engine, *words: str) -> list[str]:
+    """The inventory entries (SYS-...) whose name contains one of ``words``, else any."""
+    with e.reader() as s:
+        rows = s.execute(select(Record.number, Record.title).where(
+            Record.workflow_key == "system_inventory").order_by(Record.id)).all()
+    hits = [n for n, t in rows if any(w.lower() in (t or "").lower() for w in words)]
+    return hits[:1] or [n for n, _ in rows][:1]
+
+
+def _incidents(e: Engine) -> list[str]:
+    """Security incidents: one closed with its linked CAPA, one affecting GxP data in
+    containment (its deviation raised), one personal data breach with the 72-hour clock
+    running, and one opened by the security-event job as a draft for ISMS."""
+    out: list[str] = []
+    now = clock.now()
+    lims, cds, hr = _systems(e, "LIMS"), _systems(e, "chromatograph", "CDS"), _systems(e, "ERP")
+    if not lims:
+        return out  # no inventory: incidents name their affected systems from it
+
+    def triage(number: str, hours_ago: int, **values: object) -> None:
+        e.fire(number, "triage", "ivy", {
+            "occurred_at": (now - timedelta(hours=hours_ago)).isoformat(),
+            "aware_at": (now - timedelta(hours=max(hours_ago - 3, 0))).isoformat(),
+            "handler": "olga", **values})
+
+    r = e.start("security_incident", "emma", {
+        "title": "Phishing: LIMS credentials entered on a fake login page",
+        "description": "A mail 'invoice overdue' linked to a page that looked like the LIMS "
+                       "login; I typed my user name and password.",
+        "reporter_actions": "Told the service desk; changed my password."})
+    triage(r.number, 30, severity="high", category="account_compromise",
+           affected_systems=lims, gxp_data_affected=False, personal_data_affected=False,
+           triage_rationale="One LIMS account; no GxP data changed in the session log.")
+    e.fire(r.number, "contained", "olga", {
+        "containment_actions": "Account locked, sessions ended, phishing mail purged.",
+        "evidence_collected": "Mail headers and proxy logs in case folder SEC-2026-014."})
+    e.fire(r.number, "recovered", "olga", {
+        "eradication_actions": "Password reset; phishing domain blocked at the proxy.",
+        "recovery_actions": "Account re-enabled after identity check."})
+    e.fire(r.number, "close", "ivy", {
+        "root_cause": "The LIMS web login had no second factor.",
+        "lessons_learned": "MFA on every externally reachable login; phishing drill."},
+        signature=_sig("ivy"))
+    out.append(r.number)  # closed; its CAPA is open for QA
+    r = e.start("security_incident", "emma", {
+        "title": "Ransomware note on the chromatography workstation",
+        "description": "The CDS acquisition PC in QC lab 2 shows a ransom note.",
+        "reporter_actions": "Pulled the network cable; did not switch the PC off."})
+    triage(r.number, 4, severity="critical", category="malware", affected_systems=cds,
+           gxp_data_affected=True, personal_data_affected=False,
+           triage_rationale="Raw data of running stability tests may be encrypted.")
+    out.append(r.number)  # in containment; its deviation is with QA
+    r = e.start("security_incident", "olga", {
+        "title": "Laptop with an HR export stolen from a car",
+        "description": "Unencrypted spreadsheet of training records with staff names."})
+    triage(r.number, 20, severity="medium", category="data_loss", affected_systems=hr,
+           gxp_data_affected=False, personal_data_affected=True,
+           triage_rationale="Personal data of 40 employees; disk not encrypted.")
+    out.append(r.number)  # in containment; its breach notification's 72-hour clock runs
+    # as the scheduled job security_event_incidents opens one (the events named are examples,
+    # not events of this demo's audit trail)
+    with e.unit() as s:
+        draft = e.start_as_system(s, "security_incident", {
+            "title": "Lockout storm: 6 account lockouts (4 accounts) in the last hour",
+            "description": "Opened automatically by scheduled job security_event_incidents "
+                           "(cause lockout_storm). Demo data: the lockouts it lists are "
+                           "examples, not events of this demo's audit trail.",
+            "occurred_at": (now - timedelta(minutes=50)).isoformat()},
+            reason="demo data: as the scheduled job security_event_incidents opens it")
+        out.append(draft.number)
+    return out
+
+
 _STORIES: list[Callable[[Engine], list[str]]] = [_deviations, _capas, _changes, _reviews,
-                                                 _training, _audits]
+                                                 _training, _audits, _incidents]
 
 
 def _day(offset: int) -> str:

@@ -19,6 +19,7 @@ from workflow.identity import users as identity
 from workflow.identity.policy import Policy
 from workflow.kpi.periods import Period
 from workflow.kpi.specs import DONE, VOID
+from workflow.kpi.sql import field_time
 from workflow.registry import Registry
 from workflow.rules import active_grant_clause, visible_clause
 from workflow.spec.model import TrainingCapability, WorkflowDefinition
@@ -141,7 +142,8 @@ class Scope:
         if not pairs:
             return None
         ev = AuditEvent
-        start = or_(*[and_(Record.definition_hash == h, ev.to_state == m.start) for h, m in pairs])
+        start = or_(*[and_(Record.definition_hash == h, ev.to_state == m.start) for h, m in pairs
+                      if not m.start_field], false())
         stop = or_(*[and_(Record.definition_hash == h, ev.to_state == m.stop) for h, m in pairs])
         states = sorted({m.start for _, m in pairs} | {m.stop for _, m in pairs})
         stops = sorted({m.stop for _, m in pairs})
@@ -152,9 +154,16 @@ class Scope:
         finished = Record.id.in_(select(e2.c.record_id).where(
             e2.c.to_state.in_(stops), e2.c.at >= self.period.start, e2.c.at < self.period.end,
             e2.c.at <= self.as_of, e2.c.record_id.is_not(None)))
+        started: Any = func.min(case((start, ev.at)))
+        by_field = [(h, m.start_field) for h, m in pairs if m.start_field]
+        if by_field:
+            # a milestone from a field (start_field: when an incident occurred) starts at the
+            # time that field holds
+            started = case(*[(Record.definition_hash == h, func.max(field_time(Record.data, f)))
+                             for h, f in by_field], else_=started)
         # only create and transition events carry to_state (workflow/engine/core.py)
         return (select(Record.id.label("rid"),
-                       func.min(case((start, ev.at))).label("started"),
+                       started.label("started"),
                        func.max(case((stop, ev.at))).label("stopped"))
                 .join(ev, ev.record_id == Record.id)
                 .where(*self.base(workflow), finished, ev.to_state.in_(states),

@@ -132,3 +132,29 @@ def lists_user_sql(dialect: str, table: str, items: str) -> str:
     return (f"EXISTS (SELECT 1 FROM json_array_elements(CASE WHEN json_typeof({table}.data "
             f"-> '{items}') = 'array' THEN {table}.data -> '{items}' ELSE '[]'::json END) "
             "AS gi WHERE lower(gi ->> 'user') = lower(users.username))")
+
+
+class field_time(expression.FunctionElement):  # noqa: N801
+    """The timestamp a record's date/datetime field holds (ISO text in ``records.data``), for
+    milestones that start at a field (``start_field``): text julianday reads on SQLite, a
+    timestamptz on PostgreSQL."""
+
+    type = String()
+    name = "field_time"
+    inherit_cache = True
+
+    def __init__(self, column: Any, key: str) -> None:
+        super().__init__(column, literal_column(f"'{safe_name(key)}'"))
+
+
+@compiles(field_time, "sqlite")
+def _field_time_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
+    col, key = list(element.clauses)
+    return f"json_extract({compiler.process(col, **kw)}, '$.' || {compiler.process(key, **kw)})"
+
+
+@compiles(field_time, "postgresql")
+def _field_time_pg(element: Any, compiler: Any, **kw: Any) -> str:
+    col, key = list(element.clauses)
+    return (f"((({compiler.process(col, **kw)})::jsonb ->> {compiler.process(key, **kw)})"
+            "::timestamptz)")

@@ -19,6 +19,7 @@ from workflow.scheduling.jobs.reminders import (
     password_expiry_reminders,
     sla_sweep,
 )
+from workflow.scheduling.jobs.security_events import security_event_incidents
 from workflow.scheduling.jobs.timers import run_timers
 from workflow.scheduling.jobs.training import check_training, training_refreshers
 from workflow.scheduling.jobs.verify_audit import verify_audit_daily, verify_audit_requests
@@ -42,5 +43,6 @@ def default_jobs() -> dict[str, Job]:
         Job("verify_audit_daily", verify_audit_daily),
         Job("audit_checkpoint", audit_checkpoint, check=check_checkpoint),
         Job("periodic_record", periodic_record, check=check_periodic_record),
+        Job("security_event_incidents", security_event_incidents),
     ]
     return {job.name: job for job in jobs}
