@@ -148,7 +148,12 @@ def render_svg(d: WorkflowDefinition, title: str | None = None, *,
         if sig:
             assert t.signature is not None
             q = f" ×{t.signature.quorum}" if t.signature.quorum > 1 else ""
-            sub = _clip(f"signed: {t.signature.meaning}{q} ({', '.join(t.signature.roles)})", 44)
+            # a role of roles_when signs only when its condition holds: "qa?", "×1-2"
+            maybe = {r for r, _ in t.signature.roles_when}
+            if maybe:
+                q = f" ×{t.signature.quorum - len(maybe)}-{t.signature.quorum}"
+            who = ", ".join(r + ("?" if r in maybe else "") for r in t.signature.roles)
+            sub = _clip(f"signed: {t.signature.meaning}{q} ({who})", 44)
         bold = ' font-weight="600"' if sig else ""
         w = max(_text_w(text), _text_w(sub, 10.5)) + 10
         h = 30 if sub else 17

@@ -260,7 +260,7 @@ def _incidents(e: Engine) -> list[str]:
     containment (its deviation raised), one personal data breach with the 72-hour clock
     running, and one opened by the security-event job as a draft for ISMS."""
     out: list[str] = []
-    now = clock.now()
+    now = clock.now().replace(second=0, microsecond=0)
     lims, cds, hr = _systems(e, "LIMS"), _systems(e, "chromatograph", "CDS"), _systems(e, "ERP")
     if not lims:
         return out  # no inventory: incidents name their affected systems from it
