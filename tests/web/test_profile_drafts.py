@@ -15,6 +15,7 @@ from tests.web.test_api import DEV
 from tests.web.test_flows import admin  # noqa: F401 - the fixture
 from workflow import clock, form_drafts
 from workflow.db.models import AuditEvent, FormDraft, Record
+from workflow.errors import NotAuthorized
 from workflow.identity import profile as profiles
 from workflow.identity import users as identity
 
@@ -276,3 +277,24 @@ def test_audit_trail_pages_say_their_times_are_utc_whatever_the_persons_zone(eng
     trail = client.get(f"/records/{n}/audit").get_data(as_text=True)
     assert "Times on this page are in UTC" in trail and "Time (UTC)" in trail
     assert "Times shown in Asia/Tokyo" not in trail
+
+
+def test_administrator_sets_a_department_the_person_cannot(engine, admin, client, account):  # noqa: F811
+    """R-AUD-11: the administrators' user page sets a person's department (area; audited
+    with the reason); the person's own profile page cannot change it."""
+    account("emma", "employee")
+    page = "/admin/users/emma"
+    assert 'id="department"' in admin.get(page).get_data(as_text=True)
+    data = {"timezone": "UTC", "email": "emma@example.com", "notify_mode": "immediate",
+            **prefs_form(), "department": "Production", "reason": "joined production"}
+    r = admin.post("/admin/users/emma/profile", data={"csrf_token": csrf(admin, page), **data})
+    assert r.status_code == 302
+    (ev,) = events(engine, "profile_changed")
+    assert ev.changes["department"] == [None, "Production"]
+    with engine.reader() as s:
+        assert identity.get_user(s, "emma").department == "Production"
+    # the person's own profile form has no department, and the command refuses it
+    login(client, "emma")
+    assert 'id="department"' not in client.get("/profile").get_data(as_text=True)
+    with pytest.raises(NotAuthorized, match="set by an administrator"):
+        profiles.update_profile(engine, "emma", actor="emma", department="IT")

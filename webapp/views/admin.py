@@ -139,8 +139,12 @@ def profile(username: str) -> Any:
         flash("A reason is required to change someone's profile.", "error")
         return redirect(url_for("admin.user", username=username))
     try:
+        # the department (area) is the administrator's to set: the not_in_area separation
+        # rule reads it (nobody audits their own area)
+        area = request.form.get("department")
         changed = profiles.update_profile(engine(), username, actor=current_user.username,
-                                          reason=form.reason.data, **account.profile_values())
+                                          reason=form.reason.data, department=area,
+                                          **account.profile_values())
     except ValidationFailed as exc:
         for name, problem in exc.errors.items():
             flash(f"{name.replace('_', ' ').capitalize()} {problem}; nothing was changed.",
