@@ -6,6 +6,7 @@ name from ``workflow.errors``. A new class goes into the module of its area and 
 """
 
 from workflow.errors.auth import (  # noqa: F401
+    LOGIN_FAILED,
     AuthError,
     CliActingRefused,
     GrantRefused,
