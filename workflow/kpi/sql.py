@@ -136,7 +136,7 @@ def lists_user_sql(dialect: str, table: str, items: str) -> str:
 
 class field_time(expression.FunctionElement):  # noqa: N801
     """The timestamp a record's date/datetime field holds (ISO text in ``records.data``), for
-    milestones that start at a field (``start_field``): text julianday reads on SQLite, a
+    milestones that start at a field (``start_field``): UTC text in SQLite's timestamp form, a
     timestamptz on PostgreSQL."""
 
     type = String()
@@ -150,7 +150,10 @@ class field_time(expression.FunctionElement):  # noqa: N801
 @compiles(field_time, "sqlite")
 def _field_time_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
     col, key = list(element.clauses)
-    return f"json_extract({compiler.process(col, **kw)}, '$.' || {compiler.process(key, **kw)})"
+    # the form SQLite stores timestamps in (UTC, "YYYY-MM-DD HH:MM:SS.SSS"), so it compares
+    # with audit_events.at as text
+    return (f"strftime('%Y-%m-%d %H:%M:%f', json_extract({compiler.process(col, **kw)}, "
+            f"'$.' || {compiler.process(key, **kw)}))")
 
 
 @compiles(field_time, "postgresql")
