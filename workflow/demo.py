@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from workflow import clock
+from workflow import clock, demo_secops
 from workflow.db.models import Record, RecordLink
 from workflow.engine.core import Engine
 from workflow.identity import enablement, passwords, profile
@@ -21,6 +21,9 @@ from workflow.signatures.mac import VouchedSignature
 
 #: the demo users' password (printed by `make run`); never use demo data in production
 DEMO_PASSWORD = "Quality-Demo-2026!"
+
+#: how long before `qms init --demo` the demo people were created and granted their roles
+DEMO_HISTORY = timedelta(days=180)
 
 #: username, printed name, roles
 DEMO_USERS: list[tuple[str, str, list[str]]] = [
@@ -50,16 +53,25 @@ def seed(engine: Engine) -> list[str]:
             return [f"demo data already present ({n} records); nothing added"]
     with engine.unit() as s:
         system = identity.system_user(s)
-        for username, name, roles in DEMO_USERS:
-            u = identity.create_user(s, username, name, email=f"{username}@demo.example",
-                                     actor=system, reason="demo data")
+        made_users = []
+        # the demo organisation has held its roles for half a year (so demo records can
+        # show history, e.g. a risk acceptance given months ago that has expired since)
+        clock.advance(-DEMO_HISTORY)
+        try:
+            for username, name, roles in DEMO_USERS:
+                u = identity.create_user(s, username, name, email=f"{username}@demo.example",
+                                         actor=system, reason="demo data")
+                for r in roles:
+                    identity.grant_role(s, u, r, actor=system, reason="demo data")
+                # demo people may sign at once (a real person's identity is verified by an
+                # administrator and they accept the e-signature policy themselves)
+                enablement.enable_for_system(s, u, reason="demo data")
+                made_users.append(u)
+        finally:
+            clock.advance(DEMO_HISTORY)
+        for u in made_users:  # set now: not expired
             passwords.set_password(s, u, DEMO_PASSWORD, actor=system, policy=Policy.from_settings(),
                                    reason="demo data")
-            for r in roles:
-                identity.grant_role(s, u, r, actor=system, reason="demo data")
-            # demo people may sign at once (a real person's identity is verified by an
-            # administrator and they accept the e-signature policy themselves)
-            enablement.enable_for_system(s, u, reason="demo data")
     made: list[str] = []
     for step in _STORIES:
         made.extend(step(engine))
@@ -320,7 +332,10 @@ def _incidents(e: Engine) -> list[str]:
 
 
 _STORIES: list[Callable[[Engine], list[str]]] = [_deviations, _capas, _changes, _reviews,
-                                                 _training, _audits, _incidents]
+                                                 _training, _audits,
+                                                 # inventory and vulnerabilities (issue 20),
+                                                 # before the incidents that name systems
+                                                 demo_secops.seed, _incidents]
 
 
 def _day(offset: int) -> str:

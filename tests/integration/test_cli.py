@@ -154,19 +154,19 @@ def test_init_twice_is_harmless(qms, empty_url):
 @pytest.mark.committed
 def test_init_demo_twice_adds_nothing_the_second_time(qms, empty_url):
     """R-A11-4-2 R-P11-10a-2 R-P11-10e-1: `qms init --demo` twice: the second run adds no
-    user, record or event, there are 22 demo records, and `qms verify-audit` passes."""
+    user, record or event, there are 34 demo records (with this QMS's inventory entry that
+    init registers and the demo completes), and `qms verify-audit` passes."""
     first = qms("init", "--demo")
     assert first.exit_code == 0, first.output
-    assert "demo records: 22 (" in first.stdout
+    assert "demo records: 34 (" in first.stdout
     after_first = counts(empty_url)
-    # and this QMS's inventory entry (R-SYS-5), and the CAPA, deviation and breach
-    # notification the demo incidents raised
-    assert after_first["records"] == 22 + 1 + 3
+    # and the CAPA, deviation and breach notification the demo incidents raised
+    assert after_first["records"] == 34 + 3
     assert after_first["signatures"] > 0
 
     second = qms("init", "--demo")
     assert second.exit_code == 0, second.output
-    assert "demo data already present (26 records); nothing added" in second.stdout
+    assert "demo data already present (37 records); nothing added" in second.stdout
     assert counts(empty_url) == after_first
 
     verify = qms("verify-audit")

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from tests.factories import sign
+from tests.integration.test_cli import demo, demo_db  # noqa: F401 - fixtures
 from tests.integration.test_system_inventory import ENTRY
 from workflow import sbom
 from workflow.errors import NotAuthorized, ReasonRequired, TransitionNotAvailable
@@ -88,3 +89,23 @@ def test_an_entry_not_yet_approved_takes_no_components(engine, staff):
     qms_entry(engine, approve=False)
     with pytest.raises(TransitionNotAvailable):
         sbom.import_sbom(engine, json.dumps(DOC).encode(), actor="sam", reason="r")
+
+
+@pytest.mark.committed
+def test_qms_sbom_import_as_a_named_person(demo, tmp_path):  # noqa: F811
+    """R-VUL-10 R-VUL-11: `qms sbom import FILE --as ivy --reason ...` (her password) records
+    the components on this QMS's demo inventory entry; a bad file is refused before any
+    password is asked, and nothing is written."""
+    from workflow.demo import DEMO_PASSWORD
+
+    PW = DEMO_PASSWORD + "\n"
+    good = tmp_path / "sbom.cdx.json"
+    good.write_text(json.dumps(DOC))
+    r = demo("sbom", "import", str(good), "--as", "ivy", "--reason", "release 1.4", input=PW)
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("SYS-2026-0001: 2 components recorded (CycloneDX 1.6 by ")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"bomFormat": "SPDX"}')
+    r = demo("sbom", "import", str(bad), "--as", "ivy", "--reason", "x", input=PW)
+    assert r.exit_code == 1 and "not a CycloneDX SBOM" in r.output
+    assert "Password" not in r.stderr
