@@ -35,7 +35,7 @@ from tests.factories import (
 )
 from workflow import clock
 from workflow import config as qms_config
-from workflow.bootstrap import action_kinds
+from workflow.bootstrap import action_kinds, role_hooks
 from workflow.db import engines as db
 from workflow.engine.core import Engine
 from workflow.identity import enablement
@@ -173,7 +173,8 @@ def engine(db_engine: Any, shipped_definitions: dict[str, Any]) -> Iterator[Engi
     trans = conn.begin()
     sessions = sessionmaker(bind=conn, join_transaction_mode="create_savepoint",
                             expire_on_commit=False)
-    eng = Engine(sessions, TEST_KEY, registry=Registry(), actions=action_kinds())
+    eng = Engine(sessions, TEST_KEY, registry=Registry(), actions=action_kinds(),
+                 role_hooks=role_hooks())
     _publish_all(eng, shipped_definitions)
     yield eng
     trans.rollback()
@@ -209,7 +210,7 @@ def committed_engine(committed_url: str, shipped_definitions: dict[str, Any]
     dbe = db.make_engine(committed_url, pool_size=10) if _is_pg(committed_url) else \
         db.make_engine(committed_url)
     eng = Engine(db.make_sessionmaker(dbe), TEST_KEY, registry=Registry(),
-                 actions=action_kinds())
+                 actions=action_kinds(), role_hooks=role_hooks())
     _publish_all(eng, shipped_definitions)
     yield eng
     dbe.dispose()

@@ -15,8 +15,11 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from workflow import clock, rules
 from workflow.cli import main
 from workflow.db import engines as db
+from workflow.identity import enablement
+from workflow.identity import users as identity
 from workflow.signatures.mac import VouchedSignature
 
 #: the server key the command-line tests run `qms` with
@@ -153,6 +156,39 @@ def plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def sign(username: str) -> VouchedSignature:
     """A signature whose credentials the test vouches for (identity checks are tested apart)."""
     return VouchedSignature(username, method="test")
+
+
+#: the document the shipped CAPA's closure requires training on (definitions/capa.yaml)
+CAPA_SOP = "SOP-CAPA-001"
+TRAINER = "trainer.fx"
+
+
+def give_training(engine: Any, trainee: str, document: str = CAPA_SOP,
+                  version: str = "1") -> str:
+    """DELIBERATELY give ``trainee`` a completed training on ``document`` (the engine's way:
+    assigned, signed "Read and understood" by the trainee, verified by a trainer), for tests
+    that take a training-gated step without being about training - closing a CAPA requires
+    training on the CAPA SOP (R-TRN-13). The trainee must hold the employee role. Returns
+    the training record's number ("" when they were trained already)."""
+    with engine.reader() as s:
+        workflows = rules.training_workflows(engine.registry.newest(s).values())
+        if rules.trained_on(s, workflows, trainee, document, version, clock.now()):
+            return ""  # already trained (the helper is called once per closing, say)
+    with engine.unit() as s:
+        if identity.find_user(s, TRAINER) is None:
+            system = identity.system_user(s)
+            u = identity.create_user(s, TRAINER, "Fixture Trainer", actor=system,
+                                     reason="test fixture: a trainer")
+            enablement.enable_for_system(s, u, reason="test fixture")
+            for role in ("trainer", "training_coordinator", "employee"):
+                identity.grant_role(s, u, role, actor=system, reason="test fixture")
+    r = engine.start("training_assignment", TRAINER, {
+        "title": f"{document} version {version}", "document": document,
+        "document_version": version, "trainee": trainee,
+        "due_date": clock.now().date().isoformat()})
+    engine.fire(r.number, "complete", trainee, signature=sign(trainee))
+    engine.fire(r.number, "verify", TRAINER, signature=sign(TRAINER))
+    return r.number
 
 
 class Qms:

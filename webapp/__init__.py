@@ -97,6 +97,7 @@ def create_app(config: dict[str, Any] | None = None,
         records,
         risks,
         search,
+        training,
     )
     from workflow.bootstrap import open_engine
     from workflow.identity.policy import Policy
@@ -123,7 +124,7 @@ def create_app(config: dict[str, Any] | None = None,
     auth.init_app(app)
     for module in (auth, inbox, records, audit, admin, api_tokens, notifications, dashboard,
                    definitions, account, esign, extensions, search, drafts, documents,
-                   risks):
+                   risks, training):
         app.register_blueprint(module.bp)
     api.init_app(app, csrf)  # /api/v1: bearer tokens only, exempt from CSRF (no cookies)
     filters.register(app)

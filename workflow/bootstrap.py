@@ -15,7 +15,7 @@ from workflow import config, snapshot
 from workflow.change_control import actions as change_control_actions
 from workflow.db import engines as db
 from workflow.db.models import DefinitionVersion, Record
-from workflow.engine.context import ActionKind
+from workflow.engine.context import ActionKind, RoleHook
 from workflow.engine.core import Engine
 from workflow.identity.policy import Policy
 from workflow.identity.users import system_user
@@ -24,6 +24,7 @@ from workflow.scheduling.jobs import default_jobs
 from workflow.signatures.mac import CredentialVerifier, load_signing_key
 from workflow.signatures.part11 import Part11Verifier
 from workflow.spec.load import DEFAULT_DEFINITIONS_DIR, load_directory
+from workflow.training import actions as training_actions
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +38,18 @@ def open_engine(url: str | None = None, verifier: CredentialVerifier | None = No
     key = load_signing_key(s)
     return Engine(db.make_sessionmaker(dbe), key,
                   verifier=verifier or Part11Verifier(key, Policy.from_settings(s)),
-                  system_name=s.system_name, actions=action_kinds()), dbe
+                  system_name=s.system_name, actions=action_kinds(),
+                  role_hooks=role_hooks()), dbe
 
 
 def action_kinds() -> dict[str, ActionKind]:
     """The on-enter action kinds features add to the engine's built-in ones."""
-    return {**change_control_actions.ACTIONS, **snapshot.ACTIONS}
+    return {**change_control_actions.ACTIONS, **snapshot.ACTIONS, **training_actions.ACTIONS}
+
+
+def role_hooks() -> tuple[RoleHook, ...]:
+    """What runs in the unit that grants or revokes a role: the training matrix."""
+    return (training_actions.on_role_change,)
 
 
 def job_registry() -> Jobs:

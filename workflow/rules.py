@@ -14,23 +14,43 @@ the rule cannot drift between the record page, the API list and the dashboard.
   clause, verify-audit names every grant with a broken seal);
 - training completed: whether a training record shows a completed training
   (``training_done`` / ``training_done_clause``), for the workflows that declare the
-  ``training`` capability (``training_workflows``) - the engine never names them.
+  ``training`` capability (``training_workflows``) - the engine never names them;
+- training current: completed and not expired by the document's retraining interval
+  (``training_current`` / ``training_current_clause``); the training gate's
+  ``check_training`` asks it of the version in force (the one whose record is in the
+  ``document`` capability's effective state), in one statement.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, false, literal_column, or_, select, true
+from sqlalchemy import (
+    String,
+    and_,
+    bindparam,
+    cast,
+    exists,
+    false,
+    literal,
+    literal_column,
+    null,
+    or_,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from workflow import clock
 from workflow.db.models import Record, RoleGrant, Task, User
 from workflow.db.seals import seal_ok
 from workflow.keyring import Key
-from workflow.spec.model import TrainingCapability, WorkflowDefinition
+from workflow.spec.model import DocumentCapability, TrainingCapability, WorkflowDefinition
 
 #: the outcome of a record closed as completed (final state ``outcome: done``)
 DONE = "done"
@@ -164,10 +184,105 @@ def document_of(cap: TrainingCapability) -> ColumnElement[str]:
     return Record.data[cap.document].as_string()
 
 
+def training_current(rec: Record, as_of: datetime, retraining_days: int | None) -> bool:
+    """A training record shows a completed training at ``as_of`` that the document's
+    retraining interval has not expired: done, and closed less than ``retraining_days``
+    before ``as_of`` (None: it does not expire)."""
+    if not training_done(rec, as_of):
+        return False
+    return retraining_days is None or (
+        rec.closed_at is not None and rec.closed_at > as_of - timedelta(days=retraining_days))
+
+
+def training_current_clause(as_of: datetime, workflows: Iterable[str],
+                            retraining_days: int | None) -> ColumnElement[bool]:
+    """:func:`training_current` as an SQL condition on ``records``."""
+    done = training_done_clause(as_of, workflows)
+    if retraining_days is None:
+        return done
+    return and_(done, Record.closed_at > as_of - timedelta(days=retraining_days))
+
+
+@dataclass(frozen=True)
+class EffectiveVersion:
+    """The version of a controlled document in force (its record is in the document
+    capability's effective state) and its retraining interval in days (None: none)."""
+
+    number: str
+    version: str
+    retraining_days: int | None
+
+
+def document_workflows(definitions: Iterable[WorkflowDefinition]
+                       ) -> dict[str, DocumentCapability]:
+    """The workflows whose records are controlled-document versions (the ``document``
+    capability), by key."""
+    return {d.key: d.capabilities.document for d in definitions
+            if d.capabilities.document is not None}
+
+
+def _days(raw: Any) -> int | None:
+    try:
+        return int(raw) or None if raw not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class TrainingCheck:
+    """What :func:`check_training` found for one person and document."""
+
+    current: bool
+    #: the version the training must be on: the one named, else the effective one (None:
+    #: any version, the document being under no document control)
+    version: str | None
+    effective: EffectiveVersion | None
+    #: trained on that version, but longer ago than the retraining interval
+    expired: bool
+
+
+def check_training(session: Session, trainings: Mapping[str, TrainingCapability],
+                   documents: Mapping[str, DocumentCapability], username: str, document: str,
+                   version: str | None, as_of: datetime) -> TrainingCheck:
+    """Whether ``username`` is currently trained on ``document``: a completed training on
+    ``version`` if named, else on the controlled document's effective version, not older than
+    its retraining interval (:func:`training_current`); a document no workflow controls: a
+    completed training on any version. ONE statement (the training gate runs it on each
+    gated step): the effective version rows and the person's completed trainings on the
+    document, as a UNION."""
+    if not trainings:
+        return TrainingCheck(False, version, None, False)  # fail closed
+    parts = []
+    for key, tcap in trainings.items():
+        v = Record.data[tcap.version].as_string() if tcap.version else cast(null(), String)
+        parts.append(select(literal("t").label("kind"), Record.id, v.label("version"),
+                            cast(null(), String).label("days"), Record.closed_at)
+                     .where(training_done_clause(as_of, [key]), trainee_of(tcap) == username,
+                            document_of(tcap) == document))
+    for key, dcap in documents.items():
+        days = (Record.data[dcap.retraining_days].as_string() if dcap.retraining_days
+                else cast(null(), String))
+        parts.append(select(literal("e"), Record.id, Record.data[dcap.version].as_string(),
+                            days, cast(null(), Record.closed_at.type))
+                     .where(Record.workflow_key == key, Record.state == dcap.effective_state,
+                            Record.data[dcap.number].as_string() == document))
+    rows = session.execute(union_all(*parts)).all()
+    eff_rows = sorted((r for r in rows if r.kind == "e"), key=lambda r: r.id)
+    eff = (EffectiveVersion(document, str(eff_rows[-1].version or ""),
+                            _days(eff_rows[-1].days)) if eff_rows else None)
+    want = version or (eff.version if eff else None)
+    days = eff.retraining_days if eff is not None and eff.version == want else None
+    done = [r for r in rows if r.kind == "t" and (want is None or r.version == want)]
+    since = as_of - timedelta(days=days) if days else None
+    current = any(since is None or clock.as_utc(r.closed_at) > since for r in done)
+    return TrainingCheck(current, want, eff, bool(done) and not current)
+
+
 def trained_on(session: Session, workflows: Mapping[str, TrainingCapability], username: str,
-               document: str, version: str | None, as_of: datetime) -> bool:
+               document: str, version: str | None, as_of: datetime, *,
+               retraining_days: int | None = None) -> bool:
     """The user has a completed training on ``document`` (and ``version``, when given) in
-    any of the training ``workflows``."""
+    any of the training ``workflows``, not expired by ``retraining_days``."""
     per_workflow = []
     for key, cap in workflows.items():
         conds = [Record.workflow_key == key, trainee_of(cap) == username,
@@ -179,5 +294,6 @@ def trained_on(session: Session, workflows: Mapping[str, TrainingCapability], us
         per_workflow.append(and_(*conds))
     if not per_workflow:
         return False
-    q = select(Record.id).where(training_done_clause(as_of, workflows), or_(*per_workflow))
+    q = select(Record.id).where(training_current_clause(as_of, workflows, retraining_days),
+                                or_(*per_workflow))
     return session.execute(q.limit(1)).first() is not None

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from tests.conftest import TEST_KEY
+from tests.factories import give_training
 from tests.web.conftest import PASSWORD, POLICY
 from workflow import clock, tasks
 from workflow.db.models import AuditEvent, Signature, Task, TaskStatus
@@ -318,6 +319,7 @@ def test_early_step_note_and_linked_records_on_the_record_page(page: Page, live)
                   "actions": actions})
         eng.fire(number, "verify", "quinn", {"verification_evidence": "SOP-12 v4 in use"},
                  signature=VouchedSignature("quinn"))
+        give_training(eng, "quentin")  # closing requires training on the CAPA SOP
     finally:
         eng.verifier = verifier
     cr = eng.start("change_request", "emma", {

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from tests.factories import sign
+from tests.factories import give_training, sign
 from workflow import clock
 from workflow.db.models import AuditEvent, OutboxMessage, Record, Signature, Task, TaskStatus
 from workflow.errors import (
@@ -60,6 +60,7 @@ def test_capa_happy_path_closes_with_signatures_and_full_trail(engine, people):
     r = engine.fire(r.number, "record_effectiveness", people["qa"],
                     {"effectiveness_result": "effective",
                      "effectiveness_evidence": "0 mix-ups in 90 days"})
+    give_training(engine, people["qa2"])  # closing requires training on the CAPA SOP
     r = engine.fire(r.number, "close", people["qa2"], signature=sign(people["qa2"]))
     assert r.state == "closed"
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, event, func, select, text
 
-from tests.factories import is_pg, sign
+from tests.factories import give_training, is_pg, sign
 from workflow.audit import integrity
 from workflow.db.models import AuditEvent, Record
 from workflow.engine.core import Engine
@@ -58,6 +58,8 @@ def crew(committed_engine: Engine) -> None:
             for r in roles:
                 identity.grant_role(s, u, r, actor=system, reason="test")
             enablement.enable_for_system(s, u, reason="test")
+    # the closer is trained on the CAPA SOP (the close step's training gate is counted too)
+    give_training(committed_engine, "quentin")
 
 
 class Counter:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.conftest import T0
-from tests.factories import sign
+from tests.factories import give_training, sign
 from workflow import clock
 from workflow.audit import trail as audit
 from workflow.identity import users as identity
@@ -60,6 +60,7 @@ def capa_close(engine, people, n, reason="judged early for the data set"):
     engine.fire(n, "record_effectiveness", people["qa"],
                 {"effectiveness_result": "effective", "effectiveness_evidence": "ok"},
                 reason=reason)
+    give_training(engine, people["qa"])  # closing requires training on the CAPA SOP
     engine.fire(n, "close", people["qa"], signature=sign(people["qa"]))
 
 

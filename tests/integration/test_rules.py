@@ -145,6 +145,40 @@ def test_training_done_predicate_and_sql_agree_and_name_no_workflow(engine, peop
     assert answers == {True, False}
 
 
+def test_training_current_predicate_and_sql_agree_on_retraining_intervals(engine, people):
+    """R-TRN-11: a completed training is current until the document's retraining interval
+    has passed since it was completed: the predicate and its SQL twin agree for every
+    record, time and interval, and the gate's one-statement check says the same."""
+    with engine.reader() as s:
+        workflows = rules.training_workflows(engine.registry.known(s).values())
+    t0 = clock.now()
+    numbers = [engine.start("training_assignment", people["qa"], {
+        "title": f"T{i}", "trainee": people["emp"], "document": f"SOP-R{i}",
+        "document_version": "1", "due_date": (t0 + timedelta(days=9)).date().isoformat()}
+    ).number for i in range(3)]
+    with engine.unit() as s:
+        for number, closed in zip(numbers, (-400, -20, 0), strict=True):
+            s.execute(Record.__table__.update().where(Record.number == number).values(
+                outcome="done", closed_at=t0 + timedelta(days=closed)))
+    answers = set()
+    with engine.reader() as s:
+        recs = s.execute(select(Record).where(Record.number.in_(numbers))).scalars().all()
+        for days in (None, 10, 30, 365, 500):
+            for shift in (0, 5):
+                at = t0 + timedelta(days=shift)
+                in_sql = set(s.execute(select(Record.number).where(
+                    Record.number.in_(numbers),
+                    rules.training_current_clause(at, workflows, days))).scalars())
+                for rec in recs:
+                    py = rules.training_current(rec, at, days)
+                    assert py == (rec.number in in_sql), (rec.number, rec.closed_at, at, days)
+                    answers.add(py)
+                    found = rules.check_training(s, workflows, {}, people["emp"],
+                                                 rec.data["document"], "1", at)
+                    assert found.current == (rules.training_done(rec, at))  # no interval
+    assert answers == {True, False}
+
+
 def _task_matrix(engine, people) -> None:
     """Open and done tasks of every kind on a few records: assigned to olga or quinn,
     claimable by qa, capa_owner or process_owner, dated (some sharing a due time) and

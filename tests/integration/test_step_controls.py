@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from tests.factories import sign
+from tests.factories import give_training, sign
 from workflow import clock, tasks
 from workflow.db.models import AuditEvent, Task, TaskStatus
 from workflow.engine import inputs
@@ -103,6 +103,8 @@ def test_offered_steps_are_exactly_the_steps_the_engine_accepts(engine, people):
     engine.fire(n, "record_effectiveness", people["qa2"],
                 {"effectiveness_result": "effective", "effectiveness_evidence": "0 mix-ups"},
                 reason="judged at 90 days by the site head")
+    for qa in (people["qa"], people["qa2"]):
+        give_training(engine, qa)  # closing requires training on the CAPA SOP
     o = option(engine, n, people["qa"], "close")
     assert not o.offered and o.rule == "segregation_of_duties"
     assert "close" not in [t.name for t in engine.available_transitions(n, people["qa"])]

@@ -95,7 +95,7 @@ def test_gate_fails_closed_when_no_workflow_declares_the_training_capability(gat
     source = (DEFAULT_DEFINITIONS_DIR / "training_assignment.yaml").read_text()
     start = source.index("capabilities:")
     without = source[:start] + source[source.index("\nroles:", start) + 1:]
-    d = load_text(without, "training_assignment.yaml")
+    d = load_text(without, "training_assignment.yaml", {"controlled_document": None})
     assert d.capabilities.training is None
     with gated.unit() as s:
         gated.registry.publish(s, d, identity.system_user(s))

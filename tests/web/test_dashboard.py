@@ -7,7 +7,7 @@ import io
 import re
 from datetime import timedelta
 
-from tests.factories import sign
+from tests.factories import give_training, sign
 from tests.web.conftest import login
 from workflow import clock
 
@@ -41,6 +41,7 @@ def _build(engine):
                                                      "effectiveness_evidence": "ok"},
                 reason="judged before its due date (R-WF-14)")
     # the closer is not the verifier (separation of duties, R-WF-13)
+    give_training(engine, "quentin")  # closing requires training on the CAPA SOP
     engine.fire(n, "close", "quentin", signature=sign("quentin"))
     day = clock.now().date().isoformat()
     engine.start("deviation", "emma", {"title": "Dev", "description": "d", "occurred_on": day,

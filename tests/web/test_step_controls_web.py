@@ -7,6 +7,7 @@ import html as htmllib
 
 from sqlalchemy import select
 
+from tests.factories import give_training
 from tests.web.conftest import PASSWORD, csrf, login
 from workflow import tasks
 from workflow.db.models import Task, TaskStatus
@@ -98,6 +99,7 @@ def test_an_early_step_is_noted_and_flagged_and_linked_records_are_listed(client
                                                            "actions": actions})
         engine.fire(n, "verify", "quinn", {"verification_evidence": "e"},
                     signature=VouchedSignature("quinn"))
+        give_training(engine, "quentin")  # closing requires training on the CAPA SOP
     finally:
         engine.verifier = verifier
     cr = engine.start("change_request", "emma", {

@@ -18,6 +18,8 @@ from workflow.db.models import Task
 from workflow.errors import TaskNotFound, WorkflowError
 from workflow.identity import users as identity
 from workflow.queries import definitions, training
+from workflow.training import curricula
+from workflow.training import matrix as training_matrix
 
 bp = Blueprint("inbox", __name__)
 
@@ -73,7 +75,13 @@ def my_training() -> Any:
     s = read_session()
     user = identity.get_user(s, current_user.username)
     mine = training.my_training(s, engine().registry, user, identity.roles_of(s, user))
-    return render_template("inbox/training.html", mine=mine, workflows=_workflows())
+    # what the person's roles require (the training matrix's row for them)
+    m = training_matrix.matrix(s, engine().registry, username=user.username)
+    required = [(col, m.people[0].cells[col.number]) for col in m.columns
+                if m.people and m.people[0].cells[col.number].status != "not_required"]
+    return render_template("inbox/training.html", mine=mine, workflows=_workflows(),
+                           required=required, labels=training_matrix.STATUS_LABELS,
+                           kinds=curricula.KIND_LABELS)
 
 
 def _visible_task(task_id: int) -> Task:

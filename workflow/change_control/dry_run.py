@@ -9,8 +9,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from workflow import clock
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from workflow import clock, rules
 from workflow.change_control import drafts
+from workflow.db.models import Record, User
 from workflow.engine.core import Engine
 from workflow.errors import WorkflowError
 from workflow.identity import enablement
@@ -18,7 +22,7 @@ from workflow.identity import users as identity
 from workflow.registry import Registry
 from workflow.signatures.mac import VouchedSignature, VouchingVerifier
 from workflow.spec.lints import validate_text
-from workflow.spec.model import FieldSpec, WorkflowDefinition
+from workflow.spec.model import FieldSpec, TrainingRequirement, WorkflowDefinition
 
 
 @dataclass
@@ -64,7 +68,8 @@ def dry_run(engine: Engine, source: str, path: Sequence[str] | None = None,
     private Engine on that connection starts a record and fires ``path`` (transition names)
     or, without one, the shortest way to a ``done`` final state. Each step is done by a
     fresh throw-away user holding the step's roles (so separation of duties is satisfied)
-    with sample values for the fields it requires (``data`` overrides them); signature
+    and the training it requires, with sample values for the fields it requires (``data``
+    overrides them); signature
     gates are signed by as many such users as the quorum needs. Nothing persists: not the
     version, the users, the record, its audit events nor its notifications."""
     data = dict(data or {})
@@ -81,13 +86,13 @@ def dry_run(engine: Engine, source: str, path: Sequence[str] | None = None,
     with engine.uow.sandbox() as sandbox:
         dry = Engine(sandbox, engine.signing_key, verifier=VouchingVerifier(),
                      registry=Registry(), system_name=engine.system_name,
-                     actions=engine.actions)
+                     actions=engine.actions, role_hooks=engine.role_hooks)
         counter = iter(range(1, 10_000))
         with dry.unit() as s:
             system = identity.system_user(s)
             dry.registry.publish(s, d, system, reason="dry run (rolled back)")
 
-        def person(roles: Sequence[str]) -> str:
+        def person(roles: Sequence[str], training: Sequence[TrainingRequirement] = ()) -> str:
             name = f"dryrun{next(counter)}"
             with dry.unit() as s:
                 system = identity.system_user(s)
@@ -96,6 +101,7 @@ def dry_run(engine: Engine, source: str, path: Sequence[str] | None = None,
                 for r in dict.fromkeys(r for r in roles if r not in ("initiator", "assignee")):
                     identity.grant_role(s, u, r, actor=system, reason="dry run")
                 enablement.enable_for_system(s, u, reason="dry run (rolled back)")
+                _trained(dry, s, u, training)
             return name
 
         initiator = person(d.start_roles)
@@ -141,13 +147,16 @@ def dry_run(engine: Engine, source: str, path: Sequence[str] | None = None,
             step = DryStep(n, name, t.label, tuple(roles or t.roles), state, None, True)
             try:
                 for k in range(needed):
+                    gate = (*t.training, *d.states[state].training)
                     if not roles:  # initiator / assignee only
                         who = initiator
+                        with dry.unit() as s:
+                            _trained(dry, s, identity.get_user(s, who), gate)
                     elif t.signature and t.signature.one_per_role:
                         role = sig_roles[k % len(sig_roles)]
-                        who = person([role] if role in roles else [roles[0], role])
+                        who = person([role] if role in roles else [roles[0], role], gate)
                     else:
-                        who = person([*roles, *sig_roles])
+                        who = person([*roles, *sig_roles], gate)
                     sig = VouchedSignature(who, method="dry-run") if t.signature else None
                     rr = dry.fire(number, name, who, values if k == 0 else {}, signature=sig,
                                   # a step with not_before is taken at once: early, so
@@ -175,6 +184,35 @@ def dry_run(engine: Engine, source: str, path: Sequence[str] | None = None,
             result.message = (f"The record reached {d.states[state].label}"
                               + (f" (outcome {result.outcome})." if result.outcome else "."))
         return result
+
+
+def _trained(dry: Engine, s: Session, user: User,
+             training: Sequence[TrainingRequirement]) -> None:
+    """The throw-away user holds the training a step requires, as they hold its roles: a
+    completed training record (on the version the gate asks for) written in the sandbox,
+    rolled back with everything else."""
+    if not training:
+        return
+    known = dry.registry.newest(s)
+    workflows = rules.training_workflows(known.values())
+    documents = rules.document_workflows(known.values())
+    now = clock.now()
+    for req in training:
+        for key, cap in list(workflows.items())[:1]:
+            found = rules.check_training(s, workflows, documents, user.username, req.document,
+                                         req.version, now)
+            if found.current:
+                continue
+            data = {cap.trainee: user.username, cap.document: req.document}
+            if cap.version:
+                data[cap.version] = found.version or "1"
+            compiled = dry.registry.latest(s, key)
+            s.execute(insert(Record).values(
+                number=f"DRYRUN-{user.username}-{req.document}"[:40], workflow_key=key,
+                definition_id=compiled.id, definition_hash=compiled.definition.content_hash,
+                title="dry run training", state="dry_run", state_visit=1, data=data,
+                version=1, created_by_id=user.id, created_at=now, updated_at=now,
+                closed_at=now, outcome=rules.DONE, audit_seq=0, audit_head="", seal=""))
 
 
 def _owners(d: WorkflowDefinition, state: str) -> tuple[str, ...]:

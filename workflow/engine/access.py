@@ -268,16 +268,34 @@ def not_in_area(session: Session, d: WorkflowDefinition, number: str, t: Transit
 
 def training_gate(ctx: Ctx, d: WorkflowDefinition, rec: Record, t: TransitionSpec,
                   user: User) -> None:
-    """Part 11 §11.10(i): refuse, naming the training, when the actor has no completed
-    training record (of a workflow declaring the ``training`` capability) for a document
-    (version) the step or the state requires."""
+    """Part 11 §11.10(i): refuse, naming the document and version, when the actor has no
+    current training (a completed record of a workflow declaring the ``training``
+    capability) on a document the step or the state requires: on the version the step names,
+    else on the controlled document's effective version, not expired by its retraining
+    interval (a document no workflow controls: any completed training on it)."""
     required = t.training + d.states[rec.state].training
     if not required:
         return
-    workflows = rules.training_workflows(ctx.registry.known(ctx.session).values())
-    missing = [str(req) for req in required
-               if not rules.trained_on(ctx.session, workflows, user.username, req.document,
-                                       req.version, ctx.now)]
+    known = ctx.registry.newest(ctx.session).values()
+    workflows = rules.training_workflows(known)
+    documents = rules.document_workflows(known)
+    missing = []
+    for req in required:
+        # a controlled document: training on the version in force counts, and only until
+        # its retraining interval expires; a version the step names counts as named
+        found = rules.check_training(ctx.session, workflows, documents, user.username,
+                                     req.document, req.version, ctx.now)
+        if found.current:
+            continue
+        label = f"{req.document} version {found.version}" if found.version else req.document
+        eff = found.effective
+        if eff is not None and eff.version == found.version:
+            label += " (the effective version"
+            if found.expired:
+                label += (f"; the last training expired: retraining every "
+                          f"{eff.retraining_days} days")
+            label += ")"
+        missing.append(label)
     if missing:
         raise TrainingRequired(user.username, missing)
 

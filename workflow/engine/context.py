@@ -46,6 +46,13 @@ class ActionKind(Protocol):
                  action: Action) -> None: ...
 
 
+class RoleHook(Protocol):
+    """Runs inside the unit that grants or revokes a role (``Engine(role_hooks=...)``), e.g.
+    the training matrix assigning the role's curriculum or cancelling it."""
+
+    def __call__(self, ctx: Ctx, change: identity.RoleChange) -> None: ...
+
+
 #: ``ctx.spawn(ctx, compiled, creator, data, parent=..., link=..., reason=...)``: create a
 #: linked record inside the current unit (the engine sets it to lifecycle.create; the
 #: create_record action uses it, so actions need not import the lifecycle that runs them)

@@ -14,8 +14,9 @@ on-enter actions), ``actions`` (the built-in action kinds), ``extensions``, ``ti
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -29,7 +30,7 @@ from workflow.db import records, seals
 from workflow.db.models import DueDateExtension, ExtensionStatus, Record, User
 from workflow.db.uow import UnitOfWork
 from workflow.engine import access, actions, extensions, gates, lifecycle, timers
-from workflow.engine.context import ActionKind, Ctx, as_actor, result_of
+from workflow.engine.context import ActionKind, Ctx, RoleHook, as_actor, result_of
 from workflow.engine.context import Result as Result  # re-exported: callers import it from here
 from workflow.errors import (
     AccountLocked,
@@ -71,6 +72,7 @@ class Engine:
         registry: compiled definition cache; share one per process.
         system_name: how this QMS is named in access reviews (QMS_SYSTEM_NAME).
         actions: extra on-enter action kinds (e.g. ``publish_draft``), by name.
+        role_hooks: run inside the unit that grants or revokes a role (the training matrix).
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class Engine:
         registry: Registry | None = None,
         system_name: str | None = None,
         actions: Mapping[str, ActionKind] | None = None,
+        role_hooks: Sequence[RoleHook] = (),
     ) -> None:
         self.uow = sessions if isinstance(sessions, UnitOfWork) \
             else unit_of_work(sessions, signing_key)
@@ -92,6 +95,8 @@ class Engine:
         self.verifier: CredentialVerifier = verifier or VouchingVerifier()
         self.registry = registry or Registry()
         self.actions: dict[str, ActionKind] = {**actions_builtin(), **(actions or {})}
+        #: run in the same unit when a role is granted or revoked (e.g. the training matrix)
+        self.role_hooks: tuple[RoleHook, ...] = tuple(role_hooks)
 
     # ------------------------------------------------------------------ units of work
 
@@ -104,7 +109,15 @@ class Engine:
     def unit(self) -> Iterator[Session]:
         """One write transaction: commit on success, roll back on any exception."""
         with self.uow.write() as session:
+            if self.role_hooks:
+                session.info[identity.ROLE_CHANGED] = functools.partial(self._role_changed,
+                                                                        session)
             yield session
+
+    def _role_changed(self, session: Session, change: identity.RoleChange) -> None:
+        ctx = self.context(session)
+        for hook in self.role_hooks:
+            hook(ctx, change)
 
     @contextmanager
     def reader(self) -> Iterator[Session]:

@@ -8,6 +8,7 @@ commits. Those taking an ``engine`` are commands that run their own unit.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 
@@ -233,6 +234,32 @@ def end_sessions(session: Session, user: User, *, reason: str, keep: int | None 
     return count
 
 
+#: where a write unit keeps what runs when a role grant is written or revoked in it (the
+#: Engine puts its role hooks there, e.g. the training matrix); identity never imports them
+ROLE_CHANGED = "qms_role_changed"
+
+
+@dataclass(frozen=True)
+class RoleChange:
+    """A role granted to or revoked from a person, as the hooks of the unit see it."""
+
+    username: str
+    role: str
+    granted: bool
+    actor: str
+    reason: str
+
+
+def role_changed(session: Session, user: User, role: str, *, granted: bool, actor: User,
+                 reason: str) -> None:
+    """Run the unit's role hooks (same unit of work: what they write commits or rolls back
+    with the grant)."""
+    hook = session.info.get(ROLE_CHANGED)
+    if hook is not None:
+        session.flush()  # the hooks read the grants (with Core statements: no autoflush)
+        hook(RoleChange(user.username, role, granted, actor.username, reason))
+
+
 def grant_role(
     session: Session,
     user: User,
@@ -257,6 +284,7 @@ def grant_role(
                        changes={"username": user.username, "role": [None, role],
                                 "expires_at": expires_at},
                        reason=reason or None)
+    role_changed(session, user, role, granted=True, actor=actor, reason=reason)
     return g
 
 
@@ -277,6 +305,7 @@ def revoke_role(session: Session, user: User, role: str, *, actor: User, reason:
         audit.system_event(session, at=now, actor=actor, action="role_revoked",
                            changes={"username": user.username, "role": [role, None]},
                            reason=reason)
+        role_changed(session, user, role, granted=False, actor=actor, reason=reason)
     return len(grants)
 
 

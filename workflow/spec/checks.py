@@ -391,6 +391,8 @@ class _Checker:
     def _capabilities(self) -> None:
         self.problems.extend(more_checks.document_capability(self.doc, self.lines, self.origin))
         self.problems.extend(more_checks.inventory_capability(self.doc, self.lines, self.origin))
+        self.problems.extend(more_checks.curriculum_capability(self.doc, self.lines,
+                                                               self.origin))
         self._risk_capability()
         training = self.doc.get("capabilities", {}).get("training")
         if not training:

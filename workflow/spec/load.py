@@ -22,6 +22,7 @@ from workflow.spec.model import (
     Action,
     AreaRule,
     Capabilities,
+    CurriculumCapability,
     DocumentCapability,
     Exclusive,
     FieldSpec,
@@ -304,7 +305,10 @@ def _capabilities(doc: Mapping[str, Any]) -> Capabilities:
         inventory=InventoryCapability(inv["name"], inv["active_state"], inv.get("owner"),
                                       inv.get("in_scope")) if inv else None,
         risk=RiskCapability(**{**doc["risk"], "links": tuple(doc["risk"].get(
-            "links", ("capa", "change")))}) if doc.get("risk") else None)
+            "links", ("capa", "change")))}) if doc.get("risk") else None,
+        curriculum=CurriculumCapability(c["role"], c["items"], c["document"], c.get("kind"),
+                                        c.get("due_days"), c.get("active_state", "active"))
+        if (c := doc.get("curriculum")) else None)
 
 
 class _AnyWorkflow(dict[str, WorkflowDefinition | None]):

@@ -316,6 +316,21 @@ class RiskCapability:
 
 
 @dataclass(frozen=True)
+class CurriculumCapability:
+    """Records of this workflow are training curricula: while in ``active_state``, one says
+    that every holder of the role in field ``role`` must be trained on each document named
+    in the list field ``items`` (sub-field ``document``: the document number; ``kind``: the
+    training kind), within ``due_days`` (an integer field) of being assigned."""
+
+    role: str
+    items: str
+    document: str
+    kind: str | None = None
+    due_days: str | None = None
+    active_state: str = "active"
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What records of a workflow are to the engine's general rules (``capabilities:`` in
     the YAML), so that the engine never names a shipped workflow or its fields."""
@@ -324,6 +339,7 @@ class Capabilities:
     document: DocumentCapability | None = None
     inventory: InventoryCapability | None = None
     risk: RiskCapability | None = None
+    curriculum: CurriculumCapability | None = None
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,42 @@ def inventory_capability(doc: dict[str, Any], lines: Lines, origin: str) -> list
     return out
 
 
+def curriculum_capability(doc: dict[str, Any], lines: Lines, origin: str) -> list[Problem]:
+    """``capabilities.curriculum``: the role, list and days fields exist with the right
+    types, the document and kind are sub-fields of the list, the active state exists."""
+    cur = doc.get("capabilities", {}).get("curriculum")
+    if not cur:
+        return []
+    out: list[Problem] = []
+    fields, states = doc["fields"], doc["states"]
+
+    def err(key: str, message: str) -> None:
+        out.append(Problem(origin, line_of(lines, ("capabilities", "curriculum", key)),
+                           message))
+
+    for key, types in (("role", ("string", "choice")), ("items", ("list",)),
+                       ("due_days", ("integer",))):
+        name = cur.get(key)
+        if name is None:
+            continue
+        if name not in fields:
+            err(key, f"capability curriculum.{key} names unknown field {name!r}")
+        elif fields[name].get("type") not in types:
+            err(key, f"capability curriculum.{key}: field {name!r} must be of type "
+                     f"{' or '.join(types)}")
+    items = fields.get(cur.get("items"), {})
+    subs = items.get("fields", {}) if isinstance(items, dict) else {}
+    for key in ("document", "kind"):
+        name = cur.get(key)
+        if name is not None and items and name not in subs:
+            err(key, f"capability curriculum.{key}: the list field {cur.get('items')!r} has "
+                     f"no sub-field {name!r}")
+    state = cur.get("active_state", "active")
+    if state not in states:
+        err("active_state", f"capability curriculum.active_state names unknown state {state!r}")
+    return out
+
+
 def exclusive(doc: dict[str, Any], lines: Lines, origin: str) -> list[Problem]:
     out: list[Problem] = []
     fields, states = doc["fields"], doc["states"]
