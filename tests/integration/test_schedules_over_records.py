@@ -171,3 +171,48 @@ def test_two_schedulers_open_one_review_per_entry(committed_engine):
         assert s.execute(select(func.count()).select_from(JobRun).where(
             JobRun.job == "access_review_quarterly")).scalar_one() == 4  # 3 entries + period
     assert run_due(e, schedules, jobs=JOBS) == []
+
+
+REVIEW_DUE = """
+schedules:
+  system_periodic_review_due:
+    job: record_date_due
+    cron: "0 7 1 * *"
+    period: month
+    for_each_record:
+      capability: inventory
+      when: "next_periodic_review"
+    params: {date_field: next_periodic_review, before: 30d, notify_field: system_owner,
+             role: system_owner}
+"""
+
+
+def test_periodic_review_reminder_once_per_entry_and_month(engine, staff):
+    """R-SYS-12 R-SYS-10: each active entry whose periodic review is due within 30 days (or
+    overdue) reminds its system owner, once per entry and month; others are left alone."""
+    from workflow.db.models import OutboxMessage
+
+    numbers = {}
+    for name, due in (("QMS", "2026-03-20"), ("LIMS", "2026-02-01"), ("CDS", "2026-09-01")):
+        r = engine.start("system_inventory", "sam", {"title": name})
+        engine.fire(r.number, "submit", "sam", {**{k: v for k, v in ENTRY.items()
+                                                   if k != "title"},
+                                                "next_periodic_review": due})
+        engine.fire(r.number, "approve", "quinn", signature=sign("quinn"))
+        numbers[name] = r.number
+    schedules = load_schedules_text(REVIEW_DUE, jobs=JOBS)
+    clock.set(datetime(2026, 3, 1, 8, 0, tzinfo=UTC))
+    (line,) = run_due(engine, schedules, jobs=JOBS)
+    assert line == (f"system_periodic_review_due [2026-03]: records 3, reminded "
+                    f"['{numbers['QMS']}', '{numbers['LIMS']}']")
+    with engine.reader() as s:
+        sam = identity.get_user(s, "sam").id
+        msgs = s.execute(select(OutboxMessage.subject, OutboxMessage.recipient_user_id)
+                         .order_by(OutboxMessage.id)).all()
+    subjects = [m for m, uid in msgs if uid == sam and "Next periodic review" in m]
+    assert subjects == [f"{numbers['QMS']}: Next periodic review due due on 2026-03-20",
+                        f"{numbers['LIMS']}: Next periodic review due overdue since 2026-02-01"]
+    assert run_due(engine, schedules, jobs=JOBS) == []
+    clock.set(datetime(2026, 4, 1, 8, 0, tzinfo=UTC))
+    (line,) = run_due(engine, schedules, jobs=JOBS)
+    assert "reminded" in line and numbers["CDS"] not in line

@@ -12,6 +12,7 @@ from workflow.scheduling.jobs.checkpoint import audit_checkpoint, check_checkpoi
 from workflow.scheduling.jobs.definition_review import check_definition_review, definition_review
 from workflow.scheduling.jobs.kpi_report import check_kpi_report, kpi_report
 from workflow.scheduling.jobs.periodic_record import check_periodic_record, periodic_record
+from workflow.scheduling.jobs.record_due import check_record_date_due, record_date_due
 from workflow.scheduling.jobs.reminders import (
     capa_effectiveness_due,
     check_password_expiry,
@@ -39,6 +40,7 @@ def default_jobs() -> dict[str, Job]:
         Job("password_expiry_reminders", password_expiry_reminders, idempotent=True,
             check=check_password_expiry),
         Job("kpi_report", kpi_report, check=check_kpi_report),
+        Job("record_date_due", record_date_due, check=check_record_date_due, per_record=True),
         Job("verify_audit_requests", verify_audit_requests, idempotent=True),
         Job("verify_audit_daily", verify_audit_daily),
         Job("audit_checkpoint", audit_checkpoint, check=check_checkpoint),
