@@ -24,6 +24,7 @@ from workflow.identity import passwords, profile
 from workflow.identity import users as identity
 from workflow.identity.policy import Policy
 from workflow.identity.users import SYSTEM_USERNAME
+from workflow.queries import attachments
 from workflow.signatures.part11 import Part11Verifier, PasswordSignature
 
 PW = "Audit-Programme-Pass-42"
@@ -352,3 +353,31 @@ def test_repeat_finding_links_the_earlier_finding(engine, org):
         kinds = s.execute(select(RecordLink.kind).where(
             RecordLink.source_id == again.id, RecordLink.target_id == first.id)).scalars().all()
     assert kinds == ["recurrence_of"]
+
+
+def test_the_auditor_attaches_evidence_files_to_a_finding(engine, org, tmp_path, monkeypatch):
+    """R-AUD-15: a finding's evidence takes an uploaded file, attached by an auditor (not
+    the auditee) before the response; the file is recorded in the finding's trail."""
+    monkeypatch.setenv("QMS_ATTACHMENT_DIR", str(tmp_path / "files"))
+    a = new_audit(engine, org)
+    to_conduct(engine, org, a.number)
+    engine.fire(a.number, "complete_conduct", org["lead"], {
+        "conduct_summary": "x", "findings": [{**FINDINGS[0], "auditee": org["auditee"]}]})
+    (f,) = findings_of(engine, a.number)
+    png = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                        "1f15c4890000000d49444154789c6360000002000001e221bc3300000000"
+                        "49454e44ae426082")
+    value = attachments.upload(engine, org["lead"], "BR 26-014 p3.png", png,
+                               field="evidence_file", number=f.number)
+    with pytest.raises(NotAuthorized):
+        engine.fire(f.number, "attach_evidence", org["auditee"], {"evidence_file": value})
+    r = engine.fire(f.number, "attach_evidence", org["lead"], {"evidence_file": value})
+    assert r.state == "response"
+    assert engine.get(f.number).data["evidence_file"]["name"] == "BR 26-014 p3.png"
+    with engine.reader() as s:
+        ev = s.execute(select(AuditEvent).where(AuditEvent.record_id == f.id,
+                                                AuditEvent.action == "update")
+                       .order_by(AuditEvent.seq.desc()).limit(1)).scalar_one()
+    assert ev.changes["evidence_file"][1]["sha256"] == value["sha256"]
+    # the auditee still has the response task
+    engine.fire(f.number, "respond", org["auditee"], {"response": "r", "capa_required": True})
