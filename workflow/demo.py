@@ -331,13 +331,128 @@ def _incidents(e: Engine) -> list[str]:
     return out
 
 
+#: number, title, type, owner, the versions' change summaries (the last one's fate below),
+#: review interval (months)
+_DOCUMENTS = [
+    ("SOP-CAPA-001", "CAPA management", "sop", "olga",
+     ["First issue.", "Effectiveness checks made mandatory for major CAPAs."], 24),
+    ("SOP-DEV-001", "Deviation handling", "sop", "olga",
+     ["First issue.", "Triage within one working day; classification rationale required."], 24),
+    ("POL-IS-001", "Information security policy", "policy", "ivy", ["First issue."], 24),
+    ("SOP-IT-002", "Access control procedure", "sop", "sam", ["First issue."], 24),
+    ("POL-ES-001", "Electronic signature policy", "policy", "paul", ["First issue."], 6),
+]
+
+
+def _document_file(number: str, title: str, version: int, summary: str) -> bytes:
+    """A one-page PDF standing in for the document's content."""
+    import io
+
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen.canvas import Canvas
+
+    buf = io.BytesIO()
+    c = Canvas(buf, pagesize=A4)
+    c.setFont("Helvetica-Bold", 16)
+    c.drawString(60, 780, f"{number} {title}")
+    c.setFont("Helvetica", 11)
+    for i, line in enumerate([f"Version {version}", "", "Purpose and scope: demo content.",
+                              f"Change summary: {summary}"]):
+        c.drawString(60, 750 - 16 * i, line)
+    c.save()
+    return buf.getvalue()
+
+
+def _document_version(e: Engine, number: str, title: str, doc_type: str, owner: str,
+                      version: int, summary: str, months: int, *, effective_in: int | None,
+                      review_only: bool = False) -> str:
+    """A version through draft and review; approved (effective in ``effective_in`` days) unless
+    None; ``review_only``: left in review."""
+    from workflow.queries import attachments
+
+    r = e.start("controlled_document", owner, {
+        "title": title, "doc_number": number, "doc_type": doc_type, "version": version,
+        "owner": owner, "review_interval_months": months})
+    f = attachments.upload(e, owner, f"{number}-v{version}.pdf",
+                           _document_file(number, title, version, summary))
+    e.fire(r.number, "submit_for_review", owner, {"change_summary": summary, "file": f,
+                                                  "reviewers": ["quentin"]})
+    if review_only:
+        return r.number
+    e.fire(r.number, "complete_review", "quentin", {"review_comment": "Reviewed, fine."},
+           signature=_sig("quentin"))
+    e.fire(r.number, "approve", "dana", {"effective_date": _day(effective_in or 30)},
+           signature=_sig("dana"))
+    e.fire(r.number, "approve", owner, signature=_sig(owner))
+    return r.number
+
+
+def _documents(e: Engine) -> list[str]:
+    """Controlled documents with a history: first versions approved about seven months ago and
+    effective since; the CAPA SOP's version 2 effective for six weeks (version 1 superseded);
+    the deviation SOP's version 2 in review; the access-control procedure approved and waiting
+    for its effective date; the e-signature policy (6-month review) due for its periodic
+    review. The clock is moved back for the history and forward again (timers fire as they
+    would have); Dana (document-control QA) approves with the owners."""
+    out: list[str] = []
+    moved = timedelta(0)
+
+    def shift(days: int) -> None:
+        nonlocal moved
+        clock.advance(timedelta(days=days))
+        moved += timedelta(days=days)
+
+    shift(-220)
+    try:
+        # the document owners, the reviewer and the document-control QA as of then (a role
+        # held today was not held then: grants count from their time)
+        with e.unit() as s:
+            system = identity.system_user(s)
+            dana = identity.create_user(s, "dana", "Dana Document-Control", actor=system,
+                                        email="dana@demo.example", reason="demo data")
+            enablement.enable_for_system(s, dana, reason="demo data")
+            for username, role in (("dana", "qa"), ("dana", "employee"),
+                                   ("olga", "document_owner"), ("ivy", "document_owner"),
+                                   ("sam", "document_owner"), ("paul", "document_owner"),
+                                   ("quentin", "reviewer")):
+                identity.grant_role(s, identity.get_user(s, username), role, actor=system,
+                                    reason="demo data: document control")
+        for number, title, doc_type, owner, summaries, months in _DOCUMENTS:
+            if number == "SOP-IT-002":
+                continue  # approved today, below
+            out.append(_document_version(e, number, title, doc_type, owner, 1, summaries[0],
+                                         months, effective_in=15))
+        shift(16)
+        e.run_due_timers()
+        shift(140)
+        capa_sop = _DOCUMENTS[0]
+        out.append(_document_version(e, *capa_sop[:4], 2, capa_sop[4][1], capa_sop[5],
+                                     effective_in=15))
+        shift(16)
+        e.run_due_timers()
+    finally:
+        clock.advance(-moved)
+    with e.unit() as s:
+        passwords.set_password(s, identity.get_user(s, "dana"), DEMO_PASSWORD,
+                               actor=identity.system_user(s), policy=Policy.from_settings(),
+                               reason="demo data")
+    e.run_due_timers()  # what fell due meanwhile: the e-signature policy's periodic review
+    dev_sop = _DOCUMENTS[1]
+    out.append(_document_version(e, *dev_sop[:4], 2, dev_sop[4][1], dev_sop[5],
+                                 effective_in=None, review_only=True))
+    access = _DOCUMENTS[3]
+    out.append(_document_version(e, *access[:4], 1, access[4][0], access[5], effective_in=20))
+    return out
+
+
 _STORIES: list[Callable[[Engine], list[str]]] = [_deviations, _capas, _changes, _reviews,
                                                  _training, _audits,
                                                  # inventory and vulnerabilities (issue 20),
                                                  # before the incidents that name systems
-                                                 demo_secops.seed, _incidents]
+                                                 demo_secops.seed, _incidents, _documents]
 
 
 def _day(offset: int) -> str:
     return (clock.now() + timedelta(days=offset)).date().isoformat()
+
 

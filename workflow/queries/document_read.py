@@ -126,7 +126,7 @@ def read_view(session: Session, engine: Engine, number: str, viewer: str) -> Rea
         if spec.type == "user":
             value = people.get(value, value)
         elif spec.type == "choice":
-            value = choice_label(value)
+            value = str(value).upper() if len(str(value)) <= 3 else choice_label(value)
         metadata.append((spec.label, value))
     superseded = record_queries.superseded(session, rec)
     sigs = [s for s in record_queries.signatures(session, rec) if s.id not in superseded]
