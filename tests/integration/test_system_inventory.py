@@ -164,3 +164,33 @@ def test_this_qms_is_registered_once_as_the_first_entry(engine, staff):
     with engine.reader() as s:
         row = s.execute(select(Record).where(Record.number == number)).scalar_one()
         assert identity.get_user(s, "system").id == row.created_by_id
+
+
+def test_a_list_of_references_names_several_inventory_entries(engine, staff):
+    """R-SYS-7: a list of references (the incident's affected systems) accepts inventory
+    entries only - an unknown number or a record of another workflow is refused with the
+    field named and nothing written - and links each entry it newly names."""
+    from workflow.db.models import RecordLink
+
+    lims, cds = active_entry(engine), active_entry(engine, {**ENTRY, "title": "Empower CDS"})
+    inc = engine.start("security_incident", "emma", {
+        "title": "Ransomware note on a lab PC", "description": "Files renamed on the share."})
+    other = engine.start("capa", "emma", {"title": "T", "description": "D"}).number
+    triage = {"severity": "high", "category": "malware", "gxp_data_affected": True,
+              "personal_data_affected": False, "occurred_at": "2026-03-02T06:00:00+00:00",
+              "aware_at": "2026-03-02T08:00:00+00:00", "handler": "sam",
+              "triage_rationale": "Lab PC with LIMS and CDS clients."}
+    before = engine.get(inc.number)
+    for bad in (["SYS-2026-0999"], [lims, other]):
+        with pytest.raises(ValidationFailed) as exc:
+            engine.fire(inc.number, "triage", "ivy", {**triage, "affected_systems": bad})
+        assert "no system_inventory record" in exc.value.errors["affected_systems"]
+    after = engine.get(inc.number)
+    assert (after.version, after.state) == (before.version, before.state)
+    engine.fire(inc.number, "triage", "ivy", {**triage, "affected_systems": [lims, cds]})
+    with engine.reader() as s:
+        rec = s.execute(select(Record).where(Record.number == inc.number)).scalar_one()
+        targets = sorted(s.execute(select(Record.number).join(
+            RecordLink, RecordLink.target_id == Record.id).where(
+            RecordLink.source_id == rec.id, RecordLink.kind == "related")).scalars())
+    assert targets == sorted([lims, cds])
