@@ -149,7 +149,11 @@ def test_high_severity_incident_report_to_closure_with_linked_capa(engine, org, 
         assert (inc.version, s.execute(select(func.count()).select_from(AuditEvent).where(
             AuditEvent.record_id == inc.id)).scalar_one()) == before
         assert s.execute(select(Signature).where(Signature.record_id == inc.id)).first() is None
-    # without GxP data, QA is not a signer of this review
+    # without GxP data, QA is not a signer of this review: not offered to QA, and refused
+    (opt,) = [o for o in engine.step_options(r.number, org["qa"]) if o.transition.name == "close"]
+    assert not opt.offered and "signed by Information Security (ISMS) here" in opt.refused
+    assert [o.offered for o in engine.step_options(r.number, org["isms"])
+            if o.transition.name == "close"] == [True]
     with pytest.raises(NotAuthorized, match="isms"):
         engine.fire(r.number, "close", org["qa"], REVIEW, signature=pw(org["qa"]))
     done = engine.fire(r.number, "close", org["isms"], REVIEW, signature=pw(org["isms"]))
@@ -200,6 +204,8 @@ def test_gxp_incident_raises_deviation_and_needs_qa_signature_too(engine, org, s
         "eradication_actions": "Reimaged.", "recovery_actions": "Restored from backup.",
         "data_integrity_verified": True})
     assert r.state == "review"
+    assert [o.offered for o in engine.step_options(r.number, org["qa"])
+            if o.transition.name == "close"] == [True]  # with GxP data QA signs too
     first = engine.fire(r.number, "close", org["isms"], REVIEW, signature=pw(org["isms"]))
     assert (first.moved, first.state, first.signatures_needed) == (False, "review", 1)
     done = engine.fire(r.number, "close", org["qa"], {}, signature=pw(org["qa"]))

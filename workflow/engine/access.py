@@ -84,6 +84,8 @@ def options(ctx: Ctx, d: WorkflowDefinition, rec: Record, user: User) -> list[Op
             continue
         try:
             check_step(ctx, d, rec, t, user)
+            if t.signature is not None and t.signature.roles_when and not user.is_system:
+                signer_role(ctx, d, rec, t, user)
         except WorkflowError as exc:
             out.append(Option(t, exc.message, exc.code))
             continue
@@ -92,6 +94,20 @@ def options(ctx: Ctx, d: WorkflowDefinition, rec: Record, user: User) -> list[Op
                           f"Opens on {gates.when(opens)}; taking it now needs a reason and is "
                           "flagged as taken early."))
     return out
+
+
+def signer_role(ctx: Ctx, d: WorkflowDefinition, rec: Record, t: TransitionSpec,
+                user: User) -> None:
+    """A step whose signature needs a role only when a condition holds (``roles_when``) is
+    offered to a person holding a role it needs on the record as it stands: a QA-only person
+    is not offered an incident review that needs QA only with GxP data, when there is none.
+    (The signature gate itself decides on the values being signed.)"""
+    assert t.signature is not None
+    gate = t.signature.required(inputs.names(ctx, d, rec, rec.data, user))
+    if not ctx.roles(user) & set(gate.roles):
+        names = ", ".join(role_label(d, r) for r in gate.roles)
+        raise NotAuthorized(f"{t.label} on {rec.number} is signed by {names} here.",
+                            required_roles=gate.roles)
 
 
 def check_visible(ctx: Ctx, rec: Record, user: User, ref: int | str) -> None:

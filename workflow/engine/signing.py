@@ -17,7 +17,6 @@ from workflow.engine.context import Ctx
 from workflow.errors import NotAuthorized, SegregationOfDuties, SignatureRejected
 from workflow.identity import enablement
 from workflow.spec import content as spec
-from workflow.spec import expressions
 from workflow.spec.model import SignatureSpec, TransitionSpec
 
 
@@ -67,21 +66,8 @@ def sign(ctx: Ctx, rec: Record, user: User, signature: Any, *, transition: str, 
 
 
 def required(sig: SignatureSpec, names: Mapping[str, Any]) -> SignatureSpec:
-    """The signature gate as it applies to this record now: a role of ``roles_when`` signs
-    only when its expression holds on the values being signed (e.g. QA signs an incident's
-    review too when GxP data was affected); the quorum is one signer per remaining role."""
-    if not sig.roles_when:
-        return sig
-    skip = set()
-    for role, when in sig.roles_when:
-        try:
-            if not expressions.evaluate(when, names):
-                skip.add(role)
-        except expressions.ExpressionError:
-            pass  # fail closed: a condition that cannot be evaluated keeps the role required
-    roles = tuple(r for r in sig.roles if r not in skip)
-    return SignatureSpec(meaning=sig.meaning, roles=roles, quorum=len(roles),
-                         one_per_role=sig.one_per_role)
+    """The signature gate as it applies to this record now (``SignatureSpec.required``)."""
+    return sig.required(names)
 
 
 def store(ctx: Ctx, rec: Record, user: User, *, transition: str, meaning: str, role: str,

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from workflow.spec import expressions
+
 #: Pseudo-roles usable in ``roles:`` lists without being declared.
 PSEUDO_ROLES = frozenset({"initiator", "assignee"})
 #: Names every guard and copy expression may use besides the workflow's fields.
@@ -109,6 +111,24 @@ class SignatureSpec:
     #: roles whose signature is needed only when a guard expression holds on the record as
     #: signed (``roles_when: {qa: gxp_data_affected}``, with one_per_role): (role, expression)
     roles_when: tuple[tuple[str, str], ...] = ()
+
+    def required(self, names: Mapping[str, Any]) -> SignatureSpec:
+        """The gate as it applies to a record whose values are ``names``: a role of
+        ``roles_when`` signs only when its expression holds (e.g. QA signs an incident's
+        review too when GxP data was affected); the quorum is one signer per remaining role.
+        An expression that cannot be evaluated keeps its role required (fails closed)."""
+        if not self.roles_when:
+            return self
+        skip = set()
+        for role, when in self.roles_when:
+            try:
+                if not expressions.evaluate(when, names):
+                    skip.add(role)
+            except expressions.ExpressionError:
+                pass
+        roles = tuple(r for r in self.roles if r not in skip)
+        return SignatureSpec(meaning=self.meaning, roles=roles, quorum=len(roles),
+                             one_per_role=self.one_per_role)
 
 
 @dataclass(frozen=True)
