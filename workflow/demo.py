@@ -18,6 +18,8 @@ from workflow.identity import enablement, passwords, profile
 from workflow.identity import users as identity
 from workflow.identity.policy import Policy
 from workflow.signatures.mac import VouchedSignature
+from workflow.validation import gap
+from workflow.validation.catalogue import CatalogueError
 
 #: the demo users' password (printed by `make run`); never use demo data in production
 DEMO_PASSWORD = "Quality-Demo-2026!"
@@ -30,7 +32,8 @@ DEMO_USERS: list[tuple[str, str, list[str]]] = [
     ("emma", "Emma Employee", ["employee"]),
     ("quinn", "Quinn Quality", ["qa", "employee"]),
     ("quentin", "Quentin Quality", ["qa", "employee"]),
-    ("olga", "Olga Owner", ["capa_owner", "deviation_owner", "change_owner", "employee"]),
+    ("olga", "Olga Owner", ["capa_owner", "deviation_owner", "change_owner", "risk_owner",
+                            "employee"]),
     ("paul", "Paul Process-Owner", ["process_owner", "employee"]),
     ("sam", "Sam System-Owner", ["system_owner", "employee"]),
     ("ivy", "Ivy ISMS", ["isms", "employee"]),
@@ -38,6 +41,7 @@ DEMO_USERS: list[tuple[str, str, list[str]]] = [
     ("tina", "Tina Trainer", ["trainer", "training_coordinator", "employee"]),
     ("ada", "Ada Administrator", ["admin"]),
     ("alex", "Alex Auditor", ["auditor", "employee"]),
+    ("tom", "Tom Top-Management", ["top_management", "employee"]),
 ]
 
 
@@ -445,11 +449,85 @@ def _documents(e: Engine) -> list[str]:
     return out
 
 
+#: the demo's risk assessment of the QMS itself: hazard, cause, effect, S, O, D, treatment
+QMS_RISKS = [
+    ("Privileged account shared by administrators", "Convenience during upgrades",
+     "Changes cannot be attributed to a person", 5, 3, 4, "mitigate"),
+    ("Backups never restored in a test", "No restore procedure", "Records lost after a "
+     "disk failure", 4, 3, 4, "mitigate"),
+    ("Audit-trail review skipped for critical records", "Review not scheduled",
+     "Undetected data changes", 4, 2, 3, "mitigate"),
+    ("Users sign without opening the record", "Inbox shortcuts", "Approval without review",
+     3, 2, 3, "accept"),
+    ("Local time shown without zone", "Browser settings", "Dates misread in reports",
+     2, 2, 2, "accept"),
+]
+
+
+def _risk(e: Engine) -> list[str]:
+    """A risk assessment of the QMS itself (approved, its CAPAs created), a Part 11 /
+    Annex 11 gap analysis partly done and a management review with its frozen snapshot."""
+    risks = [{"hazard": h, "cause": c, "effect": ef, "severity": sv, "occurrence": o,
+              "detection": d} for h, c, ef, sv, o, d, _ in QMS_RISKS]
+    ra = e.start("risk_assessment", "olga", {
+        "title": "Risk assessment of the QMS software", "subject_type": "qms",
+        "scope": "The eQMS: access, audit trail, signatures, backups, time.",
+        "owner": "olga", "risks": risks}).number
+    e.fire(ra, "submit", "olga")
+    rows = e.get(ra).data["risks"]
+    for row, (*_, treatment) in zip(rows, QMS_RISKS, strict=True):
+        row.update(treatment=treatment, mitigation="Accepted: controlled by SOP and training"
+                   if treatment == "accept" else "Technical control and SOP update",
+                   **({"due": _day(60)} if treatment == "mitigate" else {}))
+    e.fire(ra, "submit_plan", "olga", {"risks": rows})
+    r = e.fire(ra, "approve", "quinn", {"review_comments": "Treatments adequate."},
+               signature=_sig("quinn"))
+    out = [ra, *r.created]
+    try:
+        g = gap.start(e, "olga", "Part 11 / Annex 11 gap analysis", ["part11", "annex11"])
+    except (OSError, CatalogueError):  # no catalogue (an installed wheel without docs/)
+        g = None
+    if g is not None:
+        rows = e.get(g.number).data["requirements"]
+        for i, row in enumerate(rows[:12]):
+            row["status"] = "met"
+            if i in (3, 7):
+                row.update(status="partly" if i == 3 else "not_met", risk="high" if i == 7
+                           else "medium", gap="Procedure exists but is not followed "
+                           "consistently" if i == 3 else "No periodic restore test",
+                           capa=r.created[1] if i == 7 else None)
+        e.fire(g.number, "save_progress", "olga",
+               {"requirements": [{k: v for k, v in x.items() if v is not None} for x in rows]})
+        out.append(g.number)
+    # the current half-year, so that its snapshot shows the demo's own records
+    today = clock.now().date()
+    first, last = (f"{today.year}-01-01", f"{today.year}-06-30") if today.month <= 6 \
+        else (f"{today.year}-07-01", f"{today.year}-12-31")
+    mr = e.start("management_review", "quinn", {
+        "title": f"Management review {first[:4]}-H{1 if first[5:7] == '01' else 2}",
+        "period_from": first, "period_to": last}).number
+    e.fire(mr, "hold_meeting", "quinn", {"meeting_date": _day(0),
+                                         "attendees": ["tom", "quinn", "olga"]})
+    e.fire(mr, "approve", "tom", {
+        "minutes": "KPIs, open high risks and the audit programme reviewed. The shared "
+                   "administrator account is the top risk.",
+        "decisions": "The QMS remains suitable and effective; ISMS resources for backups.",
+        "actions": [{"description": "Restore test of the QMS backup", "type": "action",
+                     "owner": "olga", "due": _day(30)},
+                    {"description": "Named administrator accounts", "type": "capa",
+                     "owner": "olga"}]}, signature=_sig("tom"))
+    r = e.fire(mr, "approve", "quinn", signature=_sig("quinn"))
+    return [*out, mr, *r.created]
+
+
 _STORIES: list[Callable[[Engine], list[str]]] = [_deviations, _capas, _changes, _reviews,
                                                  _training, _audits,
                                                  # inventory and vulnerabilities (issue 20),
                                                  # before the incidents that name systems
-                                                 demo_secops.seed, _incidents, _documents]
+                                                 demo_secops.seed, _incidents, _documents,
+                                                 # risks and the management review last: its
+                                                 # snapshot freezes the demo's own figures
+                                                 _risk]
 
 
 def _day(offset: int) -> str:

@@ -58,3 +58,15 @@ def test_gap_analysis_from_the_register_page(client, app, account, engine):
     assert r.status_code == 302 and "/records/GAP-2026-0001" in r.headers["Location"]
     page = client.get(r.headers["Location"]).get_data(as_text=True)
     assert "R-ISO-1" in page
+
+
+def test_new_risk_assessment_form_shows_computed_columns_read_only(client, account, engine):
+    """R-RSK-2: the form offers the risks table; score and priority are read-only (the
+    engine computes them), a value posted for them is ignored."""
+    account("rita", "risk_owner")
+    login(client, "rita")
+    page = client.get("/records/new/risk_assessment")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'name="risks-0-score"' in html and "readonly" in html.split('name="risks-0-score"')[1][:200] \
+        or "readonly" in html.split('name="risks-0-score"')[0][-200:]

@@ -24,6 +24,8 @@ from workflow.queries.records import signatures, visible_record
 #: KPI units charted together (percent on one axis; counts and days on another)
 CHARTS = (("percent", "Rates (%)", 100.0), ("days", "Durations (days)", 1.0),
           ("count", "Counts", 1.0))
+#: KPIs per chart (those with a value in either period, in the snapshot's order)
+MAX_BARS = 16
 
 
 def _num(v: Any) -> float | None:
@@ -41,14 +43,14 @@ def kpi_chart(rows: list[dict[str, Any]], show: str, title: str, scale: float
     from matplotlib.figure import Figure
 
     picked = [r for r in rows if r.get("show", "count") == show
-              and (_num(r.get("value_num")) is not None
-                   or _num(r.get("previous_num")) is not None)]
+              and ((_num(r.get("value_num")) or 0) or (_num(r.get("previous_num")) or 0))]
     if not picked:
         return None
+    picked = picked[:MAX_BARS]
     labels = [str(r.get("label", r.get("key")))[:48] for r in picked]
     now = [(_num(r.get("value_num")) or 0.0) * scale for r in picked]
     before = [(_num(r.get("previous_num")) or 0.0) * scale for r in picked]
-    height = 0.9 + 0.32 * len(picked)
+    height = 1.0 + 0.22 * len(picked)
     fig = Figure(figsize=(7.2, height), dpi=150)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -74,7 +76,8 @@ def review_report(session: Session, engine: Engine, number: str, viewer: str) ->
     data = rec.data
     if "kpi_snapshot" not in data:
         raise WorkflowError(f"{number} holds no frozen review inputs (no KPI snapshot)")
-    sigs = [(s.signer_name, s.signed_at, s.meaning, s.signer_role)
+    sigs = [(s.signer_name, s.signed_at, s.meaning,
+             " and ".join(d.roles.get(r, r) for r in s.signer_role.split("+")))
             for s in signatures(session, rec)]
     return render(number, rec.title, d.title, d.states[rec.state].label, data, sigs,
                   clock.now())
@@ -116,13 +119,15 @@ def render(number: str, title: str, workflow_title: str, state: str, data: dict[
           "UTC, when the review was opened. They are part of the record's signed content: "
           "later changes to the records they were taken from do not alter them."),
         Spacer(1, 3 * mm), p("Key performance indicators", st["Heading2"])]
-    for show, caption, scale in CHARTS:
-        png = kpi_chart(kpis, show, caption, scale)
-        if png:
-            img = Image(io.BytesIO(png))
-            ratio = width / img.imageWidth
-            img.drawWidth, img.drawHeight = width, img.imageHeight * ratio
-            story += [img, Spacer(1, 2 * mm)]
+    charts = [png for png in (kpi_chart(kpis, show, caption, scale)
+                              for show, caption, scale in CHARTS) if png]
+    for png in charts:
+        img = Image(io.BytesIO(png))
+        ratio = min(width / img.imageWidth, 110 * mm / img.imageHeight)
+        img.drawWidth, img.drawHeight = img.imageWidth * ratio, img.imageHeight * ratio
+        story += [img, Spacer(1, 2 * mm)]
+    if not charts:
+        story.append(p("No KPI has a value in this period or the one before: nothing to chart."))
     story += [
         table(["KPI", "This period", "n/N", "Status", "Earlier periods", "Trend"],
               [[r.get("label"), r.get("value", "–"), r.get("n", ""), r.get("status", ""),
