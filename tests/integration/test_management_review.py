@@ -129,6 +129,10 @@ def test_signing_before_the_minutes_are_complete_is_refused(engine, people, boar
     assert capa.data["source"] == "management_review"
     with pytest.raises(GuardFailed, match="Every action must be done"):
         engine.fire(mr.number, "close", people["qa"])
+    first_done = [{**actions[0], "done": True}, actions[1]]
+    r = engine.fire(mr.number, "update_actions", board, {"actions": first_done})
+    assert r.state == "follow_up" and engine.get(mr.number).data["actions"][0]["done"]
+    assert engine.get(mr.number).data["actions"][1]["capa"] == capa.number  # no second CAPA
     done = [{**a, "done": True} for a in actions]
     assert engine.fire(mr.number, "close", people["qa"], {"actions": done}).state == "closed"
     with engine.reader() as s:
