@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from workflow import clock, demo_secops
+from workflow import clock, demo_secops, demo_training
 from workflow.db.models import Record, RecordLink
 from workflow.engine.core import Engine
 from workflow.identity import enablement, passwords, profile
@@ -31,7 +31,7 @@ DEMO_HISTORY = timedelta(days=180)
 DEMO_USERS: list[tuple[str, str, list[str]]] = [
     ("emma", "Emma Employee", ["employee"]),
     ("quinn", "Quinn Quality", ["qa", "employee"]),
-    ("quentin", "Quentin Quality", ["qa", "employee"]),
+    ("quentin", "Quentin Quality", ["qa", "trainer", "employee"]),
     ("olga", "Olga Owner", ["capa_owner", "deviation_owner", "change_owner", "risk_owner",
                             "employee"]),
     ("paul", "Paul Process-Owner", ["process_owner", "employee"]),
@@ -525,6 +525,9 @@ _STORIES: list[Callable[[Engine], list[str]]] = [_deviations, _capas, _changes, 
                                                  # inventory and vulnerabilities (issue 20),
                                                  # before the incidents that name systems
                                                  demo_secops.seed, _incidents, _documents,
+                                                 # the training matrix (issue 19): curricula on
+                                                 # the documents, people in each training state
+                                                 demo_training.seed,
                                                  # risks and the management review last: its
                                                  # snapshot freezes the demo's own figures
                                                  _risk]

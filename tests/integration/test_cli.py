@@ -154,20 +154,21 @@ def test_init_twice_is_harmless(qms, empty_url):
 @pytest.mark.committed
 def test_init_demo_twice_adds_nothing_the_second_time(qms, empty_url):
     """R-A11-4-2 R-P11-10a-2 R-P11-10e-1 R-DOC-15: `qms init --demo` twice: the second run adds
-    no user, record or event, there are 48 demo records (with this QMS's inventory entry that
-    init registers and the demo completes), and `qms verify-audit` passes."""
+    no user, record or event, there are 88 demo records (with this QMS's inventory entry that
+    init registers and the demo completes, and the training matrix's curricula and
+    assignments), and `qms verify-audit` passes."""
     first = qms("init", "--demo")
     assert first.exit_code == 0, first.output
-    assert "demo records: 48 (" in first.stdout
+    assert "demo records: 88 (" in first.stdout
     after_first = counts(empty_url)
     # and the CAPA, deviation and breach notification the demo incidents raised, and the
     # periodic document review its timer opened (R-DOC-13)
-    assert after_first["records"] == 48 + 3 + 1
+    assert after_first["records"] == 88 + 3 + 1
     assert after_first["signatures"] > 0
 
     second = qms("init", "--demo")
     assert second.exit_code == 0, second.output
-    assert "demo data already present (52 records); nothing added" in second.stdout
+    assert "demo data already present (92 records); nothing added" in second.stdout
     assert counts(empty_url) == after_first
 
     verify = qms("verify-audit")
