@@ -215,6 +215,10 @@ class Record(Base):
         Index("ix_records_due_current", "due_current"),
         # record search's "recently updated" sort pages in this index's order (migration 0014)
         Index("ix_records_updated_at", "updated_at", "id"),
+        # KPI cohorts read records of a workflow by these columns only: the index covers
+        # them, so they never read the wide rows (migration 0017, R-PERF-41)
+        Index("ix_records_kpi", "workflow_key", "closed_at", "created_at", "outcome",
+              "due_current", "due_original", "definition_hash", "created_by_id"),
     )
 
 
@@ -401,6 +405,10 @@ class AuditEvent(Base):
         Index("ix_audit_events_from_state", "from_state", "at", "record_id",
               sqlite_where=text("from_state IS NOT NULL"),
               postgresql_where=text("from_state IS NOT NULL")),
+        # a milestone's entries per record (migration 0017, R-PERF-42)
+        Index("ix_audit_events_record_state", "record_id", "to_state", "at",
+              sqlite_where=text("to_state IS NOT NULL"),
+              postgresql_where=text("to_state IS NOT NULL")),
     )
 
 

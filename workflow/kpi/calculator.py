@@ -205,11 +205,11 @@ class Kpi:
                 m.value = int(total)
         status_value = m.value
         if spec.kind == "share" and spec.show == "count":
-            status_value = (m.numerator / m.denominator) if m.denominator else None
+            status_value = ((m.numerator or 0) / m.denominator) if m.denominator else None
         m.status = rate(status_value, self.threshold(key))
         x = self.declared().get(key) if key not in SPECS else None
         if x is not None and x.kpi.kind == "count_by":
-            m.groups = declared_kpis.groups(self.scope, x, c)
+            m.groups = declared_kpis.groups(self.scope, x, self.cohort(key))
         if m.value is None:
             m.note = "nothing in the period"
         return m
@@ -259,11 +259,11 @@ class Kpi:
         """month -> classification -> count (created in the period; 'unclassified' before
         triage)."""
         cls = func.coalesce(Record.data["classification"].as_string(), "unclassified")
-        c = self.cohort("dev.created").subquery()
-        month = month_of(Record.created_at)
+        # the cohort's own rows carry month and class: one read of records (R-PERF-43)
+        c = self.cohort("dev.created").add_columns(
+            month_of(Record.created_at).label("m"), cls.label("cls")).subquery()
         rows = self.session.execute(
-            select(month, cls, func.count()).join(c, c.c.rid == Record.id)
-            .group_by(month, cls)).all()
+            select(c.c.m, c.c.cls, func.count()).group_by(c.c.m, c.c.cls)).all()
         out: dict[str, dict[str, int]] = {m: {} for m in self.period.month_keys()}
         for m, k, n in rows:
             out.setdefault(m, {})[k] = int(n)
@@ -298,28 +298,27 @@ class Kpi:
 
     def training_by_document(self) -> list[tuple[str, int, int]]:
         """(document, completed, due) per document, same cohort as trn.compliance."""
-        c = self.cohort("trn.compliance").subquery()
         cap = self.scope.training(SPECS["trn.compliance"].workflow or "")
         if cap is None:
             return []
-        doc = document_of(cap)
+        c = self.cohort("trn.compliance").add_columns(document_of(cap).label("doc")).subquery()
         return [(str(d), int(h), int(n)) for d, h, n in self.session.execute(
-            select(doc, func.sum(c.c.hit), func.count()).join(c, c.c.rid == Record.id)
-            .group_by(doc).order_by(doc)).all()]
+            select(c.c.doc, func.sum(c.c.hit), func.count())
+            .group_by(c.c.doc).order_by(c.c.doc)).all()]
 
     def training_by_role(self) -> list[tuple[str, int, int]]:
         """(role, completed, due) per role the trainee holds at the as-of time, same cohort
         as trn.compliance (an assignment counts once in each of its trainee's roles)."""
-        c = self.cohort("trn.compliance").subquery()
         g = RoleGrant
         cap = self.scope.training(SPECS["trn.compliance"].workflow or "")
         if cap is None:
             return []
-        trainee = func.lower(trainee_of(cap))
+        c = self.cohort("trn.compliance").add_columns(
+            func.lower(trainee_of(cap)).label("trainee")).subquery()
         return [(str(r), int(h), int(n)) for r, h, n in self.session.execute(
             select(g.role, func.sum(c.c.hit), func.count())
-            .select_from(c).join(Record, Record.id == c.c.rid)
-            .join(User, func.lower(User.username) == trainee)
+            .select_from(c)
+            .join(User, func.lower(User.username) == c.c.trainee)
             .join(g, and_(g.user_id == User.id, active_grant_clause(self.scope.as_of)))
             .group_by(g.role).order_by(g.role)).all()]
 

@@ -201,7 +201,8 @@ def training_compliance(s: Scope, spec: Spec, params: Mapping[str, str]) -> Sele
     cap = s.training(workflow)
     if cap is None:
         return empty_cohort()
-    active = exists().where(User.username == trainee_of(cap), User.active.is_(True))
+    # an IN over the (few) active accounts, read once, not a scan of users per assignment
+    active = trainee_of(cap).in_(select(User.username).where(User.active.is_(True)))
     return s.rows(spec.workflow, [_training_due_passed(s, spec.workflow), ~s.void(), active],
                   case((training_done_clause(s.as_of, [workflow]), 1), else_=0), None)
 

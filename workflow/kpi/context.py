@@ -21,7 +21,7 @@ from workflow.kpi.periods import Period
 from workflow.kpi.specs import DONE, VOID
 from workflow.kpi.sql import field_time
 from workflow.registry import Registry
-from workflow.rules import active_grant_clause, visible_clause
+from workflow.rules import active_grant_clause, sees_workflow, visible_clause
 from workflow.spec.model import TrainingCapability, WorkflowDefinition
 
 
@@ -46,6 +46,8 @@ class Scope:
     policy: Policy | None = None
     _defs: dict[str, list[WorkflowDefinition]] = field(default_factory=dict, init=False, repr=False)
     _visible: ColumnElement[bool] | None = field(default=None, init=False, repr=False)
+    _roles: set[str] | None = field(default=None, init=False, repr=False)
+    _sees_all: dict[str, bool] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def dialect(self) -> str:
@@ -81,17 +83,34 @@ class Scope:
 
     # ------------------------------------------------------------------ conditions
 
+    def roles(self) -> set[str]:
+        if self._roles is None:
+            user = self.user
+            self._roles = set() if user.is_system else identity.roles_of(self.session, user)
+        return self._roles
+
     def visible(self) -> ColumnElement[bool]:
         """The records the viewer may see (:func:`workflow.rules.visible_clause`)."""
         if self._visible is None:
-            user = self.user
-            roles = set() if user.is_system else identity.roles_of(self.session, user)
-            self._visible = visible_clause(user, roles, self.all_definitions())
+            self._visible = visible_clause(self.user, self.roles(), self.all_definitions())
         return self._visible
+
+    def sees_all_of(self, workflow: str) -> bool:
+        """The viewer sees every record of ``workflow``: the system account, or a role of
+        every published version (a record runs on one of them, so the visibility rule holds
+        for each of its records; the cohorts then leave the clause out, R-PERF-40)."""
+        if workflow not in self._sees_all:
+            defs = self.definitions(workflow)
+            self._sees_all[workflow] = self.user.is_system or bool(defs) and all(
+                sees_workflow(d, self.roles()) for d in defs)
+        return self._sees_all[workflow]
 
     def base(self, workflow: str | None) -> list[ColumnElement[bool]]:
         """Visible records of ``workflow`` created by the as-of time."""
-        return [Record.workflow_key == workflow, Record.created_at <= self.as_of, self.visible()]
+        conds = [Record.workflow_key == workflow, Record.created_at <= self.as_of]
+        if workflow is None or not self.sees_all_of(workflow):
+            conds.append(self.visible())
+        return conds
 
     def closed_done(self) -> ColumnElement[bool]:
         return and_(Record.outcome == DONE, Record.closed_at <= self.as_of)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Float, Select, String, and_, case, cast, exists, func, literal, select
+from sqlalchemy import Float, Select, String, and_, case, cast, func, literal, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from workflow.db.models import AuditEvent, Record
@@ -120,9 +120,11 @@ def condition(s: Scope, d: WorkflowDefinition, c: KpiCondition) -> ColumnElement
     """One declared condition as SQL on ``records`` (field values as stored on the record;
     ``reached``: an entry into the state by the as-of time, from the audit trail)."""
     if c.op == "reached":
+        # one read of the state's entries (ix_audit_events_to_state covers it), not a
+        # correlated lookup per record, which SQLite plans as a scan of them per record
         ev = AuditEvent
-        return exists().where(ev.record_id == Record.id, ev.to_state == c.state,
-                              ev.at <= s.as_of)
+        return Record.id.in_(select(ev.record_id).where(
+            ev.to_state == c.state, ev.at <= s.as_of, ev.record_id.is_not(None)))
     assert c.field is not None
     col = _value(d, c.field)
     if c.op == "set":
@@ -260,13 +262,14 @@ def cohort(s: Scope, x: Declared, params: Mapping[str, str]) -> Select:
     return KIND_COHORTS[x.kpi.kind](s, x, params)
 
 
-def groups(s: Scope, x: Declared, c: Any) -> dict[str, int]:
-    """count_by: records per value of the grouped field, over cohort subquery ``c`` (every
-    choice of a choice field listed, 0 when none; then other values, then NO_VALUE)."""
+def groups(s: Scope, x: Declared, cohort: Select) -> dict[str, int]:
+    """count_by: records per value of the grouped field, over the KPI's ``cohort`` (its rows
+    carry the group: one read of records; every choice of a choice field listed, 0 when
+    none; then other values, then NO_VALUE)."""
     d, field = x.definition, x.kpi.field or ""
-    g = group_of(d, field)
-    rows: dict[Any, int] = dict(s.session.execute(select(g, func.count()).select_from(c)
-                                  .join(Record, Record.id == c.c.rid).group_by(g)).all())
+    c = cohort.add_columns(group_of(d, field).label("g")).subquery()
+    rows: dict[Any, int] = dict(s.session.execute(
+        select(c.c.g, func.count()).group_by(c.c.g)).all())
     f = d.fields[field]
     order = list(f.choices) if f.type == "choice" else (["yes", "no"] if f.type == "boolean"
                                                         else [])
