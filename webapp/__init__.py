@@ -32,10 +32,20 @@ def _secret_key(settings: qms_config.Settings) -> str:
     instance = settings.instance_dir
     path = instance / "flask-secret.key"
     if not path.exists():
+        # several workers may start at once (gunicorn -w 4): each writes a whole key to a
+        # file of its own and links it into place; the first link wins, the others read it
+        # (an O_EXCL create let a worker fail to boot, or read the file before it was written)
         instance.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = instance / f".flask-secret.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
     return path.read_text().strip()
 
 

@@ -123,7 +123,8 @@ def check_fixed(
     changed = [f for f in sorted(set(old) | set(new)) if old.get(f) != new.get(f)]
     if not changed:
         return
-    if any(x.locks for x in d.transitions.values()):
+    # only a field some step locks can be locked: the trail is read when one changes
+    if any(f in x.locks for x in d.transitions.values() for f in changed):
         _locks(d, rec, t, events() if events else history(session, rec), old, new, changed)
     _populations(d, user, old, new, changed)
 
@@ -147,11 +148,18 @@ def check(
         RequiredEarlier, ChangeReasonRequired.
     """
     changed = [f for f in sorted(set(old) | set(new)) if old.get(f) != new.get(f)]
-    if not changed:
+    # the trail decides only for a field cleared (was it required earlier?) or a value
+    # changed without a reason (who entered it?): a step that only enters values where
+    # there were none, or gives a reason and clears nothing, needs no trail (nothing read)
+    cleared = [f for f in changed if not is_empty(old.get(f)) and is_empty(new.get(f))]
+    altered = [] if (reason or "").strip() else [
+        f for f in changed if f in d.fields
+        and is_change(old.get(f), new.get(f), spec.column_exemptions(d, f))]
+    if not cleared and not altered:
         return
     trail = events() if events else history(session, rec)
-    _required_earlier(d, trail, old, new, changed)
-    _reason(d, rec, t, user, trail, old, new, changed, reason)
+    _required_earlier(d, trail, old, new, cleared)
+    _reason(d, rec, t, user, trail, old, new, altered, reason)
 
 
 def _locks(

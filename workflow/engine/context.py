@@ -75,6 +75,8 @@ class Ctx:
     created: list[str] = field(default_factory=list)
     depth: int = 0
     _roles: dict[int, set[str]] = field(default_factory=dict)
+    #: ids of the users this unit read as active people (the actor, by name)
+    read_active: set[int] = field(default_factory=set)
 
     def roles(self, user: User) -> set[str]:
         """The user's roles at the time of this unit (looked up once per unit)."""
@@ -90,6 +92,8 @@ class Ctx:
         else:
             user, roles = identity.get_actor(self.session, actor, self.now)
             self._roles[user.id] = roles
+            if not user.is_system:
+                self.read_active.add(user.id)
         remember_user(self.session, user.username, user.id)
         return user
 
@@ -115,6 +119,12 @@ _USERNAMES = records.CREATORS  # also filled by records.lock(with_tasks=True)
 def remember_user(session: Session, username: str, uid: int) -> None:
     session.info.setdefault(_USER_IDS, {})[username] = uid
     session.info.setdefault(_USERNAMES, {})[uid] = username
+
+
+def known_user_id(session: Session, username: str) -> int | None:
+    """The id of ``username`` if this unit already looked it up (no statement), else None."""
+    ids: dict[str, int | None] = session.info.get(_USER_IDS, {})
+    return ids.get(username)
 
 
 def user_id(session: Session, username: str) -> int | None:

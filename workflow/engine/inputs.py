@@ -31,8 +31,10 @@ from workflow.spec.model import Action, Guard, WorkflowDefinition
 
 def clean(session: Session, d: WorkflowDefinition, current: dict[str, Any],
           data: Mapping[str, Any], *, allowed: tuple[str, ...], what: str,
-          own_number: str | None = None) -> dict[str, Any]:
-    """Validate ``data`` against the fields ``allowed`` to change; return the new data."""
+          own_number: str | None = None, actor: User | None = None) -> dict[str, Any]:
+    """Validate ``data`` against the fields ``allowed`` to change; return the new data.
+    ``actor``: the acting user if this unit read them as an active person (get_actor):
+    naming them needs no look-up."""
     errors: dict[str, str] = {}
     new = dict(current)
     for name, value in data.items():
@@ -66,7 +68,8 @@ def clean(session: Session, d: WorkflowDefinition, current: dict[str, Any],
     if errors:
         raise ValidationFailed(errors)
     check_existence(session, d, {k: new[k] for k in data if k in new}, errors,
-                    own_number=own_number)
+                    own_number=own_number,
+                    known=actor.username if actor is not None else None)
     if errors:
         raise ValidationFailed(errors)
     return new
@@ -92,15 +95,18 @@ def computed_fields(d: WorkflowDefinition, new: dict[str, Any], errors: dict[str
 
 
 def check_existence(session: Session, d: WorkflowDefinition, values: Mapping[str, Any],
-                    errors: dict[str, str], own_number: str | None = None) -> None:
+                    errors: dict[str, str], own_number: str | None = None,
+                    known: str | None = None) -> None:
     """Named users must be active people; referenced records must exist in the workflow
-    the field names; files must be stored."""
+    the field names; files must be stored. ``known``: a username this unit read as an
+    active person (the actor), not looked up again."""
     for name, value in values.items():
         spec = d.fields[name]
         names = users_in(spec, value)
         if names:
-            found = set()
-            for n, uid in session.execute(st.ACTIVE_USERNAMES, {"names": list(names)}):
+            found = {known} & set(names)
+            ask = [n for n in names if n != known]
+            for n, uid in session.execute(st.ACTIVE_USERNAMES, {"names": ask}) if ask else ():
                 found.add(n)
                 remember_user(session, n, uid)
             bad = [n for n in names if n not in found]

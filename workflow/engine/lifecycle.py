@@ -120,7 +120,8 @@ def fire(ctx: Ctx, rec: Record, name: str, user: User, data: dict[str, Any],
     early = gates.opens_at(ctx, d, rec, t)
     old_data = rec.data
     new_data = inputs.clean(session, d, old_data, data, allowed=t.edits,
-                            what=f"doing {t.label!r}", own_number=rec.number)
+                            what=f"doing {t.label!r}", own_number=rec.number,
+                            actor=user if user.id in ctx.read_active else None)
     missing = [f for f in t.requires if is_empty(new_data.get(f))]
     if missing:
         raise ValidationFailed({f: f"is required to {t.label.lower()}" for f in missing})

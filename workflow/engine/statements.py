@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, bindparam, insert, select, update
+from sqlalchemy import CursorResult, Integer, Result, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from workflow.db.models import (
@@ -68,6 +68,12 @@ EARLIER_SIGNATURES = select(signatures.signer_id, signatures.signer_role).where(
 INSERT_SIGNATURE = insert(Signature.__table__)
 
 INSERT_TASKS = insert(Task.__table__)
+# a task for the person a field names, whose id this unit has not looked up: the id is
+# read in the INSERT itself (one statement, not a look-up and an insert); no such user
+# leaves it unassigned, as the look-up's None did
+INSERT_TASK_FOR = insert(Task.__table__).values(assignee_id=func.coalesce(
+    bindparam("known_id", type_=Integer),
+    select(users.id).where(users.username == bindparam("assignee_name")).scalar_subquery()))
 INSERT_TIMER = insert(Timer.__table__)
 CLOSE_TASKS = update(Task.__table__).where(
     tasks.record_id == bindparam("rid"), tasks.status == TaskStatus.OPEN,

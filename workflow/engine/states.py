@@ -12,7 +12,7 @@ from workflow.db import records
 from workflow.db.models import Record, TaskStatus, TimerStatus, User
 from workflow.engine import exclusive
 from workflow.engine import statements as st
-from workflow.engine.context import Ctx
+from workflow.engine.context import Ctx, known_user_id
 from workflow.errors import WorkflowError
 from workflow.spec.machine import Compiled
 from workflow.spec.model import StateSpec, parse_duration
@@ -58,8 +58,21 @@ def open_tasks(ctx: Ctx, rec: Record, state: StateSpec,
         return
     due = task_due(ctx, rec, state)
     assignee_id = None
-    if state.assignee_field and rec.data.get(state.assignee_field):
-        assignee_id = ctx.user_id(rec.data[state.assignee_field])
+    name = rec.data.get(state.assignee_field) if state.assignee_field else None
+    if name:
+        assignee_id = known_user_id(ctx.session, name)
+        if assignee_id is None and keep is None:
+            # the person's id is read by the INSERT itself (one statement, not two)
+            ctx.session.execute(st.INSERT_TASK_FOR, [
+                {"record_id": rec.id, "state": rec.state, "state_visit": rec.state_visit,
+                 "role": None if owner == "initiator" else owner,
+                 "known_id": rec.created_by_id if owner == "initiator" else None,
+                 "assignee_name": None if owner == "initiator" else name,
+                 "status": TaskStatus.OPEN, "opened_at": ctx.now, "due_at": due}
+                for owner in state.owners or (None,)])
+            return
+        if assignee_id is None:
+            assignee_id = ctx.user_id(name)
     rows = []
     for owner in state.owners or (None,):
         role, who = (None, rec.created_by_id) if owner == "initiator" else (owner, assignee_id)
