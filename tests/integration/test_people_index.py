@@ -88,7 +88,8 @@ def _bulk_open_trainings(engine, number, n):
             FROM {series}"""),
             {"did": rec.definition_id, "dhash": rec.definition_hash, "uid": rec.created_by_id,
              "n": n, "now": clock.now()})
-        s.execute(text("ANALYZE"))
+        if pg:
+            s.execute(text("ANALYZE"))  # autovacuum would; SQLite instances are never analysed
         indexed = s.execute(text("SELECT count(*) FROM record_people WHERE field = 'trainee' "
                                  "AND username = 'user7'")).scalar_one()
         assert indexed == n // 500
@@ -109,6 +110,7 @@ def test_overdue_training_panel_reads_the_users_rows_only(engine, people, make_u
             rows = training.overdue_unheld(s, engine.registry, emma, roles)
         assert rows == []  # due today, and emma holds its task: nothing to add to her inbox
         (statement, params), = [(q, p) for q, p in seen if "record_people" in q]
+        assert "JOIN" not in statement.split("WHERE")[0], statement
         conn = s.connection()
         if conn.dialect.name == "postgresql":
             plan = conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + statement,
@@ -122,8 +124,11 @@ def test_overdue_training_panel_reads_the_users_rows_only(engine, people, make_u
         else:
             plan = [row[-1] for row in conn.exec_driver_sql(
                 "EXPLAIN QUERY PLAN " + statement, params).all()]
-            assert "record_people USING COVERING INDEX ix_record_people_username" in plan[0], plan
-            assert any("SEARCH records USING INTEGER PRIMARY KEY" in p for p in plan), plan
+            # records are reached by the ids of the user's rows (rowid=?), not by walking
+            # every open training of the (workflow, state) index
+            assert any("SEARCH record_people USING COVERING INDEX ix_record_people_username"
+                       in p for p in plan), plan
+            assert any(p.startswith("SEARCH records") and "rowid=?" in p for p in plan), plan
 
 
 def test_overdue_training_panel_finds_a_bulk_loaded_training(engine, people, make_user):

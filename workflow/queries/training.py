@@ -94,16 +94,17 @@ def _rows(session: Session, registry: Registry, user: User, roles: set[str], now
         return cond
 
     # the user's training records are found through the people index (record_people, kept
-    # by the database with every record write): the plan starts from the user's own rows
-    # in ix_record_people_username, never from every training record's JSON
+    # by the database with every record write): the ids come from the user's own rows in
+    # ix_record_people_username, never from every training record's JSON. An IN list, not
+    # a join: without statistics (SQLite is never ANALYZEd) SQLite put the join's records
+    # side first and walked every open training (1.8 s at 100k records; 0.9 ms this way)
     people = RecordPerson.__table__.c
-    mine = [and_(people.field == cap.trainee, *scope(key)) for key, cap in workflows.items()]
+    mine = [and_(Record.id.in_(select(people.record_id).where(
+        people.username == user.username, people.field == cap.trainee)), *scope(key))
+        for key, cap in workflows.items()]
     held = exists().where(Task.record_id == Record.id, Task.assignee_id == user.id,
                           Task.status == TaskStatus.OPEN)
-    q = (select(Record, held).select_from(RecordPerson.__table__)
-         .join(Record, Record.id == people.record_id)
-         .where(people.username == user.username, or_(*mine),
-                rules.visible_clause(user, roles, published)))
+    q = select(Record, held).where(or_(*mine), rules.visible_clause(user, roles, published))
     if open_only:
         q = q.where(Record.closed_at.is_(None), not_(held))
     out = []
