@@ -200,7 +200,10 @@ def fire_on_matching(ctx: Ctx, compiled: Compiled, rec: Record, user: User,
     "effective" supersedes the version in force before. Both trails record it."""
     p = action.params
     target = ctx.registry.latest(ctx.session, p.get("workflow") or compiled.definition.key)
-    t = target.definition.transitions[p["transition"]]
+    t = target.definition.transitions.get(p["transition"])
+    if t is None:  # another workflow's transition (checked only when loaded together)
+        raise WorkflowError(f"fire_on_matching: {target.definition.title} has no step "
+                            f"{p['transition']!r}")
     values = exclusive.key_of(rec, p["match"])
     if values is None:
         return
