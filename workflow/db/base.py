@@ -4,10 +4,11 @@ tables the migrations create that are not modelled."""
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, MetaData, Table
+from sqlalchemy import JSON, DateTime, Enum, MetaData, Table
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
@@ -58,3 +59,10 @@ class Base(DeclarativeBase):
     # statements can be built from it: insert(Model.__table__)
     __table__: ClassVar[Table]
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON}
+
+
+def enum_column(cls: type[enum.Enum], name: str) -> Enum:
+    """A string column holding an enum's values (not a native database enum: the same on
+    SQLite and PostgreSQL), validated on the way in."""
+    return Enum(cls, name=name, native_enum=False, length=20,
+                values_callable=lambda e: [m.value for m in e], validate_strings=True)

@@ -14,7 +14,6 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -35,6 +34,7 @@ from workflow.db.base import (  # noqa: F401
     UTCDateTime,
     modelled,
 )
+from workflow.db.base import enum_column as _enum
 
 
 class TaskStatus(enum.StrEnum):
@@ -54,11 +54,6 @@ class ExtensionStatus(enum.StrEnum):
     REQUESTED = "requested"
     APPROVED = "approved"
     REJECTED = "rejected"
-
-
-def _enum(cls: type[enum.Enum], name: str) -> Enum:
-    return Enum(cls, name=name, native_enum=False, length=20,
-                values_callable=lambda e: [m.value for m in e], validate_strings=True)
 
 
 class User(Base):
@@ -548,55 +543,7 @@ class ApiToken(Base):
     seal: Mapped[str] = mapped_column(String(64), default="", server_default="")  # db.seals.row_seal
 
 
-class DraftStatus(enum.StrEnum):
-    DRAFT = "draft"
-    IN_APPROVAL = "in_approval"
-    PUBLISHED = "published"
-    WITHDRAWN = "withdrawn"
-
-
-class DefinitionDraft(Base):
-    """A process owner's working copy of a workflow definition (workflow/change_control/drafts.py).
-
-    Editable while ``draft``; submitting starts a definition_change record (DCR) and makes it
-    ``in_approval``; QA's signed approval publishes it as the next version (``published``).
-    ``version`` is the optimistic-save counter: a save names the version it edited."""
-
-    __tablename__ = "definition_drafts"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    key: Mapped[str] = mapped_column(String(40), index=True)
-    source: Mapped[str] = mapped_column(Text)
-    base_version: Mapped[int | None] = mapped_column(Integer)  # published version it edits
-    status: Mapped[DraftStatus] = mapped_column(_enum(DraftStatus, "draft_status"))
-    version: Mapped[int] = mapped_column(Integer, default=1)
-    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    created_at: Mapped[datetime]
-    updated_at: Mapped[datetime]
-    updated_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    submitted_hash: Mapped[str | None] = mapped_column(String(64))
-    change_record_id: Mapped[int | None] = mapped_column(ForeignKey("records.id"))
-    published_version_id: Mapped[int | None] = mapped_column(
-        ForeignKey("definition_versions.id"))
-
-
-class FormDraft(Base):
-    """A person's unsubmitted form (a step or a new record), saved while they type so an idle
-    timeout does not lose it. Not part of any record and never audited: only its owner reads
-    it, submitting the form deletes it (webapp/views/drafts.py, workflow/queries/drafts.py)."""
-
-    __tablename__ = "form_drafts"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    #: ``<record number>/<step>`` or ``new/<workflow>``
-    form_key: Mapped[str] = mapped_column(String(200))
-    record_id: Mapped[int | None] = mapped_column(ForeignKey("records.id"))
-    data: Mapped[str] = mapped_column(Text)  # JSON of field name -> value
-    updated_at: Mapped[datetime]
-
-    __table_args__ = (UniqueConstraint("user_id", "form_key"),)
-
-
 # the people index (migration 0015), in a module of its own
+# definition and form drafts, in a module of their own
+from workflow.db.drafts import DefinitionDraft, DraftStatus, FormDraft  # noqa: E402,F401
 from workflow.db.people import DefinitionPerson, RecordPerson  # noqa: E402,F401
