@@ -9,10 +9,12 @@ otherwise :class:`~workflow.errors.DefinitionTampered` is raised and no record r
 
 from __future__ import annotations
 
+import hashlib
 import threading
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
+from transitions import Machine
 
 from workflow import clock
 from workflow.audit import trail as audit
@@ -36,6 +38,26 @@ _NEWEST_HASHES = (select(_versions.key, _versions.content_hash)
                         & (_versions.version == _newest_v.c.v)).order_by(_versions.key))
 
 
+#: compiled definitions shared by every registry of the process, keyed by what was verified:
+#: key, version, recorded hash AND the digest of the exact source text checked against it. A
+#: source changed behind the application's back has another digest, so it is parsed and
+#: checked again (and refused); an unchanged one is not parsed again by the next engine the
+#: process opens (a CLI command, a test). Bounded by the distinct sources a process meets.
+_COMPILED: dict[tuple[str, int, str, str], tuple[WorkflowDefinition, Machine]] = {}
+_COMPILED_LOCK = threading.Lock()
+
+
+def _verified(row: DefinitionVersion) -> tuple[WorkflowDefinition, Machine]:
+    digest = hashlib.sha256(row.source.encode()).hexdigest()
+    key = (row.key, row.version, row.content_hash, digest)
+    with _COMPILED_LOCK:
+        hit = _COMPILED.get(key)
+        if hit is None:
+            d = published(row)
+            hit = _COMPILED[key] = (d, compile_machine(d))
+        return hit
+
+
 class Registry:
     """Process-wide cache of compiled definition versions (immutable, so safe to share)."""
 
@@ -47,8 +69,8 @@ class Registry:
         with self._lock:
             hit = self._by_hash.get(row.content_hash)
             if hit is None:
-                d = published(row)
-                hit = Compiled(row.id, row.version, d, compile_machine(d))
+                d, machine = _verified(row)
+                hit = Compiled(row.id, row.version, d, machine)
                 self._by_hash[row.content_hash] = hit
             return hit
 
