@@ -56,7 +56,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
-from bench.lifecycles import MIX, P
+from bench.lifecycles import MIX, P, give_training
 from workflow import canonical, clock
 from workflow.audit import trail as audit
 from workflow.db import engines as db
@@ -145,6 +145,7 @@ def _people(engine: Engine, hot_user: str) -> dict[str, list[str]]:
                 for r in roles[kind]:
                     identity.grant_role(s, u, r, actor=system, reason="benchmark data")
                 enablement.enable_for_system(s, u, reason="benchmark data")
+    give_training(engine, P.Q2, P.TR)  # the template CAPAs' closer (the training gate)
     return kinds
 
 

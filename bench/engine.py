@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import create_engine, text  # noqa: E402
 
+from bench.lifecycles import give_training  # noqa: E402
 from workflow.db import engines as db
 from workflow.engine.core import Engine  # noqa: E402
 from workflow.identity import enablement
@@ -55,12 +56,14 @@ def setup(url: str) -> Engine:
         system = identity.system_user(s)
         for d in defs.values():
             engine.registry.publish(s, d, system)
-        for name, roles in [("emma", ["employee"]), ("quinn", ["qa"]), ("quentin", ["qa"]),
-                            ("olga", ["capa_owner"])]:
+        for name, roles in [("emma", ["employee"]), ("quinn", ["qa"]),
+                            ("quentin", ["qa", "employee"]), ("olga", ["capa_owner"]),
+                            ("tess", ["trainer", "training_coordinator"])]:
             u = identity.create_user(s, name, name.title() + " Bench", actor=system, reason="bench")
             for r in roles:
                 identity.grant_role(s, u, r, actor=system, reason="bench")
             enablement.enable_for_system(s, u, reason="bench")
+    give_training(engine, "quentin", "tess")  # the closer (the training gate), not measured
     return engine
 
 

@@ -45,6 +45,23 @@ def _sig(who: str) -> VouchedSignature:
     return VouchedSignature(who, "benchmark")
 
 
+#: the document the shipped CAPA's closure requires training on (definitions/capa.yaml)
+CAPA_SOP = "SOP-CAPA-001"
+
+
+def give_training(engine: Engine, trainee: str, trainer: str, document: str = CAPA_SOP) -> str:
+    """A completed training of ``trainee`` on ``document`` the engine's way (assigned by the
+    trainer as coordinator, signed "Read and understood", verified): who closes a CAPA must
+    hold one (the training gate); the trainee holds the employee role, the trainer trainer
+    and training_coordinator."""
+    n = engine.start("training_assignment", trainer, {
+        "title": f"{document} (benchmark)", "document": document, "document_version": "1",
+        "trainee": trainee, "due_date": _day(30)}).number
+    engine.fire(n, "complete", trainee, signature=_sig(trainee))
+    engine.fire(n, "verify", trainer, signature=_sig(trainer))
+    return n
+
+
 def _linked(engine: Engine, number: str) -> list[str]:
     """Records linked to ``number`` (spawned by it or linking to it), oldest first."""
     with engine.reader() as s:
