@@ -322,6 +322,14 @@ class _AnyWorkflow(dict[str, WorkflowDefinition | None]):
         return None
 
 
+#: published versions already read in this process, keyed by what was checked: key, version,
+#: recorded hash and the SHA-256 of the exact source text. The text's digest is recomputed on
+#: every call, so a source changed behind the application's back misses here and is parsed
+#: and checked again (and refused); an unchanged one is not parsed again by the next engine,
+#: CLI command or verify-audit run of the process. Failures are never kept.
+_PUBLISHED: dict[tuple[str, int, str, str], WorkflowDefinition] = {}
+
+
 def published(row: Any) -> WorkflowDefinition:
     """The definition a published version's stored source describes, after checking that the
     source still has the version's recorded content hash (``row``: a definition_versions row
@@ -331,6 +339,11 @@ def published(row: Any) -> WorkflowDefinition:
     Raises:
         DefinitionTampered: the source (or its hash) was changed outside the application.
     """
+    memo = (row.key, row.version, row.content_hash,
+            hashlib.sha256(row.source.encode()).hexdigest())
+    hit = _PUBLISHED.get(memo)
+    if hit is not None:
+        return hit
     try:
         d = load_text(row.source, origin=f"{row.key} v{row.version}",
                       known_workflows=_AnyWorkflow())
@@ -338,4 +351,5 @@ def published(row: Any) -> WorkflowDefinition:
         raise DefinitionTampered(row.key, row.version, row.content_hash, None) from None
     if d.content_hash != row.content_hash:
         raise DefinitionTampered(row.key, row.version, row.content_hash, d.content_hash)
+    _PUBLISHED[memo] = d
     return d
