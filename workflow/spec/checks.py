@@ -15,6 +15,16 @@ from workflow.spec import content, expressions, kpis, more_checks
 from workflow.spec.model import BUILTIN_NAMES, PSEUDO_ROLES, RiskCapability, WorkflowDefinition
 from workflow.spec.source import KeyPath, Lines, line_of
 
+#: names a field (or a column of a list) may not have: the web forms that enter the values
+#: are objects with these attributes (WTForms/Flask-WTF: process, data, errors, validate...,
+#: and the step form's own reason, version and signature fields); a field named so broke the
+#: form with a server error. tests/web/test_forms_reserved.py keeps the list complete.
+RESERVED_FIELD_NAMES = frozenset({
+    "data", "errors", "form_errors", "hidden_tag", "is_submitted", "meta", "populate_obj",
+    "post_process", "process", "validate", "validate_on_submit", "csrf_token", "reason",
+    "expected_version", "blank_rows", "sig_username", "sig_password", "sig_totp",
+})
+
 
 def check(doc: dict[str, Any], lines: Lines, origin: str,
           known: Mapping[str, WorkflowDefinition | None] | None = None) -> list[Problem]:
@@ -103,6 +113,10 @@ class _Checker:
 
     def _field_spec(self, path: KeyPath, spec: dict[str, Any]) -> None:
         t = spec["type"]
+        if path[-1] in RESERVED_FIELD_NAMES:
+            self.err(path, f"field name {path[-1]!r} is reserved (the forms that enter values "
+                           "use it themselves); choose another name, e.g. "
+                           f"{str(path[-1]) + '_name'!r}")
         if t == "reference" and not self._knows(spec.get("workflow")):
             self.err((*path, "workflow"), f"reference to unknown workflow {spec.get('workflow')!r}")
         if "link" in spec and t != "reference":
