@@ -106,6 +106,7 @@ def test_newest_record_deleted_and_counter_rewound_is_named_only_by_the_checkpoi
                  "(SELECT id FROM outbox WHERE record_id = :r)",
                  "DELETE FROM outbox WHERE record_id = :r", "DELETE FROM tasks WHERE record_id = :r",
                  "DELETE FROM timers WHERE record_id = :r",
+                 "DELETE FROM record_people WHERE record_id = :r",  # the people index (0015)
                  "DELETE FROM audit_events WHERE record_id = :r", "DELETE FROM records WHERE id = :r"):
         sql(engine, stmt, r=rid)
     prefix, year, n = gone.split("-")
