@@ -91,6 +91,26 @@ def test_vulnerability_kpis_known_answers(engine, secops_set):
     assert engine.get(s["v3"]).data["due_date"] == "2026-07-01"
 
 
+def test_acceptances_expiring_within_30_days(engine, secops_set):
+    """R-VUL-20 R-KPI-6: "risk acceptances expiring" counts the open vulnerabilities whose
+    acceptance expiry falls on the as-of day or in the 30 days after it: v3 (accepted at T0+1
+    until 1 Apr) as of 10 Mar and as of 1 Apr, not as of 1 Mar (the expiry is 31 days away)
+    nor as of 2 Apr (expired: the other KPI counts it)."""
+    s = secops_set
+    key = "vulnerability.acceptances_expiring"
+
+    def as_of(day: int) -> list[str]:
+        k = kpi(engine, "ivy", as_of=datetime(2026, 3 if day < 32 else 4, day if day < 32
+                                              else day - 31, 12, tzinfo=UTC))
+        assert k.metrics([key])[key].value == len(k.drill(key, "num"))
+        return [r.number for r in k.drill(key, "num")]
+
+    assert as_of(1) == []
+    assert as_of(10) == [s["v3"]]
+    assert as_of(32) == [s["v3"]]  # 1 Apr, the expiry day itself
+    assert as_of(33) == []         # 2 Apr
+
+
 def test_inventory_kpis_known_answers(engine, secops_set):
     """R-SYS-20: systems by GAMP category, overdue periodic reviews, GxP systems without a
     current validation report and the validated share, on known data; as of 1 Mar nothing

@@ -132,6 +132,9 @@ def condition(s: Scope, d: WorkflowDefinition, c: KpiCondition) -> ColumnElement
         if d.fields[c.field].type not in ("boolean", "integer", "decimal"):
             present = and_(present, col != "")
         return present if c.values[0] else ~present
+    if c.op == "due_within":  # ISO dates compare as text; the as-of day up to the span after
+        day = s.as_of.date()
+        return and_(col >= day.isoformat(), col <= (day + c.values[0]).isoformat())
     if c.op == "equals":
         return col == c.values[0]
     if c.op == "in":

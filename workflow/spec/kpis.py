@@ -34,7 +34,7 @@ RECORD_DUES = ("due_current", "due_original")
 SCALAR_TYPES = frozenset({"string", "text", "integer", "decimal", "boolean", "date", "datetime",
                           "choice", "user", "reference"})
 GROUP_TYPES = frozenset({"choice", "string", "user", "boolean", "reference"})
-OPS = ("equals", "in", "not_in", "set")
+OPS = ("equals", "in", "not_in", "set", "due_within")
 
 
 def check(doc: Mapping[str, Any], lines: Lines, origin: str) -> list[Problem]:
@@ -95,6 +95,11 @@ def _check_condition(path: KeyPath, kpi: str, c: Mapping[str, Any], fields: Mapp
         err((*path, "field"), f"KPI {kpi!r}: field {c['field']!r} of type {f['type']} holds "
                               "no single value a condition can compare")
         return
+    if "due_within" in c:
+        if f["type"] != "date":
+            err((*path, "due_within"), f"KPI {kpi!r}: due_within needs a date field; "
+                                       f"{c['field']!r} is of type {f['type']}")
+        return
     values = [c["equals"]] if "equals" in c else c.get("in", c.get("not_in", []))
     for v in values:
         if f["type"] == "choice" and v not in f.get("choices", []):
@@ -120,6 +125,9 @@ def _condition(c: Mapping[str, Any]) -> KpiCondition:
     op = next(o for o in OPS if o in c)
     if op == "set":
         return KpiCondition(field=c["field"], op=op, values=(bool(c["set"]),))
+    if op == "due_within":
+        return KpiCondition(field=c["field"], op=op,
+                            values=(parse_duration(c["due_within"]),))
     values = (c["equals"],) if op == "equals" else tuple(c[op])
     return KpiCondition(field=c["field"], op=op, values=values)
 

@@ -243,11 +243,12 @@ class Milestone:
 @dataclass(frozen=True)
 class KpiCondition:
     """One condition of a declared KPI: a field ``equals`` / ``in`` / ``not_in`` values, is
-    ``set`` (values = (True,) or (False,)), or the record ``reached`` a state by the as-of
-    time (``state``)."""
+    ``set`` (values = (True,) or (False,)), a date field is ``due_within`` a span after the
+    as-of day (values = (timedelta,)), or the record ``reached`` a state by the as-of time
+    (``state``)."""
 
     field: str | None = None
-    op: str = "equals"  # equals | in | not_in | set | reached
+    op: str = "equals"  # equals | in | not_in | set | due_within | reached
     values: tuple[Any, ...] = ()
     state: str | None = None
 

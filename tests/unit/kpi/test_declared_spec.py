@@ -93,3 +93,13 @@ def test_defaults():
 
 
 
+
+
+def test_due_within_needs_a_date_field():
+    """R-KPI-6: ``due_within`` is read on a date field only; on another field the definition
+    is refused at its line, naming the field and its type."""
+    text = _problems("  a: {kind: count, where: {field: title, due_within: 30d}}\n")
+    assert "KPI 'a': due_within needs a date field; 'title' is of type string" in text
+    ok = _load("  a: {kind: count, base: open, where: {field: occurred_on, due_within: 30d}}\n")
+    assert ok.kpis["a"].where[0].op == "due_within"
+    assert ok.kpis["a"].where[0].values == (timedelta(days=30),)
