@@ -16,7 +16,9 @@ from tests.factories import sign
 from workflow import clock
 from workflow.db.models import AuditEvent, Record, RecordLink
 from workflow.errors import TrainingRequired, ValidationFailed
+from workflow.identity import profile
 from workflow.identity import users as identity
+from workflow.identity.users import SYSTEM_USERNAME
 from workflow.spec.load import load_text
 from workflow.training import matrix as tm
 
@@ -303,3 +305,27 @@ def test_the_matrix_shows_each_person_and_document(engine, org):
     assert rows[0][:7] == ["username", "full_name", "roles", "document", "title",
                            "effective_version", "status"]
     assert ["carl", "SOP-CAPA-001", "current"] == [rows[1][0], rows[1][3], rows[1][6]]
+
+
+def test_compliance_by_department(engine, org):
+    """R-TRN-17: compliance by department: each department's people's current trainings of
+    the required ones (effective versions); people without a department form their own
+    group; the matrix filters by department."""
+    for who, dept in (("carl", "Production"), ("cora", "Quality Control")):
+        profile.update_profile(engine, who, actor=SYSTEM_USERNAME, department=dept,
+                               reason="test: the person's department")
+    doc_version(engine, "SOP-CAPA-001", 1, effective_in=0)
+    doc_version(engine, "SOP-DEV-001", 1, effective_in=0)
+    curriculum(engine, "capa_owner", ("SOP-CAPA-001", "read_and_understood"), due_days=5)
+    curriculum(engine, "qa", ("SOP-DEV-001", "read_and_understood"))
+    (carl,) = [r for t, _d, _v, r in assignments(engine) if t == "carl"]
+    complete(engine, carl.number, "carl")
+    clock.set(clock.now() + timedelta(days=6))  # cora's and quinn's assignments overdue
+    with engine.reader() as s:
+        m = tm.matrix(s, engine.registry)
+        by_dept = {c.key: (c.current, c.required, c.overdue)
+                   for c in tm.compliance_by_department(m)}
+        assert by_dept == {"Production": (1, 1, 0), "Quality Control": (0, 1, 1),
+                           tm.NO_DEPARTMENT: (0, 1, 0)}
+        only = tm.matrix(s, engine.registry, department="Quality Control")
+        assert [p.username for p in only.people] == ["cora"]

@@ -27,7 +27,8 @@ def _filters() -> dict[str, str | None]:
     a = request.args
     return {"role": (a.get("role") or "").strip()[:40] or None,
             "document": (a.get("document") or "").strip()[:120] or None,
-            "status": a.get("status") if a.get("status") in tm.STATUSES else None}
+            "status": a.get("status") if a.get("status") in tm.STATUSES else None,
+            "department": (a.get("department") or "").strip()[:100] or None}
 
 
 @bp.route("/matrix")
@@ -36,15 +37,20 @@ def matrix() -> Any:
     s = read_session()
     reg = engine().registry
     f = _filters()
-    m = tm.matrix(s, reg, role=f["role"], document=f["document"])
+    m = tm.matrix(s, reg, role=f["role"], document=f["document"], department=f["department"])
     people = m.people
     if f["status"]:
         people = [p for p in people if any(c.status == f["status"] for c in p.cells.values())]
     roles = sorted({c.role for c in cur.active(s, reg)})
+    # over everyone (the filters narrow the table, not this summary)
+    by_department = tm.compliance_by_department(
+        m if not (f["role"] or f["document"] or f["department"])
+        else tm.matrix(s, reg, now=m.as_of))
     return render_template(
         "training/matrix.html", m=m, people=people, f=f, roles=roles,
         by_document=tm.compliance_by_document(m),
         by_role=tm.compliance_by_role(s, reg, now=m.as_of),
+        by_department=by_department, departments=[c.key for c in by_department],
         figures=stats.figures(s, reg, m), statuses=tm.STATUSES, labels=tm.STATUS_LABELS,
         kinds=cur.KIND_LABELS)
 
@@ -53,7 +59,8 @@ def matrix() -> Any:
 @roles_required(*VIEW_ROLES)
 def export() -> Any:
     f = _filters()
-    m = tm.matrix(read_session(), engine().registry, role=f["role"], document=f["document"])
+    m = tm.matrix(read_session(), engine().registry, role=f["role"], document=f["document"],
+                  department=f["department"])
     rows = tm.export_rows(m)
     if f["status"]:
         rows = [rows[0]] + [r for r in rows[1:] if r[6] == f["status"]]

@@ -39,6 +39,10 @@ class Column:
     retraining_days: int | None
 
 
+#: the group of people without a department (compliance by department, the filter)
+NO_DEPARTMENT = "(no department)"
+
+
 @dataclass(frozen=True)
 class Cell:
     status: str
@@ -61,6 +65,7 @@ class Person:
     full_name: str
     roles: tuple[str, ...]
     cells: dict[str, Cell]
+    department: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,15 +90,15 @@ class _Training:
     number: str
 
 
-def _people(session: Session, at: datetime) -> dict[str, tuple[str, set[str]]]:
-    """Active people with their active roles (the active-grant rule)."""
-    q = (select(User.username, User.full_name, RoleGrant.role)
+def _people(session: Session, at: datetime) -> dict[str, tuple[str, set[str], str | None]]:
+    """Active people with their active roles (the active-grant rule) and department."""
+    q = (select(User.username, User.full_name, RoleGrant.role, User.department)
          .join(RoleGrant, RoleGrant.user_id == User.id)
          .where(rules.active_grant_clause(at), User.active.is_(True),
                 User.is_system.is_(False)))
-    out: dict[str, tuple[str, set[str]]] = {}
-    for username, full_name, role in session.execute(q):
-        out.setdefault(username, (full_name, set()))[1].add(role)
+    out: dict[str, tuple[str, set[str], str | None]] = {}
+    for username, full_name, role, department in session.execute(q):
+        out.setdefault(username, (full_name, set(), department))[1].add(role)
     return out
 
 
@@ -165,9 +170,10 @@ def cell(col: Column, req: cur.Required | None, trainings: list[_Training],
 
 def matrix(session: Session, registry: Registry, *, now: datetime | None = None,
            role: str | None = None, document: str | None = None,
-           username: str | None = None) -> Matrix:
+           username: str | None = None, department: str | None = None) -> Matrix:
     """The matrix of the active curricula: a column per document they name, a row per
-    active person holding a role (filtered by ``role``, ``document``, ``username``)."""
+    active person holding a role (filtered by ``role``, ``document``, ``username``,
+    ``department``: a person's department, ``NO_DEPARTMENT`` for people without one)."""
     now = now or clock.now()
     curricula = cur.active(session, registry)
     numbers = {it.document for c in curricula for it in c.items}
@@ -179,9 +185,11 @@ def matrix(session: Session, registry: Registry, *, now: datetime | None = None,
     rows = []
     counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
     for name in sorted(people):
-        full_name, roles = people[name]
+        full_name, roles, dept = people[name]
         if (role is not None and role not in roles) or (username is not None
                                                         and name != username):
+            continue
+        if department is not None and (dept or NO_DEPARTMENT) != department:
             continue
         required = cur.required_for(curricula, roles)
         if role is not None:
@@ -193,7 +201,7 @@ def matrix(session: Session, registry: Registry, *, now: datetime | None = None,
             counts[c.status] += 1
         if document is not None and all(c.status == "not_required" for c in cells.values()):
             continue
-        rows.append(Person(name, full_name, tuple(sorted(roles)), cells))
+        rows.append(Person(name, full_name, tuple(sorted(roles)), cells, dept))
     return Matrix(cols, rows, now, counts)
 
 
@@ -219,6 +227,18 @@ def compliance_by_document(m: Matrix) -> list[Compliance]:
         out.append(Compliance(col.number, sum(c.status == "current" for c in req), len(req),
                               sum(c.status == "overdue" for c in req)))
     return out
+
+
+def compliance_by_department(m: Matrix) -> list[Compliance]:
+    """Per department (the people's, as an administrator set it; ``NO_DEPARTMENT`` for
+    people without one): their current trainings of the required ones."""
+    groups: dict[str, list[Cell]] = defaultdict(list)
+    for p in m.people:
+        groups[p.department or NO_DEPARTMENT].extend(
+            c for c in p.cells.values() if c.status != "not_required")
+    return [Compliance(k, sum(c.status == "current" for c in cells), len(cells),
+                       sum(c.status == "overdue" for c in cells))
+            for k, cells in sorted(groups.items()) if cells]
 
 
 def compliance_by_role(session: Session, registry: Registry, *,
