@@ -15,6 +15,7 @@ from workflow.errors import (
     ReasonRequired,
     SegregationOfDuties,
     SignatureRequired,
+    TrainingRequired,
 )
 
 
@@ -36,7 +37,8 @@ def to_plan_approval(engine, people, number):
 
 
 def test_capa_happy_path_closes_with_signatures_and_full_trail(engine, people):
-    """R-P11-10f-1 R-P11-10e-1 R-P11-50-1: every step in order, signatures with meaning."""
+    """R-P11-10f-1 R-P11-10e-1 R-P11-50-1 R-TRN-13: every step in order, signatures with
+    meaning; the closer needs current training on the CAPA procedure."""
     r = open_capa(engine, people)
     assert r.number == "CAPA-2026-0001"
     assert r.state == "open"
@@ -60,7 +62,11 @@ def test_capa_happy_path_closes_with_signatures_and_full_trail(engine, people):
     r = engine.fire(r.number, "record_effectiveness", people["qa"],
                     {"effectiveness_result": "effective",
                      "effectiveness_evidence": "0 mix-ups in 90 days"})
-    give_training(engine, people["qa2"])  # closing requires training on the CAPA SOP
+    # R-TRN-13: closing requires current training on the CAPA procedure, named when missing
+    with pytest.raises(TrainingRequired, match="SOP-CAPA-001"):
+        engine.fire(r.number, "close", people["qa2"], signature=sign(people["qa2"]))
+    assert engine.get(r.number).state == "qa_closure"  # nothing moved
+    give_training(engine, people["qa2"])
     r = engine.fire(r.number, "close", people["qa2"], signature=sign(people["qa2"]))
     assert r.state == "closed"
 

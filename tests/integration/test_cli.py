@@ -309,3 +309,22 @@ def test_db_upgrade_reports_the_revision(qms, empty_url):
     assert current.stdout == f"{HEAD}\n"
     assert counts(empty_url)["records"] == 0
 
+
+
+def test_demo_has_curricula_and_people_in_every_training_state(demo_db: str) -> None:
+    """R-TRN-16: the demo's training matrix has curricula and people current, due, overdue
+    and not trained (what the matrix page shows a visitor)."""
+    from sqlalchemy.orm import Session
+
+    from workflow.registry import Registry
+    from workflow.training import matrix as tm
+
+    dbe = db.make_engine(demo_db)
+    try:
+        with Session(dbe) as s:
+            m = tm.matrix(s, Registry(), now=T0)
+    finally:
+        dbe.dispose()
+    assert len(m.columns) >= 4 and len(m.people) >= 10
+    assert {k: m.counts[k] > 0 for k in ("current", "due", "overdue", "missing")} == {
+        "current": True, "due": True, "overdue": True, "missing": True}

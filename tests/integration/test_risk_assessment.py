@@ -83,7 +83,8 @@ def test_a_risk_without_scores_is_refused_and_nothing_is_written(engine, people)
 
 
 def test_treatments_signed_capa_created_and_residual_reassessed(engine, people):
-    """R-RSK-5 R-RSK-6 R-RSK-7 R-RSK-8: accept is accepted by QA's approval signature,
+    """R-RSK-1 R-RSK-5 R-RSK-6 R-RSK-7 R-RSK-8: a risk assessment with its risks as rows;
+    accept is accepted by QA's approval signature,
     mitigate creates a linked CAPA whose number lands in the risk's row; the residual risk
     is re-assessed only once the CAPA is closed; closing is signed by another QA person."""
     number = planned(engine, people, planner="qa")

@@ -139,7 +139,8 @@ def complete(engine, number, trainee):
 
 
 def test_approval_assigns_the_version_to_exactly_the_people_who_need_it(engine, org):
-    """R-TRN-3 R-TRN-4 R-TRN-5: approving a version (before its effective date) assigns it,
+    """R-TRN-1 R-TRN-3 R-TRN-4 R-TRN-5: curricula are signed records; approving a version
+    (before its effective date) assigns it,
     in the same unit of work, to every holder of a role whose active curriculum lists the
     document - nobody else - due before the effective date, linked to the version record
     (spawned_by) and naming the curriculum; the assessment kind asks for an assessment."""
@@ -329,3 +330,32 @@ def test_compliance_by_department(engine, org):
                            tm.NO_DEPARTMENT: (0, 1, 0)}
         only = tm.matrix(s, engine.registry, department="Quality Control")
         assert [p.username for p in only.people] == ["cora"]
+
+
+def test_refresher_takes_the_retraining_interval_from_the_effective_version(engine, org):
+    """R-TRN-9: the refresher job reads each effective version's retraining interval (no
+    params list): a trainee whose training on it expires within the lead time gets one new
+    assignment on the effective version, once."""
+    from workflow.scheduling.jobs import default_jobs
+    from workflow.scheduling.schedules import load_schedules_text
+    from workflow.scheduling.service import run_due
+
+    jobs = default_jobs()
+    schedules = load_schedules_text(
+        "schedules:\n  refreshers:\n    job: training_refreshers\n    cron: \"0 7 * * *\"\n"
+        "    period: day\n", jobs=jobs)
+    doc_version(engine, "SOP-CAPA-001", 1, effective_in=0, retraining=60)
+    curriculum(engine, "capa_owner", ("SOP-CAPA-001", "read_and_understood"))
+    (carl,) = [r for t, _d, _v, r in assignments(engine) if t == "carl"]
+    complete(engine, carl.number, "carl")
+    start = clock.now()
+    clock.set(start + timedelta(days=20))  # expires in 40 days: outside the 30-day lead
+    run_due(engine, schedules, jobs=jobs)
+    assert [t for t, *_ in assignments(engine) if t == "carl"] == []
+    clock.set(start + timedelta(days=35))  # expires in 25 days: within the lead
+    run_due(engine, schedules, jobs=jobs)
+    again = [(t, d, v) for t, d, v, _r in assignments(engine) if t == "carl"]
+    assert again == [("carl", "SOP-CAPA-001", "1")]
+    clock.set(start + timedelta(days=36))
+    run_due(engine, schedules, jobs=jobs)  # the next day: nothing new
+    assert len([t for t, *_ in assignments(engine) if t == "carl"]) == 1
