@@ -29,6 +29,12 @@ from workflow.engine.core import Engine
 from workflow.registry import Registry
 
 
+def _cpu() -> float:
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=1_000_000, help="record audit events to build")
@@ -59,10 +65,16 @@ def main() -> None:
         generate(url, records=args.records, audit_events=args.events,
                  log=lambda m: print(m, flush=True))
         built = time.perf_counter() - t0
+        # the probe above may have opened the file generate() replaced (SQLite): a pooled
+        # connection would still read the old, empty one
+        dbe.dispose()
     kwargs = {} if args.workers is None else {"workers": args.workers}
+    load = os.getloadavg()
+    cpu0 = _cpu()
     t0 = time.perf_counter()
     report = integrity.verify_and_store(engine, "bench", **kwargs)
     elapsed = time.perf_counter() - t0
+    cpu = _cpu() - cpu0
     result = {
         "db": "postgresql" if url.startswith("postgresql") else "sqlite",
         "ok": report.ok,
@@ -74,7 +86,14 @@ def main() -> None:
         "build_seconds": round(built, 1),
         "seconds": round(elapsed, 2),
         "events_per_s": round(report.events / elapsed, 1),
+        # CPU seconds of this process and of the worker processes (they have ended)
+        "cpu_seconds": round(cpu, 2),
+        "events_per_cpu_s": round(report.events / cpu, 1) if cpu else None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_worker_mb": round(
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+        "loadavg_before": [round(x, 2) for x in load],
+        "first_problems": [str(p) for p in report.problems[:3]],
     }
     print(json.dumps(result))
 

@@ -5,7 +5,7 @@ A range is independent of every other (a record's chain lives on its own row), s
 :func:`verify_range` is what the worker processes of :mod:`workflow.audit.integrity` run,
 each on a connection of its own; in one process it runs on the caller's connection.
 
-For each record it checks sequence, links and hashes (:func:`~workflow.audit.trail.verify_chain`),
+For each record it checks sequence, links and hashes (:func:`~workflow.audit.trail.verify_rows`),
 then replays the events (created values, field changes, state transitions, migrations to
 another definition version) and compares the result with the record row, so a record edited
 behind the application's back is named. Every signature's MAC is recomputed (a signature
@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, func, select
@@ -27,8 +29,7 @@ from workflow.audit.trail import (
     EVENT_COLUMNS_RAW_AT,
     ChainProblem,
     record_chain,
-    row_payload,
-    verify_chain,
+    verify_rows,
 )
 from workflow.db.models import AuditEvent, Record, Signature
 from workflow.db.seals import mac_ok, record_seal_ok
@@ -43,6 +44,8 @@ _records = Record.__table__
 _events = AuditEvent.__table__
 _sigs = Signature.__table__
 _EVENT_ORDER = (_events.c.record_id, _events.c.seq)
+#: the record id of a row of :data:`EVENT_COLUMNS_RAW_AT`
+_RECORD_ID = itemgetter(6)
 
 
 @dataclass
@@ -112,16 +115,9 @@ def verify_range(conn: Connection, key: Key, lo: int, hi: int) -> Counts:
 
 
 def _group(rows: Any) -> Iterator[tuple[int, list[Any]]]:
-    current: int | None = None
-    bucket: list[Any] = []
-    for row in rows:
-        if row.record_id != current:
-            if current is not None:
-                yield current, bucket
-            current, bucket = row.record_id, []
-        bucket.append(row)
-    if current is not None:
-        yield current, bucket
+    # rows in (record_id, seq) order, grouped in C
+    for record_id, bucket in groupby(rows, _RECORD_ID):
+        yield record_id, list(bucket)
 
 
 def _orphans(record_id: int, evs: list[Any]) -> ChainProblem:
@@ -135,8 +131,7 @@ def verify_record(rec: Any, evs: list[Any], sigs: dict[int, Any], key: Key
                   ) -> list[ChainProblem]:
     """One record: its chain (events in seq order), then its replay, seal and signatures."""
     chain = record_chain(rec.id)
-    problems = list(verify_chain(chain, evs, rec.audit_seq, rec.audit_head, key,
-                                 row_payload))
+    problems = verify_rows(chain, evs, rec.audit_seq, rec.audit_head, key)
     if not problems:
         problems = list(replay(rec, evs, sigs))
     if not record_seal_ok(key, rec):
