@@ -64,9 +64,11 @@ class Counts:
         self.problems.extend(other.problems)
 
 
-def ranges(conn: Connection, size: int = RANGE) -> list[tuple[int, int]]:
-    """Half-open record id ranges [lo, hi) covering every record and every event filed
-    under a record id (also one whose record row is gone)."""
+def ranges(conn: Connection, size: int | None = None) -> list[tuple[int, int]]:
+    """Half-open record id ranges [lo, hi) of ``size`` (default :data:`RANGE`) ids covering
+    every record and every event filed under a record id (also one whose record row is
+    gone)."""
+    size = size or RANGE
     hi_rec = conn.execute(select(func.max(_records.c.id))).scalar() or 0
     hi_ev = conn.execute(select(func.max(_events.c.record_id))).scalar() or 0
     top = max(hi_rec, hi_ev)

@@ -106,31 +106,49 @@ def verify(session: Session, key: Key, *, workers: int = 1,
         progress(0, total)
     parts = ranges(conn)
     if workers > 1 and url and len(parts) > 1:
-        for counts in _in_workers(url, key, parts, workers):
-            _merge(report, counts)
-            if progress is not None:
-                progress(report.events, total)
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                                   initargs=(url, key))
+        try:
+            # results in range order (so problems come first one first); the other checks
+            # run in this process meanwhile, while the workers start and verify
+            futures = [pool.submit(_worker_range, key, lo, hi) for lo, hi in parts]
+            rest = _others(conn, key)
+            for f in futures:
+                _merge(report, f.result())
+                if progress is not None:
+                    progress(report.events, total)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
     else:
         for lo, hi in parts:
             _merge(report, verify_range(conn, key, lo, hi))
             if progress is not None:
                 progress(report.events, total)
-    replayed: list[Any] = []
-    found = checks.system_chains(conn, key, replayed)
-    chains, events = next(found)
-    report.chains += chains
-    report.events += events
+        rest = _others(conn, key)
+    _merge(report, rest)
     if progress is not None:
         progress(report.events, total)
-    report.problems.extend(found)
-    report.problems.extend(_misfiled(conn))
-    report.problems.extend(checks.definitions(conn))
-    tables = checks.security_tables(conn)
-    report.problems.extend(checks.seals(key, tables))
-    report.problems.extend(checks.replay(tables, replayed))
-    report.problems.extend(checks.numbering(conn))
-    report.problems.extend(protections(conn, key))
     return report
+
+
+def _others(conn: Connection, key: Key) -> Counts:
+    """Checks 2-7 (see the module's docstring), their problems in that order."""
+    out = Counts()
+    replayed: list[Any] = []
+    found = checks.system_chains(conn, key, replayed)
+    out.chains, out.events = next(found)
+    out.problems.extend(found)
+    out.problems.extend(_misfiled(conn))
+    out.problems.extend(checks.definitions(conn))
+    tables = checks.security_tables(conn)
+    out.problems.extend(checks.seals(key, tables))
+    out.problems.extend(checks.replay(tables, replayed))
+    out.problems.extend(checks.numbering(conn))
+    out.problems.extend(protections(conn, key))
+    return out
 
 
 def _merge(report: VerifyReport, counts: Counts) -> None:
@@ -172,18 +190,6 @@ def _worker_range(key: Key, lo: int, hi: int) -> Counts:
     assert _worker_units is not None
     with _worker_units.read() as session:  # one read transaction per range
         return verify_range(session.connection(), key, lo, hi)
-
-
-def _in_workers(url: str, key: Key, parts: list[tuple[int, int]], workers: int
-                ) -> Iterable[Counts]:
-    """The ranges verified by ``workers`` processes; results in range order (so problems
-    come first one first)."""
-    ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                             initargs=(url, key)) as pool:
-        futures = [pool.submit(_worker_range, key, lo, hi) for lo, hi in parts]
-        for f in futures:
-            yield f.result()
 
 
 def _url(session: Session) -> str:
