@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from workflow.audit import trail as audit
 from workflow.db import records
-from workflow.db.models import Record, Task, TaskStatus, TimerStatus, User
+from workflow.db.models import OPEN_TASK, Record, Task, TaskStatus, TimerStatus, User
 from workflow.engine import signing, states
 from workflow.engine import statements as st
 from workflow.engine.context import as_actor
@@ -112,9 +112,9 @@ def _migrate_one(engine: Engine, session: Session, rec: Record, move: Mapping[st
                            method=method, data=rec.data)
     before = {t.role: t for t in session.execute(
         select(st.tasks.role, st.tasks.assignee_id, st.tasks.due_at).where(
-            st.tasks.record_id == rec.id, st.tasks.status == TaskStatus.OPEN))}
+            st.tasks.record_id == rec.id, OPEN_TASK))}
     session.execute(update(Task.__table__).where(
-        st.tasks.record_id == rec.id, st.tasks.status == TaskStatus.OPEN).values(
+        st.tasks.record_id == rec.id, OPEN_TASK).values(
         status=TaskStatus.CANCELLED, closed_at=ctx.now, closed_by_id=user.id,
         closed_by_transition="migrate"))
     timers = dict(session.execute(select(st.timers.transition, st.timers.fire_at).where(

@@ -15,7 +15,15 @@ from sqlalchemy.orm import Session
 
 from workflow import clock
 from workflow.change_control.plan_file import MigrationPlan
-from workflow.db.models import DefinitionVersion, Record, Task, TaskStatus, Timer, TimerStatus, User
+from workflow.db.models import (
+    OPEN_TASK,
+    DefinitionVersion,
+    Record,
+    Task,
+    Timer,
+    TimerStatus,
+    User,
+)
 from workflow.engine.core import Engine
 from workflow.spec import expressions
 from workflow.spec.checks import reachable
@@ -253,7 +261,7 @@ def _describe(session: Session, nd: WorkflowDefinition, rec: Record, dest: str,
     m = RecordMove(rec.id, rec.number, rec.title, rec.version, rec.state, dest,
                    drop_fields=[f for f in rec.data if f not in nd.fields])
     for t in session.execute(select(Task).where(Task.record_id == rec.id,
-                                                Task.status == TaskStatus.OPEN)).scalars():
+                                                OPEN_TASK)).scalars():
         who = usernames.get(t.assignee_id) if t.assignee_id else None
         m.tasks_closing.append(f"{t.state} for {t.role or 'initiator'}"
                                + (f" (assigned to {who})" if who else ""))

@@ -19,8 +19,9 @@ from typing import Any
 from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from workflow.db.base import from_row
 from workflow.db.engines import is_sqlite
-from workflow.db.models import Record, Task, TaskStatus, User
+from workflow.db.models import OPEN_TASK, Record, Task, User
 from workflow.db.seals import record_seal
 from workflow.db.uow import session_key
 from workflow.errors import RecordNotFound, StaleRecord
@@ -46,7 +47,7 @@ _TASK_COLUMNS = (_tasks.id.label("task_id"), _tasks.role.label("task_role"),
 _creator = User.__table__.alias("creator")
 _WITH_TASKS = (Record.__table__.join(_creator, _creator.c.id == _records.created_by_id)
                .outerjoin(Task.__table__, and_(_tasks.record_id == _records.id,
-                                               _tasks.status == TaskStatus.OPEN))
+                                               OPEN_TASK))
                .outerjoin(User.__table__, _users.id == _tasks.assignee_id))
 
 
@@ -118,7 +119,8 @@ def lock(session: Session, ref: int | str, *, with_tasks: bool = False) -> Recor
         rows = session.execute(stmt, {"ref": key}).all()
         if not rows:
             raise RecordNotFound(ref)
-        rec = Record(**{c: rows[0]._mapping[c] for c in _RECORD_COLUMNS})
+        first = rows[0]._mapping
+        rec = from_row(Record, {c: first[c] for c in _RECORD_COLUMNS})
         session.info.setdefault(CREATORS, {})[rec.created_by_id] = rows[0].creator_username
         session.info.setdefault(_OPEN_TASKS, {})[rec.id] = [
             OpenTask(r.task_id, r.task_role, r.task_assignee_id, r.task_username,
@@ -131,7 +133,7 @@ def lock(session: Session, ref: int | str, *, with_tasks: bool = False) -> Recor
         row = session.execute(stmt, {"ref": key}).mappings().one_or_none()
         if row is None:
             raise RecordNotFound(ref)
-        rec = Record(**row)
+        rec = from_row(Record, row)
     track(session, rec)
     return rec
 

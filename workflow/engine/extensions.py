@@ -11,7 +11,14 @@ from sqlalchemy import func, select, update
 
 from workflow.audit import trail as audit
 from workflow.db import records
-from workflow.db.models import DueDateExtension, ExtensionStatus, Record, Task, TaskStatus, User
+from workflow.db.models import (
+    OPEN_TASK,
+    DueDateExtension,
+    ExtensionStatus,
+    Record,
+    Task,
+    User,
+)
 from workflow.engine import access, signing
 from workflow.engine.context import Ctx, Result, result_of
 from workflow.errors import (
@@ -141,7 +148,7 @@ def decide(ctx: Ctx, extension_id: int, user: User, approve: bool, signature: An
     rec.due_current = ext.new_due
     session.execute(
         update(Task.__table__)
-        .where(Task.record_id == rec.id, Task.status == TaskStatus.OPEN, Task.due_at == old)
+        .where(Task.record_id == rec.id, OPEN_TASK, Task.due_at == old)
         .values(due_at=ext.new_due)
     )
     audit.record_event(session, rec, at=ctx.now, actor=user, action="due_date_extended",

@@ -15,6 +15,7 @@ from sqlalchemy import CursorResult, Integer, Result, bindparam, func, insert, s
 from sqlalchemy.dialects import postgresql, sqlite
 
 from workflow.db.models import (
+    OPEN_TASK,
     AuditEvent,
     Record,
     RecordCounter,
@@ -53,7 +54,7 @@ RECORD_WORKFLOWS = select(records.number, records.workflow_key).where(
     records.number.in_(bindparam("numbers", expanding=True)))
 HAS_OPEN_TASK = select(tasks.id).where(
     tasks.record_id == bindparam("rid"), tasks.assignee_id == bindparam("uid"),
-    tasks.status == TaskStatus.OPEN).limit(1)
+    OPEN_TASK).limit(1)
 DID_STEP = select(events.transition).where(
     events.record_id == bindparam("rid"), events.actor_id == bindparam("uid"),
     events.transition.in_(bindparam("transitions", expanding=True)),
@@ -61,7 +62,7 @@ DID_STEP = select(events.transition).where(
 OPEN_TASK_HOLDERS = select(tasks.id, tasks.role, tasks.assignee_id, users.username,
                            users.full_name).select_from(Task.__table__).outerjoin(
     User.__table__, users.id == tasks.assignee_id).where(
-    tasks.record_id == bindparam("rid"), tasks.status == TaskStatus.OPEN).order_by(tasks.id)
+    tasks.record_id == bindparam("rid"), OPEN_TASK).order_by(tasks.id)
 EARLIER_SIGNATURES = select(signatures.signer_id, signatures.signer_role).where(
     signatures.record_id == bindparam("rid"), signatures.transition == bindparam("transition"),
     signatures.state_visit == bindparam("visit"))
@@ -76,11 +77,11 @@ INSERT_TASK_FOR = insert(Task.__table__).values(assignee_id=func.coalesce(
     select(users.id).where(users.username == bindparam("assignee_name")).scalar_subquery()))
 INSERT_TIMER = insert(Timer.__table__)
 CLOSE_TASKS = update(Task.__table__).where(
-    tasks.record_id == bindparam("rid"), tasks.status == TaskStatus.OPEN,
+    tasks.record_id == bindparam("rid"), OPEN_TASK,
 ).values(status=TaskStatus.DONE, closed_at=bindparam("now"), closed_by_id=bindparam("uid"),
          closed_by_transition=bindparam("transition"))
 CLOSE_ROLE_TASK = update(Task.__table__).where(
-    tasks.record_id == bindparam("rid"), tasks.status == TaskStatus.OPEN,
+    tasks.record_id == bindparam("rid"), OPEN_TASK,
     tasks.role == bindparam("b_role"),
 ).values(status=TaskStatus.DONE, closed_at=bindparam("now"), closed_by_id=bindparam("uid"),
          closed_by_transition=bindparam("transition"))

@@ -19,6 +19,7 @@ from sqlalchemy.orm.util import identity_key
 from workflow import clock, rules
 from workflow import config as qms_config
 from workflow.audit import trail as audit
+from workflow.db.base import from_row
 from workflow.db.models import LoginChallenge, RoleGrant, User, UserSession
 from workflow.db.seals import SEALED_COLUMNS
 from workflow.db.uow import READ_ONLY, Units, check_key
@@ -121,7 +122,7 @@ def get_actor(session: Session, username: str, at: datetime) -> tuple[User, set[
     user = session.identity_map.get(identity_key(User, first["id"]))
     if user is None:
         # the row as the session would have loaded it: persistent, unchanged
-        user = User(**{c: first[c] for c in _USER_COLUMNS})
+        user = from_row(User, {c: first[c] for c in _USER_COLUMNS})
         make_transient_to_detached(user)
         session.add(user)
     if not user.active:

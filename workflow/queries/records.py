@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, aliased
 
 from workflow import blobs, rules
 from workflow.db.models import (
+    OPEN_TASK,
     AuditEvent,
     DefinitionVersion,
     DueDateExtension,
@@ -23,7 +24,6 @@ from workflow.db.models import (
     RecordLink,
     Signature,
     Task,
-    TaskStatus,
     User,
 )
 from workflow.db.records import get as records_get
@@ -161,7 +161,7 @@ def open_tasks(session: Session, rec: Record) -> list[tuple[Task, str | None]]:
     """The record's open tasks with the assignee's printed name."""
     return [(task, name) for task, name in session.execute(
         select(Task, User.full_name).outerjoin(User, User.id == Task.assignee_id)
-        .where(Task.record_id == rec.id, Task.status == TaskStatus.OPEN).order_by(Task.id))]
+        .where(Task.record_id == rec.id, OPEN_TASK).order_by(Task.id))]
 
 
 def field_people(session: Session, d: WorkflowDefinition, rec: Record) -> dict[str, str]:

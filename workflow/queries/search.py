@@ -43,7 +43,14 @@ from sqlalchemy.orm import Session
 
 from workflow import clock, rules
 from workflow.db.engines import is_sqlite
-from workflow.db.models import DefinitionVersion, Record, SavedSearch, Task, TaskStatus, User
+from workflow.db.models import (
+    OPEN_TASK,
+    DefinitionVersion,
+    Record,
+    SavedSearch,
+    Task,
+    User,
+)
 from workflow.db.uow import Units
 from workflow.errors import ValidationFailed
 from workflow.registry import Registry
@@ -257,7 +264,7 @@ def _filtered(session: Session, registry: Registry, user: User, roles: set[str],
     if rq.assignee:
         q = q.where(exists().where(Task.record_id == Record.id,
                                    Task.assignee_id == _user_id(session, rq.assignee),
-                                   Task.status == TaskStatus.OPEN))
+                                   OPEN_TASK))
     if rq.overdue:
         q = q.where(Record.closed_at.is_(None), Record.due_current < clock.now())
     for col, lo, hi in ((Record.created_at, rq.created_from, rq.created_to),

@@ -19,7 +19,14 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from workflow import clock, rules
-from workflow.db.models import DefinitionVersion, Record, RecordPerson, Task, TaskStatus, User
+from workflow.db.models import (
+    OPEN_TASK,
+    DefinitionVersion,
+    Record,
+    RecordPerson,
+    Task,
+    User,
+)
 from workflow.registry import Registry
 from workflow.spec.model import TrainingCapability
 
@@ -103,7 +110,7 @@ def _rows(session: Session, registry: Registry, user: User, roles: set[str], now
         people.username == user.username, people.field == cap.trainee)), *scope(key))
         for key, cap in workflows.items()]
     held = exists().where(Task.record_id == Record.id, Task.assignee_id == user.id,
-                          Task.status == TaskStatus.OPEN)
+                          OPEN_TASK)
     q = select(Record, held).where(or_(*mine), rules.visible_clause(user, roles, published))
     if open_only:
         q = q.where(Record.closed_at.is_(None), not_(held))

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from workflow import rules
 from workflow.audit import trail as audit
-from workflow.db.models import RoleGrant, Task, TaskStatus, User
+from workflow.db.models import OPEN_TASK, RoleGrant, Task, User
 from workflow.errors import WorkflowError
 from workflow.identity import users as identity
 from workflow.queries.selection import RecordItem
@@ -93,7 +93,7 @@ def _review(ctx: JobContext, system: Mapping[str, Any],
         if owner is not None and owner.active and \
                 "system_owner" in identity.roles_of(session, owner, ctx.now):
             task_id = session.execute(select(Task.id).where(
-                Task.record_id == rec.id, Task.status == TaskStatus.OPEN)).scalars().first()
+                Task.record_id == rec.id, OPEN_TASK)).scalars().first()
             if task_id is not None:
                 session.execute(update(Task).where(Task.id == task_id)
                                 .values(assignee_id=owner.id))

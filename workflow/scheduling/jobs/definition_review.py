@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from workflow.audit import trail as audit
-from workflow.db.models import DefinitionVersion, Record, Task, TaskStatus
+from workflow.db.models import OPEN_TASK, DefinitionVersion, Record, Task
 from workflow.scheduling.context import JobContext
 from workflow.spec.model import parse_duration
 
@@ -82,7 +82,7 @@ def definition_review(ctx: JobContext) -> dict[str, Any]:
                 "records_total": int(total), "records_open": int(still_open)})
             if owner != "process_owner":
                 task_id = session.execute(select(Task.id).where(
-                    Task.record_id == rec.id, Task.status == TaskStatus.OPEN,
+                    Task.record_id == rec.id, OPEN_TASK,
                     Task.role == "process_owner")).scalars().first()
                 if task_id is not None:
                     session.execute(update(Task).where(Task.id == task_id).values(role=owner))

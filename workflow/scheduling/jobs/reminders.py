@@ -12,7 +12,7 @@ from sqlalchemy import String, and_, cast, exists, literal, select
 from sqlalchemy.orm import Session
 
 from workflow import clock, outbox
-from workflow.db.models import JobRun, Record, Task, TaskStatus, User
+from workflow.db.models import OPEN_TASK, JobRun, Record, Task, User
 from workflow.identity import users as identity
 from workflow.identity.policy import Policy
 from workflow.scheduling.context import JobContext
@@ -30,7 +30,7 @@ def sla_sweep(ctx: JobContext) -> dict[str, Any]:
         job = f"sla:{kind}"
         claimed = exists().where(JobRun.job == job, JobRun.period_key ==
                                  literal("task:") + cast(Task.id, String))
-        cond = [Task.status == TaskStatus.OPEN, Task.due_at.is_not(None),
+        cond = [OPEN_TASK, Task.due_at.is_not(None),
                 Task.due_at <= horizon, ~claimed]
         if kind == "due_soon":
             cond.append(Task.due_at > ctx.now)
