@@ -273,7 +273,14 @@ def groups(s: Scope, x: Declared, cohort: Select) -> dict[str, int]:
     c = cohort.add_columns(group_of(d, field).label("g")).subquery()
     rows: dict[Any, int] = dict(s.session.execute(
         select(c.c.g, func.count()).group_by(c.c.g)).all())
-    f = d.fields[field]
+    return ordered_groups(x, rows)
+
+
+def ordered_groups(x: Declared, rows: dict[Any, int]) -> dict[str, int]:
+    """The counts per group ``rows`` in the order :func:`groups` gives them (an empty
+    cohort: every choice with 0)."""
+    rows = dict(rows)
+    f = x.definition.fields[x.kpi.field or ""]
     order = list(f.choices) if f.type == "choice" else (["yes", "no"] if f.type == "boolean"
                                                         else [])
     out = {v: int(rows.pop(v, 0)) for v in order}

@@ -1,0 +1,80 @@
+"""The dashboard's metrics computed together (workflow/kpi/batch.py) are exactly the metrics
+computed one by one from their cohorts (issue 18 item 5): every figure, on crafted data
+sets, for viewers who see everything, part or nothing, for the current period and a past
+as-of time; with fewer statements."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pytest
+
+from tests.factories import statements
+from tests.integration.test_kpi import (  # noqa: F401 - fixtures
+    SPRING,
+    capa_set,
+    deviation_set,
+    kpi,
+    org,
+)
+from workflow.kpi import Period
+
+PAST = Period.months("2026-03", "2026-03")
+
+
+def _one_by_one(k) -> dict:
+    return {key: asdict(k.metric(key)) for key in k.specs()}
+
+
+def _together(k) -> dict:
+    return {key: asdict(m) for key, m in k.metrics().items()}
+
+
+@pytest.mark.parametrize("data", ["capa_set", "deviation_set"])
+@pytest.mark.parametrize("viewer", ["quinn", "olga", "otto"])
+@pytest.mark.parametrize("period", [SPRING, PAST], ids=["spring", "march"])
+def test_metrics_together_equal_each_metric_alone(engine, org, request, data, viewer,  # noqa: F811
+                                                  period):
+    """R-PERF-70, R-PERF-71: Kpi.metrics() gives, for every built-in and declared metric,
+    exactly the Metric that Kpi.metric() computes from that metric's cohort alone (value,
+    numerator, denominator, p90, status, groups, note)."""
+    request.getfixturevalue(data)
+    k = kpi(engine, viewer, period)
+    alone = _one_by_one(k)
+    together = _together(kpi(engine, viewer, period))
+    assert together == alone
+    if viewer == "quinn" and period is SPRING:  # the data set counts something
+        assert any(m["value"] for m in together.values())
+
+
+def test_cohorts_over_the_same_rows_share_one_statement(engine, capa_set):  # noqa: F811
+    """R-PERF-70: open CAPAs counted, flagged overdue and aged are one statement over the
+    open CAPAs (besides the one that finds which workflows have records); effectiveness
+    checks passed and taken early one over the checks."""
+    k = kpi(engine, "quinn")
+    k.metrics()  # the definitions and the viewer's roles, read once per calculator
+    with statements(engine) as seen:
+        k.metrics(["capa.open", "capa.overdue", "capa.age"])
+    assert len(seen) == 2, [s for s, _ in seen]
+    with statements(engine) as seen:
+        k.metrics(["capa.effectiveness", "capa.effectiveness_early"])
+    assert len(seen) == 2, [s for s, _ in seen]
+    with statements(engine) as seen:
+        k.metrics(["capa.open", "capa.closure_days"])  # a median keeps its own statement
+    assert len(seen) == 3
+
+
+def test_a_workflow_without_records_costs_no_statement(engine, capa_set):  # noqa: F811
+    """R-PERF-71: the metrics of workflows without a record by the as-of time (here every
+    declared one: the data set has CAPAs only) are computed without a statement of their
+    own; one statement finds which workflows have records."""
+    k = kpi(engine, "quinn")
+    k.metrics()  # the definitions and the viewer's roles, read once per calculator
+    declared = [key for key in k.specs() if "." in key and key.split(".")[0] not in
+                ("capa", "dev", "cr", "trn", "ar", "sec")]
+    assert declared
+    with statements(engine) as seen:
+        ms = k.metrics(declared)
+    assert len(seen) == 1, [s for s, _ in seen]
+    assert all(m.value in (None, 0) and m.note == "nothing in the period" or m.value == 0
+               for m in ms.values())
