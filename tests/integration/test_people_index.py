@@ -66,6 +66,41 @@ def test_people_index_follows_every_record_write(engine, people, make_user):
     assert _people(engine, r.number) == [("trainee", people["emp"]), ("trainer", people["qa"])]
 
 
+def test_people_index_is_rewritten_only_when_the_people_change(engine, people, make_user):
+    """R-PERF-81: a write that changes a record's data but none of the people it names leaves
+    the people index alone (the trigger compares the old and new value at each people place
+    first; migration 0018): an index row removed by hand stays removed through such a write,
+    and the next write that changes a person rebuilds the record's rows completely. A new
+    definition version re-indexes too."""
+    coord = make_user("tina", "training_coordinator", "employee")
+    trainer = make_user("trent", "trainer", "employee")
+    r = _assign(engine, people, coord, trainer=trainer)
+    with dba(engine) as s:
+        s.execute(text("DELETE FROM record_people WHERE field = 'trainer' AND record_id = "
+                       "(SELECT id FROM records WHERE number = :n)"), {"n": r.number})
+    # a change of data that names nobody new: the trigger does nothing
+    with engine.unit() as s:
+        rec = records.lock(s, r.number)
+        rec.data = {**rec.data, "title": "SOP-1 v1 (renamed)", "document_version": "2"}
+    assert _people(engine, r.number) == [("trainee", people["emp"])]
+    # a person changes: the record's rows are rebuilt, the one removed by hand too
+    with engine.unit() as s:
+        rec = records.lock(s, r.number)
+        rec.data = {**rec.data, "trainee": people["qa2"]}
+    assert _people(engine, r.number) == [("trainee", people["qa2"]), ("trainer", trainer)]
+    # a list's user column: a change in another column of a row re-indexes (conservative),
+    # and the people stay exactly those named
+    capa = engine.start("capa", people["owner"], {"title": "Fix", "description": "Leaks"})
+    row = {"action": "Clean", "responsible": people["emp"], "due": "2026-12-31"}
+    with engine.unit() as s:
+        rec = records.lock(s, capa.number)
+        rec.data = {**rec.data, "actions": [row]}
+    with engine.unit() as s:
+        rec = records.lock(s, capa.number)
+        rec.data = {**rec.data, "actions": [{**row, "action": "Clean twice"}]}
+    assert ("actions", people["emp"]) in _people(engine, capa.number)
+
+
 def _bulk_open_trainings(engine, number, n):
     """``n`` open, overdue trainings of 500 other trainees, written with plain SQL (as bulk
     loaded data would be): the triggers index them too."""
