@@ -59,9 +59,24 @@ def test_cohorts_over_the_same_rows_share_one_statement(engine, capa_set):  # no
     with statements(engine) as seen:
         k.metrics(["capa.effectiveness", "capa.effectiveness_early"])
     assert len(seen) == 2, [s for s, _ in seen]
-    with statements(engine) as seen:
-        k.metrics(["capa.open", "capa.closure_days"])  # a median keeps its own statement
+    with statements(engine) as seen:  # other rows: two statements
+        k.metrics(["capa.open", "capa.closure_days"])
     assert len(seen) == 3
+    with statements(engine) as seen:  # a median reads the rows it shares with a share
+        k.metrics(["capa.closure_days", "capa.extended"])
+    assert len(seen) == 2, [s for s, _ in seen]
+
+
+def test_a_milestone_is_read_once_for_its_metrics(engine, deviation_set):  # noqa: F811
+    """R-PERF-72: the built-in median days to triage and the declared share of triages
+    within two days read the deviations' triage milestone in one statement."""
+    k = kpi(engine, "quinn")
+    k.metrics()
+    with statements(engine) as seen:
+        ms = k.metrics(["dev.triage_days", "deviation.triaged_in_time"])
+    assert len(seen) == 2, [s for s, _ in seen]
+    assert ms["dev.triage_days"].value == k.metric("dev.triage_days").value == 2.0
+    assert ms["deviation.triaged_in_time"].denominator == 2
 
 
 def test_a_workflow_without_records_costs_no_statement(engine, capa_set):  # noqa: F811
@@ -78,3 +93,14 @@ def test_a_workflow_without_records_costs_no_statement(engine, capa_set):  # noq
     assert len(seen) == 1, [s for s, _ in seen]
     assert all(m.value in (None, 0) and m.note == "nothing in the period" or m.value == 0
                for m in ms.values())
+
+
+def test_a_count_by_counts_its_groups(engine, deviation_set):  # noqa: F811
+    """R-PERF-70: a count_by KPI's number is the sum of its groups, read in one statement
+    with them (not a second read of the same records' data)."""
+    k = kpi(engine, "quinn")
+    k.metrics()
+    with statements(engine) as seen:
+        m = k.metrics(["deviation.by_classification"])["deviation.by_classification"]
+    assert len(seen) == 2, [s for s, _ in seen]
+    assert m.value == sum(m.groups.values()) == k.metric("deviation.by_classification").value

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.selectable import Join
+from sqlalchemy.sql.elements import ColumnClause
+from sqlalchemy.sql.selectable import Join, Subquery
+from sqlalchemy.sql.visitors import replacement_traverse
 
 from workflow.db.models import Record
 
@@ -72,47 +74,118 @@ def _surface(froms: Iterable[Any]) -> set[Any]:
     return out
 
 
-def _reads_only(c: Select, leader: Select) -> bool:
-    """``c``'s hit and value read only tables in ``leader``'s FROM (its columns' and WHERE's
-    tables and what it joins)."""
-    froms = [*leader.columns_clause_froms, *leader._from_obj,
-             *(f for crit in leader._where_criteria for f in crit._from_objects),
-             *(j[0] for j in leader._setup_joins)]
-    surface = _surface(froms)
-    cols = (c.selected_columns.hit, c.selected_columns.value)
-    return all(f._deannotate() in surface for col in cols for f in col._from_objects)
+def _froms(c: Select) -> list[Any]:
+    return [*c.columns_clause_froms, *c._from_obj,
+            *(f for crit in c._where_criteria for f in crit._from_objects),
+            *(j[0] for j in c._setup_joins)]
 
 
-def aggregate(session: Session, cohorts: Mapping[str, Select]) -> dict[str, Aggregates]:
-    """The aggregates of each cohort; cohorts over the same rows share one statement."""
+def _onto(c: Select, leader: Select) -> tuple[Any, Any] | None:
+    """``c``'s hit and value over ``leader``'s FROM: a subquery ``c`` built for itself is
+    replaced by the leader's (the signatures, equal, say they are the same statement);
+    None when they would read anything else."""
+    mine, theirs = _froms(c), _froms(leader)
+    if len(mine) != len(theirs):
+        return None
+    swap = {id(a): b for a, b in zip(mine, theirs, strict=True)
+            if a is not b and isinstance(a, Subquery) and isinstance(b, Subquery)}
+
+    def replace(e: Any) -> Any:
+        t = getattr(e, "table", None)
+        if isinstance(e, ColumnClause) and t is not None and id(t) in swap:
+            return swap[id(t)].c[e.key]
+        return None
+
+    opts: dict[str, Any] = {}
+    cols: list[Any] = [replacement_traverse(c.selected_columns[n].element, opts,
+                                            cast(Any, replace))
+                       for n in ("hit", "value")]
+    surface = _surface(theirs)
+    if not all(f._deannotate() in surface for col in cols for f in col._from_objects):
+        return None
+    return cols[0], cols[1]
+
+
+#: kinds whose figure Python takes exactly from the cohort's rows (counts, sorted values);
+#: a mean or a sum keeps SQL's own arithmetic
+ROW_KINDS = ("count", "share", "median")
+
+
+def aggregate(session: Session, cohorts: Mapping[str, Select],
+              kinds: Mapping[str, str] | None = None) -> dict[str, Aggregates | list[float]]:
+    """The aggregates of each cohort (a ``median`` in ``kinds``: its values, sorted);
+    cohorts over the same rows share one statement: an aggregate one, or, with a median
+    among them, one reading the rows (the means and sums then one of their own)."""
+    kinds = kinds or {}
     groups: dict[tuple[Any, ...], list[str]] = {}
     for key, c in cohorts.items():
         groups.setdefault(_signature(c), []).append(key)
-    out: dict[str, Aggregates] = {}
+    out: dict[str, Aggregates | list[float]] = {}
     for keys in groups.values():
-        leader = cohorts[keys[0]]
-        members = [keys[0]] + [k for k in keys[1:] if _reads_only(cohorts[k], leader)]
-        for k in keys:
-            if k not in members:
-                out.update(_together(session, cohorts[k], [(k, cohorts[k])]))
-        out.update(_together(session, leader, [(k, cohorts[k]) for k in members]))
+        by_rows = any(kinds.get(k) == "median" for k in keys)
+        parts = ([[k for k in keys if kinds.get(k) in ROW_KINDS],
+                  [k for k in keys if kinds.get(k) not in ROW_KINDS]] if by_rows
+                 else [keys])
+        for j, part in enumerate(parts):
+            if not part:
+                continue
+            leader = cohorts[part[0]]
+            members: list[tuple[str, Any, Any]] = []
+            for k in part:
+                cols = _onto(cohorts[k], leader) if k != part[0] else (
+                    leader.selected_columns.hit.element, leader.selected_columns.value.element)
+                if cols is None:
+                    out.update(_together(session, cohorts[k], [(k, *_own(cohorts[k]))]))
+                else:
+                    members.append((k, *cols))
+            if by_rows and j == 0:
+                out.update(_rows(session, leader, members, kinds))
+            else:
+                out.update(_together(session, leader, members))
     return out
 
 
-def _together(session: Session, leader: Select, members: list[tuple[str, Select]]
-              ) -> dict[str, Aggregates]:
+def _own(c: Select) -> tuple[Any, Any]:
+    return c.selected_columns.hit.element, c.selected_columns.value.element
+
+
+def _extended(leader: Select, members: list[tuple[str, Any, Any]]) -> Any:
     extra = []
-    for i, (_k, c) in enumerate(members[1:], 1):
-        extra += [c.selected_columns.hit.element.label(f"hit_{i}"),
-                  c.selected_columns.value.element.label(f"value_{i}")]
-    sub = (leader.add_columns(*extra) if extra else leader).subquery()
+    for i, (_k, hit, value) in enumerate(members[1:], 1):
+        extra += [hit.label(f"hit_{i}"), value.label(f"value_{i}")]
+    return (leader.add_columns(*extra) if extra else leader).subquery()
+
+
+def _cols(sub: Any, i: int) -> tuple[Any, Any]:
+    return (sub.c.hit, sub.c.value) if i == 0 else (sub.c[f"hit_{i}"], sub.c[f"value_{i}"])
+
+
+def _together(session: Session, leader: Select, members: list[tuple[str, Any, Any]]
+              ) -> dict[str, Aggregates]:
+    sub = _extended(leader, members)
     aggs: list[Any] = [func.count()]
     for i in range(len(members)):
-        hit, value = (sub.c.hit, sub.c.value) if i == 0 else (sub.c[f"hit_{i}"],
-                                                              sub.c[f"value_{i}"])
+        hit, value = _cols(sub, i)
         aggs += [func.coalesce(func.sum(hit), 0), func.avg(value),
                  func.coalesce(func.sum(value), 0)]
     row = session.execute(select(*aggs).select_from(sub)).one()
     n = row[0]
     return {k: (n, row[1 + 3 * i], row[2 + 3 * i], row[3 + 3 * i])
-            for i, (k, _c) in enumerate(members)}
+            for i, (k, _h, _v) in enumerate(members)}
+
+
+def _rows(session: Session, leader: Select, members: list[tuple[str, Any, Any]],
+          kinds: Mapping[str, str]) -> dict[str, Aggregates | list[float]]:
+    """Counts, hits and sorted values from the cohort's rows (integers and the values as
+    the database computed them: what the aggregates and ORDER BY would give)."""
+    sub = _extended(leader, members)
+    rows = session.execute(select(*[c for i in range(len(members)) for c in _cols(sub, i)])
+                           ).all()
+    out: dict[str, Aggregates | list[float]] = {}
+    for i, (k, _h, _v) in enumerate(members):
+        if kinds.get(k) == "median":
+            out[k] = sorted(float(r[2 * i + 1]) for r in rows if r[2 * i + 1] is not None)
+        else:  # count, share: the values are not used
+            hits = sum(int(r[2 * i]) for r in rows if r[2 * i] is not None)
+            out[k] = (len(rows), hits, None, 0)
+    return out

@@ -176,9 +176,10 @@ class Kpi:
     def metric(self, key: str) -> Metric:
         return self._metric(key, None)
 
-    def _metric(self, key: str, data: batch.Aggregates | list[float] | None) -> Metric:
+    def _metric(self, key: str, data: batch.Aggregates | list[float] | None,
+                groups: dict[str, int] | None = None) -> Metric:
         """The metric ``key`` from its cohort's aggregates (a median: its sorted values),
-        computed here when ``data`` is None."""
+        computed here when ``data`` is None; a count_by's ``groups`` likewise."""
         spec = self.spec(key)
         m = Metric(key, spec.label, spec.show, None)
         x = self.declared().get(key) if key not in SPECS else None
@@ -219,8 +220,9 @@ class Kpi:
             status_value = ((m.numerator or 0) / m.denominator) if m.denominator else None
         m.status = rate(status_value, self.threshold(key))
         if x is not None and x.kpi.kind == "count_by":
-            m.groups = declared_kpis.groups(self.scope, x, self.cohort(key)) \
-                if m.value else declared_kpis.ordered_groups(x, {})
+            m.groups = groups if groups is not None else \
+                declared_kpis.groups(self.scope, x, self.cohort(key)) if m.value else \
+                declared_kpis.ordered_groups(x, {})
         if m.value is None:
             m.note = "nothing in the period"
         return m
@@ -236,14 +238,22 @@ class Kpi:
         there = batch.present(self.session, self.as_of,
                               {s.workflow for s in specs.values() if s.workflow})
         data: dict[str, batch.Aggregates | list[float] | None] = {}
+        groups: dict[str, dict[str, int]] = {}
         shared = {}
         for k, spec in specs.items():
+            x = self.declared().get(k) if k not in SPECS else None
             if spec.workflow and spec.workflow not in there:
                 data[k] = [] if spec.kind == "median" else batch.EMPTY
-            elif spec.kind != "median":
+            elif x is not None and x.kpi.kind == "count_by":
+                # the groups partition the cohort (a row each, hit 1, no value): its count
+                # is theirs, one statement for both
+                groups[k] = declared_kpis.groups(self.scope, x, self.cohort(k))
+                n = sum(groups[k].values())
+                data[k] = (n, n, None, 0)
+            else:
                 shared[k] = self.cohort(k)
-        data.update(batch.aggregate(self.session, shared))
-        return {k: self._metric(k, data.get(k)) for k in keys}
+        data.update(batch.aggregate(self.session, shared, {k: specs[k].kind for k in shared}))
+        return {k: self._metric(k, data.get(k), groups.get(k)) for k in keys}
 
     # ------------------------------------------------------------------ drill-down
 
