@@ -22,7 +22,7 @@ from workflow import canonical
 from workflow.canonical import keyed_hash, keyed_ok
 from workflow.clock import as_utc
 from workflow.db.models import AuditChain, AuditEvent, Record, User
-from workflow.db.uow import attributed, session_key
+from workflow.db.uow import attributed, connection, session_key
 from workflow.keyring import Key, as_ring
 
 GENESIS = "0" * 64
@@ -200,7 +200,7 @@ def flush_pending(session: Session) -> None:
     (workflow/db/uow.py), run before every flush and before commit."""
     rows = session.info.pop(_PENDING, None)
     if rows:
-        session.connection().execute(_INSERT_EVENTS, rows)
+        connection(session).execute(_INSERT_EVENTS, rows)
 
 
 def discard_pending(session: Session) -> None:

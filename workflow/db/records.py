@@ -23,7 +23,7 @@ from workflow.db.base import from_row
 from workflow.db.engines import is_sqlite
 from workflow.db.models import OPEN_TASK, Record, Task, User
 from workflow.db.seals import record_seal
-from workflow.db.uow import session_key
+from workflow.db.uow import connection, session_key
 from workflow.errors import RecordNotFound, StaleRecord
 
 _records = Record.__table__.c
@@ -116,7 +116,7 @@ def lock(session: Session, ref: int | str, *, with_tasks: bool = False) -> Recor
             stmt = _TASKS_BY_ID if by_id else _TASKS_BY_NUMBER
         else:
             stmt = _LOCK_TASKS_BY_ID if by_id else _LOCK_TASKS_BY_NUMBER
-        rows = session.execute(stmt, {"ref": key}).all()
+        rows = connection(session).execute(stmt, {"ref": key}).all()
         if not rows:
             raise RecordNotFound(ref)
         first = rows[0]._mapping
@@ -130,7 +130,7 @@ def lock(session: Session, ref: int | str, *, with_tasks: bool = False) -> Recor
             stmt = _ROW_BY_ID if by_id else _ROW_BY_NUMBER
         else:
             stmt = _LOCK_BY_ID if by_id else _LOCK_BY_NUMBER
-        row = session.execute(stmt, {"ref": key}).mappings().one_or_none()
+        row = connection(session).execute(stmt, {"ref": key}).mappings().one_or_none()
         if row is None:
             raise RecordNotFound(ref)
         rec = from_row(Record, row)
@@ -162,7 +162,7 @@ def write_back(session: Session) -> None:
         if not changed:
             continue
         rec.seal = changed["seal"] = record_seal(session_key(session), rec)
-        conn = session.connection()
+        conn = connection(session)
         done = conn.execute(_UPDATE_RECORD, {**changed, "_id": rec.id,
                                              "_stored_version": stored["version"]})
         if done.rowcount != 1:

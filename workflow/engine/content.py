@@ -24,6 +24,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from workflow.db.models import AuditEvent, Record, User
+from workflow.db.uow import connection
 from workflow.errors import (
     ChangeReasonRequired,
     ContentLocked,
@@ -51,7 +52,7 @@ class Event:
 
 def history(session: Session, rec: Record) -> list[Event]:
     """The record's create, update, transition and sign events, oldest first."""
-    rows = session.execute(_HISTORY, {"rid": rec.id})
+    rows = connection(session).execute(_HISTORY, {"rid": rec.id})
     return [Event(a, t, u, n, c or {}) for a, t, u, n, c in rows]
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from workflow import clock
 from workflow.db import records
 from workflow.db.models import Record, TaskStatus, TimerStatus, User
+from workflow.db.uow import connection
 from workflow.engine import exclusive
 from workflow.engine import statements as st
 from workflow.engine.context import Ctx, known_user_id
@@ -21,7 +22,7 @@ from workflow.spec.model import StateSpec, parse_duration
 def leave_state(ctx: Ctx, compiled: Compiled, rec: Record, user: User, transition: str) -> None:
     """Close the state's open tasks; cancel its pending timers."""
     session = ctx.session
-    session.execute(st.CLOSE_TASKS, {"rid": rec.id, "now": ctx.now, "uid": user.id,
+    connection(session).execute(st.CLOSE_TASKS, {"rid": rec.id, "now": ctx.now, "uid": user.id,
                                      "transition": transition})
     records.open_tasks_read(session, rec)  # what was read with the lock is no longer so
     state = compiled.definition.states[rec.state]
@@ -63,7 +64,7 @@ def open_tasks(ctx: Ctx, rec: Record, state: StateSpec,
         assignee_id = known_user_id(ctx.session, name)
         if assignee_id is None and keep is None:
             # the person's id is read by the INSERT itself (one statement, not two)
-            ctx.session.execute(st.INSERT_TASK_FOR, [
+            connection(ctx.session).execute(st.INSERT_TASK_FOR, [
                 {"record_id": rec.id, "state": rec.state, "state_visit": rec.state_visit,
                  "role": None if owner == "initiator" else owner,
                  "known_id": rec.created_by_id if owner == "initiator" else None,
@@ -82,7 +83,7 @@ def open_tasks(ctx: Ctx, rec: Record, state: StateSpec,
                      "assignee_id": who if who is not None or prev is None else prev.assignee_id,
                      "status": TaskStatus.OPEN, "opened_at": ctx.now,
                      "due_at": prev.due_at if prev is not None else due})
-    ctx.session.execute(st.INSERT_TASKS, rows)
+    connection(ctx.session).execute(st.INSERT_TASKS, rows)
 
 
 def task_due(ctx: Ctx, rec: Record, state: StateSpec) -> datetime | None:

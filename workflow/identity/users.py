@@ -22,7 +22,7 @@ from workflow.audit import trail as audit
 from workflow.db.base import from_row
 from workflow.db.models import LoginChallenge, RoleGrant, User, UserSession
 from workflow.db.seals import SEALED_COLUMNS
-from workflow.db.uow import READ_ONLY, Units, check_key
+from workflow.db.uow import READ_ONLY, Units, check_key, connection
 from workflow.errors import (
     InactiveUser,
     UnknownUser,
@@ -115,7 +115,7 @@ def get_actor(session: Session, username: str, at: datetime) -> tuple[User, set[
     Raises:
         UnknownUser, InactiveUser.
     """
-    rows = session.execute(_ACTOR, {"username": username.lower(), "at": at}).all()
+    rows = connection(session).execute(_ACTOR, {"username": username.lower(), "at": at}).all()
     if not rows:
         raise UnknownUser(username)
     first = rows[0]._mapping
