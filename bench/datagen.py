@@ -394,12 +394,15 @@ def _cast(people: dict[str, list[str]], rng: random.Random, hot: str | None,
 
 
 def generate(url: str, *, records: int = 50_000, hot_user: str = "olga", hot_tasks: int = 500,
-             seed: int = 1, log: Any = None, audit_events: int | None = None
-             ) -> dict[str, Any]:
+             seed: int = 1, log: Any = None, audit_events: int | None = None,
+             workers: int | None = None) -> dict[str, Any]:
     """Build a database at ``url`` (wiped) with about ``records`` records in total (a clone
     group may overshoot by a record or two), where ``hot_user`` has exactly ``hot_tasks``
     open tasks (80 % CAPAs she owns, 20 % change requests she drafts). Returns the engine,
     the people and sample record numbers.
+
+    ``workers``: on SQLite, the clones are built by that many processes (default: up to 4,
+    one a core; bench/bulkload.py); 1 keeps the sequential path.
 
     ``audit_events``: aim for about that many record audit events in total by appending
     ``update`` events to clones (see :func:`_clone`)."""
@@ -466,6 +469,12 @@ def generate(url: str, *, records: int = 50_000, hot_user: str = "olga", hot_tas
     for kind, gs in groups.items():
         samples.setdefault(kind, gs[0][0])
     t0 = time.perf_counter()
+    if url.startswith("sqlite") and workers != 1:
+        return _generate_parallel(engine, url, templates=templates, plan=plan, when=when,
+                                  order=order, extra=extra, rng=rng, users=users,
+                                  full_names=full_names, ids=ids, samples=samples,
+                                  made=made, people=people, hot_user=hot_user,
+                                  workers=workers, log=log)
     with engine.unit() as s:
         conn = s.connection()
         buf: Rows = {k: [] for k, _ in TABLES}
@@ -507,6 +516,39 @@ def generate(url: str, *, records: int = 50_000, hot_user: str = "olga", hot_tas
             c.exec_driver_sql("ANALYZE")
         else:
             c.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+    return {"engine": engine, "people": people, "hot_user": hot_user, "password": PASSWORD,
+            "samples": samples, "records": done}
+
+
+def _generate_parallel(engine: Engine, url: str, *, templates: Any, plan: Any, when: Any,
+                       order: list[int], extra: list[int], rng: random.Random, users: Any,
+                       full_names: Any, ids: _Ids, samples: dict[str, str], made: int,
+                       people: Any, hot_user: str, workers: int | None, log: Any
+                       ) -> dict[str, Any]:
+    from bench import bulkload
+
+    titles = [_title(rng) for _ in order]  # drawn in the order the sequential path draws
+    dbe = engine.sessions.kw["bind"]
+    dbe.dispose()
+    numbers, ids = bulkload.load(dbe, templates=templates, plan=plan, when=when, order=order,
+                                 extra=extra, titles=titles, users=users,
+                                 full_names=full_names, ids=ids, tables=TABLES,
+                                 workers=workers, log=log)
+    done = made
+    for i in order:
+        kind, v, names = plan[i]
+        if names.get(P.O) == hot_user and kind in ("capa_investigation", "capa_action_plan"):
+            samples.setdefault("hot_" + kind.removeprefix("capa_"), numbers[i])
+        done += templates[kind][v]["size"]
+    with engine.unit() as s:
+        conn = s.connection()
+        for (prefix, year), value in ids.counters.items():
+            conn.execute(RecordCounter.__table__.delete().where(
+                RecordCounter.prefix == prefix, RecordCounter.year == year))
+            conn.execute(insert(RecordCounter.__table__),
+                         {"prefix": prefix, "year": year, "last_value": value})
+    with dbe.connect() as c:
+        c.exec_driver_sql("ANALYZE")
     return {"engine": engine, "people": people, "hot_user": hot_user, "password": PASSWORD,
             "samples": samples, "records": done}
 
@@ -572,6 +614,8 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=50_000)
     ap.add_argument("--tasks", type=int, default=500, help="open tasks of the hot user")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--workers", type=int, help="processes building clones (SQLite; "
+                    "default: one a core, up to 4; 1: sequential)")
     ap.add_argument("--info", help="also write the JSON line to this file (see load())")
     ap.add_argument("--copy-from", help="a generated SQLite file: copy it to --url "
                     "(PostgreSQL) instead of generating")
@@ -585,7 +629,7 @@ def main() -> None:
         return
     t0 = time.perf_counter()
     info = generate(args.url, records=args.records, hot_tasks=args.tasks, seed=args.seed,
-                    log=lambda m: print(m, file=sys.stderr, flush=True))
+                    workers=args.workers, log=lambda m: print(m, file=sys.stderr, flush=True))
     line = json.dumps({"url": args.url, "records": info["records"],
                        "seconds": round(time.perf_counter() - t0, 1),
                        "hot_user": info["hot_user"], "people": info["people"],
