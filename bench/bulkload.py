@@ -7,7 +7,7 @@ falling as the indexes outgrow the cache. Here:
 
 1. an allocation pass walks the clones in creation order and notes where each chunk of
    clones starts (next ids of every table, the record counters): cheap, no hashing;
-2. worker processes (fork) build their chunks with the same :func:`bench.datagen._clone` -
+2. worker processes (fork) build their chunks with the same :func:`bench.datagen.clone` -
    the same rows, chains, signatures and seals as the sequential path - and write them with
    the driver's ``executemany`` (values converted by SQLAlchemy's own bind processors, so
    the stored text is what the ORM writes) into a scratch SQLite file each, without indexes;
@@ -38,7 +38,7 @@ _JOB: dict[str, Any] = {}
 
 
 def _advance(ids: Any, g: dict[str, Any], shift: Any, extra: int) -> str:
-    """Move ``ids`` past one clone of template group ``g`` as :func:`_clone` would; the
+    """Move ``ids`` past one clone of template group ``g`` as :func:`clone` would; the
     clone's root record number."""
     first = ""
     for r in g["records"]:
@@ -67,7 +67,7 @@ def _columns(tables: tuple[tuple[str, Any], ...], dialect: Any
 
 def _chunk(k: int) -> str:
     """Worker: build chunk ``k`` into its scratch file; returns the file's path."""
-    from bench.datagen import _clone
+    from bench.datagen import clone
 
     j = _JOB
     start, stop = j["bounds"][k]
@@ -94,7 +94,7 @@ def _chunk(k: int) -> str:
     for pos in range(start, stop):
         i = j["order"][pos]
         kind, v, names = j["plan"][i]
-        rows = _clone(j["templates"][kind][v], ids, created_at=j["when"][i],
+        rows = clone(j["templates"][kind][v], ids, created_at=j["when"][i],
                       title=j["titles"][pos], users=j["users"], names=names,
                       full_names=j["full_names"], extra_updates=j["extra"][i])
         for key, (_t, cnames, procs) in cols.items():

@@ -241,7 +241,7 @@ class _Ids:
 Rows = dict[str, list[dict[str, Any]]]
 
 
-def _clone(g: dict[str, Any], ids: _Ids, *, created_at: datetime, title: str,
+def clone(g: dict[str, Any], ids: _Ids, *, created_at: datetime, title: str,
            users: dict[str, int], names: dict[str, str], full_names: dict[int, str],
            extra_updates: int = 0) -> Rows:
     """One clone of template group ``g``, created at ``created_at``: rows by table.
@@ -405,7 +405,7 @@ def generate(url: str, *, records: int = 50_000, hot_user: str = "olga", hot_tas
     one a core; bench/bulkload.py); 1 keeps the sequential path.
 
     ``audit_events``: aim for about that many record audit events in total by appending
-    ``update`` events to clones (see :func:`_clone`)."""
+    ``update`` events to clones (see :func:`clone`)."""
     rng = random.Random(seed)
     real_now = clock.now()
     start = real_now - timedelta(days=SPREAD_DAYS + 30)
@@ -461,7 +461,7 @@ def generate(url: str, *, records: int = 50_000, hot_user: str = "olga", hot_tas
     def clones() -> Iterator[tuple[int, Rows]]:
         for i in order:
             kind, v, names = plan[i]
-            yield i, _clone(templates[kind][v], ids, created_at=when[i], title=_title(rng),
+            yield i, clone(templates[kind][v], ids, created_at=when[i], title=_title(rng),
                             users=users, names=names, full_names=full_names,
                             extra_updates=extra[i])
 
@@ -586,6 +586,13 @@ def copy_to_postgresql(sqlite_path: str, url: str, log: Any = None) -> int:
         for table in tables:  # the schema was just built: nothing to replace
             if pg.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone():
                 raise RuntimeError(f"{table} is not empty after the schema was built")
+        # secondary indexes are built once after the copy (a sort each), not row by row
+        indexes = pg.execute(
+            "SELECT indexname, indexdef FROM pg_indexes i WHERE schemaname = 'public' AND "
+            "NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)"
+        ).fetchall()
+        for name, _ddl in indexes:
+            pg.execute(f'DROP INDEX "{name}"')
         for table in tables:
             cols = [c.name for c in Record.metadata.tables[table].columns]
             names = ", ".join(f'"{c}"' for c in cols)
@@ -602,6 +609,11 @@ def copy_to_postgresql(sqlite_path: str, url: str, log: Any = None) -> int:
         if (pg.execute("SELECT to_regclass('record_search')").fetchone() or [None])[0]:
             pg.execute("INSERT INTO record_search (record_id, doc) "
                        "SELECT id, record_search_doc(number, title, data) FROM records")
+        pg.execute("SET maintenance_work_mem = '512MB'")
+        for name, ddl in indexes:
+            pg.execute(ddl)
+            if log:
+                log(f"index {name} built")
         pg.commit()
     with psycopg.connect(dsn, autocommit=True) as pg:
         pg.execute("ANALYZE")

@@ -92,8 +92,7 @@ class Registry:
     def known(self, session: Session) -> dict[str, WorkflowDefinition]:
         """The newest published definition of every workflow key (what a draft's
         cross-workflow references are checked against)."""
-        keys = session.execute(select(DefinitionVersion.key).distinct()).scalars().all()
-        return {k: self.latest(session, k).definition for k in keys}
+        return self.newest(session)
 
     def newest(self, session: Session) -> dict[str, WorkflowDefinition]:
         """What :meth:`known` returns, read in one statement (compiled versions cached)."""
