@@ -266,6 +266,9 @@ class Task(Base):
 
     __table_args__ = (
         Index("ix_tasks_record_status", "record_id", "status"),
+        # the visibility rule's "has (had) a task on it" for lists (rules.visible_clause):
+        # the records a person worked on, from their own tasks (migration 0019)
+        Index("ix_tasks_assignee_record", "assignee_id", "record_id"),
         # the inbox (workflow/rules.py inbox_branches): open tasks by assignee, and
         # unassigned open tasks by role, each in (due, id) order; partial (migration 0012),
         # so done tasks - most of them - are not indexed here
