@@ -66,7 +66,7 @@ class Base(DeclarativeBase):
 M = TypeVar("M", bound=Base)
 
 
-def from_row(cls: type[M], values: Mapping[str, Any]) -> M:
+def from_row(cls: type[M], values: Mapping[Any, Any]) -> M:
     """A model object holding ``values`` (a row's columns, already converted by the column
     types) the way the ORM's own loading builds one: the values go into the object's dict
     without an attribute event each (the constructor fires one per column; issue 18: ~40 a
