@@ -104,3 +104,22 @@ def test_a_count_by_counts_its_groups(engine, deviation_set):  # noqa: F811
         m = k.metrics(["deviation.by_classification"])["deviation.by_classification"]
     assert len(seen) == 2, [s for s, _ in seen]
     assert m.value == sum(m.groups.values()) == k.metric("deviation.by_classification").value
+
+
+def test_training_compliance_and_its_documents_read_once(engine, capa_set):  # noqa: F811
+    """R-PERF-73: the training compliance figure is the sum of the per-document table the
+    dashboard shows beside it, read once by the calculator (one read session, as of its
+    as-of time): the same numbers, one statement for both."""
+    k = kpi(engine, "quinn")
+    alone = k.metric("trn.compliance")
+    k2 = kpi(engine, "quinn")
+    k2.specs()
+    k2.scope.sees_all_of("training_assignment")  # the definitions and roles, read once
+    with statements(engine) as seen:
+        m = k2.metrics(["trn.compliance"])["trn.compliance"]
+        docs = k2.training_by_document()
+    assert len(seen) == 2, [s for s, _ in seen]
+    assert alone.denominator and (m.numerator, m.denominator, m.value) == \
+        (alone.numerator, alone.denominator, alone.value)
+    assert docs == kpi(engine, "quinn").training_by_document()
+    assert sum(n for _d, _h, n in docs) == m.denominator

@@ -109,6 +109,7 @@ class Kpi:
             self.as_of = min(clock.now(), self.period.end)
         self.user = identity.get_user(self.session, self.viewer, active=False)
         self._declared: dict[str, declared_kpis.Declared] | None = None
+        self._by_document: list[tuple[str, int, int]] | None = None
         #: what every cohort reads: the viewer's visible records, the period, the as-of time
         self.scope = Scope(self.session, self.registry, self.user, self.period, self.as_of,
                            self.policy)
@@ -244,6 +245,11 @@ class Kpi:
             x = self.declared().get(k) if k not in SPECS else None
             if spec.workflow and spec.workflow not in there:
                 data[k] = [] if spec.kind == "median" else batch.EMPTY
+            elif k == "trn.compliance":
+                # the per-document table partitions the same cohort (integers: exact);
+                # the page shows it too, so it is read once per calculator
+                docs = self.training_by_document()
+                data[k] = (sum(n for _d, _h, n in docs), sum(h for _d, h, _n in docs), None, 0)
             elif x is not None and x.kpi.kind == "count_by":
                 # the groups partition the cohort (a row each, hit 1, no value): its count
                 # is theirs, one statement for both
@@ -334,14 +340,19 @@ class Kpi:
         return out
 
     def training_by_document(self) -> list[tuple[str, int, int]]:
-        """(document, completed, due) per document, same cohort as trn.compliance."""
+        """(document, completed, due) per document, same cohort as trn.compliance; read
+        once per calculator (one read session, as of :attr:`as_of`), which also gives
+        trn.compliance in :meth:`metrics` (R-PERF-73)."""
+        if self._by_document is not None:
+            return list(self._by_document)
         cap = self.scope.training(SPECS["trn.compliance"].workflow or "")
         if cap is None:
             return []
         c = self.cohort("trn.compliance").add_columns(document_of(cap).label("doc")).subquery()
-        return [(str(d), int(h), int(n)) for d, h, n in self.session.execute(
+        self._by_document = [(str(d), int(h), int(n)) for d, h, n in self.session.execute(
             select(c.c.doc, func.sum(c.c.hit), func.count())
             .group_by(c.c.doc).order_by(c.c.doc)).all()]
+        return list(self._by_document)
 
     def training_by_role(self) -> list[tuple[str, int, int]]:
         """(role, completed, due) per role the trainee holds at the as-of time, same cohort
