@@ -271,9 +271,11 @@ class Task(Base):
         Index("ix_tasks_assignee_record", "assignee_id", "record_id"),
         # the inbox (workflow/rules.py inbox_branches): open tasks by assignee, and
         # unassigned open tasks by role, each in (due, id) order; partial (migration 0012),
-        # so done tasks - most of them - are not indexed here
+        # so done tasks - most of them - are not indexed here; assigned ones only in the
+        # first (migration 0020), so no planner reads a claimable branch through it
         Index("ix_tasks_open_assignee_due", "assignee_id", "due_at", "id",
-              sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'")),
+              sqlite_where=text("status = 'open' AND assignee_id IS NOT NULL"),
+              postgresql_where=text("status = 'open' AND assignee_id IS NOT NULL")),
         Index("ix_tasks_claimable_role_due", "role", "due_at", "id",
               sqlite_where=text("status = 'open' AND assignee_id IS NULL"),
               postgresql_where=text("status = 'open' AND assignee_id IS NULL")),
