@@ -216,3 +216,36 @@ def test_no_statement_binds_a_parameter_against_the_open_task_index(
     assert not offending, offending
     assert any("tasks.status = 'open'" in s for s in counter.statements)
     assert engine.get(number).state == "closed"
+
+
+def test_the_units_connection_is_the_sessions_transaction(committed_engine: Engine) -> None:
+    """R-PERF-82: the Core statements of a step run on the unit's connection
+    (``workflow.db.uow.connection``), which is the session's own: what one writes the other
+    reads in the same transaction, a rolled-back unit leaves nothing from either, and after
+    the session's transaction ends the next statement runs in a new one, not on a closed
+    connection."""
+    from workflow.db.uow import connection
+
+    count = text("SELECT count(*) FROM record_counters WHERE prefix = 'TUOW'")
+    add = text("INSERT INTO record_counters (prefix, year, last_value) VALUES ('TUOW', :y, 1)")
+    with pytest.raises(RuntimeError), committed_engine.unit() as s:
+        conn = connection(s)
+        assert conn is connection(s)  # one connection a unit
+        conn.execute(add, {"y": 2001})
+        assert s.execute(count).scalar_one() == 1
+        s.execute(add, {"y": 2002})
+        assert connection(s).execute(count).scalar_one() == 2
+        raise RuntimeError("rolled back")
+    with committed_engine.reader() as s:
+        assert connection(s).execute(count).scalar_one() == 0
+    # a session whose transaction ended (outside a unit, where that can happen)
+    s = committed_engine.sessions()
+    try:
+        first = connection(s)
+        s.rollback()
+        assert first.closed
+        again = connection(s)
+        assert again is not first and not again.closed
+        assert again.execute(count).scalar_one() == 0
+    finally:
+        s.close()

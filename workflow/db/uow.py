@@ -61,7 +61,9 @@ def connection(session: Session) -> Connection:
     this one connection for the whole unit (its transaction), so statements run on it and
     through the session see and write the same transaction."""
     conn: Connection | None = session.info.get(_CONNECTION)
-    if conn is None:
+    if conn is None or conn.closed:
+        # (closed: the session's transaction ended, e.g. rolled back; the session would
+        # begin a new one for its next statement, and so does this)
         conn = session.info[_CONNECTION] = session.connection()
     return conn
 
