@@ -44,6 +44,16 @@ LIFE: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
 ]
 
 
+def _step_kwargs(extra: dict[str, Any]) -> dict[str, Any]:
+    """A LIFE step's signature (signed by the named person) and reason, as fire() takes them."""
+    kwargs: dict[str, Any] = {}
+    if "signature" in extra:
+        kwargs["signature"] = sign(extra["signature"])
+    if "reason" in extra:
+        kwargs["reason"] = extra["reason"]
+    return kwargs
+
+
 @pytest.fixture
 def crew(committed_engine: Engine) -> None:
     from tests.integration.test_concurrency import CREW
@@ -101,12 +111,7 @@ def test_statements_per_step(counted: tuple[Engine, Counter]) -> None:
     seen: dict[str, int] = {}
     for name, actor, data, extra in LIFE:
         counter.reset()
-        kwargs: dict[str, Any] = {}
-        if "signature" in extra:
-            kwargs["signature"] = sign(extra["signature"])
-        if "reason" in extra:
-            kwargs["reason"] = extra["reason"]
-        engine.fire(number, name, actor, data, **kwargs)
+        engine.fire(number, name, actor, data, **_step_kwargs(extra))
         work = counter.work()
         assert counter.commits == 1, (name, counter.statements)
         ceiling = SIGNED_MAX if "signature" in extra else UNSIGNED_MAX
@@ -205,12 +210,7 @@ def test_no_statement_binds_a_parameter_against_the_open_task_index(
     counter.reset()
     number = engine.start("capa", "emma", {"title": "Literal", "description": "d"}).number
     for name, actor, data, extra in LIFE:
-        kwargs: dict[str, Any] = {}
-        if "signature" in extra:
-            kwargs["signature"] = sign(extra["signature"])
-        if "reason" in extra:
-            kwargs["reason"] = extra["reason"]
-        engine.fire(number, name, actor, data, **kwargs)
+        engine.fire(number, name, actor, data, **_step_kwargs(extra))
     bound = re.compile(r"tasks\.status (=|!=|<>) (\?|%\(|\$\d)")
     offending = [s for s in counter.statements if bound.search(s)]
     assert not offending, offending
