@@ -151,6 +151,9 @@ def test_draft_survives_the_idle_timeout_and_is_restored(browser, live):  # noqa
     base, eng = live
     number = eng.start("deviation", "emma", DEV).number
     page = new_page(browser, base)
+    # the page's own clock is Playwright's (it runs in real time until moved): the minute
+    # the page waits before it reloads passes in one step instead of being waited out
+    page.clock.install()
     errors = no_console_errors(page)
     log_in(page, "quentin")
     page.goto(f"/records/{number}/do/triage")
@@ -160,7 +163,8 @@ def test_draft_survives_the_idle_timeout_and_is_restored(browser, live):  # noqa
         (row,) = s.execute(select(FormDraft)).scalars()
         assert "Single OOS result" in row.data and "csrf" not in row.data
     clock.advance(timedelta(minutes=2))  # the server's idle timeout passes
-    expect(page).to_have_url(re.compile(r"/login"), timeout=70000)
+    page.clock.fast_forward("01:05")  # and the page's minute
+    expect(page).to_have_url(re.compile(r"/login"), timeout=10000)
     expect(page.get_by_text("inactivity", exact=False).or_(
         page.get_by_text("session", exact=False)).first).to_be_visible()
     page.get_by_label("Username").fill("quentin")
