@@ -615,8 +615,11 @@ def copy_to_postgresql(sqlite_path: str, url: str, log: Any = None) -> int:
             if log:
                 log(f"index {name} built")
         pg.commit()
+    # VACUUM as well as ANALYZE: a freshly copied table has no visibility map, so every
+    # index-only scan (the capped search count, the KPI counts) would fetch the heap too,
+    # and the figures measured on the copy would be worse than on a database in service
     with psycopg.connect(dsn, autocommit=True) as pg:
-        pg.execute("ANALYZE")
+        pg.execute("VACUUM (ANALYZE)")
     return n
 
 
