@@ -5,9 +5,12 @@ as-of time; with fewer statements."""
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import asdict
+from typing import Any
 
 import pytest
+from sqlalchemy import Float, cast, literal, null, select, union_all
 
 from tests.factories import statements
 from tests.integration.test_kpi import (  # noqa: F401 - fixtures
@@ -17,7 +20,7 @@ from tests.integration.test_kpi import (  # noqa: F401 - fixtures
     kpi,
     org,
 )
-from workflow.kpi import Period
+from workflow.kpi import Period, batch
 
 PAST = Period.months("2026-03", "2026-03")
 
@@ -123,3 +126,38 @@ def test_training_compliance_and_its_documents_read_once(engine, capa_set):  # n
         (alone.numerator, alone.denominator, alone.value)
     assert docs == kpi(engine, "quinn").training_by_document()
     assert sum(n for _d, _h, n in docs) == m.denominator
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 9, 10, 11, 20, 37])
+def test_a_median_is_three_rows_sorted_by_the_database(engine, n):
+    """R-PERF-74: a median metric's figures come from the values the database sorts, at
+    most three rows a median (the middle one or two and the 90th percentile) with the
+    share's counts beside them, whatever the cohort's size; they equal statistics.median
+    and values[int(0.9 n)] over every value, NULLs left out, even and odd counts."""
+    values = [round((i * 7919) % 101 / 3.0, 4) for i in range(n)]
+    rows = [(i, i % 3 == 0, v) for i, v in enumerate(values)] + [(n + 1, True, None),
+                                                                  (n + 2, False, None)]
+    cohort = union_all(*[select(literal(i).label("rid"), literal(int(h)).label("hit"),
+                                cast(literal(v) if v is not None else null(), Float()
+                                     ).label("value")) for i, h, v in rows]).subquery()
+    rows_of = select(cohort.c.rid.label("rid"), (cohort.c.hit + 0).label("hit"),
+                     (cohort.c.value + 0).label("value"))
+    fetched: list[int] = []
+    with engine.reader() as s:
+        got = batch.aggregate(s, {"m": rows_of, "c": rows_of}, {"m": "median", "c": "share"})
+        execute = s.execute
+
+        def spy(*a: Any, **kw: Any) -> Any:  # the rows each statement hands the application
+            frozen = execute(*a, **kw).freeze()
+            fetched.append(len(frozen().all()))
+            return frozen()
+
+        s.execute = spy  # type: ignore[method-assign]
+        assert batch.aggregate(s, {"m": rows_of}, {"m": "median"})["m"] == got["m"]
+    ordered = sorted(values)
+    assert got["c"] == (n + 2, sum(1 for _i, h, _v in rows if h), None, 0)
+    if n:
+        assert got["m"] == (n, statistics.median(ordered), ordered[min(n - 1, int(0.9 * n))])
+    else:
+        assert got["m"] == (0, None, None)
+    assert len(fetched) == 1 and 1 <= fetched[0] <= 3  # not the n + 2 rows of the cohort

@@ -11,7 +11,7 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Select, and_, func, literal, select, union_all
 from sqlalchemy.orm import Session
@@ -177,7 +177,7 @@ class Kpi:
     def metric(self, key: str) -> Metric:
         return self._metric(key, None)
 
-    def _metric(self, key: str, data: batch.Aggregates | list[float] | None,
+    def _metric(self, key: str, data: batch.Aggregates | batch.Median | None,
                 groups: dict[str, int] | None = None) -> Metric:
         """The metric ``key`` from its cohort's aggregates (a median: its sorted values),
         computed here when ``data`` is None; a count_by's ``groups`` likewise."""
@@ -185,22 +185,21 @@ class Kpi:
         m = Metric(key, spec.label, spec.show, None)
         x = self.declared().get(key) if key not in SPECS else None
         if spec.kind == "median":
-            if data is None:
+            if data is None:  # alone: every value, in Python (what metrics() must equal)
                 c = self.cohort(key).subquery()
-                data = [float(v) for v in self.session.execute(
+                values = [float(v) for v in self.session.execute(
                     select(c.c.value).order_by(c.c.value)).scalars() if v is not None]
-            assert isinstance(data, list)
-            values = data
-            m.numerator = m.denominator = len(values)
-            if values:
-                m.value = statistics.median(values)
-                m.p90 = values[min(len(values) - 1, int(0.9 * len(values)))] \
-                    if len(values) > 1 else values[0]
+                data = (len(values), statistics.median(values) if values else None,
+                        values[min(len(values) - 1, int(0.9 * len(values)))] if values
+                        else None)
+            n, median, p90 = cast(batch.Median, data)
+            m.numerator = m.denominator = n
+            if n:
+                m.value, m.p90 = median, p90
         else:
             if data is None:
                 data = batch.aggregate(self.session, {key: self.cohort(key)})[key]
-            assert isinstance(data, tuple)
-            n, hits, avg, total = data
+            n, hits, avg, total = cast(batch.Aggregates, data)
             if spec.kind == "count":
                 m.value = m.numerator = int(n)
             elif spec.kind == "share":
@@ -238,13 +237,13 @@ class Kpi:
         assert self.as_of is not None
         there = batch.present(self.session, self.as_of,
                               {s.workflow for s in specs.values() if s.workflow})
-        data: dict[str, batch.Aggregates | list[float] | None] = {}
+        data: dict[str, batch.Aggregates | batch.Median | None] = {}
         groups: dict[str, dict[str, int]] = {}
         shared = {}
         for k, spec in specs.items():
             x = self.declared().get(k) if k not in SPECS else None
             if spec.workflow and spec.workflow not in there:
-                data[k] = [] if spec.kind == "median" else batch.EMPTY
+                data[k] = batch.NO_VALUES if spec.kind == "median" else batch.EMPTY
             elif k == "trn.compliance":
                 # the per-document table partitions the same cohort (integers: exact);
                 # the page shows it too, so it is read once per calculator
