@@ -352,6 +352,22 @@ def test_edited_api_token_is_refused_and_named(engine, ivy, change):
                for p in problems(engine, "replay"))
 
 
+@pytest.mark.parametrize("seal", ["", "copied"])
+def test_inserted_role_grant_is_not_honoured_for_an_api_token(engine, ivy, seal):
+    """R-P11-10d-1 R-A11-12-1: the token's statement reads the caller's grants with the
+    token (issue 18); a QA grant inserted with SQL for the token's owner (unsealed, or with
+    another grant's seal copied) is not among the caller's roles, and is remembered as
+    untrusted for the request, as a grant read on its own is."""
+    made = api_tokens.create_own_token(engine, "ivy", name="LIMS", scopes=("read",))
+    honest = api_tokens.authenticate(engine, made.secret).roles
+    copied = sql(engine, "SELECT seal FROM role_grants ORDER BY id")[0][0]
+    _forge_grant(engine, "ivy", "qa", copied if seal else "")
+    with engine.reader() as s:
+        caller = api_tokens.authenticate(engine, made.secret, session=s)
+        assert "qa" not in caller.roles and caller.roles == honest
+        assert identity.untrusted_roles(s, identity.get_user(s, "ivy")) == {"qa"}
+
+
 # ------------------------------------------------------------------ the protections
 
 

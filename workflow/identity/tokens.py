@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from workflow import clock
 from workflow.audit import trail as audit
-from workflow.db.models import ApiToken, User
+from workflow.db.models import ApiToken, RoleGrant, User
 from workflow.db.seals import seal_ok
 from workflow.db.uow import Units
 from workflow.errors import NotAuthorized, TokenError, TokenRejected
@@ -309,7 +309,9 @@ def create_service_account(session: Session, username: str, full_name: str, *,
 
 # ------------------------------------------------------------------ authentication
 
-_BY_HASH = select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(
+# the token, its user and the user's active grants in one statement (a row per grant)
+_BY_HASH = select(ApiToken, User, *identity.GRANT_COLUMNS).join(
+    User, User.id == ApiToken.user_id).outerjoin(RoleGrant, identity.GRANTS_JOIN).where(
     ApiToken.token_hash == bindparam("h"))
 _TOUCH = update(ApiToken.__table__).where(ApiToken.__table__.c.id == bindparam("tid")) \
     .values(last_used_at=bindparam("now"))
@@ -347,10 +349,10 @@ def authenticate(engine: Units, secret: str | None, *,
         raise TokenRejected("malformed", "The bearer token is not a QMS API token.")
     now = clock.now()
     with nullcontext(session) if session is not None else engine.reader() as session:
-        found = session.execute(_BY_HASH, {"h": token_hash(secret)}).first()
-        if found is None:
+        rows = session.execute(_BY_HASH, {"h": token_hash(secret), "at": now}).all()
+        if not rows:
             raise TokenRejected("unknown", "The API token is not valid.")
-        row, user = found
+        row, user = rows[0][0], rows[0][1]
         if not seal_ok(engine.signing_key, "api_tokens", row):
             raise TokenRejected("tampered", f"The API token {row.prefix} fails its integrity "
                                             "check (changed outside the application).")
@@ -371,7 +373,7 @@ def authenticate(engine: Units, secret: str | None, *,
             raise TokenRejected("inactive_user", f"The account {user.username} is deactivated.")
         if is_locked(user, now):
             raise locked_error(user)
-        roles = identity.roles_of(session, user, now)
+        roles = identity.held_roles(session, user, now, rows)
         caller = Caller(row.id, row.prefix, user.id, user.username, user.full_name,
                         frozenset(row.scopes.split()), frozenset(roles))
         stale = row.last_used_at is None or now - row.last_used_at >= TOUCH_EVERY

@@ -8,9 +8,11 @@ commits. Those taking an ``engine`` are commands that run their own unit.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
+from typing import Any
 
 from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -127,18 +129,35 @@ def get_actor(session: Session, username: str, at: datetime) -> tuple[User, set[
         session.add(user)
     if not user.active:
         raise InactiveUser(user.username)
+    return user, held_roles(session, user, at, rows)
+
+
+#: a user's grants active at the bind parameter ``at``, joined beside the user's row
+#: (outer join: a user without grants is one row with NULLs); read with GRANT_COLUMNS
+GRANTS_JOIN = and_(_grants.user_id == _users.id, rules.active_grant_clause(bindparam("at")))
+_GRANT_NAMES = (*SEALED_COLUMNS["role_grants"], "seal")
+GRANT_COLUMNS = tuple(_grants[c].label("g_" + c) for c in _GRANT_NAMES)
+
+
+def held_roles(session: Session, user: User, at: datetime, rows: Iterable[Any]) -> set[str]:
+    """The roles ``user`` holds at ``at`` from their grants read beside their row (the
+    :data:`GRANT_COLUMNS` of each row, NULL for the outer join's empty side): what
+    :func:`roles_of` gives, without a statement of its own. Like it, a grant whose seal
+    fails is not honoured (and remembered for :func:`untrusted_roles`), and in a read unit
+    the roles answer later look-ups of the same moment."""
+    if not user.active:
+        return set()
     key = check_key(session)
     trusted: set[str] = set()
     forged: set[str] = set()
-    names = (*SEALED_COLUMNS["role_grants"], "seal")
     for row in rows:
         m = row._mapping
         if m["g_id"] is None:
             continue  # no active grant (the outer join's empty side)
-        grant = SimpleNamespace(**{c: m["g_" + c] for c in names})
+        grant = SimpleNamespace(**{c: m["g_" + c] for c in _GRANT_NAMES})
         (trusted if rules.grant_trusted(key, grant) else forged).add(grant.role)
-    session.info.setdefault(_UNTRUSTED, {})[user.id] = forged - trusted
-    return user, trusted
+    _remember_roles(session, user, at, trusted, forged)
+    return trusted
 
 
 def system_user(session: Session) -> User:
@@ -329,11 +348,17 @@ def roles_of(session: Session, user: User, at: datetime | None = None) -> set[st
     forged: set[str] = set()
     for g in session.execute(_GRANTS_OF, {"user_id": user.id, "at": when}):
         (trusted if rules.grant_trusted(key, g) else forged).add(g.role)
+    _remember_roles(session, user, when, trusted, forged)
+    return trusted
+
+
+def _remember_roles(session: Session, user: User, when: datetime, trusted: set[str],
+                    forged: set[str]) -> None:
     session.info.setdefault(_UNTRUSTED, {})[user.id] = forged - trusted
+    cache = _read_cache(session)
     if cache is not None:
         cache.roles[user.id] = (when, frozenset(trusted))
         cache.names.setdefault(user.username.lower(), user)
-    return trusted
 
 
 #: how far apart two role look-ups of one read unit may be and still share one read
