@@ -27,6 +27,7 @@ import io
 import os
 import re
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from typing import Any, Protocol
@@ -98,6 +99,13 @@ class LocalBlobStore:
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
 
+    def fingerprint(self, sha256: str) -> tuple[int, ...]:
+        """What the file system records of the stored file: device, inode, size and the
+        modification and change times (a write, a replacement or a metadata change gives
+        another; the change time cannot be set back from user space)."""
+        st = os.stat(self.path(sha256))
+        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
 
 def store(settings: config.Settings | None = None) -> BlobStore:
     """The store the settings name (``QMS_ATTACHMENT_STORE``), else the local one."""
@@ -117,16 +125,63 @@ def store(settings: config.Settings | None = None) -> BlobStore:
 
 def intact(blobs: BlobStore, sha256: str, size: int | None = None) -> str | None:
     """Why the file stored under ``sha256`` is not what was attached (None: it is): missing,
-    or its bytes no longer hash to ``sha256`` (replaced or changed on disk)."""
+    or its bytes no longer hash to ``sha256`` (replaced or changed on disk). Always reads
+    and hashes the file (verify-audit)."""
     try:
         data = blobs.get(sha256)
     except (FileNotFoundError, ValueError):
         return "the file is missing from the attachment store"
+    return mismatch(data, sha256, size)
+
+
+def mismatch(data: bytes, sha256: str, size: int | None = None) -> str | None:
+    """Why ``data`` (read from the store) is not the file attached as ``sha256`` of ``size``
+    bytes (None: it is)."""
     if hashlib.sha256(data).hexdigest() != sha256:
         return "the stored file no longer matches its SHA-256 (it was changed or replaced)"
     if size is not None and len(data) != size:
         return f"the stored file has {len(data)} bytes, the record says {size}"
     return None
+
+
+#: per process: SHA-256 -> the stored file's fingerprint when its bytes last hashed right
+_HASHED_RIGHT: dict[str, tuple[int, ...]] = {}
+_HASHED_RIGHT_MAX = 10_000
+#: a file changed less than this long ago is hashed every time: file times advance in clock
+#: ticks of a few milliseconds, so a second change within the tick of the first would leave
+#: the fingerprint as it was (git's "racy clean" rule)
+SETTLED_NS = 1_000_000_000
+
+
+def intact_seen(blobs: BlobStore, sha256: str, size: int | None = None) -> str | None:
+    """:func:`intact` for pages: a stored file whose fingerprint (``LocalBlobStore``: inode,
+    size, modification and change time) is the one it had when its bytes last hashed right
+    in this process is not read and hashed again. A file written to, replaced or touched
+    since has another fingerprint and is hashed again, so the page still names it; a file
+    changed within the last second (:data:`SETTLED_NS`) and a store without fingerprints
+    are hashed every time; ``qms verify-audit`` always hashes."""
+    fingerprint = getattr(blobs, "fingerprint", None)
+    if fingerprint is None:
+        return intact(blobs, sha256, size)
+    try:
+        before = fingerprint(sha256)
+    except (OSError, ValueError):
+        return intact(blobs, sha256, size)
+    if _HASHED_RIGHT.get(sha256) == before:
+        return None
+    why = intact(blobs, sha256, size)
+    try:
+        same = fingerprint(sha256) == before  # not changed while it was read
+    except (OSError, ValueError):
+        same = False
+    settled = time.time_ns() - max(before[-2:]) > SETTLED_NS
+    if why is None and same and settled:
+        if len(_HASHED_RIGHT) >= _HASHED_RIGHT_MAX:
+            _HASHED_RIGHT.clear()
+        _HASHED_RIGHT[sha256] = before
+    else:
+        _HASHED_RIGHT.pop(sha256, None)
+    return why
 
 
 # --------------------------------------------------------------------------- file values
@@ -146,11 +201,13 @@ def files_in(value: Any) -> list[dict[str, Any]]:
 
 
 def broken(blobs: BlobStore, data: dict[str, Any]) -> dict[str, str]:
-    """sha256 -> why, for every file the record's ``data`` references that is not intact."""
+    """sha256 -> why, for every file the record's ``data`` references that is not intact
+    (:func:`intact_seen`: a file unchanged on disk since it last hashed right is not hashed
+    again)."""
     out: dict[str, str] = {}
     for value in data.values():
         for f in files_in(value):
-            why = intact(blobs, f["sha256"], f["size"])
+            why = intact_seen(blobs, f["sha256"], f["size"])
             if why:
                 out[f["sha256"]] = why
     return out

@@ -5,6 +5,8 @@ signature. Runs on SQLite and, with QMS_TEST_DATABASE_URL, on PostgreSQL."""
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 
 import pytest
 from sqlalchemy import func, select, update
@@ -188,6 +190,43 @@ def test_a_file_replaced_on_disk_after_signing_is_detected_and_supersedes(engine
         attachments.download(engine, n, value["sha256"], people["qa"])
     path.unlink()
     assert "missing" in next(p.message for p in _problems(engine) if p.kind == "attachment")
+
+
+def test_the_record_page_hashes_an_unchanged_file_once_and_a_changed_one_again(
+        engine, people, store, monkeypatch):
+    """R-PERF-67 R-WF-32: the record page reads and hashes a stored attachment again only
+    when the file changed on disk since it last hashed right in this process (inode, size,
+    modification and change time); one changed in place with the same size and its
+    modification time set back is hashed again and named. A download hands out the bytes
+    it checked (one read); verify-audit hashes every time."""
+    n, value = verified(engine, people, store)
+    path = blobs.LocalBlobStore(store).path(value["sha256"])
+    time.sleep(max(0.0, (path.stat().st_ctime_ns + blobs.SETTLED_NS - time.time_ns()) / 1e9)
+               + 0.05)  # a file changed within the last second is hashed every time
+    reads: list[str] = []
+    get = blobs.LocalBlobStore.get
+    monkeypatch.setattr(blobs.LocalBlobStore, "get",
+                        lambda self, sha: reads.append(sha) or get(self, sha))
+
+    def page_damaged() -> dict:
+        with engine.reader() as s:
+            return records.record_page(s, engine, n, people["qa"]).damaged
+
+    assert page_damaged() == {}
+    first = len(reads)  # 1, or 0 when it hashed right earlier in this process
+    assert first <= 1
+    assert page_damaged() == {} and page_damaged() == {} and len(reads) == first
+    attachments.download(engine, n, value["sha256"], people["qa"])
+    assert len(reads) == first + 1  # the download reads once and hands out what it checked
+    assert _problems(engine) == [] and len(reads) == first + 2  # verify-audit always hashes
+    stat = path.stat()
+    path.chmod(0o640)
+    path.write_bytes(PNG.replace(b"\x00\x00\x00\x01", b"\x00\x00\x00\x02", 1))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same mtime
+    assert path.stat().st_size == stat.st_size
+    assert "no longer matches its SHA-256" in page_damaged()[value["sha256"]]
+    assert "no longer matches its SHA-256" in page_damaged()[value["sha256"]]
+    assert len(reads) == first + 4  # a damaged file is hashed on every view
 
 
 def test_a_file_swapped_in_the_record_row_after_signing_is_detected(engine, people, store):
