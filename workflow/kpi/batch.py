@@ -47,9 +47,10 @@ EMPTY: Aggregates = (0, 0, None, 0)
 NO_VALUES: Median = (0, None, None)
 
 
-def order_positions(n: int) -> tuple[int, int, int]:
+def order_positions(n: Any) -> tuple[Any, Any, Any]:
     """The 0-based positions in ``n`` sorted values of the two middle values (the same one
-    when ``n`` is odd) and the 90th percentile (``int(0.9 * n)``, in integers: 9n // 10)."""
+    when ``n`` is odd) and the 90th percentile (``int(0.9 * n)``, in integers: 9n // 10).
+    ``n`` is a number, or a SQL integer expression (the statement picks the same rows)."""
     return (n - 1) // 2, n // 2, (9 * n) // 10
 
 
@@ -219,8 +220,7 @@ def _rows(session: Session, leader: Select, members: list[tuple[str, Any, Any]],
                   ).label(f"at{i}")]
     w = select(*cols).subquery()
     # each median's positions; a median without values: its first row, for the counts
-    wanted = [or_(w.c[f"at{i}"].in_([(w.c[f"nv{i}"] - 1) // 2, w.c[f"nv{i}"] // 2,
-                                     (9 * w.c[f"nv{i}"]) // 10]),
+    wanted = [or_(w.c[f"at{i}"].in_(order_positions(w.c[f"nv{i}"])),
                   and_(w.c[f"nv{i}"] == 0, w.c[f"at{i}"] == 0))
               for i in medians]
     rows = session.execute(select(w).where(or_(*wanted))).all()

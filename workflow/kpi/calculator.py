@@ -179,8 +179,9 @@ class Kpi:
 
     def _metric(self, key: str, data: batch.Aggregates | batch.Median | None,
                 groups: dict[str, int] | None = None) -> Metric:
-        """The metric ``key`` from its cohort's aggregates (a median: its sorted values),
-        computed here when ``data`` is None; a count_by's ``groups`` likewise."""
+        """The metric ``key`` from its cohort's aggregates (a median: its
+        :data:`~workflow.kpi.batch.Median`), computed here when ``data`` is None; a
+        count_by's ``groups`` likewise."""
         spec = self.spec(key)
         m = Metric(key, spec.label, spec.show, None)
         x = self.declared().get(key) if key not in SPECS else None
