@@ -123,6 +123,10 @@ def store(settings: config.Settings | None = None) -> BlobStore:
     return result
 
 
+#: why a file value's stored file is not there
+MISSING = "the file is missing from the attachment store"
+
+
 def intact(blobs: BlobStore, sha256: str, size: int | None = None) -> str | None:
     """Why the file stored under ``sha256`` is not what was attached (None: it is): missing,
     or its bytes no longer hash to ``sha256`` (replaced or changed on disk). Always reads
@@ -130,7 +134,7 @@ def intact(blobs: BlobStore, sha256: str, size: int | None = None) -> str | None
     try:
         data = blobs.get(sha256)
     except (FileNotFoundError, ValueError):
-        return "the file is missing from the attachment store"
+        return MISSING
     return mismatch(data, sha256, size)
 
 

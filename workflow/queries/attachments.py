@@ -76,7 +76,7 @@ def download(engine: Engine, number: str, sha256: str, actor: str
             data = blobs.store().get(sha256)
             why = blobs.mismatch(data, sha256, value["size"])
         except (FileNotFoundError, ValueError):
-            data, why = b"", "the file is missing from the attachment store"
+            data, why = b"", blobs.MISSING
         if why:
             raise AttachmentDamaged(sha256, f"{value['name']} of {rec.number} is not handed "
                                             f"out: {why}. Run qms verify-audit.")
