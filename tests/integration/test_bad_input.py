@@ -181,6 +181,11 @@ FIRE_CASES = [
      {**INVESTIGATION, "similar_deviations": "DEV-2026-0001"}, {},
      ValidationFailed, r"similar_deviations: must be a list",
      {"similar_deviations": "must be a list"}),
+    # R-PERF-75: PostgreSQL's jsonb cannot store a NUL; refused alike on both databases
+    ("text_with_nul", "reported", "triage", "qa",
+     {**TRIAGE, "classification_rationale": "Product\x00impact"}, {}, ValidationFailed,
+     r"classification_rationale: must not contain a NUL character",
+     {"classification_rationale": "must not contain a NUL character"}),
     ("reason_blank", "investigation", "cancel", "qa", {}, {"reason": "   ", "signature": "qa"},
      ReasonRequired, r"A reason is required to cancel deviation DEV-2026-0002", None),
     ("signature_missing", "investigation", "cancel", "qa", {}, {"reason": "Duplicate"},
@@ -306,6 +311,9 @@ START_CASES = [
      {"source_deviation": "no deviation record CAPA-2026-0001"}),
     ("user_does_not_exist", "capa", "emp", {"title": "t", "description": "d", "owner": "nobody"},
      ValidationFailed, r"owner: no active user nobody", {"owner": "no active user nobody"}),
+    ("title_with_nul", "deviation", "emp", {**DEV, "title": "Line\x003 stopped"},
+     ValidationFailed, r"title: must not contain a NUL character",
+     {"title": "must not contain a NUL character"}),
     ("deactivated_actor", "deviation", "dex", DEV, InactiveUser,
      r"User 'dex' is deactivated and cannot act or sign\.", None),
 ]

@@ -25,6 +25,7 @@ from sqlalchemy import (
     literal_column,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 # re-exported: the base and column type every model module and migration test uses
@@ -191,7 +192,10 @@ class Record(Base):
     title: Mapped[str] = mapped_column(String(300), default="")
     state: Mapped[str] = mapped_column(String(40))
     state_visit: Mapped[int] = mapped_column(Integer, default=1)
-    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # jsonb on PostgreSQL: stored parsed, so a field is read without parsing the document
+    # (migration 0021); SQLite keeps JSON as text
+    data: Mapped[dict[str, Any]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"),
+                                                 default=dict)
     version: Mapped[int] = mapped_column(Integer)
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime]

@@ -116,8 +116,8 @@ def list_count_sql(dialect: str, items_field: str, key: str, value: str) -> str:
     if dialect == "sqlite":
         return (f"(SELECT count(*) FROM json_each(records.data, '$.{items_field}') AS li "
                 f"WHERE json_extract(li.value, '$.{key}') = '{value}')")
-    return (f"(SELECT count(*) FROM json_array_elements(CASE WHEN json_typeof(records.data -> "
-            f"'{items_field}') = 'array' THEN records.data -> '{items_field}' ELSE '[]'::json END)"
+    return (f"(SELECT count(*) FROM jsonb_array_elements(CASE WHEN jsonb_typeof(records.data -> "
+            f"'{items_field}') = 'array' THEN records.data -> '{items_field}' ELSE '[]'::jsonb END)"
             f" AS li WHERE li ->> '{key}' = '{value}')")
 
 
@@ -129,8 +129,8 @@ def lists_user_sql(dialect: str, table: str, items: str) -> str:
     if dialect == "sqlite":
         return (f"EXISTS (SELECT 1 FROM json_each({table}.data, '$.{items}') AS gi "
                 "WHERE lower(json_extract(gi.value, '$.user')) = lower(users.username))")
-    return (f"EXISTS (SELECT 1 FROM json_array_elements(CASE WHEN json_typeof({table}.data "
-            f"-> '{items}') = 'array' THEN {table}.data -> '{items}' ELSE '[]'::json END) "
+    return (f"EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof({table}.data "
+            f"-> '{items}') = 'array' THEN {table}.data -> '{items}' ELSE '[]'::jsonb END) "
             "AS gi WHERE lower(gi ->> 'user') = lower(users.username))")
 
 

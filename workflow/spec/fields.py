@@ -44,6 +44,8 @@ def _file(value: Any) -> dict[str, Any]:
         raise FieldValueError("needs a size in bytes")
     if not isinstance(value["type"], str) or "/" not in value["type"]:
         raise FieldValueError("needs a media type")
+    if "\x00" in value["name"] + value["type"]:
+        raise FieldValueError("has a NUL character in its name or type")
     return {k: value[k] for k in ("sha256", "name", "size", "type")}
 
 
@@ -60,6 +62,10 @@ def coerce(spec: FieldSpec, value: Any) -> Any:
         if not isinstance(value, str):
             raise FieldValueError("must be text")
         value = value.strip() if t == "string" else value
+        if "\x00" in value:
+            # no database text type holds it, and PostgreSQL's jsonb refuses it (R-PERF-75):
+            # refused alike on every database, with a reason
+            raise FieldValueError("must not contain a NUL character")
         limit = spec.max_length or (DEFAULT_MAX_STRING if t == "string" else DEFAULT_MAX_TEXT)
         if len(value) > limit:
             raise FieldValueError(f"is longer than {limit} characters")
