@@ -216,9 +216,12 @@ class Record(Base):
         # record search's "recently updated" sort pages in this index's order (migration 0014)
         Index("ix_records_updated_at", "updated_at", "id"),
         # KPI cohorts read records of a workflow by these columns only: the index covers
-        # them, so they never read the wide rows (migration 0017, R-PERF-41)
+        # them, so they never read the wide rows (migration 0017, R-PERF-41); the cohorts
+        # select the id too, which SQLite keeps in every index and PostgreSQL only when
+        # included (migration 0022)
         Index("ix_records_kpi", "workflow_key", "closed_at", "created_at", "outcome",
-              "due_current", "due_original", "definition_hash", "created_by_id"),
+              "due_current", "due_original", "definition_hash", "created_by_id",
+              postgresql_include=["id"]),
     )
 
 
