@@ -315,6 +315,21 @@ def test_create_record_rule_violations_are_422_and_roles_403(client, engine, org
         assert s.execute(select(func.count()).select_from(Record)).scalar_one() == 0
 
 
+def test_a_nul_character_through_the_api_is_refused_naming_the_field(client, engine, org):
+    """R-PERF-75 R-A11-5-1: a NUL in a text value sent to the API (which a browser form
+    hardly sends, a script easily) is refused before the engine sees it, naming where it
+    is, on both databases (the engine's own field check, beneath it, is tested in
+    test_record_data_jsonb.py); nothing is created."""
+    tok = token(engine, "emma", "read", "write")
+    r = call(client, "POST", "/records", tok, {"workflow": "deviation",
+                                               "data": {**DEV, "area": "Pack\u0000aging"}})
+    assert r.status_code == 400
+    assert err(r)["code"] == "bad_request"
+    assert err(r)["message"].startswith("body/data/area: not valid text (a NUL character")
+    with engine.reader() as s:
+        assert s.execute(select(func.count()).select_from(Record)).scalar_one() == 0
+
+
 def test_malformed_requests_are_400_and_change_nothing(client, engine, org):
     """R-A11-5-1: malformed JSON, bodies and parameters are refused with 400."""
     tok = token(engine, "quinn", "read", "write")

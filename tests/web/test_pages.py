@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from tests.web.conftest import PASSWORD, csrf, login
-from workflow.db.models import AuditEvent, Signature
+from workflow.db.models import AuditEvent, Record, Signature
 
 
 def capa_at_plan_approval(engine):
@@ -113,6 +113,22 @@ def test_another_workflows_record_is_not_found(client, account, engine):
     login(client, "ivy")
     assert client.get(f"/records/{r.number}").status_code == 404
     assert client.get("/records/NOPE-2026-0001").status_code == 404
+
+
+def test_a_nul_character_in_a_form_is_a_field_error_and_creates_nothing(client, account,
+                                                                         engine):
+    """R-PERF-75 R-A11-5-1: a NUL in a form's text (a crafted POST) is shown as an error at
+    its field, the form answered 422, and nothing is created, on both databases (before, on
+    PostgreSQL, the step failed with a database error)."""
+    account("emma", "employee")
+    login(client, "emma")
+    token = csrf(client, "/records/new/capa")
+    r = client.post("/records/new/capa", data={"csrf_token": token, "title": "Line\x003",
+                                               "description": "d"})
+    assert r.status_code == 422
+    assert "must not contain a NUL character" in r.get_data(as_text=True)
+    with engine.reader() as s:
+        assert s.execute(select(func.count()).select_from(Record)).scalar_one() == 0
 
 
 def test_admin_pages_need_the_admin_role(client, account):
