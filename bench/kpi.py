@@ -17,6 +17,7 @@ Prints one JSON object on its last line.
 
     python bench/kpi.py                          # 100,000 records, ~1,000,000 events
     python bench/kpi.py --records 5000 --events 50000 --n 3
+    python bench/kpi.py --db URL --info INFO.json --statements 10   # where the time goes
 """
 
 from __future__ import annotations
@@ -71,6 +72,32 @@ def dashboard(engine, viewer: str, each: bool = False) -> dict[str, float]:  # t
     return parts
 
 
+def _slowest_statements(engine, viewer: str, n: int) -> list[list]:  # type: ignore[no-untyped-def]
+    """The ``n`` slowest statements of one dashboard: [ms, the statement's first words],
+    each also printed with more of its text (the time from sending it to its rows)."""
+    bind = engine.sessions.kw["bind"]
+    timed: list[tuple[float, str]] = []
+    started: list[float] = []
+
+    def before(*_a: object) -> None:
+        started.append(time.perf_counter())
+
+    def after(_c: object, _cur: object, statement: str, *_a: object) -> None:
+        timed.append((time.perf_counter() - started.pop(), " ".join(statement.split())))
+
+    event.listen(bind, "before_cursor_execute", before)
+    event.listen(bind, "after_cursor_execute", after)
+    try:
+        dashboard(engine, viewer)
+    finally:
+        event.remove(bind, "before_cursor_execute", before)
+        event.remove(bind, "after_cursor_execute", after)
+    timed.sort(reverse=True)
+    for sec, sql in timed[:n]:
+        print(f"statement {sec * 1000:8.1f} ms  {sql[:400]}", flush=True)
+    return [[round(sec * 1000, 1), sql[:120]] for sec, sql in timed[:n]]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=100_000)
@@ -79,6 +106,9 @@ def main() -> None:
     ap.add_argument("--page", action="store_true", help="also time GET /dashboard/")
     ap.add_argument("--each", action="store_true",
                     help="compute the metrics one by one (Kpi.metric) and time each")
+    ap.add_argument("--statements", type=int, default=0, metavar="N",
+                    help="after the runs, time each statement of one more dashboard and "
+                         "print the N slowest (where the time goes)")
     ap.add_argument("--db", help="use this generated dataset instead of generating one")
     ap.add_argument("--info", help="the dataset's --info JSON file (with --db)")
     args = ap.parse_args()
@@ -146,6 +176,10 @@ def main() -> None:
             assert r.status_code == 200
         page = round(statistics.median(times), 3)
 
+    n_statements = len(seen)  # of the last measured dashboard
+    slow_statements = _slowest_statements(engine, viewer, args.statements) \
+        if args.statements else []
+
     p95 = totals[max(0, int(len(totals) * 0.95) - 1)]
     result = {
         "db": "postgresql" if url.startswith("postgresql") else "sqlite",
@@ -155,7 +189,7 @@ def main() -> None:
         "measured_parts": len(parts),
         "metrics_each": args.each,
         "builtin_metrics": len(SPECS),
-        "statements": len(seen),
+        "statements": n_statements,
         "cpu_p50_s": round(statistics.median(cpus), 3),
         "runs": args.n,
         "generate_s": round(gen_s, 1),
@@ -165,6 +199,7 @@ def main() -> None:
         **({"page_p50_s": page} if page is not None else {}),
         "slowest": {k: round(v * 1000, 1) for v, k in slowest},
         "parts_ms": {k: round(v * 1000, 1) for v, k in parts},
+        **({"slowest_statements_ms": slow_statements} if slow_statements else {}),
         "closed_share": closed_share,
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "target_s": TARGET_S,
