@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -46,6 +47,15 @@ def is_pg(url: str) -> bool:
 def as_user(url: str, user: str) -> str:
     """``url`` connecting as ``user`` (trust or the same password: tests only)."""
     return make_url(url).set(username=user).render_as_string(hide_password=False)
+
+
+def run_alembic(dbe: Any, verb: str, revision: str) -> None:
+    """``command.upgrade/downgrade`` (``verb``) to ``revision`` on ``dbe``, the way
+    ``workflow.db.upgrade`` runs them (in one transaction on the given connection)."""
+    cfg = db.alembic_config(dbe.url.render_as_string(hide_password=False))
+    with dbe.begin() as conn:
+        cfg.attributes["connection"] = conn
+        getattr(command, verb)(cfg, revision)
 
 
 def owner_url(url: str) -> str:

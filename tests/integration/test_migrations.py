@@ -11,14 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from tests.factories import owner_url
+from tests.factories import owner_url, run_alembic
 from workflow.db import engines as db
 from workflow.db.models import Base, modelled
 
@@ -36,14 +35,6 @@ pytestmark = [
 #: autogenerate cannot reflect on every dialect; it is checked by name below instead
 EXPRESSION_INDEXES = {"uq_users_username_lower"}
 APPEND_ONLY = ("audit_events", "signatures", "definition_versions")
-
-
-def _alembic(dbe: Any, verb: str, revision: str) -> None:
-    """``command.upgrade/downgrade`` on ``dbe`` the way ``workflow.db.upgrade`` runs them."""
-    cfg = db.alembic_config(dbe.url.render_as_string(hide_password=False))
-    with dbe.begin() as conn:
-        cfg.attributes["connection"] = conn
-        getattr(command, verb)(cfg, revision)
 
 
 def _differences(dbe: Any) -> list[Any]:
@@ -103,7 +94,7 @@ def test_upgrade_downgrade_upgrade_round_trip(committed_url):
         assert model_tables <= _tables(dbe)
         assert _append_only_triggers(dbe) == _expected_triggers(dbe)
 
-        _alembic(dbe, "downgrade", "base")
+        run_alembic(dbe, "downgrade", "base")
         assert db.current_revision(dbe) is None
         assert _tables(dbe) <= {"alembic_version"}
         assert _append_only_triggers(dbe) == set()
@@ -144,13 +135,13 @@ def test_every_step_downgrades_and_upgrades_again(committed_url):
         for rev in revisions:
             below = script.get_revision(rev).down_revision
             assert db.current_revision(dbe) == rev
-            _alembic(dbe, "downgrade", "-1")
+            run_alembic(dbe, "downgrade", "-1")
             assert db.current_revision(dbe) == below
-            _alembic(dbe, "upgrade", rev)  # and up again: the step is repeatable
+            run_alembic(dbe, "upgrade", rev)  # and up again: the step is repeatable
             assert db.current_revision(dbe) == rev
             assert EXPRESSION_INDEXES <= _index_names(dbe, "users"), rev
             assert _append_only_triggers(dbe) == _expected_triggers(dbe), rev
-            _alembic(dbe, "downgrade", "-1")  # on to the next step down
+            run_alembic(dbe, "downgrade", "-1")  # on to the next step down
         assert db.current_revision(dbe) is None
         db.upgrade(dbe)
         assert db.current_revision(dbe) == revisions[0]
@@ -169,15 +160,15 @@ def test_kpi_indexes_migration_both_ways(committed_url):
     dbe = db.make_engine(owner_url(committed_url))  # migrations: the schema owner
     try:
         assert KPI_INDEXES <= _index_names(dbe, "audit_events")
-        _alembic(dbe, "downgrade", "0004")
+        run_alembic(dbe, "downgrade", "0004")
         assert db.current_revision(dbe) == "0004"
         left = _index_names(dbe, "audit_events")
         assert not KPI_INDEXES & left
         assert {"ix_audit_events_record_id", "ix_audit_events_at"} <= left
         assert _append_only_triggers(dbe) == _expected_triggers(dbe)
-        _alembic(dbe, "upgrade", "0005")
+        run_alembic(dbe, "upgrade", "0005")
         assert KPI_INDEXES <= _index_names(dbe, "audit_events")
-        _alembic(dbe, "upgrade", "head")
+        run_alembic(dbe, "upgrade", "head")
         assert _differences(dbe) == []
     finally:
         dbe.dispose()

@@ -12,10 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from alembic import command
 from sqlalchemy import select, text
 
-from tests.factories import is_pg, owner_url
+from tests.factories import is_pg, owner_url, run_alembic
 from workflow.audit import integrity
 from workflow.db import engines as db
 from workflow.db.models import Record
@@ -88,13 +87,6 @@ def test_a_nul_character_is_refused_and_writes_nothing(engine, people):
     assert after == before
 
 
-def _alembic(dbe: Any, verb: str, revision: str) -> None:
-    cfg = db.alembic_config(dbe.url.render_as_string(hide_password=False))
-    with dbe.begin() as conn:
-        cfg.attributes["connection"] = conn
-        getattr(command, verb)(cfg, revision)
-
-
 def _reporter(committed_engine: Any) -> str:
     with committed_engine.unit() as s:
         system = identity.system_user(s)
@@ -121,7 +113,7 @@ def test_upgrade_stops_on_a_record_holding_a_nul_and_changes_nothing(committed_u
     fix = ("UPDATE records SET data = replace(data::text, 'Inter\\u0000lock', 'Interlock')::json "
            "WHERE number = :n")
     try:
-        _alembic(owner, "downgrade", "0020")
+        run_alembic(owner, "downgrade", "0020")
         with owner.begin() as c:
             assert _column_type(c) == "json"
             c.execute(text("ALTER TABLE records DISABLE TRIGGER USER"))
@@ -131,7 +123,7 @@ def test_upgrade_stops_on_a_record_holding_a_nul_and_changes_nothing(committed_u
                              {"n": number}).scalar_one()
         assert "Inter\\u0000lock" in held
         with pytest.raises(Exception, match=f"records {number} hold a NUL character") as exc:
-            _alembic(owner, "upgrade", "head")
+            run_alembic(owner, "upgrade", "head")
         assert type(exc.value).__name__ == "NulInRecordData"
         assert db.current_revision(owner) == "0020"
         with owner.connect() as c:
@@ -143,7 +135,7 @@ def test_upgrade_stops_on_a_record_holding_a_nul_and_changes_nothing(committed_u
             c.execute(text("ALTER TABLE records DISABLE TRIGGER USER"))
             c.execute(text(fix), {"n": number})
             c.execute(text("ALTER TABLE records ENABLE TRIGGER USER"))
-        _alembic(owner, "upgrade", "head")
+        run_alembic(owner, "upgrade", "head")
         with owner.connect() as c:
             assert _column_type(c) == "jsonb"
             assert c.execute(text("SELECT data ->> 'description' FROM records WHERE number = :n"),
